@@ -1,0 +1,1 @@
+"""HCP Concierge api process: channels, worker, actions, consoles, audit."""

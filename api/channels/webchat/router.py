@@ -1,0 +1,128 @@
+"""Web chat channel: the JSON API the page (and tests, and benchmarks) use."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import FileResponse, JSONResponse
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from api.channels.webchat.schemas import ButtonRead, MessageCreate, MessageRead, SessionRead, TurnRead
+from api.conversations import service as conversations
+from api.conversations.models import InboxStatus, Message
+from api.db import unit_of_work
+from api.errors import InvalidInput
+from api.state import AppState
+
+router = APIRouter(tags=["webchat"])
+STATIC = Path(__file__).resolve().parent / "static"
+
+
+def _state(request: Request) -> AppState:
+    state: AppState = request.app.state.concierge
+    return state
+
+
+def to_read(m: Message) -> MessageRead:
+    return MessageRead(
+        id=m.id, text=m.body, direction=m.direction, sender=m.sender_type, content_id=m.content_id,
+        content_version=m.content_version, approval_code=m.approval_code,
+        buttons=[ButtonRead(title=b["title"], payload=b["payload"]) for b in (m.buttons or [])],
+        created_at=m.created_at.isoformat(),
+    )
+
+
+@router.get("/", include_in_schema=False)
+def index() -> FileResponse:
+    return FileResponse(STATIC / "index.html", media_type="text/html")
+
+
+@router.post("/api/webchat/sessions", status_code=201)
+async def create_session(request: Request) -> SessionRead:
+    state = _state(request)
+
+    def create() -> str:
+        with unit_of_work(state.session_factory) as session:
+            _, token = conversations.create_webchat(session, now=state.clock.now(),
+                                                    market=state.settings.default_market)
+            return token
+
+    return SessionRead(session_id=await run_in_threadpool(create))
+
+
+async def _parse_message(request: Request, limit: int) -> MessageCreate:
+    raw = await request.body()
+    # A generous envelope for JSON escaping; the text itself is checked below.
+    if len(raw) > limit * 6 + 1024:
+        raise InvalidInput(f"message too large (max {limit} characters)", detail={"max_chars": limit})
+    try:
+        decoded = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidInput("request body is not valid UTF-8") from exc
+    try:
+        data = json.loads(decoded)
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(f"request body is not valid JSON: {exc.msg}") from exc
+    if not isinstance(data, dict):
+        raise InvalidInput('request body must be a JSON object like {"text": "..."}')
+    try:
+        body = MessageCreate.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "body"
+        raise InvalidInput(f"{where}: {first['msg']}") from exc
+    if not body.text.strip():
+        raise InvalidInput("text: message is empty")
+    if len(body.text) > limit:
+        raise InvalidInput(f"text: message too long ({len(body.text)} > {limit} characters)",
+                           detail={"max_chars": limit})
+    if "\x00" in body.text:
+        raise InvalidInput("text: contains a NUL character")
+    return body
+
+
+@router.post("/api/webchat/sessions/{session_id}/messages")
+async def post_message(session_id: str, request: Request) -> TurnRead:
+    state = _state(request)
+    body = await _parse_message(request, state.settings.max_message_chars)
+
+    def persist() -> tuple[str, int, bool]:
+        with unit_of_work(state.session_factory) as session:
+            conv = conversations.get_by_session_token(session, session_id)
+            stored = conversations.persist_inbound(
+                session, conv, text=body.text, payload=body.payload, now=state.clock.now(),
+                channel_message_id=body.client_message_id)
+            return conv.id, stored.message.id, stored.inbox.status == InboxStatus.done
+
+    conv_id, message_id, already_done = await run_in_threadpool(persist)
+    if not already_done:  # a retried client_message_id gets the replies of the first delivery
+        await state.worker.submit(conv_id, message_id)
+
+    def load() -> list[MessageRead]:
+        with state.session_factory() as session:
+            return [to_read(m) for m in conversations.replies_to(session, message_id)
+                    if m.status in ("sent", "delivered", "read")]
+
+    return TurnRead(messages=await run_in_threadpool(load))
+
+
+@router.get("/api/webchat/sessions/{session_id}/messages")
+async def list_messages(
+    session_id: str, request: Request, after: Annotated[int, Query(ge=0)] = 0
+) -> TurnRead:
+    state = _state(request)
+
+    def load() -> list[MessageRead]:
+        with state.session_factory() as session:
+            conv = conversations.get_by_session_token(session, session_id)
+            return [to_read(m) for m in conversations.list_after(session, conv, after)]
+
+    return TurnRead(messages=await run_in_threadpool(load))
+
+
+def error_response(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)

@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ButtonRead(BaseModel):
+    title: str
+    payload: str
+
+
+class MessageRead(BaseModel):
+    id: int
+    text: str
+    direction: str
+    sender: str
+    content_id: str | None
+    content_version: int | None
+    approval_code: str | None
+    buttons: list[ButtonRead]
+    created_at: str
+
+
+class MessageCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(min_length=1)
+    payload: str | None = Field(default=None, max_length=512)
+    client_message_id: str | None = Field(default=None, min_length=1, max_length=64)
+
+
+class SessionRead(BaseModel):
+    session_id: str
+
+
+class TurnRead(BaseModel):
+    messages: list[MessageRead]

@@ -1,0 +1,36 @@
+"""``concierge`` command line. Each feature registers its own subcommands."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Callable, Sequence
+
+# Feature modules that add subcommands: each exposes ``register(subparsers)``; every
+# parser it adds sets ``func`` (args → exit code).
+FEATURE_CLIS = (
+    "api.core_cli",
+    "knowledge.cli",
+    "api.safety.cli",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="concierge", description="HCP Concierge")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for module_name in FEATURE_CLIS:
+        module = importlib.import_module(module_name)
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func: Callable[[argparse.Namespace], int] = args.func
+    return func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,22 @@
+"""Bot copy the api itself says (without Rasa). Kept in one place for review."""
+
+from __future__ import annotations
+
+from api.conversations.drafts import Button
+
+TALK_TO_PERSON = Button("Talk to a person", "/request_human")
+
+RASA_FALLBACK = (
+    "Sorry, I can't process that right now. Your message is saved and nothing is lost. "
+    "Would you like a person from our team to pick this up?"
+)
+
+HANDOFF_QUEUED = (
+    "Thank you. I've asked a colleague to join this conversation (reference {reference}). "
+    "They will reply here by {due}."
+)
+
+CONTENT_NO_LONGER_AVAILABLE = (
+    "I'm sorry, the approved information I was about to send is no longer available. "
+    "I can pass your question to Medical Information or connect you with a person."
+)

@@ -1,0 +1,170 @@
+"""Conversations and their messages: the system of record for every word exchanged."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from api.audit import service as audit
+from api.conversations.models import (
+    Channel,
+    Conversation,
+    ConversationState,
+    Direction,
+    InboxItem,
+    InboxStatus,
+    Message,
+    MessageStatus,
+    OutboxItem,
+    OutboxStatus,
+    SenderType,
+)
+from api.errors import NotFound
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def create_webchat(session: Session, *, now: datetime, market: str | None) -> tuple[Conversation, str]:
+    """A new anonymous web chat conversation and the secret session id its page holds."""
+    token = secrets.token_urlsafe(24)
+    conv = Conversation(
+        channel=Channel.webchat, state=ConversationState.bot, market=market, audience="hcp",
+        failed_turns=0, created_at=now, session_token_hash=hash_token(token),
+    )
+    session.add(conv)
+    session.flush()
+    audit.record(session, action="conversation.created", subject_type="conversation",
+                 subject_id=conv.id, actor_type="hcp", data={"channel": conv.channel}, at=now)
+    return conv, token
+
+
+def get(session: Session, conversation_id: str) -> Conversation:
+    conv = session.get(Conversation, conversation_id)
+    if conv is None:
+        raise NotFound("conversation not found")
+    return conv
+
+
+def get_by_session_token(session: Session, token: str, *, for_update: bool = False) -> Conversation:
+    stmt = select(Conversation).where(Conversation.session_token_hash == hash_token(token))
+    if for_update:
+        stmt = stmt.with_for_update()
+    conv = session.execute(stmt).scalar_one_or_none()
+    if conv is None:
+        raise NotFound("unknown chat session")
+    return conv
+
+
+@dataclass
+class Persisted:
+    message: Message
+    inbox: InboxItem
+    duplicate: bool
+
+
+def persist_inbound(
+    session: Session,
+    conv: Conversation,
+    *,
+    text: str,
+    now: datetime,
+    payload: str | None = None,
+    channel_message_id: str | None = None,
+    sender_id: str | None = None,
+) -> Persisted:
+    """Store an inbound message and its inbox entry; a repeated channel id is not stored twice."""
+    if channel_message_id is not None:
+        existing = session.execute(
+            select(Message).where(Message.channel == conv.channel,
+                                  Message.channel_message_id == channel_message_id)
+        ).scalar_one_or_none()
+        if existing is not None:
+            inbox = session.execute(select(InboxItem).where(InboxItem.message_id == existing.id)).scalar_one()
+            return Persisted(existing, inbox, duplicate=True)
+    msg = Message(
+        conversation_id=conv.id, direction=Direction.inbound, sender_type=SenderType.hcp,
+        sender_id=sender_id, channel=conv.channel, channel_message_id=channel_message_id,
+        body=text, payload=payload, status=MessageStatus.received, created_at=now,
+    )
+    try:
+        with session.begin_nested():
+            session.add(msg)
+            session.flush()
+    except IntegrityError:
+        # A concurrent delivery of the same channel id won the race: use its row.
+        existing = session.execute(
+            select(Message).where(Message.channel == conv.channel,
+                                  Message.channel_message_id == channel_message_id)
+        ).scalar_one()
+        inbox = session.execute(select(InboxItem).where(InboxItem.message_id == existing.id)).scalar_one()
+        return Persisted(existing, inbox, duplicate=True)
+    inbox = InboxItem(message_id=msg.id, conversation_id=conv.id, status=InboxStatus.pending,
+                      attempts=0, created_at=now)
+    session.add(inbox)
+    conv.last_inbound_at = now
+    session.flush()
+    audit.record(session, action="message.received", subject_type="message", subject_id=str(msg.id),
+                 actor_type="hcp", actor_id=sender_id,
+                 data={"conversation_id": conv.id, "channel": conv.channel, "chars": len(text),
+                       "payload": payload}, at=now)
+    return Persisted(msg, inbox, duplicate=False)
+
+
+def add_outbound(
+    session: Session,
+    conv: Conversation,
+    *,
+    text: str,
+    now: datetime,
+    sender_type: str = SenderType.bot,
+    sender_id: str | None = None,
+    buttons: list[dict[str, str]] | None = None,
+    content_id: str | None = None,
+    content_version: int | None = None,
+    approval_code: str | None = None,
+    in_reply_to: int | None = None,
+) -> Message:
+    """Queue a reply: the message row and its outbox entry are one transaction."""
+    msg = Message(
+        conversation_id=conv.id, direction=Direction.outbound, sender_type=sender_type,
+        sender_id=sender_id, channel=conv.channel, body=text, buttons=buttons or [],
+        status=MessageStatus.queued, content_id=content_id, content_version=content_version,
+        approval_code=approval_code, in_reply_to=in_reply_to, created_at=now,
+    )
+    session.add(msg)
+    session.flush()
+    session.add(OutboxItem(
+        message_id=msg.id, conversation_id=conv.id, channel=conv.channel, status=OutboxStatus.pending,
+        idempotency_key=f"msg-{msg.id}", attempts=0, next_attempt_at=now, created_at=now,
+    ))
+    audit.record(session, action="message.queued", subject_type="message", subject_id=str(msg.id),
+                 actor_type=sender_type, actor_id=sender_id,
+                 data={"conversation_id": conv.id, "content_id": content_id,
+                       "content_version": content_version, "approval_code": approval_code,
+                       "in_reply_to": in_reply_to}, at=now)
+    return msg
+
+
+def list_after(session: Session, conv: Conversation, after: int) -> list[Message]:
+    """Messages a participant can see: every inbound, and outbound once sent."""
+    visible = (MessageStatus.sent, MessageStatus.delivered, MessageStatus.read,
+               MessageStatus.received, MessageStatus.processed)
+    return list(session.execute(
+        select(Message).where(Message.conversation_id == conv.id, Message.id > after,
+                              Message.status.in_(visible)).order_by(Message.id)
+    ).scalars())
+
+
+def replies_to(session: Session, message_id: int) -> list[Message]:
+    return list(session.execute(
+        select(Message).where(Message.in_reply_to == message_id, Message.direction == Direction.outbound)
+        .order_by(Message.id)
+    ).scalars())

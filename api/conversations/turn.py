@@ -1,0 +1,241 @@
+"""One inbound message, start to finish.
+
+Order is the point of this module:
+1. the safety screen runs first, in every state, and what it finds is committed before
+   anything else happens (an AE has its day 0 even if the process dies a moment later);
+2. a conversation with a human (or waiting for one) is relayed, not sent to Rasa;
+3. otherwise Rasa is asked, within a deadline of our own; when it fails the HCP gets an
+   honest fallback that offers a person, and the failure is recorded;
+4. replies are persisted with their outbox entries and delivered in one transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from api.audit import service as audit
+from api.clock import Clock
+from api.content import render
+from api.conversations import copy
+from api.conversations import service as conversations
+from api.conversations.drafts import Button, ContentRef, ReplyDraft
+from api.conversations.models import (
+    Conversation,
+    ConversationState,
+    InboxItem,
+    InboxStatus,
+    Message,
+    MessageStatus,
+)
+from api.db import unit_of_work
+from api.errors import ContentGated
+from api.outbox import ChannelSender, SendGate, deliver_pending
+from api.rasa.client import RasaClient, RasaFailure
+
+log = logging.getLogger("concierge.turn")
+
+
+class SafetyOutcomeLike(Protocol):
+    replies: list[ReplyDraft]
+    stop_processing: bool
+
+
+# (session, conversation, message, now) -> outcome; runs inside the first transaction
+SafetyHook = Callable[[Session, Conversation, Message, datetime], SafetyOutcomeLike]
+
+
+@dataclass
+class NoSafetyFindings:
+    replies: list[ReplyDraft] = field(default_factory=list)
+    stop_processing: bool = False
+
+
+def null_safety_hook(session: Session, conv: Conversation, msg: Message, now: datetime) -> SafetyOutcomeLike:
+    return NoSafetyFindings()
+
+
+@dataclass
+class TurnResult:
+    message_id: int
+    reply_ids: list[int]
+    rasa_failure: str | None = None
+
+
+@dataclass
+class ScreenedTurn:
+    conversation_id: str
+    message_id: int
+    rasa_text: str
+    ask_rasa: bool
+    safety_replies: list[ReplyDraft]
+    done: TurnResult | None = None
+
+
+def drafts_from_rasa(messages: list[dict[str, Any]]) -> tuple[list[ReplyDraft], bool]:
+    """Rasa REST output → drafts. Returns (drafts, turn_failed)."""
+    drafts: list[ReplyDraft] = []
+    turn_failed = False
+    for m in messages:
+        custom = m.get("custom") if isinstance(m.get("custom"), dict) else None
+        if custom is not None:
+            turn_failed = turn_failed or bool(custom.get("turn_failed"))
+            buttons = [Button(str(b["title"]), str(b["payload"]))
+                       for b in custom.get("buttons", []) if "title" in b and "payload" in b]
+            ref = custom.get("content_ref")
+            if isinstance(ref, dict):
+                drafts.append(ReplyDraft(
+                    buttons=buttons,
+                    content_ref=ContentRef(str(ref["content_id"]), int(ref["version"]),
+                                           ref.get("answer_id")),
+                ))
+            elif custom.get("text"):
+                drafts.append(ReplyDraft(text=str(custom["text"]), buttons=buttons))
+            continue
+        text = m.get("text")
+        if isinstance(text, str) and text:
+            buttons = [Button(str(b.get("title", "")), str(b.get("payload", "")))
+                       for b in m.get("buttons") or [] if isinstance(b, dict)]
+            drafts.append(ReplyDraft(text=text, buttons=buttons))
+    return drafts, turn_failed
+
+
+class TurnProcessor:
+    def __init__(
+        self,
+        *,
+        session_factory: sessionmaker[Session],
+        rasa: RasaClient,
+        clock: Clock,
+        senders: Mapping[str, ChannelSender],
+        gate: SendGate,
+        default_market: str,
+        safety_hook: SafetyHook = null_safety_hook,
+        handoff_hook: Callable[[Session, Conversation, Message, datetime, str], ReplyDraft] | None = None,
+    ) -> None:
+        self.session_factory = session_factory
+        self.rasa = rasa
+        self.clock = clock
+        self.senders = senders
+        self.gate = gate
+        self.default_market = default_market
+        self.safety_hook = safety_hook
+        self.handoff_hook = handoff_hook
+
+    async def process(self, inbox_id: str) -> TurnResult:
+        screened = await asyncio.to_thread(self._screen, inbox_id)
+        if screened.done is not None:
+            return screened.done
+        failure: str | None = None
+        rasa_messages: list[dict[str, Any]] = []
+        if screened.ask_rasa:
+            reply = await self.rasa.turn(screened.conversation_id, screened.rasa_text,
+                                         metadata={"message_id": screened.message_id})
+            if isinstance(reply, RasaFailure):
+                failure = f"{reply.reason}: {reply.detail}"
+            else:
+                rasa_messages = reply.messages
+        return await asyncio.to_thread(self._finish, inbox_id, screened, rasa_messages, failure)
+
+    # -- step 1: safety first, committed on its own -------------------------------------------
+    def _screen(self, inbox_id: str) -> ScreenedTurn:
+        now = self.clock.now()
+        with unit_of_work(self.session_factory) as session:
+            inbox = session.get(InboxItem, inbox_id)
+            assert inbox is not None
+            msg = session.get(Message, inbox.message_id)
+            conv = session.get(Conversation, inbox.conversation_id)
+            assert msg is not None and conv is not None
+            if inbox.status == InboxStatus.done:
+                ids = [m.id for m in conversations.replies_to(session, msg.id)]
+                return ScreenedTurn(conv.id, msg.id, "", False, [], done=TurnResult(msg.id, ids))
+            inbox.attempts += 1
+            outcome = self.safety_hook(session, conv, msg, now)
+            if conv.state == ConversationState.closed:
+                conv.state = ConversationState.bot
+                conv.failed_turns = 0
+                audit.record(session, action="conversation.reopened", subject_type="conversation",
+                             subject_id=conv.id, actor_type="hcp", at=now)
+            with_human = conv.state in (ConversationState.human, ConversationState.queued)
+            ask_rasa = not outcome.stop_processing and not with_human
+            if with_human and not outcome.stop_processing:
+                audit.record(session, action="message.relayed", subject_type="message",
+                             subject_id=str(msg.id), data={"conversation_id": conv.id,
+                                                           "state": conv.state}, at=now)
+            # The text Rasa sees: a clicked quick reply sends its payload (e.g. "/request_human").
+            rasa_text = msg.payload or msg.body
+            return ScreenedTurn(conv.id, msg.id, rasa_text, ask_rasa, list(outcome.replies))
+
+    # -- step 3/4: replies, outbox, delivery ---------------------------------------------------
+    def _finish(self, inbox_id: str, screened: ScreenedTurn, rasa_messages: list[dict[str, Any]],
+                failure: str | None) -> TurnResult:
+        now = self.clock.now()
+        with unit_of_work(self.session_factory) as session:
+            inbox = session.get(InboxItem, inbox_id)
+            msg = session.get(Message, screened.message_id)
+            conv = session.get(Conversation, screened.conversation_id)
+            assert inbox is not None and msg is not None and conv is not None
+            drafts = list(screened.safety_replies)
+            if failure is not None:
+                drafts.extend(self._fallback(session, conv, msg, now, failure))
+            elif screened.ask_rasa:
+                rasa_drafts, turn_failed = drafts_from_rasa(rasa_messages)
+                drafts.extend(rasa_drafts)
+                if not turn_failed:
+                    conv.failed_turns = 0
+            reply_ids = [m.id for m in self._queue(session, conv, msg, drafts, now)]
+            deliver_pending(session, conv.id, senders=self.senders, gate=self.gate, now=now)
+            msg.status = MessageStatus.processed
+            msg.processed_at = now
+            if failure is not None:
+                msg.error = f"rasa {failure}"
+            inbox.status = InboxStatus.done
+            inbox.processed_at = now
+            return TurnResult(msg.id, reply_ids, failure)
+
+    def _fallback(self, session: Session, conv: Conversation, msg: Message, now: datetime,
+                  failure: str) -> list[ReplyDraft]:
+        audit.record(session, action="rasa.failed", subject_type="message", subject_id=str(msg.id),
+                     data={"conversation_id": conv.id, "reason": failure}, at=now)
+        log.warning("rasa failed for conversation %s: %s", conv.id, failure)
+        # Asking for a person must work without Rasa.
+        if msg.payload == copy.TALK_TO_PERSON.payload and self.handoff_hook is not None:
+            return [self.handoff_hook(session, conv, msg, now, "rasa_unavailable")]
+        return [ReplyDraft(text=copy.RASA_FALLBACK, buttons=[copy.TALK_TO_PERSON])]
+
+    def _queue(self, session: Session, conv: Conversation, msg: Message, drafts: list[ReplyDraft],
+               now: datetime) -> list[Message]:
+        out: list[Message] = []
+        for i, draft in enumerate(drafts):
+            at = now + timedelta(microseconds=i)  # keeps replies ordered on coarse clocks
+            buttons = [{"title": b.title, "payload": b.payload} for b in draft.buttons]
+            if draft.content_ref is not None:
+                ref = draft.content_ref
+                try:
+                    sendable = render(session, conv, ref.content_id, ref.version,
+                                      default_market=self.default_market, today=now.date())
+                except ContentGated as exc:
+                    audit.record(session, action="content.gated_at_send", subject_type="conversation",
+                                 subject_id=conv.id, data={"content_id": ref.content_id,
+                                                           "version": ref.version, "reason": exc.message},
+                                 at=at)
+                    out.append(conversations.add_outbound(
+                        session, conv, text=copy.CONTENT_NO_LONGER_AVAILABLE, now=at,
+                        buttons=[{"title": copy.TALK_TO_PERSON.title,
+                                  "payload": copy.TALK_TO_PERSON.payload}], in_reply_to=msg.id))
+                    continue
+                out.append(conversations.add_outbound(
+                    session, conv, text=sendable.text(), now=at, buttons=buttons,
+                    content_id=sendable.content_id, content_version=sendable.version,
+                    approval_code=sendable.approval_code, in_reply_to=msg.id))
+            else:
+                out.append(conversations.add_outbound(
+                    session, conv, text=draft.text, now=at, sender_type=draft.sender_type,
+                    buttons=buttons, in_reply_to=msg.id))
+        return out

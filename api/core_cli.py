@@ -1,0 +1,160 @@
+"""Core subcommands: run, serve, db upgrade, bot train, audit verify."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from typing import Any
+
+from api.settings import Settings
+
+
+def _settings() -> Settings:
+    return Settings()
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    from api.db import make_engine
+    from api.migrate import upgrade
+
+    settings = _settings()
+    if settings.is_sqlite:
+        settings.var_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.database_url)
+    upgrade(engine)
+    engine.dispose()
+    print(f"database at heads: {engine.url.render_as_string(hide_password=True)}")
+    return 0
+
+
+def cmd_bot_train(args: argparse.Namespace) -> int:
+    from api.rasa.process import ensure_model
+
+    path = ensure_model(_settings())
+    print(path)
+    return 0
+
+
+def cmd_bot_hash(args: argparse.Namespace) -> int:
+    from api.rasa.process import model_hash
+
+    print(model_hash())
+    return 0
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    from api.audit.service import verify
+    from api.db import make_engine, make_session_factory
+
+    engine = make_engine(_settings().database_url)
+    with make_session_factory(engine)() as session:
+        result = verify(session)
+    engine.dispose()
+    if result.ok:
+        print(f"audit chain intact: {result.checked} events")
+        return 0
+    where = f" at seq {result.first_bad_seq}" if result.first_bad_seq is not None else ""
+    print(f"audit chain BROKEN{where}: {result.reason} ({result.checked} events verified before it)",
+          file=sys.stderr)
+    return 1
+
+
+def _load_demo_content(settings: Settings) -> None:
+    """Load the shipped demo library if the database has none yet."""
+    try:
+        from knowledge.service import list_items, load_library
+    except ImportError:
+        return
+    from api.db import make_engine, make_session_factory, unit_of_work
+
+    engine = make_engine(settings.database_url)
+    try:
+        with unit_of_work(make_session_factory(engine)) as session:
+            if not list_items(session) and settings.library_path.exists():
+                report = load_library(session, settings.library_path, actor="make-run")
+                print(f"loaded demo library: {report}")
+    finally:
+        engine.dispose()
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """The api process alone (Rasa runs elsewhere)."""
+    import uvicorn
+
+    from api.app import create_app
+
+    settings = _settings()
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """The whole product on this machine: migrations, demo content, Rasa, api."""
+    import uvicorn
+
+    from api.app import create_app
+    from api.rasa import process
+
+    settings = _settings()
+    settings.var_dir.mkdir(parents=True, exist_ok=True)
+    cmd_db_upgrade(args)
+    _load_demo_content(settings)
+    rasa_proc = None
+    if not args.no_rasa:
+        model = process.ensure_model(settings)
+        rasa_port = int(settings.rasa_url.rsplit(":", 1)[-1].split("/")[0])
+        log_file = settings.var_dir / "log" / "rasa.log"
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        rasa_proc = process.start_rasa(settings, model, port=rasa_port,
+                                       action_url=f"http://127.0.0.1:{settings.port}/rasa/webhook",
+                                       log_file=log_file)
+        print(f"Rasa starting on {settings.rasa_url} (model {model.name}, log {log_file})")
+
+    def _stop(*_: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _stop)
+    base = f"http://{settings.host}:{settings.port}"
+    print("\n  HCP Concierge")
+    print(f"  web chat      {base}/")
+    print(f"  health        {base}/healthz   readiness {base}/readyz")
+    print(f"  api docs      {base}/docs")
+    print("  Ctrl-C stops everything.\n")
+    try:
+        if rasa_proc is not None:
+            process.wait_until_ready(settings.rasa_url, settings.rasa_token, proc=rasa_proc)
+            print("Rasa ready.")
+        uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if rasa_proc is not None:
+            process.stop(rasa_proc)
+            print("Rasa stopped.")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("run", help="start the whole product (api + rasa)")
+    p.add_argument("--no-rasa", action="store_true", help="do not start Rasa (it runs elsewhere)")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("serve", help="start the api process only")
+    p.set_defaults(func=cmd_serve)
+
+    db = sub.add_parser("db", help="database").add_subparsers(dest="db_command", required=True)
+    p = db.add_parser("upgrade", help="apply migrations")
+    p.set_defaults(func=cmd_db_upgrade)
+
+    bot = sub.add_parser("bot", help="the Rasa project").add_subparsers(dest="bot_command", required=True)
+    p = bot.add_parser("train", help="train (or reuse the cached) model; prints its path")
+    p.set_defaults(func=cmd_bot_train)
+    p = bot.add_parser("hash", help="print the hash of the training sources")
+    p.set_defaults(func=cmd_bot_hash)
+
+    audit = sub.add_parser("audit", help="the audit log").add_subparsers(dest="audit_command", required=True)
+    p = audit.add_parser("verify", help="check the hash chain; exit 1 if broken")
+    p.set_defaults(func=cmd_audit_verify)
+
+

@@ -1,0 +1,84 @@
+"""Handoffs to a human: the bot side (create, summarise, queue)."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from api.audit import service as audit
+from api.conversations import copy
+from api.conversations.drafts import ReplyDraft
+from api.conversations.models import Conversation, ConversationState, Direction, Message
+from api.handoffs.models import Handoff, HandoffStatus, HandoffTarget
+
+# How long until a human must reply, per target (business policy; consoles show the clock).
+SLA = {
+    HandoffTarget.rep: timedelta(hours=4),
+    HandoffTarget.msl: timedelta(hours=24),
+    HandoffTarget.medical_information: timedelta(hours=24),
+}
+
+TARGET_WORDS = {
+    HandoffTarget.rep: "a colleague from our customer team",
+    HandoffTarget.msl: "a medical science liaison",
+    HandoffTarget.medical_information: "our Medical Information team",
+}
+
+
+def summarise(session: Session, conv: Conversation, *, limit: int = 6) -> str:
+    """One paragraph for the human: what the HCP said recently, oldest first."""
+    rows = session.execute(
+        select(Message).where(Message.conversation_id == conv.id, Message.direction == Direction.inbound)
+        .order_by(Message.id.desc()).limit(limit)
+    ).scalars().all()
+    said = [m.body.strip().replace("\n", " ")[:200] for m in reversed(rows) if m.body.strip()]
+    channel = "WhatsApp" if conv.channel == "whatsapp" else "web chat"
+    if not said:
+        return f"HCP on {channel} asked to talk to a person."
+    return f"HCP on {channel} asked for a person. Recent messages: " + " | ".join(f'"{s}"' for s in said)
+
+
+def open_handoff(
+    session: Session,
+    conv: Conversation,
+    *,
+    target: str,
+    reason: str,
+    now: datetime,
+) -> Handoff:
+    """Queue the conversation for a human; an already-open handoff is reused."""
+    existing = session.execute(
+        select(Handoff).where(Handoff.conversation_id == conv.id,
+                              Handoff.status.in_((HandoffStatus.queued, HandoffStatus.claimed)))
+    ).scalar_one_or_none()
+    if existing is not None:
+        return existing
+    tgt = HandoffTarget(target) if target in HandoffTarget.__members__ else HandoffTarget.rep
+    handoff = Handoff(
+        reference=f"H-{secrets.token_hex(3).upper()}", conversation_id=conv.id, hcp_id=conv.hcp_id,
+        target=tgt, reason=reason, summary=summarise(session, conv), status=HandoffStatus.queued,
+        sla_due_at=now + SLA[tgt], created_at=now,
+    )
+    session.add(handoff)
+    conv.state = ConversationState.queued
+    session.flush()
+    audit.record(session, action="handoff.queued", subject_type="handoff", subject_id=handoff.id,
+                 actor_type="bot", data={"conversation_id": conv.id, "target": tgt, "reason": reason,
+                                         "reference": handoff.reference}, at=now)
+    return handoff
+
+
+def acknowledgement(handoff: Handoff) -> str:
+    due = handoff.sla_due_at.strftime("%H:%M UTC on %d %b")
+    return copy.HANDOFF_QUEUED.format(reference=handoff.reference, due=due).replace(
+        "a colleague", TARGET_WORDS[HandoffTarget(handoff.target)], 1)
+
+
+def handoff_from_api(session: Session, conv: Conversation, msg: Message, now: datetime,
+                     reason: str) -> ReplyDraft:
+    """Used when Rasa is unavailable: the api itself honours 'talk to a person'."""
+    handoff = open_handoff(session, conv, target=HandoffTarget.rep, reason=reason, now=now)
+    return ReplyDraft(text=acknowledgement(handoff))

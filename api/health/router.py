@@ -1,0 +1,45 @@
+"""Liveness and readiness."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+from starlette.concurrency import run_in_threadpool
+
+from api.state import AppState
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz")
+def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+async def readyz(request: Request) -> JSONResponse:
+    state: AppState = request.app.state.concierge
+    checks: dict[str, Any] = {}
+
+    def db_ok() -> bool:
+        with state.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        return True
+
+    try:
+        checks["database"] = {"ok": await run_in_threadpool(db_ok)}
+    except Exception as exc:
+        checks["database"] = {"ok": False, "error": type(exc).__name__}
+    try:
+        status = await state.rasa.status()
+        loaded = bool(status.get("model_id") or status.get("model_file"))
+        checks["rasa"] = {"ok": loaded, "model": status.get("model_file")}
+    except Exception as exc:
+        checks["rasa"] = {"ok": False, "error": type(exc).__name__}
+    knowledge_ready = state.extras.get("knowledge_ready")
+    checks["knowledge"] = {"ok": bool(knowledge_ready and knowledge_ready())}
+    ready = all(c["ok"] for c in checks.values())
+    return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)

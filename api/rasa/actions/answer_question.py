@@ -1,0 +1,34 @@
+"""action_answer_question: one approved item, verbatim, or an honest escalation."""
+
+from __future__ import annotations
+
+from api.content import recipient_for
+from api.conversations import copy
+from api.rasa.actions.protocol import ActionContext, ActionResult, text
+
+NAME = "action_answer_question"
+
+RATING_BUTTONS = [
+    {"title": "Helpful", "payload": "/rate_answer{\"helpful\": true}"},
+    {"title": "Not helpful", "payload": "/rate_answer{\"helpful\": false}"},
+    {"title": "Talk to someone", "payload": copy.TALK_TO_PERSON.payload},
+]
+
+NO_APPROVED_ANSWER = (
+    "I don't have approved information that answers this, and I won't guess. "
+    "I can connect you with a person who can help."
+)
+
+
+def run(ctx: ActionContext) -> ActionResult:
+    from knowledge.service import answer_question, get_knowledge_base
+
+    kb = get_knowledge_base(ctx.settings.resolved_index_dir)
+    recipient = recipient_for(ctx.session, ctx.conversation, ctx.settings.default_market)
+    decision = answer_question(ctx.session, kb, ctx.latest_text, recipient, today=ctx.now.date(),
+                               conversation_id=ctx.conversation.id, message_id=ctx.message_id)
+    if decision.decision == "answer" and decision.content_id is not None and decision.version is not None:
+        ref = {"content_id": decision.content_id, "version": decision.version, "answer_id": decision.answer_id}
+        return ActionResult(responses=[{"custom": {"content_ref": ref, "buttons": RATING_BUTTONS}}])
+    person = {"title": copy.TALK_TO_PERSON.title, "payload": copy.TALK_TO_PERSON.payload}
+    return ActionResult(responses=[text(NO_APPROVED_ANSWER, [person], escalated=True)])

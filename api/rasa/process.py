@@ -1,0 +1,129 @@
+"""Training and running the Rasa server (a separate Python 3.10 virtualenv).
+
+The trained model is cached by a hash of what it is trained from (``bot/domain``,
+``bot/data``, ``config.yml``): unchanged sources never retrain, on any clone of this machine.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from api.settings import REPO_ROOT, Settings
+
+TRAINING_SOURCES = ("bot/domain", "bot/data", "config.yml")
+
+
+def model_hash(root: Path = REPO_ROOT) -> str:
+    h = hashlib.sha256()
+    for rel in TRAINING_SOURCES:
+        path = root / rel
+        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        for f in files:
+            h.update(str(f.relative_to(root)).encode())
+            h.update(b"\0")
+            h.update(f.read_bytes())
+            h.update(b"\0")
+    return h.hexdigest()[:16]
+
+
+def rasa_env(settings: Settings, action_url: str | None = None) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({
+        "RASA_TELEMETRY_ENABLED": "false",
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+        "SQLALCHEMY_SILENCE_UBER_WARNING": "1",
+        "CONCIERGE_ACTION_URL": action_url or f"http://127.0.0.1:{settings.port}/rasa/webhook",
+        "CONCIERGE_ACTION_TOKEN": settings.action_token,
+        "PYTHONWARNINGS": "ignore",
+    })
+    return env
+
+
+def rasa_bin(settings: Settings) -> Path:
+    return settings.rasa_venv / "bin" / "rasa"
+
+
+def ensure_model(settings: Settings, *, root: Path = REPO_ROOT, quiet: bool = False) -> Path:
+    """Path to the trained model for the current sources, training only if none is cached."""
+    digest = model_hash(root)
+    cache = settings.rasa_model_cache
+    cache.mkdir(parents=True, exist_ok=True)
+    cached = cache / f"{digest}.tar.gz"
+    local_dir = settings.var_dir / "models"
+    local_dir.mkdir(parents=True, exist_ok=True)
+    local = local_dir / f"{digest}.tar.gz"
+    if local.exists():
+        return local
+    if not cached.exists():
+        out = sys.stderr if not quiet else subprocess.DEVNULL
+        print(f"training Rasa model {digest} (bot/ or config.yml changed) ...", file=sys.stderr)
+        started = time.perf_counter()
+        tmp_out = local_dir / f"tmp-{digest}"
+        subprocess.run(
+            [str(rasa_bin(settings)), "train", "--config", str(root / "config.yml"),
+             "--domain", str(root / "bot" / "domain"), "--data", str(root / "bot" / "data"),
+             "--out", str(tmp_out), "--fixed-model-name", digest],
+            check=True, cwd=root, env=rasa_env(settings), stdout=out, stderr=out,
+        )
+        produced = tmp_out / f"{digest}.tar.gz"
+        shutil.move(str(produced), str(cached.with_suffix(".partial")))
+        os.replace(cached.with_suffix(".partial"), cached)
+        shutil.rmtree(tmp_out, ignore_errors=True)
+        print(f"trained in {time.perf_counter() - started:.0f}s -> {cached}", file=sys.stderr)
+    shutil.copyfile(cached, local)
+    return local
+
+
+def start_rasa(settings: Settings, model: Path, *, port: int, action_url: str,
+               log_file: Path | None = None, root: Path = REPO_ROOT) -> subprocess.Popen[bytes]:
+    """Rasa's server: REST channel + HTTP API (token), bound to loopback."""
+    log = open(log_file, "ab") if log_file else subprocess.DEVNULL  # noqa: SIM115
+    return subprocess.Popen(
+        [str(rasa_bin(settings)), "run", "--enable-api", "--auth-token", settings.rasa_token,
+         "-i", "127.0.0.1", "-p", str(port), "--model", str(model),
+         "--endpoints", str(root / "bot" / "endpoints.yml"),
+         "--credentials", str(root / "bot" / "credentials.yml")],
+        cwd=root, env=rasa_env(settings, action_url), stdout=log, stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def wait_until_ready(url: str, token: str, *, timeout: float = 420.0,
+                     proc: subprocess.Popen[bytes] | None = None) -> None:
+    """Block until Rasa reports a loaded model (or fail with a clear error)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"Rasa exited with code {proc.returncode} while starting")
+        try:
+            r = httpx.get(f"{url}/status", params={"token": token}, timeout=2.0)
+            if r.status_code == 200 and (r.json().get("model_id") or r.json().get("model_file")):
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise TimeoutError(f"Rasa at {url} not ready after {timeout:.0f}s")
+
+
+def stop(proc: subprocess.Popen[bytes], *, timeout: float = 15.0) -> None:
+    if proc.poll() is not None:
+        return
+    import signal
+
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()

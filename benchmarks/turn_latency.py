@@ -1,0 +1,137 @@
+"""Turn latency through api + real Rasa, against the same turns sent straight to Rasa.
+
+    .venv/bin/python benchmarks/turn_latency.py [--sessions 1 10 50] [--turns 20]
+
+For each N: N concurrent web-chat sessions each do ``--turns`` turns in sequence; the
+same number of turns then goes straight to Rasa's REST webhook with the same concurrency.
+Reports p50/p95/p99 latency, throughput, the api's overhead at p95, lost or reordered
+messages (checked from each conversation's history), and the RSS of both processes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from benchmarks._stack import Stack, rss_mb
+
+# Turns that exercise NLU + dialogue without changing the conversation's state.
+SCRIPT = ["hello", "thanks", "are you a bot?", "what's the weather tomorrow", "ok", "good morning",
+          "thank you very much", "tell me a joke", "hi there", "cheers"]
+
+
+def pct(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    k = max(0, min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1))))
+    return ordered[k]
+
+
+async def via_api(client: httpx.AsyncClient, turns: int, latencies: list[float]) -> tuple[str, list[str]]:
+    sid = (await client.post("/api/webchat/sessions")).json()["session_id"]
+    sent = []
+    for i in range(turns):
+        text = f"{SCRIPT[i % len(SCRIPT)]}"
+        started = time.perf_counter()
+        r = await client.post(f"/api/webchat/sessions/{sid}/messages", json={"text": text})
+        latencies.append((time.perf_counter() - started) * 1000)
+        r.raise_for_status()
+        sent.append(text)
+    return sid, sent
+
+
+async def via_rasa(client: httpx.AsyncClient, sender: str, turns: int, latencies: list[float]) -> None:
+    for i in range(turns):
+        started = time.perf_counter()
+        r = await client.post("/webhooks/rest/webhook",
+                              json={"sender": sender, "message": SCRIPT[i % len(SCRIPT)]})
+        latencies.append((time.perf_counter() - started) * 1000)
+        r.raise_for_status()
+
+
+async def check_history(client: httpx.AsyncClient, sid: str, sent: list[str]) -> tuple[int, int]:
+    """(lost, reordered) for one conversation."""
+    history = (await client.get(f"/api/webchat/sessions/{sid}/messages")).json()["messages"]
+    inbound = [m["text"] for m in history if m["direction"] == "in"]
+    lost = len(sent) - len(inbound)
+    reordered = 0 if inbound == sent else 1
+    # every inbound has at least one reply before the next inbound
+    expect_reply = False
+    for m in history:
+        if m["direction"] == "in":
+            if expect_reply:
+                lost += 1
+            expect_reply = True
+        else:
+            expect_reply = False
+    return lost, reordered
+
+
+async def run_level(stack: Stack, n: int, turns: int) -> dict[str, float]:
+    limits = httpx.Limits(max_connections=n + 10)
+    async with httpx.AsyncClient(base_url=stack.api_url, timeout=60, limits=limits) as api, \
+            httpx.AsyncClient(base_url=stack.rasa_url, timeout=60, limits=limits) as rasa:
+        api_lat: list[float] = []
+        started = time.perf_counter()
+        results = await asyncio.gather(*(via_api(api, turns, api_lat) for _ in range(n)))
+        api_wall = time.perf_counter() - started
+        lost = reordered = 0
+        for sid, sent in results:
+            lo, re = await check_history(api, sid, sent)
+            lost += lo
+            reordered += re
+        rasa_lat: list[float] = []
+        started = time.perf_counter()
+        await asyncio.gather(*(via_rasa(rasa, f"bench-{n}-{i}-{time.time_ns()}", turns, rasa_lat)
+                               for i in range(n)))
+        rasa_wall = time.perf_counter() - started
+    return {
+        "n": n, "turns": len(api_lat),
+        "api_p50": pct(api_lat, 50), "api_p95": pct(api_lat, 95), "api_p99": pct(api_lat, 99),
+        "api_tput": len(api_lat) / api_wall,
+        "rasa_p50": pct(rasa_lat, 50), "rasa_p95": pct(rasa_lat, 95), "rasa_p99": pct(rasa_lat, 99),
+        "rasa_tput": len(rasa_lat) / rasa_wall,
+        "overhead_p95": pct(api_lat, 95) - pct(rasa_lat, 95),
+        "overhead_p50": statistics.median(api_lat) - statistics.median(rasa_lat),
+        "lost": lost, "reordered": reordered,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sessions", type=int, nargs="+", default=[1, 10, 50])
+    parser.add_argument("--turns", type=int, default=20)
+    parser.add_argument("--database-url", default=None, help="default: a fresh SQLite file")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        stack = Stack(Path(tmp), database_url=args.database_url).start()
+        try:
+            asyncio.run(run_level(stack, 2, 3))  # warm-up: model graphs, connections
+            rows = [asyncio.run(run_level(stack, n, args.turns)) for n in args.sessions]
+            assert stack.api_proc is not None and stack.rasa_proc is not None
+            api_rss, rasa_rss = rss_mb(stack.api_proc.pid), rss_mb(stack.rasa_proc.pid)
+        finally:
+            stack.stop()
+    print(f"\nturn latency, {args.turns} turns per session (ms); api = web chat API -> worker -> Rasa; "
+          "rasa = straight to Rasa's REST webhook")
+    print("| N | turns | api p50 | api p95 | api p99 | api turns/s | rasa p50 | rasa p95 | rasa p99 | "
+          "rasa turns/s | api overhead p95 | lost | reordered |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['n']} | {r['turns']} | {r['api_p50']:.1f} | {r['api_p95']:.1f} | {r['api_p99']:.1f} | "
+              f"{r['api_tput']:.1f} | {r['rasa_p50']:.1f} | {r['rasa_p95']:.1f} | {r['rasa_p99']:.1f} | "
+              f"{r['rasa_tput']:.1f} | {r['overhead_p95']:+.1f} | {r['lost']} | {r['reordered']} |")
+    print(f"\nRSS after the run: api {api_rss:.0f} MiB, rasa {rasa_rss:.0f} MiB")
+    bad = sum(r["lost"] + r["reordered"] for r in rows)
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

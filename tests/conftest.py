@@ -1,0 +1,177 @@
+"""Shared fixtures: settings, a migrated database, and one rolled-back transaction per test.
+
+The suite runs on a SQLite file by default and on PostgreSQL when
+``CONCIERGE_TEST_DATABASE_URL`` is set (CI sets it to the local server).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
+
+from api.db import make_engine
+from api.migrate import upgrade
+from api.settings import Settings
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = REPO.parent / "shared"
+
+
+def _postgres_url() -> str | None:
+    return os.environ.get("CONCIERGE_TEST_DATABASE_URL") or None
+
+
+def _fresh_postgres_database(base_url: str) -> str:
+    """A throw-away database on the given server, so runs never see each other's rows."""
+    url = make_url(base_url)
+    name = f"concierge_test_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return url.set(database=name).render_as_string(hide_password=False)
+
+
+def _drop_postgres_database(db_url: str) -> None:
+    url = make_url(db_url)
+    admin = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{url.database}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    pg = _postgres_url()
+    if pg:
+        url = _fresh_postgres_database(pg)
+        yield url
+        _drop_postgres_database(url)
+    else:
+        yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.db'}"
+
+
+@pytest.fixture(scope="session")
+def engine(database_url: str) -> Iterator[Engine]:
+    eng = make_engine(database_url)
+    upgrade(eng)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture()
+def session(engine: Engine) -> Iterator[Session]:
+    """A session inside a transaction that is rolled back after the test.
+
+    Service code may ``flush``; nothing it does survives the test.
+    """
+    conn = engine.connect()
+    trans = conn.begin()
+    sess = Session(bind=conn, join_transaction_mode="create_savepoint", expire_on_commit=False)
+    try:
+        yield sess
+    finally:
+        sess.close()
+        trans.rollback()
+        conn.close()
+
+
+@pytest.fixture()
+def settings(tmp_path: Path, database_url: str) -> Settings:
+    return Settings(
+        database_url=database_url,
+        var_dir=tmp_path / "var",
+        rasa_url="http://127.0.0.1:9",  # nothing listens: tests that need Rasa say so
+        rasa_timeout=2.0,
+    )
+
+
+# -- the live product: api (uvicorn thread) + real Rasa server (subprocess) ----------------------
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class LiveServer:
+    """An api served by uvicorn in a background thread."""
+
+    def __init__(self, app: object, port: int) -> None:
+        import threading
+
+        import uvicorn
+
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")  # type: ignore[arg-type]
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, name=f"uvicorn-{port}", daemon=True)
+
+    def start(self, timeout: float = 30.0) -> LiveServer:
+        import time
+
+        self.thread.start()
+        deadline = time.monotonic() + timeout
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("api did not start")
+            time.sleep(0.05)
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=30)
+
+
+class LiveStack:
+    def __init__(self, api: LiveServer, rasa_url: str, rasa_proc: object, settings: Settings) -> None:
+        self.api = api
+        self.api_url = api.url
+        self.rasa_url = rasa_url
+        self.rasa_proc = rasa_proc
+        self.settings = settings
+
+
+@pytest.fixture(scope="session")
+def live_stack(engine: Engine, database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveStack]:
+    """The whole product on loopback: a real Rasa 3.6 server calling actions on a real api."""
+    from api.app import create_app
+    from api.rasa import process
+
+    var = tmp_path_factory.mktemp("live-var")
+    api_port, rasa_port = free_port(), free_port()
+    settings = Settings(database_url=database_url, var_dir=var, port=api_port,
+                        rasa_url=f"http://127.0.0.1:{rasa_port}", rasa_timeout=8.0)
+    model = process.ensure_model(settings)
+    api = LiveServer(create_app(settings, engine=engine), api_port).start()
+    log_file = var / "rasa.log"
+    proc = process.start_rasa(settings, model, port=rasa_port, action_url=f"{api.url}/rasa/webhook",
+                              log_file=log_file)
+    try:
+        process.wait_until_ready(settings.rasa_url, settings.rasa_token, proc=proc, timeout=240)
+    except Exception:
+        process.stop(proc)
+        api.stop()
+        raise RuntimeError("Rasa did not start; log:\n" + log_file.read_text()[-3000:]) from None
+    yield LiveStack(api, settings.rasa_url, proc, settings)
+    process.stop(proc)
+    api.stop()
+
+
+@pytest.fixture(scope="session")
+def rasa_server(live_stack: LiveStack) -> str:
+    """URL of the real Rasa server of the live stack."""
+    return live_stack.rasa_url
