@@ -44,11 +44,16 @@ def default_safety_hook(settings: Settings) -> SafetyHook:
     from api.safety.service import apply
 
     products = settings.library_path / "products.yaml"
-    screen = build_screen(settings.var_dir / "models", products if products.exists() else None)
+    screen = build_screen(settings.resolved_model_dir, products if products.exists() else None)
+    # Train or load now, in the background, so the first HCP message does not wait for it.
+    threading.Thread(target=screen.warm_up, name="safety-warmup", daemon=True).start()
 
     def hook(session: Session, conv: Conversation, msg: Message, now: datetime) -> SafetyOutcomeLike:
-        return apply(session, conversation=conv, message=msg, result=screen.screen(msg.body), now=now)
+        outcome: SafetyOutcomeLike = apply(session, conversation=conv, message=msg,
+                                           result=screen.screen(msg.body), now=now)
+        return outcome
 
+    hook.ready = screen.ready  # type: ignore[attr-defined]
     return hook
 
 
@@ -93,6 +98,7 @@ def create_app(
         worker = ConversationWorker(processor, factory)
         state = AppState(settings=settings, engine=eng, session_factory=factory, clock=the_clock,
                          rasa=rasa, worker=worker)
+        state.extras["safety_ready"] = getattr(processor.safety_hook, "ready", lambda: True)
         app.state.concierge = state
         if warm_knowledge:
             threading.Thread(target=_warm_knowledge, args=(state,), name="kb-warmup", daemon=True).start()

@@ -60,6 +60,14 @@ class Settings(BaseSettings):
     # redis (scale-out features only)
     redis_url: str = ""
 
+    model_dir: Path | None = Field(
+        default=None, description="Trained safety-screen model cache (default var/models)."
+    )
+
+    @property
+    def resolved_model_dir(self) -> Path:
+        return self.model_dir or (self.var_dir / "models")
+
     @property
     def resolved_index_dir(self) -> Path:
         return self.index_dir or (self.var_dir / "index")

@@ -86,11 +86,18 @@ def session(engine: Engine) -> Iterator[Session]:
         conn.close()
 
 
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One safety-screen model per test session (training takes seconds; do it once)."""
+    return tmp_path_factory.mktemp("models")
+
+
 @pytest.fixture()
-def settings(tmp_path: Path, database_url: str) -> Settings:
+def settings(tmp_path: Path, database_url: str, model_dir: Path) -> Settings:
     return Settings(
         database_url=database_url,
         var_dir=tmp_path / "var",
+        model_dir=model_dir,
         rasa_url="http://127.0.0.1:9",  # nothing listens: tests that need Rasa say so
         rasa_timeout=2.0,
     )
@@ -146,14 +153,16 @@ class LiveStack:
 
 
 @pytest.fixture(scope="session")
-def live_stack(engine: Engine, database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveStack]:
+def live_stack(
+    engine: Engine, database_url: str, model_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveStack]:
     """The whole product on loopback: a real Rasa 3.6 server calling actions on a real api."""
     from api.app import create_app
     from api.rasa import process
 
     var = tmp_path_factory.mktemp("live-var")
     api_port, rasa_port = free_port(), free_port()
-    settings = Settings(database_url=database_url, var_dir=var, port=api_port,
+    settings = Settings(database_url=database_url, var_dir=var, port=api_port, model_dir=model_dir,
                         rasa_url=f"http://127.0.0.1:{rasa_port}", rasa_timeout=8.0)
     model = process.ensure_model(settings)
     api = LiveServer(create_app(settings, engine=engine), api_port).start()

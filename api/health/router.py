@@ -39,6 +39,8 @@ async def readyz(request: Request) -> JSONResponse:
         checks["rasa"] = {"ok": loaded, "model": status.get("model_file")}
     except Exception as exc:
         checks["rasa"] = {"ok": False, "error": type(exc).__name__}
+    safety_ready = state.extras.get("safety_ready")
+    checks["safety_screen"] = {"ok": bool(safety_ready and safety_ready())}
     knowledge_ready = state.extras.get("knowledge_ready")
     checks["knowledge"] = {"ok": bool(knowledge_ready and knowledge_ready())}
     ready = all(c["ok"] for c in checks.values())

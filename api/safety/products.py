@@ -1,0 +1,269 @@
+"""Approved indications per product (``knowledge/content/products.yaml``) and the off-label check.
+
+Schema (owned by the knowledge package)::
+
+    products:
+      cardiovex:
+        display_name: Cardiovex
+        generic_name: velostatin
+        aliases: [cardiovex, velostatin]
+        approved_populations: [adults]
+        indications: {US: [...], GB: [...], DE: [...]}
+        max_daily_dose_mg: 40        # optional
+
+The screen only sees text, so a use is on-label when any market approves it; the medical
+inquiry keeps the conversation (and therefore the market) for the reviewer.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ADULT_AGE = 18
+
+
+@dataclass(frozen=True)
+class Product:
+    key: str
+    names: tuple[str, ...]
+    min_age: int
+    pregnancy_approved: bool
+    indications: tuple[str, ...]
+    max_daily_dose_mg: float | None = None
+    max_weekly_dose_mg: float | None = None
+    max_dose_mg_per_4_weeks: float | None = None
+    pattern: re.Pattern[str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        alt = "|".join(re.escape(n) for n in sorted(self.names, key=len, reverse=True))
+        object.__setattr__(self, "pattern", re.compile(rf"\b({alt})\b"))
+
+
+@dataclass(frozen=True)
+class Catalogue:
+    products: tuple[Product, ...] = ()
+
+    def mentioned(self, norm: str) -> tuple[Product, ...]:
+        return tuple(p for p in self.products if p.pattern.search(norm))
+
+
+def _min_age(populations: list[str]) -> int:
+    ages: list[int] = []
+    for pop in populations:
+        text = str(pop).lower()
+        numbers = [int(n) for n in re.findall(r"\d{1,2}", text)]
+        if numbers:
+            ages.append(min(numbers))
+        elif any(w in text for w in ("child", "paediatric", "pediatric", "infant", "all ages")):
+            ages.append(0)
+        elif "adolescent" in text or "teen" in text:
+            ages.append(12)
+        elif "adult" in text or "elderly" in text:
+            ages.append(ADULT_AGE)
+    return min(ages) if ages else ADULT_AGE
+
+
+def parse_catalogue(data: Mapping[str, Any]) -> Catalogue:
+    products: list[Product] = []
+    for key, spec in (data.get("products") or {}).items():
+        spec = spec or {}
+        names = {str(key).lower()}
+        for name_key in ("display_name", "generic_name"):
+            if spec.get(name_key):
+                names.add(str(spec[name_key]).lower())
+        names.update(str(a).lower() for a in spec.get("aliases") or [])
+        populations = [str(p) for p in spec.get("approved_populations") or []]
+        indications: list[str] = []
+        raw_ind = spec.get("indications") or {}
+        if isinstance(raw_ind, Mapping):
+            for values in raw_ind.values():
+                indications.extend(str(v).lower() for v in values or [])
+        else:
+            indications.extend(str(v).lower() for v in raw_ind)
+        def _mg(name: str, spec: Mapping[str, Any] = spec) -> float | None:
+            value = spec.get(name)
+            return float(value) if value is not None else None
+
+        products.append(Product(
+            key=str(key),
+            names=tuple(sorted(n for n in names if n)),
+            min_age=_min_age(populations),
+            pregnancy_approved=any("pregnan" in p.lower() for p in populations),
+            indications=tuple(indications),
+            max_daily_dose_mg=_mg("max_daily_dose_mg"),
+            max_weekly_dose_mg=_mg("max_weekly_dose_mg"),
+            max_dose_mg_per_4_weeks=_mg("max_dose_mg_per_4_weeks"),
+        ))
+    return Catalogue(tuple(products))
+
+
+def load_catalogue(path: Path | None) -> Catalogue:
+    """The products file, or an empty catalogue when it does not exist (yet)."""
+    if path is None or not path.is_file():
+        return Catalogue()
+    with path.open(encoding="utf-8") as fh:
+        data = yaml.safe_load(fh) or {}
+    return parse_catalogue(data)
+
+
+# ---------------------------------------------------------------- off-label signals
+
+_CHILD_WORDS = re.compile(
+    r"\b(child|children|kids?|paediatric|pediatric|paeds|peds|infants?|babies|baby|toddlers?|neonates?"
+    r"|newborns?|school[- ]age|primary school)\b"
+)
+_TEEN_WORDS = re.compile(r"\b(adolescents?|teens?|teenagers?|teenaged|minors?|juvenile)\b")
+_AGE_NUMBER = re.compile(
+    r"\b(\d{1,2})\s*(?:-| )?(?:yo|y/o|y\.o\.|year[- ]olds?|yr[- ]olds?|years old|yrs old|years of age)\b"
+    r"|\baged? (\d{1,2})\b|\b(?:under|below|younger than) (\d{1,2})s?\b|\b(\d{1,2})\s?[mf]\b"
+    r"|\b(\d{1,2})[- ]month[- ]old\b"
+)
+_PREGNANT_USE = re.compile(r"\bpregnan(t|cy)\b|\bbreast[- ]?feed|\blactat")
+
+# Conditions an HCP might name as a (mis)use; matched only right after a treatment cue.
+_CONDITIONS = (
+    "type 1 diabetes", "type 2 diabetes", "t1dm", "t2dm", "diabetes", "prediabetes", "obesity",
+    "weight loss", "weight management", "pcos", "polycystic ovary", "fatty liver", "nash", "nafld",
+    "heart failure", "hypertension", "high blood pressure", "atrial fibrillation", "angina",
+    "hypercholesterolaemia", "hypercholesterolemia", "high cholesterol", "dyslipidaemia", "dyslipidemia",
+    "hypertriglyceridaemia", "hypertriglyceridemia", "familial hypercholesterolaemia", "stroke prevention",
+    "asthma", "mild asthma", "moderate asthma", "copd", "emphysema", "bronchitis", "chronic cough",
+    "allergic rhinitis", "hay fever", "nasal polyps", "eczema", "atopic dermatitis", "urticaria", "psoriasis",
+    "eosinophilic oesophagitis", "eosinophilic esophagitis", "acne", "alopecia", "migraine", "depression",
+    "anxiety", "alzheimer", "dementia", "parkinson", "multiple sclerosis", "cancer", "covid", "long covid",
+    "kidney disease", "ckd", "gout", "arthritis", "rheumatoid arthritis", "osteoporosis", "sleep apnoea",
+    "sleep apnea", "infertility", "addiction", "alcohol use disorder", "smoking cessation", "anti-ageing",
+    "anti-aging", "bodybuilding", "athletic performance", "sepsis", "pregnancy", "gestational diabetes",
+)
+_CONDITION_RX = re.compile(
+    r"\b(" + "|".join(re.escape(c) for c in sorted(_CONDITIONS, key=len, reverse=True)) + r")s?\b"
+)
+_TREATMENT_CUE = re.compile(
+    r"\b(for|to treat|treating|treat|treatment of|in the treatment of|indicated (for|in)|approved (for|in)"
+    r"|use(d)? (it |this |\w+ )?(for|in)|using (it |\w+ )?(for|in)|prescrib\w* (it |\w+ )?(for|in)|give (it )?"
+    r"(for|in)|help (with)?|works? (for|in)|effective (for|in)|efficacy (for|in)|data (for|in|on)|evidence (for|in)"
+    r"|manage|managing|in patients with|in people with)"
+    r"\s+(?:[a-z'/-]+\s+){0,3}$"
+)
+_DOSE = re.compile(r"\b(\d+(?:\.\d+)?)\s*(mg|milligrams?)\b")
+_FREQUENCY = (
+    (re.compile(r"\b(four times (a|per) day|four times daily|qid|q\.i\.d|4 ?(x|times) (a |per )?(day|daily))\b"), 4.0),
+    (re.compile(r"\b(three times (a|per) day|three times daily|tid|t\.i\.d|tds|3 ?(x|times) (a |per )?(day|daily))\b"),
+     3.0),
+    (re.compile(r"\b(twice (a|per) day|twice daily|bid|b\.i\.d|bd|2 ?(x|times) (a |per )?(day|daily)|every 12 hours"
+                r"|morning and (evening|night))\b"), 2.0),
+)
+_STOPWORDS = frozenset({"the", "of", "and", "in", "with", "a", "an", "to", "for", "primary", "adults"})
+
+
+# Lay names → the words an indication uses.
+_LAY_NAMES = {
+    "high cholesterol": "hypercholesterolaemia",
+    "high blood pressure": "hypertension",
+    "t2dm": "type 2 diabetes",
+    "t1dm": "type 1 diabetes",
+    "hypercholesterolemia": "hypercholesterolaemia",
+    "dyslipidemia": "dyslipidaemia",
+    "hypertriglyceridemia": "hypertriglyceridaemia",
+}
+
+
+def _covered(condition: str, product: Product) -> bool:
+    condition = _LAY_NAMES.get(condition, condition)
+    tokens = [t for t in re.findall(r"[a-z0-9]+", condition) if t not in _STOPWORDS]
+    if not tokens:
+        return True
+    # "high cholesterol" is the lay name of hypercholesterolaemia, and so on.
+    synonyms = {
+        "cholesterol": ("cholesterol", "hypercholesterol", "lipid"),
+        "hypercholesterolaemia": ("hypercholesterolaemia", "hypercholesterolemia"),
+        "dyslipidaemia": ("dyslipidaemia", "dyslipidemia"),
+    }
+    for indication in product.indications:
+        if all(
+            any(s in indication for s in synonyms.get(tok, (tok,))) or tok in indication
+            for tok in tokens
+        ):
+            # "type 1 diabetes" must not ride on "type 2 diabetes"
+            digits = re.findall(r"\b\d\b", condition)
+            if digits and not all(d in re.findall(r"\b\d\b", indication) for d in digits):
+                continue
+            return True
+    return False
+
+
+def _ages(norm: str) -> list[int]:
+    ages: list[int] = []
+    for m in _AGE_NUMBER.finditer(norm):
+        if m.group(5):  # months old
+            ages.append(0)
+            continue
+        for g in m.groups()[:4]:
+            if g:
+                ages.append(int(g))
+                break
+    return ages
+
+
+_TWICE_WEEKLY = re.compile(r"\b(twice (a|per|every) week|twice weekly|2x (a |per )?week)\b")
+
+
+def _above_max_dose(norm: str, product: Product) -> bool:
+    """A stated mg amount above the label's daily / weekly / 4-weekly maximum."""
+    amounts = [float(m.group(1)) for m in _DOSE.finditer(norm)]
+    if not amounts:
+        return False
+    daily_multiplier = 1.0
+    for rx, mult in _FREQUENCY:
+        if rx.search(norm):
+            daily_multiplier = mult
+            break
+    weekly_multiplier = 2.0 if _TWICE_WEEKLY.search(norm) else 1.0
+    for amount in amounts:
+        if product.max_daily_dose_mg is not None and amount * daily_multiplier > product.max_daily_dose_mg:
+            return True
+        if product.max_weekly_dose_mg is not None and amount * weekly_multiplier > product.max_weekly_dose_mg:
+            return True
+        if product.max_dose_mg_per_4_weeks is not None and amount > product.max_dose_mg_per_4_weeks:
+            return True
+    return False
+
+
+def off_label_reasons(norm: str, products: tuple[Product, ...]) -> tuple[str, ...]:
+    """Why a message about ``products`` looks like a use outside the approved label."""
+    reasons: list[str] = []
+    for product in products:
+        if "population" not in reasons:
+            ages = _ages(norm)
+            if (
+                any(age < product.min_age for age in ages)
+                or (_CHILD_WORDS.search(norm) and product.min_age > 11)
+                or (_TEEN_WORDS.search(norm) and product.min_age > 12)
+                or (_PREGNANT_USE.search(norm) and not product.pregnancy_approved)
+            ):
+                reasons.append("population")
+        if "indication" not in reasons:
+            for m in _CONDITION_RX.finditer(norm):
+                before = norm[max(0, m.start() - 40):m.start()]
+                if _TREATMENT_CUE.search(before.rstrip() + " "):
+                    condition = m.group(1)
+                    if condition in ("pregnancy",):
+                        continue
+                    if not _covered(condition, product):
+                        reasons.append("indication")
+                        break
+        if "dose" not in reasons and _above_max_dose(norm, product):
+            reasons.append("dose")
+    return tuple(reasons)
+
+
+def products_path_default() -> Path:
+    from api.settings import REPO_ROOT
+
+    return REPO_ROOT / "knowledge" / "content" / "products.yaml"

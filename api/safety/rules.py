@@ -1,0 +1,369 @@
+"""High-recall lexical rules of the safety screen: keywords, AE categories, seriousness, criteria.
+
+The statistical model (``api.safety.classifier``) catches free-form reports; these rules catch
+the shapes an HCP writes in ("pt on cardiovex c/o muscle pain", "she took 3x the dose by
+mistake", "the pen was cracked when it arrived") and veto the classic false positive: a
+general question about side effects ("what are the side effects of cardiovex?") is not a
+report about a patient.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+# ---------------------------------------------------------------- normalisation
+
+_QUOTES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u201c": '"', "\u201d": '"', "\u00a0": " "})
+
+
+def normalise(text: str) -> str:
+    """Lower case, straight quotes, single spaces."""
+    return " ".join(text.translate(_QUOTES).lower().split())
+
+
+def _rx(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern, re.IGNORECASE)
+
+
+# ---------------------------------------------------------------- channel keywords
+
+# Whole-message keywords (WhatsApp / SMS conventions); punctuation and "please" are ignored.
+STOP_WORDS = frozenset({
+    "stop", "stopall", "stop all", "unsubscribe", "opt out", "optout",
+    "opt-out", "stop messages", "stop messaging", "no more messages", "remove me", "revoke",
+})
+START_WORDS = frozenset({"start", "unstop", "subscribe", "resume", "opt in", "optin", "opt-in", "yes start"})
+HELP_WORDS = frozenset({"help", "info", "help me", "menu"})
+
+# Opt-out phrases anywhere in a message ("please don't message me again").
+_OPT_OUT_PHRASE = _rx(
+    r"\b(don'?t|do not|never) (message|text|contact|whatsapp|email|write to|send( me)?( any)?"
+    r" (messages|texts)( to)?) me\b"
+    r"|\bstop (messaging|texting|contacting|writing to|sending( me)?( any)? (messages|texts)( to)?) me\b"
+    r"|\bunsubscribe me\b|\bopt me out\b|\bremove me from (your|this|the) (list|mailing|messages)"
+    r"|\bno (more|further) messages\b|\bi want to unsubscribe\b|\bplease unsubscribe\b"
+)
+
+_KEYWORD_STRIP = re.compile(r"[^a-z\- ]+")
+
+
+def _keyword_form(norm: str) -> str:
+    words = _KEYWORD_STRIP.sub(" ", norm).split()
+    return " ".join(w for w in words if w not in {"please", "pls", "thanks", "thank", "you"})
+
+
+def is_opt_out(norm: str) -> bool:
+    return _keyword_form(norm) in STOP_WORDS or bool(_OPT_OUT_PHRASE.search(norm))
+
+
+def is_opt_in(norm: str) -> bool:
+    return _keyword_form(norm) in START_WORDS
+
+
+def is_help(norm: str) -> bool:
+    return _keyword_form(norm) in HELP_WORDS
+
+
+# ---------------------------------------------------------------- context cues
+
+# Someone specific is being talked about (a patient, the reporter, a relative).
+PERSONAL_CONTEXT = _rx(
+    r"\b(my|our|this|that|the|a|one of my|another|same|her|his)\s+(\w+\s+)?"
+    r"(patients?|pts?|clients?|son|daughter|wife|husband|mother|father|mum|mom|dad|child|baby|kid"
+    r"|lady|gentleman|man|woman|boy|girl|infant|toddler|grandmother|grandfather|partner|friend)\b"
+    r"|\bpts?\b|\bpatients? (has|had|have|is|was|were|developed|experienced|reports?|reported"
+    r"|complains?|complained|took|became|got|presented|noticed)\b"
+    r"|\b(he|she|they)('s| has| had| is| was| were| have| developed| experienced| started| took"
+    r"| takes| reports| reported| complains| complained| got| became| felt| feels| noticed| ended"
+    r"| died| passed| presented| injected| missed| stopped| used| swallowed| accidentally)\b"
+    r"|\b(i|we)('ve| have| had| got| developed| experienced| noticed| took| take| am| was| were"
+    r"| feel| felt| started| been| injected| accidentally| received| opened| found)\b"
+    r"|\b\d{1,3}\s*(yo|y/o|y\.o\.|year[- ]old|yr[- ]old|years old|yrs old)\b"
+    r"|\b\d{1,3}\s?[mf]\b|\bc/o\b|\bcomplain(s|ed|ing)? of\b|\b(mr|mrs|ms|miss)\.? [a-z]"
+    r"|\bpatient [a-z]\.? ?[a-z]\.?\b|\binitials\b"
+)
+
+# A specific patient (third person) — the HCP shape of a report.
+PATIENT_CONTEXT = _rx(
+    r"\b(my|our|this|that|a|one of my|another|the)\s+(\w+\s+)?(patients?|pts?|clients?|lady|gentleman"
+    r"|man|woman|boy|girl|infant|toddler|child|baby|son|daughter|wife|husband|mother|father|mum|mom|dad)\b"
+    r"|\bpts?\b|\bpatients? (has|had|have|is|was|were|developed|experienced|reports?|reported|complains?"
+    r"|complained|took|became|got|presented|noticed)\b"
+    r"|\b(he|she)('s| has| had| is| was| developed| experienced| started| took| takes| reports"
+    r"| reported| complains| complained| got| became| felt| feels| noticed| ended| died| passed"
+    r"| presented| injected| missed| stopped| used| swallowed| accidentally)\b"
+    r"|\b\d{1,3}\s*(yo|y/o|y\.o\.|year[- ]old|yr[- ]old|years old|yrs old)\b|\b\d{1,3}\s?[mf]\b"
+    r"|\bc/o\b|\bcomplain(s|ed|ing)? of\b|\b(mr|mrs|ms|miss)\.? [a-z]"
+)
+
+# Temporal link between a drug and an event.
+DRUG_LINK = _rx(
+    r"\b(after|since|following|post)\s+(starting|taking|the\s+(first|second|third|last|\d+(st|nd|rd|th)|"
+    r"initial|loading|latest|next)\s+(dose|injection|shot|tablet|infusion)|(his|her|their|my|the)"
+    r"\s+(\w+\s+)?(dose|injection|shot|infusion)|being (on|started on)|going on|switching|"
+    r"beginning|initiating|initiation|injecting|the injection|dosing|increasing|uptitrat)"
+    r"|\bwhile (on|taking|using|being treated with)\b|\bstarted (on|taking)\b|\bon\s+[a-z]+\s+(for|since)\s"
+    r"|\bwithin (\w+ ){0,2}(hours|days|weeks) of\b|\bwhen (she|he|they|i) (started|took|injected)"
+)
+
+EVENT_VERB = _rx(
+    r"\b(developed|experienced|experiencing|complain(s|ed|ing)? of|c/o|presented with|suffered"
+    r"|suffering|ended up|broke out|came out in|reported|reports|noticed|had an?|has an?|got an?)\b"
+)
+
+SIDE_EFFECT_WORDS = _rx(
+    r"\bside[- ]?effects?\b|\badverse (event|reaction|effect|drug reaction)s?\b|\breaction\b|\bintoleran"
+    r"|\bsensitivity to\b|\ballerg(y|ic)\b|\bsuspected (ae|adr|adverse)|\b(ae|adr|sae)\b"
+)
+
+SYMPTOMS = _rx(
+    r"\b(rash(es)?|hives|urticaria|itch(y|ing)?|pruritus|nause(a|ous)|vomit(ing|ed)?|diarrh(o)?ea"
+    r"|headaches?|migraines?|dizz(y|iness)|vertigo|muscle (pain|aches?|cramps?|weakness)|myalgias?"
+    r"|myopathy|myositis|rhabdo(myolysis)?|cramps?|fatigue|tired(ness)?|exhausted|swelling|swollen"
+    r"|o?edema|jaundice|yellow(ing)? (skin|eyes)|liver (enzymes?|damage|injury|function)|(alt|ast|ck|cpk)"
+    r" (raised|elevated|up|high|increased)|(raised|elevated|high) (alt|ast|ck|cpk|lfts?|liver)"
+    r"|palpitations?|chest (pain|tightness)|short(ness)? of breath|breathless|dyspno?ea|wheez"
+    r"|cough(ing)?|fever|chills|injection[- ]site (reaction|pain|redness|swelling)|redness|bruis(e|ing)"
+    r"|bleed(ing)?|hypo(glycaemia|glycemia|s)?\b|pancreatitis|abdominal pain|stomach (pain|ache|upset)"
+    r"|tummy|constipat|weight (gain|loss)|insomnia|can'?t sleep|anxi(ety|ous)|depress(ed|ion)|suicid"
+    r"|seizures?|fits?|faint(ed|ing)?|syncope|collapsed?|hair loss|blurr(ed|y) vision|vision (loss|problems)"
+    r"|tremors?|shak(y|ing)|numb(ness)?|tingling|pins and needles|kidney|renal|anaphyla|angioo?edema"
+    r"|stroke|heart attack|arrhythmia|tachycardia|bradycardia|hypertension|blood pressure (up|high|spiked)"
+    r"|thrombo|dvt|pulmonary embol|joint pain|arthralgia|back pain|sore throat|infection|pneumonia"
+    r"|nosebleed|epistaxis|blister|peeling|sjs|stevens|dark urine|memory (loss|problems)|confus(ed|ion)"
+    r"|hallucinat|mood (changes?|swings)|irritab|loss of appetite|bloat|reflux|heartburn|gallstones?"
+    r"|skin (reaction|lesions?)|lump|nodule|pain)\b"
+)
+
+LACK_OF_EFFICACY = _rx(
+    r"\b(not|isn't|wasn't|hasn't been|haven't been|aren't|no longer|never|didn't|doesn't|did not|does not"
+    r"|stopped|has stopped)\s+(\w+\s+)?(work|working|worked|effective|helping|helped|respond|responding"
+    r"|controlled|controlling|bringing (it|\w+) down|lowering|reducing)"
+    r"|\bno (effect|improvement|response|benefit|change) (on|in|with|after|despite|at all)"
+    r"|\bno (effect|improvement|response|benefit)\b|\bineffective\b|\black of (efficacy|effect|response)"
+    r"|\btreatment failure\b|\bfailed (on|to respond|to work|to control)\b|\bnon[- ]?respon"
+    r"|\b(ldl|cholesterol|lipids|hba1c|a1c|glucose|sugars?|eosinophils|exacerbations?|asthma|levels?)"
+    r"\s+(\w+\s+)?(still|remain(s|ed)?|went up|unchanged|no better|not coming down|getting worse|worse)"
+    r"|\bstill (having|getting) (exacerbations|attacks|flares|high (sugars|ldl|cholesterol))"
+)
+
+OVERDOSE = _rx(
+    r"\boverdos|\bo/d\b|\b(took|taken|take|injected|given|gave|received|swallowed|used)\s+(\w+\s+){0,3}"
+    r"(\d+|two|three|four|five|double|twice|triple)\s*(x|times)\b"
+    r"|\b(\d+|two|three|four|five|double|twice|triple)\s*(x|times)\s+(the|his|her|their|my|a|the usual|"
+    r"the prescribed|the recommended)?\s*(\w+\s+)?(dose|amount|dosage)"
+    r"|\bdouble[d]?\s+(up\s+)?(the\s+|a\s+|her\s+|his\s+|their\s+|my\s+)?(dose|dosage|injection)"
+    r"|\btoo many (tablets|pills|doses|injections|capsules)\b|\bextra (dose|injection|tablet|pen)s?\b"
+    r"|\b(dosing|dose|medication|administration) error\b|\bwrong dose\b"
+    r"|\b(injected|took|taken|given) (it |the dose |the injection )?twice\b"
+    r"|\b(\d+|two|three) (doses|injections|pens) (in one|on the same|the same) (day|week)\b"
+    r"|\baccidental(ly)?\s+(took|ingest|inject|swallow|given|gave|overdose|double)"
+    r"|\b(whole|entire) (pack|box|bottle|strip)\b"
+)
+BY_MISTAKE = _rx(r"\b(by mistake|by accident|accidentally|in error|mistakenly)\b")
+DOSE_WORD = _rx(r"\b(dose|doses|tablets?|pills?|capsules?|injections?|injected|took|taken|pen|mg)\b")
+
+MISUSE = _rx(
+    r"\bmisus(e|ed|ing)\b|\babus(e|ed|ing)\b|\brecreational(ly)?\b|\bto get high\b|\bsnort"
+    r"|\bcrush(ed|ing)? (and|to) (inject|snort)|\bsomeone else'?s (pen|tablets|pills|prescription|medication)"
+    r"|\bshar(ed|ing) (his|her|their|a) (pen|needle|tablets)|\bwithout a prescription\b"
+)
+
+PREGNANCY = _rx(
+    r"\bpregnan(t|cy)\b|\bconceived\b|\bexpecting a baby\b|\bbreast[- ]?feed(ing)?\b|\blactating\b"
+    r"|\bnursing (mother|her baby|an infant)\b|\bin utero\b|\bexposed during pregnancy\b|\bgave birth\b"
+)
+PREGNANCY_EXPOSURE_LINK = _rx(
+    r"\b(while|when|whilst) (on|taking|using|being treated)|\b(on|taking|using|took|started)\s+[a-z]+"
+    r"|\bexpos(ed|ure)\b|\bbecame pregnant\b|\bgot pregnant\b|\bfound out (she|i) (is|was|am)\b"
+    r"|\b(she|i)('s| is| was| am) pregnant\b|\bweeks pregnant\b"
+)
+
+DEVICE_WORDS = _rx(
+    r"\b(pens?|auto-?injectors?|needles?|vials?|syringes?|cartridges?|packs?|packaging|blisters?|boxe?s?"
+    r"|cartons?|caps?|labels?|seals?|inhalers?|devices?|tablets?|pills?|capsules?|bottles?|shipment"
+    r"|delivery|batch|lot)\b"
+)
+DEFECT_WORDS = _rx(
+    r"\b(cracked|broken|broke|leak(ing|ed|s|y)?|damaged|defective|faulty|malfunction(ed|ing)?|jammed|stuck"
+    r"|discolou?r(ed|ation)?|cloudy|particles?|particulate|foreign (body|matter|object|material)"
+    r"|contaminat(ed|ion)|crumbl(ed|ing)|mislabel(l)?ed|counterfeit|fake|tampered|bent|missing"
+    r"|wrong (label|tablet|tablets|strength|product|colou?r)|empty|frozen|melted|expired when"
+    r"|smell(s|ed)? (odd|strange|bad|funny)|(won'?t|wouldn'?t|didn'?t|does not|doesn'?t|did not|failed to)"
+    r" (click|inject|fire|activate|work|dispense|open|release))\b"
+)
+ARRIVAL = _rx(r"\b(arrived|received|delivered|opened|came|shipped|dispensed|picked up|box|batch|lot)\b")
+
+SERIOUS = _rx(
+    r"\b(died|death|dead|deceased|fatal(ity)?|passed away|life[- ]threatening|hospitali[sz](ed|ation)"
+    r"|admitted (to|into)? ?(the )?(hospital|icu|er|a&e|ward)|\bicu\b|intensive care|emergency (room|dept"
+    r"|department)|\ba&e\b|disab(led|ility)|incapacitat(ed|ing)|permanent(ly)? (damage|disabled)"
+    r"|congenital|birth defects?|(fetal|foetal) (anomal\w*|malformation)|anomal(y|ies)|malformation"
+    r"|anaphyla(xis|ctic)|resuscitat\w*|intubat\w*|coma|seizures?|stroke|heart attack|cardiac arrest"
+    r"|myocardial infarction|suicid\w*|rhabdomyolysis|liver failure|renal failure|kidney failure"
+    r"|miscarriage|stillbirth|stillborn|sepsis|stevens[- ]johnson|sjs)\b"
+)
+
+# Questions asked in general, with no specific patient or event behind them.
+QUESTION_START = _rx(
+    r"^(what|which|how|does|do|can|could|is|are|should|will|would|any|has anyone|have there|were there"
+    r"|was there|where|when|why|tell me|i'?d like to know|i want to know|i wanted to ask|quick question"
+    r"|question)\b"
+)
+GENERAL_QUESTION = _rx(
+    r"\b(what are|what is|list|common|frequency|incidence|how (often|common|likely)|risk of|rates? of"
+    r"|known|reported (with|for)|(can|does|do|could|might) (\w+ ){0,2}cause|associated with|is there"
+    r"|are there|safety profile|label(l)?ing|warnings?|precautions?|contraindicat\w*|monitor(ing)?)\b"
+)
+HYPOTHETICAL = _rx(
+    r"\b(what (should|do|can|would) (i|we|you|they|patients) do (if|when)|what if|what happens (if|when)"
+    r"|in case|in the event|if (a|my|the|your|one of my)? ?patients?|should a patient|when a patient"
+    r"|for patients who|patients who|how (do|should) (i|we) (manage|treat|handle)|how to (manage|treat)"
+    r"|(can|could|should|may|do) (i|we|you) (give|use|prescribe|start|switch|combine|administer|recommend|offer)"
+    r"|is it (ok|okay|safe|possible|appropriate|advisable))\b"
+)
+AGE_ONLY = _rx(r"\b\d{1,3}\s*(yo|y/o|y\.o\.|year[- ]old|yr[- ]old|years old|yrs old)s?\b")
+SPECIFIC_EVENT = _rx(
+    r"\b(developed|experienced|arrived|received|delivered|happened|noticed|found|died|hospitali[sz]ed"
+    r"|admitted|took|injected|swallowed|broke out|came out in|got)\b"
+)
+
+# Any trace of something having happened to someone (used to gate weak model-only hits).
+_EVENT_TRACE = _rx(
+    r"\b(withdraw\w*|coming off|come off|came off|going off|wean\w*|taper\w*|quit|stopp?ed|feel\w*|felt"
+    r"|made (me|him|her)|makes (me|him|her)|gave (me|him|her)|gives (me|him|her)|caus\w*|symptoms?|effects?"
+    r"|worse|awful|terrible|horrible|bad|problems?|issues?|concern\w*|unwell|ill|sick|hurt\w*|sore)\b"
+)
+
+
+def has_event_trace(norm: str, *, personal_counts: bool = True) -> bool:
+    if personal_counts and PERSONAL_CONTEXT.search(AGE_ONLY.sub(" ", norm)):
+        return True
+    return any(rx.search(norm) for rx in (
+        SYMPTOMS, SIDE_EFFECT_WORDS, SERIOUS, DRUG_LINK, EVENT_VERB, LACK_OF_EFFICACY,
+        OVERDOSE, PREGNANCY, DEFECT_WORDS, _EVENT_TRACE,
+    ))
+
+
+# Commercial / service requests a rep handles.
+REP_REQUEST = _rx(
+    r"\bsamples?\b|\bstarter packs?\b|\b(book|schedule|arrange|set up|request)( a| an)? (meeting|visit"
+    r"|appointment|call|lunch|in-?service)\b|\b(meet|speak|talk|chat) (to|with) (a|my|the|your) "
+    r"(rep|sales rep|representative|account manager|kam)\b|\b(my|a|the|our) (sales )?rep\b"
+    r"|\brepresentative\b|\bvisit (me|my (practice|clinic|office))\b|\b(rep|representative) (visit|to call)\b"
+    r"|\bdrop off (some )?(samples|leaflets|brochures)\b|\bbrochures?\b|\bleaflets? for (my )?patients\b"
+    r"|\bpatient (materials|leaflets)\b|\bspeaker (program|programme|event)\b"
+)
+
+OFF_LABEL_EXPLICIT = _rx(
+    r"\boff[- ]label\b|\bunlicen[sc]ed (use|indication|for)\b|\bnot (approved|licen[sc]ed|indicated) (for|in)\b"
+    r"|\boutside (the|its) (label|licen[sc]e|indication|smpc|pi)\b|\bunapproved (use|indication)\b"
+)
+
+
+# ---------------------------------------------------------------- rule evaluation
+
+
+@dataclass(frozen=True)
+class RuleHits:
+    categories: tuple[str, ...]
+    general_question: bool
+    personal_context: bool
+    patient_context: bool
+    strong: bool  # a rule that fires regardless of the model
+
+
+def is_general_question(norm: str) -> bool:
+    """A question about the product in general, not about something that happened to someone."""
+    questiony = norm.rstrip().endswith("?") or bool(QUESTION_START.search(norm))
+    if not questiony:
+        return False
+    if SPECIFIC_EVENT.search(norm):
+        return False
+    if HYPOTHETICAL.search(norm):
+        return True
+    # An age alone in a question is a population ("a 10 year old"), not a particular patient.
+    return not PERSONAL_CONTEXT.search(AGE_ONLY.sub(" ", norm))
+
+
+def evaluate(norm: str, *, product_mentioned: bool) -> RuleHits:
+    """Apply the AE category rules to normalised text."""
+    general = is_general_question(norm)
+    personal = bool(PERSONAL_CONTEXT.search(norm))
+    patient = bool(PATIENT_CONTEXT.search(norm))
+    drug_link = bool(DRUG_LINK.search(norm))
+    cats: list[str] = []
+    if not general:
+        # quality complaint: a defect in a device / pack
+        if DEFECT_WORDS.search(norm) and DEVICE_WORDS.search(norm):
+            cats.append("quality_complaint")
+        if OVERDOSE.search(norm) or (BY_MISTAKE.search(norm) and DOSE_WORD.search(norm)):
+            cats.append("overdose")
+        if MISUSE.search(norm):
+            cats.append("misuse")
+        if PREGNANCY.search(norm) and (
+            PREGNANCY_EXPOSURE_LINK.search(norm) or patient or product_mentioned
+        ):
+            cats.append("pregnancy_exposure")
+        if LACK_OF_EFFICACY.search(norm) and (product_mentioned or patient) and not (
+            "quality_complaint" in cats and not product_mentioned
+        ):
+            cats.append("lack_of_efficacy")
+        side_effect = any((
+            bool(SIDE_EFFECT_WORDS.search(norm)) and (personal or drug_link or product_mentioned),
+            bool(SYMPTOMS.search(norm)) and (patient or drug_link)
+            and (patient or product_mentioned or bool(EVENT_VERB.search(norm))),
+            bool(SERIOUS.search(norm)) and (patient or product_mentioned or drug_link),
+            patient and drug_link and bool(EVENT_VERB.search(norm)),
+        ))
+        if side_effect:
+            cats.append("side_effect")
+    strong = bool(cats) and (patient or product_mentioned or drug_link or set(cats) != {"side_effect"})
+    return RuleHits(
+        categories=tuple(cats), general_question=general, personal_context=personal,
+        patient_context=patient, strong=strong,
+    )
+
+
+def serious_terms(norm: str) -> tuple[str, ...]:
+    seen: list[str] = []
+    for m in SERIOUS.finditer(norm):
+        term = m.group(0)
+        if term not in seen:
+            seen.append(term)
+    return tuple(seen)
+
+
+def is_rep_request(norm: str) -> bool:
+    return bool(REP_REQUEST.search(norm))
+
+
+def is_explicit_off_label(norm: str) -> bool:
+    return bool(OFF_LABEL_EXPLICIT.search(norm))
+
+
+# ---------------------------------------------------------------- minimum criteria cues
+
+PATIENT_IDENTIFIER = _rx(
+    r"\b\d{1,3}\s*(yo|y/o|y\.o\.|year[- ]old|yr[- ]old|years old|yrs old|months old|month[- ]old)\b"
+    r"|\baged? \d{1,3}\b|\bin (his|her) (\d0s|teens|twenties|thirties|forties|fifties|sixties|seventies"
+    r"|eighties|nineties)\b|\b\d{1,3}\s?[mf]\b|\b(male|female|man|woman|boy|girl|lady|gentleman|mr|mrs"
+    r"|ms|miss|he|she|his|her|him)\b|\binitials\b|\bpatient [a-z]\.? ?[a-z]\.?(\s|$)|\bdob\b"
+    r"|\bdate of birth\b|\b(patient|pt) (id|number|ref)\b|\b[a-z]\.[a-z]\.\b"
+    r"|\b(my|our) (son|daughter|wife|husband|mother|father|mum|mom|dad)\b|\bmyself\b|\bi (have|had|am|was"
+    r"|took|developed|experienced|got)\b"
+)
+REPORTER_IDENTIFIER = _rx(
+    r"\b(dr|doctor|nurse|pharmacist|prof)\.? [a-z]+|\bmy name is\b|\bthis is dr\b|\bi am (a|an|the)"
+    r" (doctor|gp|physician|nurse|pharmacist|consultant|cardiologist|endocrinologist|pulmonologist)"
+    r"|\b(call|reach|contact) me (on|at)\b|\b[\w.+-]+@[\w-]+\.[\w.]+\b|\+?\d[\d ]{7,}\d"
+)
+
+
+def has_patient_identifier(norm: str) -> bool:
+    return bool(PATIENT_IDENTIFIER.search(norm))
+
+
+def has_reporter_identifier(norm: str) -> bool:
+    return bool(REPORTER_IDENTIFIER.search(norm))
