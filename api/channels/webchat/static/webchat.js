@@ -1,0 +1,557 @@
+/*
+ * HCP Concierge web chat.
+ *
+ * Message bodies are approved content and are shown verbatim: they are only ever
+ * written with textContent (never innerHTML), so nothing in them is interpreted
+ * or altered. Line breaks are kept by CSS (white-space: pre-wrap).
+ */
+(function () {
+  "use strict";
+
+  var API = "/api/webchat/sessions";
+  var STORAGE_KEY = "hcpConcierge.webchat.sessionId";
+  var POLL_MS = 1500;
+  var POLL_MAX_BACKOFF_MS = 15000;
+
+  var els = {};
+  var state = {
+    sessionId: null,
+    cursor: 0, // highest message id received from the poll endpoint
+    seen: new Set(), // ids already on screen
+    pendingOutbound: [], // user bubbles shown before the server gave them an id
+    sending: false,
+    failed: null, // the last request that failed, for "Try again"
+    pollTimer: null,
+    pollDelay: POLL_MS,
+    polling: false,
+  };
+
+  // ---------------------------------------------------------------- storage
+
+  function loadSessionId() {
+    try {
+      return window.sessionStorage.getItem(STORAGE_KEY);
+    } catch (e) {
+      return null;
+    }
+  }
+
+  function saveSessionId(id) {
+    state.sessionId = id;
+    try {
+      if (id) {
+        window.sessionStorage.setItem(STORAGE_KEY, id);
+      } else {
+        window.sessionStorage.removeItem(STORAGE_KEY);
+      }
+    } catch (e) {
+      /* storage disabled: the conversation simply will not survive a reload */
+    }
+  }
+
+  // ---------------------------------------------------------------- HTTP
+
+  function ApiError(status, code, message) {
+    this.status = status;
+    this.code = code;
+    this.message = message;
+  }
+
+  function request(method, url, body) {
+    var init = {
+      method: method,
+      headers: { Accept: "application/json" },
+      credentials: "same-origin",
+      cache: "no-store",
+    };
+    if (body !== undefined) {
+      init.headers["Content-Type"] = "application/json";
+      init.body = JSON.stringify(body);
+    }
+    return fetch(url, init).then(
+      function (resp) {
+        return resp.text().then(function (raw) {
+          var data = null;
+          if (raw) {
+            try {
+              data = JSON.parse(raw);
+            } catch (e) {
+              data = null;
+            }
+          }
+          if (!resp.ok) {
+            var err = data && data.error ? data.error : null;
+            throw new ApiError(
+              resp.status,
+              (err && err.code) || "http_" + resp.status,
+              (err && err.message) || "Something went wrong (HTTP " + resp.status + "). Please try again."
+            );
+          }
+          return data || {};
+        });
+      },
+      function () {
+        throw new ApiError(0, "network", "We couldn't reach the server. Check your connection and try again.");
+      }
+    );
+  }
+
+  function createSession() {
+    return request("POST", API).then(function (data) {
+      if (!data.session_id) {
+        throw new ApiError(500, "bad_response", "The chat service returned an unexpected answer. Please try again.");
+      }
+      saveSessionId(String(data.session_id));
+      state.cursor = 0;
+      return state.sessionId;
+    });
+  }
+
+  function ensureSession() {
+    return state.sessionId ? Promise.resolve(state.sessionId) : createSession();
+  }
+
+  function messagesUrl(sessionId) {
+    return API + "/" + encodeURIComponent(sessionId) + "/messages";
+  }
+
+  // ---------------------------------------------------------------- rendering
+
+  function isNearBottom() {
+    var box = els.scroller;
+    return box.scrollHeight - box.scrollTop - box.clientHeight < 120;
+  }
+
+  function scrollToEnd() {
+    els.scroller.scrollTop = els.scroller.scrollHeight;
+  }
+
+  function kindOf(message) {
+    if (message.direction === "in") {
+      return "user";
+    }
+    if (message.sender === "staff") {
+      return "staff";
+    }
+    if (message.sender === "system") {
+      return "system";
+    }
+    return "bot";
+  }
+
+  var SENDER_LABELS = {
+    user: "You",
+    bot: "HCP Concierge",
+    staff: "Your representative",
+    system: "Notice",
+  };
+
+  function buildMessage(kind, message) {
+    var item = document.createElement("div");
+    item.className = "msg msg-" + kind;
+    item.setAttribute("data-testid", "message-" + kind);
+    if (message.id !== undefined && message.id !== null) {
+      item.setAttribute("data-message-id", String(message.id));
+    }
+    if (message.content_id) {
+      item.setAttribute("data-content-id", String(message.content_id));
+      if (message.content_version !== undefined && message.content_version !== null) {
+        item.setAttribute("data-content-version", String(message.content_version));
+      }
+    }
+
+    var label = document.createElement("div");
+    label.className = "msg-sender";
+    label.textContent = SENDER_LABELS[kind];
+    if (kind === "user" || kind === "bot") {
+      // The bubble side already says who spoke; keep the name for screen readers.
+      label.classList.add("visually-hidden");
+    }
+    item.appendChild(label);
+
+    var bubble = document.createElement("div");
+    bubble.className = "msg-bubble";
+    var body = document.createElement("p");
+    body.className = "msg-text";
+    body.setAttribute("data-testid", "message-text");
+    body.textContent = message.text == null ? "" : String(message.text);
+    bubble.appendChild(body);
+
+    if (message.approval_code) {
+      var badge = document.createElement("p");
+      badge.className = "approval";
+      badge.setAttribute("data-testid", "approval-code");
+      badge.textContent = "Approved content · " + String(message.approval_code);
+      bubble.appendChild(badge);
+    }
+    item.appendChild(bubble);
+
+    var buttons = Array.isArray(message.buttons) ? message.buttons : [];
+    if (buttons.length && kind !== "user") {
+      var group = document.createElement("div");
+      group.className = "quick-replies";
+      group.setAttribute("role", "group");
+      group.setAttribute("aria-label", "Suggested replies");
+      buttons.forEach(function (button) {
+        var chip = document.createElement("button");
+        chip.type = "button";
+        chip.className = "chip";
+        chip.setAttribute("data-testid", "quick-reply");
+        chip.textContent = String(button.title);
+        chip.addEventListener("click", function () {
+          onQuickReply(group, chip, String(button.title), String(button.payload));
+        });
+        group.appendChild(chip);
+      });
+      item.appendChild(group);
+    }
+    return item;
+  }
+
+  function appendMessage(message) {
+    if (message.id !== undefined && message.id !== null) {
+      if (state.seen.has(message.id)) {
+        return null;
+      }
+      state.seen.add(message.id);
+    }
+    var kind = kindOf(message);
+    if (kind === "user" && claimPendingOutbound(message)) {
+      return null;
+    }
+    var stick = isNearBottom();
+    var node = buildMessage(kind, message);
+    els.messages.appendChild(node);
+    if (stick || kind === "user") {
+      scrollToEnd();
+    }
+    return node;
+  }
+
+  /* A user bubble is shown at once; when the poll later returns the stored inbound
+     message, it takes that bubble's place instead of appearing twice. */
+  function claimPendingOutbound(message) {
+    for (var i = 0; i < state.pendingOutbound.length; i += 1) {
+      var pending = state.pendingOutbound[i];
+      if (pending.text === String(message.text)) {
+        pending.node.setAttribute("data-message-id", String(message.id));
+        state.pendingOutbound.splice(i, 1);
+        return true;
+      }
+    }
+    return false;
+  }
+
+  function showLocalUserMessage(text) {
+    var node = buildMessage("user", { text: text });
+    node.classList.add("msg-pending");
+    els.messages.appendChild(node);
+    scrollToEnd();
+    var pending = { text: text, node: node };
+    state.pendingOutbound.push(pending);
+    return pending;
+  }
+
+  function dropPending(pending) {
+    var i = state.pendingOutbound.indexOf(pending);
+    if (i >= 0) {
+      state.pendingOutbound.splice(i, 1);
+    }
+    if (pending.node.parentNode) {
+      pending.node.parentNode.removeChild(pending.node);
+    }
+  }
+
+  function setTyping(on) {
+    els.typing.hidden = !on;
+    if (on) {
+      scrollToEnd();
+    }
+  }
+
+  function showError(message, retryable) {
+    els.errorText.textContent = message;
+    els.retry.hidden = !retryable;
+    els.error.hidden = false;
+  }
+
+  function clearError() {
+    els.error.hidden = true;
+    els.errorText.textContent = "";
+    els.retry.hidden = true;
+  }
+
+  function setSending(on) {
+    state.sending = on;
+    els.send.disabled = on;
+    els.form.setAttribute("aria-busy", on ? "true" : "false");
+  }
+
+  // ---------------------------------------------------------------- composer
+
+  function maxChars() {
+    var n = parseInt(els.form.getAttribute("data-max-chars"), 10);
+    return n > 0 ? n : 4096;
+  }
+
+  function updateCounter() {
+    var len = els.input.value.length;
+    var max = maxChars();
+    if (len > max) {
+      els.counter.textContent = len + " / " + max + " characters: too long";
+      els.counter.classList.add("over");
+    } else if (len > max - 200) {
+      els.counter.textContent = len + " / " + max;
+      els.counter.classList.remove("over");
+    } else {
+      els.counter.textContent = "";
+      els.counter.classList.remove("over");
+    }
+  }
+
+  function autosize() {
+    els.input.style.height = "auto";
+    els.input.style.height = Math.min(els.input.scrollHeight, 160) + "px";
+  }
+
+  function validate(text) {
+    if (!text.trim()) {
+      return "Please type a message before sending.";
+    }
+    var max = maxChars();
+    if (text.length > max) {
+      return "Your message is too long (" + text.length + " characters). The limit is " + max + " characters.";
+    }
+    return null;
+  }
+
+  /* Each send carries a client id; a retry reuses it, so the server stores the
+     message once even when the first attempt did arrive. */
+  function newClientMessageId() {
+    var bytes = new Uint8Array(16);
+    window.crypto.getRandomValues(bytes);
+    return Array.prototype.map
+      .call(bytes, function (b) {
+        return (b < 16 ? "0" : "") + b.toString(16);
+      })
+      .join("");
+  }
+
+  function onSubmit(event) {
+    event.preventDefault();
+    if (state.sending) {
+      return;
+    }
+    var text = els.input.value;
+    var problem = validate(text);
+    if (problem) {
+      showError(problem, false);
+      els.input.focus();
+      return;
+    }
+    clearError();
+    var sent = text;
+    var failed = state.failed;
+    var clientId =
+      failed && failed.opts.restoreText === sent ? failed.body.client_message_id : newClientMessageId();
+    els.input.value = "";
+    updateCounter();
+    autosize();
+    send({ text: sent.trim(), client_message_id: clientId }, { restoreText: sent });
+  }
+
+  function onQuickReply(group, chip, title, payload) {
+    if (state.sending) {
+      return;
+    }
+    var chips = group.querySelectorAll("button");
+    chips.forEach(function (c) {
+      c.disabled = true;
+    });
+    chip.classList.add("chosen");
+    chip.setAttribute("aria-pressed", "true");
+    clearError();
+    send({ text: title, payload: payload, client_message_id: newClientMessageId() }, { chips: chips, chosen: chip });
+    els.input.focus();
+  }
+
+  function onKeyDown(event) {
+    if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+      event.preventDefault();
+      els.form.requestSubmit ? els.form.requestSubmit() : onSubmit(event);
+    }
+  }
+
+  // ---------------------------------------------------------------- sending
+
+  function postMessage(body, allowNewSession) {
+    return ensureSession()
+      .then(function (sessionId) {
+        return request("POST", messagesUrl(sessionId), body);
+      })
+      .catch(function (err) {
+        if (err instanceof ApiError && err.status === 404 && allowNewSession) {
+          // The session expired or is unknown: start a new one and send once more.
+          saveSessionId(null);
+          resetConversationCursor();
+          return postMessage(body, false);
+        }
+        throw err;
+      });
+  }
+
+  function resetConversationCursor() {
+    state.cursor = 0;
+  }
+
+  function send(body, opts) {
+    var pending = showLocalUserMessage(body.text);
+    setSending(true);
+    setTyping(true);
+    return postMessage(body, true)
+      .then(function (data) {
+        pending.node.classList.remove("msg-pending");
+        var replies = Array.isArray(data.messages) ? data.messages : [];
+        replies.forEach(appendMessage);
+        state.failed = null;
+        schedulePoll(0);
+      })
+      .catch(function (err) {
+        dropPending(pending);
+        if (opts.restoreText !== undefined) {
+          // Nothing typed is lost: put the text back unless something new was typed.
+          if (!els.input.value) {
+            els.input.value = opts.restoreText;
+          }
+          updateCounter();
+          autosize();
+        }
+        if (opts.chips) {
+          opts.chips.forEach(function (c) {
+            c.disabled = false;
+          });
+          opts.chosen.classList.remove("chosen");
+          opts.chosen.removeAttribute("aria-pressed");
+        }
+        state.failed = { body: body, opts: opts };
+        var message = err instanceof ApiError ? err.message : "Something went wrong. Please try again.";
+        showError(message, true);
+      })
+      .then(function () {
+        setSending(false);
+        setTyping(false);
+      });
+  }
+
+  function onRetry() {
+    var failed = state.failed;
+    if (!failed || state.sending) {
+      return;
+    }
+    clearError();
+    if (failed.opts.restoreText !== undefined) {
+      // The text is back in the box: resend exactly what is there now.
+      els.form.requestSubmit ? els.form.requestSubmit() : onSubmit(new Event("submit"));
+      return;
+    }
+    if (failed.opts.chips) {
+      failed.opts.chips.forEach(function (c) {
+        c.disabled = true;
+      });
+      failed.opts.chosen.classList.add("chosen");
+    }
+    send(failed.body, failed.opts);
+  }
+
+  // ---------------------------------------------------------------- polling
+
+  function schedulePoll(delay) {
+    if (state.pollTimer) {
+      window.clearTimeout(state.pollTimer);
+    }
+    state.pollTimer = window.setTimeout(poll, delay === undefined ? state.pollDelay : delay);
+  }
+
+  function poll() {
+    state.pollTimer = null;
+    if (!state.sessionId || state.polling) {
+      schedulePoll();
+      return;
+    }
+    state.polling = true;
+    var sessionId = state.sessionId;
+    request("GET", messagesUrl(sessionId) + "?after=" + encodeURIComponent(state.cursor))
+      .then(function (data) {
+        if (sessionId !== state.sessionId) {
+          return;
+        }
+        var messages = Array.isArray(data.messages) ? data.messages.slice() : [];
+        messages.sort(function (a, b) {
+          return a.id - b.id;
+        });
+        messages.forEach(function (m) {
+          if (typeof m.id === "number" && m.id > state.cursor) {
+            state.cursor = m.id;
+          }
+          appendMessage(m);
+        });
+        state.pollDelay = POLL_MS;
+      })
+      .catch(function (err) {
+        if (err instanceof ApiError && err.status === 404 && sessionId === state.sessionId) {
+          // Unknown session: the next message starts a new one.
+          saveSessionId(null);
+          resetConversationCursor();
+        } else {
+          state.pollDelay = Math.min(state.pollDelay * 2, POLL_MAX_BACKOFF_MS);
+        }
+      })
+      .then(function () {
+        state.polling = false;
+        schedulePoll();
+      });
+  }
+
+  // ---------------------------------------------------------------- start
+
+  function init() {
+    els.form = document.getElementById("composer");
+    els.input = document.getElementById("chat-input");
+    els.send = document.getElementById("send-button");
+    els.messages = document.getElementById("messages");
+    els.scroller = document.getElementById("chat");
+    els.typing = document.getElementById("typing");
+    els.error = document.getElementById("chat-error");
+    els.errorText = document.getElementById("chat-error-text");
+    els.retry = document.getElementById("retry-button");
+    els.counter = document.getElementById("char-count");
+
+    els.form.addEventListener("submit", onSubmit);
+    els.input.addEventListener("keydown", onKeyDown);
+    els.input.addEventListener("input", function () {
+      updateCounter();
+      autosize();
+      if (!els.error.hidden && !state.failed) {
+        clearError();
+      }
+    });
+    els.retry.addEventListener("click", onRetry);
+    document.addEventListener("visibilitychange", function () {
+      if (!document.hidden) {
+        schedulePoll(0);
+      }
+    });
+
+    state.sessionId = loadSessionId();
+    // A reload keeps the conversation: the first poll (after=0) redraws it.
+    schedulePoll(0);
+    els.input.focus();
+    document.documentElement.setAttribute("data-webchat-ready", "true");
+  }
+
+  if (document.readyState === "loading") {
+    document.addEventListener("DOMContentLoaded", init);
+  } else {
+    init();
+  }
+})();

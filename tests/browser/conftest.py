@@ -1,0 +1,184 @@
+"""Browser fixtures: Debian Chromium driven by Playwright (sync API), and live servers.
+
+Playwright never downloads a browser here: it launches ``/usr/bin/chromium``
+(install it with ``scripts/ensure_chromium.sh``). Every test in this folder is
+marked ``browser``.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+from sqlalchemy import Engine
+
+from api.app import create_app
+from api.conversations.turn import null_safety_hook
+from api.settings import Settings
+from tests.browser.fake_api import FakeChatApi
+from tests.conftest import REPO
+from tests.fakes.rasa import FakeRasa
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+SCREENS_DIR = REPO / "var" / "screens"
+_HERE = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if _HERE in Path(str(item.path)).resolve().parents:
+            item.add_marker(pytest.mark.browser)
+
+
+# ------------------------------------------------------------------ servers
+
+
+@contextmanager
+def serve_app(app: Any, *, startup_timeout: float = 20.0) -> Iterator[str]:
+    """Run an ASGI app with uvicorn in a background thread on a free loopback port.
+
+    Yields the base URL; stops the server and joins the thread on exit.
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(app, log_level="warning", lifespan="auto", ws="none", access_log=False)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + startup_timeout
+    while not server.started:
+        if not thread.is_alive():
+            sock.close()
+            raise RuntimeError("the test server exited during startup (see the log above)")
+        if time.monotonic() > deadline:
+            server.should_exit = True
+            thread.join(5)
+            sock.close()
+            raise RuntimeError(f"the test server did not start within {startup_timeout:.0f} s")
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()
+
+
+@pytest.fixture()
+def fake_api() -> FakeChatApi:
+    return FakeChatApi(staff_delay=1.0)
+
+
+@pytest.fixture()
+def fake_server(fake_api: FakeChatApi) -> Iterator[str]:
+    """The stand-in chat API (tests/browser/fake_api.py) serving the real page."""
+    with serve_app(fake_api.app) as url:
+        yield url
+
+
+@pytest.fixture()
+def fake_rasa() -> FakeRasa:
+    return FakeRasa()
+
+
+@pytest.fixture()
+def live_server(engine: Engine, settings: Settings, fake_rasa: FakeRasa) -> Iterator[str]:
+    """The real application (``api.app.create_app``) on a free loopback port.
+
+    It uses the migrated test database and the fake Rasa of ``tests/fakes/rasa.py``
+    (replies ``echo: <text>`` with a "Talk to a person" quick reply), so the page is
+    tested against the real JSON API with deterministic bot turns. The safety screen
+    is the null hook: screening has its own tests, this fixture is about the page.
+    """
+    app = create_app(
+        settings,
+        engine=engine,
+        safety_hook=null_safety_hook,
+        rasa_transport=fake_rasa.transport(),
+        warm_knowledge=False,
+    )
+    with serve_app(app) as url:
+        yield url
+
+
+@pytest.fixture()
+def live_rasa_stack_url(request: pytest.FixtureRequest, engine: Engine, settings: Settings) -> Iterator[str]:
+    """Base URL of the real api talking to the real Rasa (``rasa_server`` from tests/conftest.py).
+
+    Uses the session's ``live_stack`` api when there is one (Rasa calls its actions
+    there); otherwise serves an app of its own pointed at ``rasa_server``.
+    """
+    try:
+        rasa_url = str(request.getfixturevalue("rasa_server"))
+    except pytest.FixtureLookupError:
+        pytest.skip("the rasa_server fixture is not defined in tests/conftest.py yet")
+    try:
+        stack = request.getfixturevalue("live_stack")
+    except pytest.FixtureLookupError:
+        stack = None
+    if stack is not None:
+        yield str(stack.api_url)
+        return
+    app = create_app(settings.model_copy(update={"rasa_url": rasa_url}), engine=engine, warm_knowledge=False)
+    with serve_app(app) as url:
+        yield url
+
+
+# ------------------------------------------------------------------ browser
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is missing: run scripts/ensure_chromium.sh")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture()
+def page(browser: Any) -> Iterator[Any]:
+    """A fresh browser context (own sessionStorage) with one page.
+
+    Uncaught JavaScript errors on the page fail the test.
+    """
+    context = browser.new_context(viewport={"width": 1100, "height": 800})
+    context.set_default_timeout(5000)
+    pg = context.new_page()
+    errors: list[str] = []
+    pg.on("pageerror", lambda exc: errors.append(str(exc)))
+    try:
+        yield pg
+    finally:
+        context.close()
+    assert not errors, f"JavaScript errors on the page: {errors}"
+
+
+@pytest.fixture()
+def screens_dir() -> Path:
+    SCREENS_DIR.mkdir(parents=True, exist_ok=True)
+    return SCREENS_DIR
