@@ -13,13 +13,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import httpx
 
-from benchmarks._stack import Stack, rss_mb
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks._stack import Stack, rss_mb  # noqa: E402
 
 # Turns that exercise NLU + dialogue without changing the conversation's state.
 SCRIPT = ["hello", "thanks", "are you a bot?", "what's the weather tomorrow", "ok", "good morning",
