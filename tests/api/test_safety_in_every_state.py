@@ -97,7 +97,8 @@ def test_the_adverse_event_is_committed_before_any_reply(
     deadline = time.monotonic() + 2.5
     while time.monotonic() < deadline and not found:
         with Session(engine) as s:
-            found = s.execute(select(AdverseEvent).where(AdverseEvent.raw_text == text)).scalar_one_or_none() is not None
+            case = s.execute(select(AdverseEvent).where(AdverseEvent.raw_text == text)).scalar_one_or_none()
+            found = case is not None
         time.sleep(0.05)
     assert "response" not in result
     assert found
