@@ -1,0 +1,77 @@
+"""The answer policy: answer only when a calibrated probability of being right is high enough.
+
+A logistic model over the ranking's features (top score, margin to #2, dense and BM25
+score of #1) estimates P(top-1 is a correct answer). Coefficients and the threshold
+are fitted by ``python -m knowledge.tune`` on *tuning* data only (paraphrase tuning
+sets + CLINC150 train); the reported figures come from held-out sets.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from knowledge.retrieval import DEFAULT_LEXICAL_WEIGHT, Method, Ranking
+
+POLICY_PATH = Path(__file__).resolve().parent / "policy.json"
+
+
+@dataclass(frozen=True)
+class Calibrator:
+    coef: tuple[float, ...]
+    intercept: float
+    threshold: float
+
+    def probability(self, features: list[float]) -> float:
+        z = self.intercept + sum(c * f for c, f in zip(self.coef, features, strict=True))
+        return 1.0 / (1.0 + math.exp(-max(min(z, 50.0), -50.0)))
+
+
+@dataclass(frozen=True)
+class AnswerPolicy:
+    lexical_weight: float
+    calibrators: dict[str, Calibrator]
+
+    def decide(self, ranking: Ranking) -> tuple[bool, float]:
+        """(answer?, confidence) for a ranking; an empty ranking always escalates."""
+        if not ranking.candidates:
+            return False, 0.0
+        cal = self.calibrators[ranking.method]
+        p = cal.probability(ranking.features())
+        return p >= cal.threshold, p
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "lexical_weight": self.lexical_weight,
+            "calibrators": {m: {"coef": list(c.coef), "intercept": c.intercept, "threshold": c.threshold}
+                            for m, c in self.calibrators.items()},
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, object]) -> AnswerPolicy:
+        cals = data["calibrators"]
+        assert isinstance(cals, dict)
+        weight = data["lexical_weight"]
+        assert isinstance(weight, int | float)
+        return cls(
+            lexical_weight=float(weight),
+            calibrators={m: Calibrator(tuple(float(x) for x in c["coef"]), float(c["intercept"]),
+                                       float(c["threshold"])) for m, c in cals.items()},
+        )
+
+
+def _fallback() -> AnswerPolicy:
+    # Conservative hand-set policy used only until knowledge/policy.json is tuned.
+    cal = Calibrator((12.0, 6.0, 0.0, 0.0), -9.0, 0.5)
+    methods: tuple[Method, ...] = ("hybrid", "bm25", "dense")
+    return AnswerPolicy(DEFAULT_LEXICAL_WEIGHT, {m: cal for m in methods})
+
+
+@lru_cache(maxsize=4)
+def load_policy(path: Path = POLICY_PATH) -> AnswerPolicy:
+    if not path.exists():
+        return _fallback()
+    return AnswerPolicy.from_json(json.loads(path.read_text(encoding="utf-8")))
