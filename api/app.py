@@ -20,6 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.channels.webchat.router import STATIC as WEBCHAT_STATIC
 from api.channels.webchat.router import router as webchat_router
+from api.channels.whatsapp.router import router as whatsapp_router
 from api.clock import Clock, SystemClock
 from api.content import make_send_gate
 from api.conversations.models import Conversation, Message
@@ -69,6 +70,24 @@ def _warm_knowledge(state: AppState) -> None:
         log.exception("knowledge index warm-up failed")
 
 
+def _whatsapp_dispatcher(settings: Settings, factory: Any, clock: Clock) -> Any:
+    """The outbox dispatcher for WhatsApp, when Twilio is configured."""
+    if not (settings.twilio_account_sid and settings.twilio_auth_token and settings.twilio_whatsapp_from):
+        return None
+    from api.channels.whatsapp.client import TwilioClient
+    from api.outbox_worker import DispatchPolicy, OutboxDispatcher
+
+    client = TwilioClient(api_url=settings.twilio_api_url, account_sid=settings.twilio_account_sid,
+                          auth_token=settings.twilio_auth_token, timeout=settings.whatsapp_send_timeout)
+    return OutboxDispatcher(
+        factory, client, clock, make_send_gate(settings.default_market),
+        from_number=settings.twilio_whatsapp_from, templates=settings.whatsapp_templates,
+        status_callback_url=settings.public_url.rstrip("/") + "/webhooks/twilio/status",
+        policy=DispatchPolicy(max_attempts=settings.whatsapp_max_attempts, retry_base=settings.whatsapp_retry_base,
+                              retry_max=settings.whatsapp_retry_max),
+    )
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -102,6 +121,11 @@ def create_app(
         app.state.concierge = state
         if warm_knowledge:
             threading.Thread(target=_warm_knowledge, args=(state,), name="kb-warmup", daemon=True).start()
+        dispatcher = _whatsapp_dispatcher(settings, factory, the_clock)
+        if dispatcher is not None:
+            state.extras["whatsapp_dispatcher"] = dispatcher
+            dispatcher.start()
+            worker.on_turn_done = lambda _result: dispatcher.kick()
         recovered = worker.recover()
         if recovered:
             log.info("re-processing inbound work left by a previous run in %d conversations", recovered)
@@ -109,6 +133,8 @@ def create_app(
             yield
         finally:
             await worker.close()
+            if dispatcher is not None:
+                await dispatcher.close()
             await rasa.aclose()
             if engine is None:
                 eng.dispose()
@@ -137,6 +163,7 @@ def create_app(
 
     app.include_router(health_router)
     app.include_router(webchat_router)
+    app.include_router(whatsapp_router)
     app.include_router(rasa_router)
     app.mount("/static/webchat", StaticFiles(directory=WEBCHAT_STATIC, check_dir=False), name="webchat-static")
     return app

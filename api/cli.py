@@ -13,6 +13,7 @@ FEATURE_CLIS = (
     "api.core_cli",
     "knowledge.cli",
     "api.safety.cli",
+    "api.channels.whatsapp.cli",
 )
 
 

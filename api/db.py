@@ -110,6 +110,7 @@ def import_all_models() -> None:
         "api.safety.models",
         "knowledge.models",
         "feedback.models",
+        "api.channels.whatsapp.models",
     ):
         try:
             importlib.import_module(module)

@@ -44,6 +44,15 @@ class Settings(BaseSettings):
     twilio_auth_token: str = ""
     twilio_api_url: str = Field(default="https://api.twilio.com", description="Override to use a fake.")
     twilio_whatsapp_from: str = ""
+    whatsapp_templates: dict[str, str] = Field(
+        default_factory=dict,
+        description="Approved template Content SID (HX…) per purpose, JSON: medical-inquiry-answered, "
+                    "handoff-reply, request-update. Used outside the 24-hour window.",
+    )
+    whatsapp_max_attempts: int = Field(default=8, ge=1, description="Sends before a message is dead-lettered.")
+    whatsapp_retry_base: float = Field(default=1.0, gt=0, description="First retry delay (s); doubles.")
+    whatsapp_retry_max: float = Field(default=300.0, gt=0, description="Longest retry delay (s).")
+    whatsapp_send_timeout: float = Field(default=10.0, gt=0, description="Deadline (s) of one Twilio call.")
 
     # content
     default_market: str = "US"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -29,6 +30,8 @@ class ConversationWorker:
         self._dirty: set[str] = set()
         self._waiters: dict[int, list[asyncio.Future[TurnResult]]] = {}
         self._closing = False
+        # Called after each finished turn (e.g. wakes the WhatsApp outbox dispatcher).
+        self.on_turn_done: Callable[[TurnResult], None] | None = None
 
     def kick(self, conversation_id: str) -> None:
         """There is (or may be) new pending inbound work for this conversation."""
@@ -74,6 +77,8 @@ class ConversationWorker:
                         self._resolve_error(message_id, exc)
                         continue
                     self._resolve(message_id, result)
+                    if self.on_turn_done is not None:
+                        self.on_turn_done(result)
         finally:
             self._tasks.pop(conversation_id, None)
 

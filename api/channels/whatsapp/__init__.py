@@ -1,0 +1,1 @@
+"""The WhatsApp channel through Twilio: verified webhooks in, an outbox dispatcher out."""
