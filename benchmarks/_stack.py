@@ -81,7 +81,7 @@ class Stack:
         subprocess.run([concierge, "db", "upgrade"], check=True, env=self.env(), stdout=subprocess.DEVNULL)
         log = open(self.var_dir / "api.log", "ab")  # noqa: SIM115
         self.api_proc = subprocess.Popen([concierge, "serve"], env=self.env(), stdout=log,
-                                         stderr=subprocess.STDOUT, cwd=REPO)
+                                         stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True)
         if self.with_rasa:
             model = process.ensure_model(self.settings)
             self.rasa_proc = process.start_rasa(self.settings, model, port=self.rasa_port,
