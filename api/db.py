@@ -107,6 +107,7 @@ def import_all_models() -> None:
         "api.hcps.models",
         "api.conversations.models",
         "api.handoffs.models",
+        "api.requests.models",
         "api.safety.models",
         "knowledge.models",
         "feedback.models",

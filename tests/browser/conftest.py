@@ -146,7 +146,9 @@ def live_rasa_stack_url(request: pytest.FixtureRequest, engine: Engine, settings
 # ------------------------------------------------------------------ browser
 
 
-@pytest.fixture(scope="session")
+# Package scope, not session: Playwright's sync API keeps an event loop running in the main
+# thread while it is open, and later tests that call asyncio.run() must not see it.
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Any]:
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} is missing: run scripts/ensure_chromium.sh")

@@ -2,10 +2,35 @@
 
 from __future__ import annotations
 
-from api.rasa.actions import answer_question, fallback, request_handoff
+from api.rasa.actions import (
+    answer_question,
+    ask_form_slot,
+    ask_medical_information,
+    fallback,
+    give_score,
+    out_of_scope,
+    rate_answer,
+    rating_reason,
+    record_comment,
+    request_handoff,
+    set_preference,
+    submit_access,
+    submit_contact_update,
+    submit_literature,
+    submit_meeting,
+    submit_patient_support,
+    submit_samples,
+    submit_verification,
+)
 from api.rasa.actions.protocol import Action
 
 REGISTRY: dict[str, Action] = {
     module.NAME: module.run
-    for module in (answer_question, fallback, request_handoff)
+    for module in (
+        answer_question, fallback, request_handoff,
+        ask_medical_information, give_score, out_of_scope, rate_answer, rating_reason, record_comment,
+        set_preference, submit_access, submit_contact_update, submit_literature, submit_meeting,
+        submit_patient_support, submit_samples, submit_verification,
+    )
 }
+REGISTRY.update(ask_form_slot.ACTIONS)

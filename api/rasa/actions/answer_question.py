@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from api.content import recipient_for
 from api.conversations import copy
-from api.rasa.actions.protocol import ActionContext, ActionResult, text
+from api.rasa.actions.protocol import ActionContext, ActionResult, slot_set, text
+from api.rasa.actions.submit_verification import apply_audience, is_unverified_whatsapp
 
 NAME = "action_answer_question"
 
@@ -16,19 +17,27 @@ RATING_BUTTONS = [
 
 NO_APPROVED_ANSWER = (
     "I don't have approved information that answers this, and I won't guess. "
-    "I can connect you with a person who can help."
+    "I can pass your question to our Medical Information team, or connect you with a person."
 )
+VERIFY_HINT = ("I can share general information only until you are verified as a healthcare professional. "
+               "It takes a minute.")
+VERIFY_BUTTON = {"title": "Verify now", "payload": "/verify_identity"}
+ASK_MEDICAL = {"title": "Ask Medical Information", "payload": "/ask_medical_information"}
 
 
 def run(ctx: ActionContext) -> ActionResult:
     from knowledge.service import answer_question, get_knowledge_base
 
+    apply_audience(ctx)
     kb = get_knowledge_base(ctx.settings.resolved_index_dir)
     recipient = recipient_for(ctx.session, ctx.conversation, ctx.settings.default_market)
     decision = answer_question(ctx.session, kb, ctx.latest_text, recipient, today=ctx.now.date(),
                                conversation_id=ctx.conversation.id, message_id=ctx.message_id)
+    hint = ([text(VERIFY_HINT, [VERIFY_BUTTON])]
+            if ctx.conversation.hcp_id is None and is_unverified_whatsapp(ctx) else [])
     if decision.decision == "answer" and decision.content_id is not None and decision.version is not None:
         ref = {"content_id": decision.content_id, "version": decision.version, "answer_id": decision.answer_id}
-        return ActionResult(responses=[{"custom": {"content_ref": ref, "buttons": RATING_BUTTONS}}])
+        return ActionResult(responses=[{"custom": {"content_ref": ref, "buttons": RATING_BUTTONS}}, *hint],
+                            events=[slot_set("last_answer_id", decision.answer_id)])
     person = {"title": copy.TALK_TO_PERSON.title, "payload": copy.TALK_TO_PERSON.payload}
-    return ActionResult(responses=[text(NO_APPROVED_ANSWER, [person], escalated=True)])
+    return ActionResult(responses=[text(NO_APPROVED_ANSWER, [ASK_MEDICAL, person], escalated=True), *hint])

@@ -1,0 +1,305 @@
+"""Answer ratings, CSAT, NPS, comments and preferences. Services flush, never commit.
+
+Every write updates the engagement profile immediately and is audited.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from api.audit import service as audit
+from api.conversations.models import Conversation
+from api.errors import InvalidInput, NotFound
+from feedback.models import (
+    AnswerRating,
+    FeedbackComment,
+    Preference,
+    PreferenceChange,
+    PreferenceName,
+    SurveyKind,
+    SurveyResponse,
+    SurveyStatus,
+)
+
+NPS_INTERVAL = timedelta(days=90)
+RATING_REASONS = ("not_relevant", "incomplete", "unclear", "other")
+SCORE_RANGE = {SurveyKind.csat: (1, 5), SurveyKind.nps: (0, 10)}
+
+
+def subject_for(conversation: Conversation) -> str:
+    """The engagement-profile key: the HCP when known, else the channel address."""
+    if conversation.hcp_id:
+        return f"hcp:{conversation.hcp_id}"
+    return f"{conversation.channel}:{conversation.address or 'conversation:' + conversation.id}"
+
+
+# ---------------------------------------------------------------- answer ratings
+
+
+def rate_answer(
+    session: Session, conversation: Conversation, *, answer_id: str | None, helpful: bool,
+    message_id: int | None, now: datetime,
+) -> AnswerRating:
+    """Rate an answer; rating the same answer again updates the rating (one per answer)."""
+    row = None
+    if answer_id is not None:
+        row = session.execute(select(AnswerRating).where(
+            AnswerRating.answer_id == answer_id, AnswerRating.conversation_id == conversation.id)
+        ).scalar_one_or_none()
+    if row is None:
+        row = AnswerRating(answer_id=answer_id, conversation_id=conversation.id, hcp_id=conversation.hcp_id,
+                           subject=subject_for(conversation), message_id=message_id, helpful=helpful,
+                           created_at=now)
+        session.add(row)
+    else:
+        row.helpful = helpful
+        row.reason = None
+        row.message_id = message_id
+        row.updated_at = now
+    session.flush()
+    audit.record(session, action="feedback.answer_rated", subject_type="answer_rating", subject_id=row.id,
+                 actor_type="hcp", data={"answer_id": answer_id, "helpful": helpful,
+                                         "conversation_id": conversation.id, "message_id": message_id}, at=now)
+    return row
+
+
+def set_rating_reason(
+    session: Session, conversation: Conversation, *, reason: str, message_id: int | None, now: datetime,
+) -> AnswerRating:
+    """Attach a reason to the conversation's latest rating."""
+    if reason not in RATING_REASONS:
+        reason = "other"
+    row = session.execute(
+        select(AnswerRating).where(AnswerRating.conversation_id == conversation.id)
+        .order_by(AnswerRating.created_at.desc()).limit(1)
+    ).scalar_one_or_none()
+    if row is None:
+        raise NotFound("no rating to attach a reason to")
+    row.reason = reason
+    row.updated_at = now
+    session.flush()
+    audit.record(session, action="feedback.rating_reason", subject_type="answer_rating", subject_id=row.id,
+                 actor_type="hcp", data={"reason": reason, "message_id": message_id}, at=now)
+    return row
+
+
+# ---------------------------------------------------------------- CSAT / NPS
+
+
+def ask_survey(
+    session: Session, conversation: Conversation, *, kind: str, now: datetime,
+    service_request_id: str | None = None,
+) -> SurveyResponse:
+    row = SurveyResponse(kind=SurveyKind(kind), status=SurveyStatus.asked, conversation_id=conversation.id,
+                         hcp_id=conversation.hcp_id, subject=subject_for(conversation),
+                         service_request_id=service_request_id, asked_at=now)
+    session.add(row)
+    session.flush()
+    audit.record(session, action=f"feedback.{kind}_asked", subject_type="survey_response", subject_id=row.id,
+                 actor_type="bot", data={"conversation_id": conversation.id,
+                                         "service_request_id": service_request_id}, at=now)
+    return row
+
+
+def nps_due(session: Session, conversation: Conversation, *, now: datetime) -> bool:
+    """NPS is asked at most once per 90 days per engagement profile (answered or not)."""
+    last = session.execute(
+        select(SurveyResponse.asked_at).where(SurveyResponse.subject == subject_for(conversation),
+                                              SurveyResponse.kind == SurveyKind.nps)
+        .order_by(SurveyResponse.asked_at.desc()).limit(1)
+    ).scalar_one_or_none()
+    return last is None or now - last >= NPS_INTERVAL
+
+
+def pending_survey(session: Session, conversation: Conversation) -> SurveyResponse | None:
+    """The latest survey asked in this conversation that has no score yet."""
+    return session.execute(
+        select(SurveyResponse).where(SurveyResponse.conversation_id == conversation.id,
+                                     SurveyResponse.status == SurveyStatus.asked)
+        .order_by(SurveyResponse.asked_at.desc()).limit(1)
+    ).scalar_one_or_none()
+
+
+def record_score(
+    session: Session, conversation: Conversation, *, score: int, message_id: int | None, now: datetime,
+) -> SurveyResponse:
+    """Store a score against the survey we asked last in this conversation."""
+    row = pending_survey(session, conversation)
+    if row is None:
+        raise NotFound("no survey is waiting for a score")
+    low, high = SCORE_RANGE[SurveyKind(row.kind)]
+    if not low <= score <= high:
+        raise InvalidInput(f"{row.kind} score must be {low}-{high}")
+    row.score = score
+    row.status = SurveyStatus.answered
+    row.answered_at = now
+    row.message_id = message_id
+    session.flush()
+    audit.record(session, action=f"feedback.{row.kind}_answered", subject_type="survey_response",
+                 subject_id=row.id, actor_type="hcp", data={"score": score, "message_id": message_id}, at=now)
+    return row
+
+
+# ---------------------------------------------------------------- comments
+
+
+_CATEGORY_WORDS = (
+    ("frequency", ("too much", "too many", "too often", "so many", "less often", "every day", "spam")),
+    ("channel", ("email", "whatsapp", "phone", "call me", "sms", "text me")),
+    ("content", ("answer", "information", "content", "irrelevant", "not relevant", "useful", "accurate")),
+    ("service", ("slow", "late", "waiting", "rep ", "service", "sample", "delivery")),
+)
+
+
+def comment_category(text: str) -> str:
+    low = f" {text.lower()} "
+    for category, words in _CATEGORY_WORDS:
+        if any(w in low for w in words):
+            return category
+    return "other"
+
+
+def add_comment(
+    session: Session, conversation: Conversation, *, text: str, message_id: int | None, now: datetime,
+) -> FeedbackComment:
+    if not text.strip():
+        raise InvalidInput("an empty comment")
+    row = FeedbackComment(conversation_id=conversation.id, hcp_id=conversation.hcp_id,
+                          subject=subject_for(conversation), message_id=message_id, text=text.strip(),
+                          category=comment_category(text), created_at=now)
+    session.add(row)
+    session.flush()
+    audit.record(session, action="feedback.comment", subject_type="feedback_comment", subject_id=row.id,
+                 actor_type="hcp", data={"category": row.category, "message_id": message_id}, at=now)
+    return row
+
+
+# ---------------------------------------------------------------- preferences
+
+
+_LANGUAGES = {"english": "en", "french": "fr", "francais": "fr", "français": "fr", "german": "de",
+              "deutsch": "de", "spanish": "es", "espanol": "es", "español": "es", "italian": "it",
+              "portuguese": "pt", "dutch": "nl"}
+_CHANNELS = (("whatsapp", "whatsapp"), ("e-mail", "email"), ("email", "email"), ("mail", "email"),
+             ("sms", "sms"), ("text message", "sms"), ("phone", "phone"), ("call", "phone"),
+             ("web chat", "webchat"), ("webchat", "webchat"))
+_FREQUENCIES = (
+    (r"\b(once|one time) (a|per|every) month\b|\bmonthly\b|\bonce a month\b", "monthly"),
+    (r"\b(once|one time) (a|per|every) (week|wk)\b|\bweekly\b", "weekly"),
+    (r"\b(once|one time) (a|per|every) (quarter|3 months|three months)\b|\bquarterly\b", "quarterly"),
+    (r"\b(every|each) (day|morning)\b|\bdaily\b", "daily"),
+    (r"\b(too much|too many|too often|less often|fewer messages|less frequently)\b", "less_often"),
+)
+_TIMES = (
+    (r"\b(after|before|around|at) (\d{1,2}(:\d{2})?\s*(am|pm)?)", None),
+    (r"\bmornings?\b", "morning"), (r"\b(afternoons?|lunch ?time)\b", "afternoon"),
+    (r"\bevenings?\b", "evening"), (r"\bweekends?\b", "weekend"),
+)
+_TOPIC_WORDS = {"cardiovex": "cardiovex", "velostatin": "cardiovex", "respizan": "respizan",
+                "zelvamab": "respizan", "glucorel": "glucorel", "ferlaglutide": "glucorel",
+                "cardiology": "cardiology", "diabetes": "diabetes", "respiratory": "respiratory",
+                "asthma": "respiratory", "events": "events", "congress": "events",
+                "clinical data": "clinical_data", "studies": "clinical_data", "guidelines": "guidelines"}
+
+
+def parse_preferences(text: str) -> dict[str, str]:
+    """The preferences a message states, as {name: value}; deterministic, no model."""
+    low = " ".join(text.lower().split())
+    found: dict[str, str] = {}
+    for pattern, value in _FREQUENCIES:
+        if re.search(pattern, low):
+            found[PreferenceName.frequency] = value
+            break
+    for word, code in _LANGUAGES.items():
+        if re.search(rf"\b{re.escape(word)}\b", low):
+            found[PreferenceName.language] = code
+            break
+    time_context = re.search(r"\b(best time|contact me|reach me|message me|call me|available|prefer)\b", low)
+    for pattern, time_value in _TIMES:
+        m = re.search(pattern, low)
+        if m and (time_context or time_value in ("morning", "afternoon", "evening", "weekend")):
+            found[PreferenceName.best_time] = time_value or f"{m.group(1)} {m.group(2).strip()}"
+            break
+    if re.search(r"\b(via|by|through|over|on|use|prefer|rather|switch to|instead)\b", low):
+        for word, channel in _CHANNELS:
+            if re.search(rf"\b{re.escape(word)}\b", low):
+                found[PreferenceName.channel] = channel
+                break
+    if re.search(r"\b(only|interested in|topics?|about|news on|updates on)\b", low):
+        topics = sorted({t for w, t in _TOPIC_WORDS.items() if re.search(rf"\b{re.escape(w)}\b", low)})
+        if topics:
+            found[PreferenceName.topics] = ",".join(topics)
+    if re.search(r"\b(no|stop|don't send|do not send)\b.{0,20}\b(marketing|promotional|newsletters?)\b", low):
+        found[PreferenceName.opt_out] = "marketing"
+    return found
+
+
+def set_preference(
+    session: Session, conversation: Conversation, *, name: str, value: str, message_id: int | None,
+    now: datetime, actor_type: str = "hcp", actor_id: str | None = None, source: str = "bot",
+) -> PreferenceChange | None:
+    """Set one preference now; returns the history row, or None when the value is unchanged."""
+    try:
+        pref_name = PreferenceName(name)
+    except ValueError as exc:
+        raise InvalidInput(f"unknown preference {name!r}") from exc
+    if not value.strip():
+        raise InvalidInput("an empty preference value")
+    subject = subject_for(conversation)
+    current = session.execute(
+        select(Preference).where(Preference.subject == subject, Preference.name == pref_name)
+    ).scalar_one_or_none()
+    old = current.value if current is not None else None
+    if old == value:
+        return None
+    who = actor_id or conversation.hcp_id or subject
+    if current is None:
+        session.add(Preference(subject=subject, hcp_id=conversation.hcp_id, name=pref_name, value=value,
+                               updated_at=now, updated_by=who[:64]))
+    else:
+        current.value = value
+        current.updated_at = now
+        current.updated_by = who[:64]
+    change = PreferenceChange(subject=subject, hcp_id=conversation.hcp_id, conversation_id=conversation.id,
+                              name=pref_name, old_value=old, new_value=value, actor_type=actor_type,
+                              actor_id=actor_id, source=source, message_id=message_id, at=now)
+    session.add(change)
+    session.flush()
+    audit.record(session, action="preference.changed", subject_type="preference", subject_id=subject,
+                 actor_type=actor_type, actor_id=actor_id,
+                 data={"name": pref_name, "old": old, "new": value, "message_id": message_id,
+                       "conversation_id": conversation.id, "source": source}, at=now)
+    return change
+
+
+def profile(session: Session, conversation: Conversation) -> dict[str, str]:
+    """The engagement profile's current preferences."""
+    rows = session.execute(select(Preference).where(Preference.subject == subject_for(conversation))).scalars()
+    return {r.name: r.value for r in rows}
+
+
+def history(session: Session, conversation: Conversation) -> list[PreferenceChange]:
+    return list(session.execute(
+        select(PreferenceChange).where(PreferenceChange.subject == subject_for(conversation))
+        .order_by(PreferenceChange.id)
+    ).scalars())
+
+
+PREFERENCE_WORDS = {
+    "frequency": {"monthly": "at most once a month", "weekly": "at most once a week",
+                  "quarterly": "at most once a quarter", "daily": "daily", "less_often": "less often"},
+    "language": {"en": "English", "fr": "French", "de": "German", "es": "Spanish", "it": "Italian",
+                 "pt": "Portuguese", "nl": "Dutch"},
+    "channel": {"email": "email", "whatsapp": "WhatsApp", "sms": "SMS", "phone": "phone", "webchat": "web chat"},
+}
+
+
+def describe(name: str, value: str) -> str:
+    """Human wording for an acknowledgement: 'frequency: at most once a month'."""
+    label = {"best_time": "best time", "opt_out": "no more", "topics": "topics"}.get(name, name)
+    shown = PREFERENCE_WORDS.get(name, {}).get(value, value.replace(",", ", "))
+    return f"{label}: {shown}"
