@@ -28,17 +28,40 @@ TARGET_WORDS = {
 }
 
 
-def summarise(session: Session, conv: Conversation, *, limit: int = 6) -> str:
-    """One paragraph for the human: what the HCP said recently, oldest first."""
+def _medical_message_ids(session: Session, message_ids: list[int]) -> set[int]:
+    """Messages that carried an adverse event or a medical inquiry (content for Medical/PV only)."""
+    from api.safety.models import AdverseEventMessage, MedicalInquiry
+
+    if not message_ids:
+        return set()
+    ae = session.execute(select(AdverseEventMessage.message_id)
+                         .where(AdverseEventMessage.message_id.in_(message_ids))).scalars()
+    mi = session.execute(select(MedicalInquiry.message_id)
+                         .where(MedicalInquiry.message_id.in_(message_ids))).scalars()
+    return {m for m in [*ae, *mi] if m is not None}
+
+
+def summarise(session: Session, conv: Conversation, *, target: str = HandoffTarget.rep, limit: int = 6) -> str:
+    """One paragraph for the human: what the HCP said recently, oldest first.
+
+    For a rep, messages that carried an adverse event or a medical question are not quoted
+    (commercial/medical firewall): the rep learns only that such a message exists.
+    """
     rows = session.execute(
         select(Message).where(Message.conversation_id == conv.id, Message.direction == Direction.inbound)
         .order_by(Message.id.desc()).limit(limit)
     ).scalars().all()
-    said = [m.body.strip().replace("\n", " ")[:200] for m in reversed(rows) if m.body.strip()]
+    withheld = _medical_message_ids(session, [m.id for m in rows]) if target == HandoffTarget.rep else set()
+    said = []
+    for m in reversed(rows):
+        if m.id in withheld:
+            said.append("[a medical or safety message, routed to Medical/Safety; not shown]")
+        elif m.body.strip():
+            said.append('"' + m.body.strip().replace("\n", " ")[:200] + '"')
     channel = "WhatsApp" if conv.channel == "whatsapp" else "web chat"
     if not said:
         return f"HCP on {channel} asked to talk to a person."
-    return f"HCP on {channel} asked for a person. Recent messages: " + " | ".join(f'"{s}"' for s in said)
+    return f"HCP on {channel} asked for a person. Recent messages: " + " | ".join(said)
 
 
 def open_handoff(
@@ -59,7 +82,7 @@ def open_handoff(
     tgt = HandoffTarget(target) if target in HandoffTarget.__members__ else HandoffTarget.rep
     handoff = Handoff(
         reference=f"H-{secrets.token_hex(3).upper()}", conversation_id=conv.id, hcp_id=conv.hcp_id,
-        target=tgt, reason=reason, summary=summarise(session, conv), status=HandoffStatus.queued,
+        target=tgt, reason=reason, summary=summarise(session, conv, target=tgt), status=HandoffStatus.queued,
         sla_due_at=now + SLA[tgt], created_at=now,
     )
     session.add(handoff)
