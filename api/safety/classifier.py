@@ -39,6 +39,8 @@ HCP_WEIGHT = 3.0
 TARGET_RECALL = 0.965
 ARTIFACT_PREFIX = "safety-ae-"
 # Model-only hits below this score need some trace of an event when one of our products is named.
+SHORT_ANSWER_WORDS = 5
+SHORT_ANSWER_CEILING = 0.5
 WEAK_HIT_CEILING = 0.35
 HYPER: dict[str, Any] = {
     "word_ngram": (1, 2),
@@ -285,6 +287,11 @@ class RuleModelScreen:
             # trace of an event ("respizan for a 14 year old with severe asthma") is product or
             # service talk; PsyTAR-style reports never name our products, so this costs no recall
             # there.
+            model_hit = False
+        if (model_hit and score < SHORT_ANSWER_CEILING and not hits.strong
+                and len(norm.split()) <= SHORT_ANSWER_WORDS and not rules.has_event_trace(norm)):
+            # Short form answers ("3 boxes", "United Kingdom", "Dr Ada Jones") carry no event; a
+            # short report still names a symptom, a drug link or a person ("dizzy since dose 2").
             model_hit = False
         adverse_event = (hits.strong or model_hit) and not hits.general_question
         if opt_out and not hits.categories:

@@ -194,3 +194,14 @@ def test_an_unreadable_cached_artifact_is_retrained_and_replaced(
     assert model.fingerprint == fingerprint
     assert sorted(p.name for p in tmp_path.iterdir()) == [artifact.name]
     assert load_or_train(tmp_path).fingerprint == fingerprint and calls == [fingerprint]
+
+
+@pytest.mark.parametrize("text", ["3 boxes", "3 packs", "12 Harley Street, London W1", "United Kingdom",
+                                  "Dr Ada Jones", "GB-1234567", "tuesday mornings"])
+def test_short_form_answers_are_not_adverse_events(screen: RuleModelScreen, text: str) -> None:
+    assert not screen.screen(text).adverse_event
+
+
+@pytest.mark.parametrize("text", ["rash", "headache", "dizzy since dose 2", "I gained 20 pounds", "hair loss"])
+def test_short_reports_that_name_an_event_are_still_adverse_events(screen: RuleModelScreen, text: str) -> None:
+    assert screen.screen(text).adverse_event
