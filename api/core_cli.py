@@ -73,7 +73,8 @@ def _load_demo_content(settings: Settings) -> None:
         with unit_of_work(make_session_factory(engine)) as session:
             if not list_items(session) and settings.library_path.exists():
                 report = load_library(session, settings.library_path, actor="make-run")
-                print(f"loaded demo library: {report}")
+                print(f"loaded demo library {settings.library_path}: {report.items} items, "
+                      f"{report.products} products")
     finally:
         engine.dispose()
 
