@@ -7,7 +7,7 @@ import random
 from collections.abc import Callable
 
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.channels.whatsapp.models import WhatsappMedia, WhatsappPart, WhatsappSend, WhatsappThread
@@ -406,6 +406,11 @@ def test_end_to_end_a_message_is_answered_through_twilio_and_its_delivery_tracke
     from tests.fakes.twilio import FakeTwilio
 
     assert isinstance(fake_twilio, FakeTwilio)
+    # The app's dispatcher delivers every pending WhatsApp row in the shared test database; rows
+    # that other tests left pending (they ran without a dispatcher) are not this test's to send.
+    with factory.begin() as s:
+        s.execute(update(OutboxItem).where(OutboxItem.channel == "whatsapp", OutboxItem.status == "pending")
+                  .values(status="cancelled"))
     client = make_wa_client(FakeRasa(), twilio_whatsapp_from=WHATSAPP_FROM)  # the app's dispatcher runs
     number = new_number()
     assert _post(client, signer.request(INBOUND, signer.inbound(number, "hello bot"))) == 200

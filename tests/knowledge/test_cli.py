@@ -98,10 +98,11 @@ def test_gap_report_clusters_escalated_questions_with_counts_and_examples(
         session: Session, write_library: WriteLibrary, fake_kb: KnowledgeBase) -> None:
     load_library(session, write_library(small_items()))
     hcp = Recipient("US", "hcp", True)
+    started = utcnow() - timedelta(microseconds=1)  # only this test's answers (the DB is shared)
     for q in ("respizan in nasal polyps?", "nasal polyps and respizan", "respizan nasal polyps data",
               "glucorel heart failure outcomes", "heart failure glucorel"):
         assert answer_question(session, fake_kb, q, hcp, today=TODAY).decision == "escalate"
-    clusters = gap_report(session, since=utcnow() - timedelta(days=1))
+    clusters = gap_report(session, since=started)
     assert sum(c.count for c in clusters) == 5
     top = clusters[0]
     assert top.count == 3 and "polyps" in top.label and top.escalated == 3
