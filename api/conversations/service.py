@@ -80,7 +80,12 @@ def persist_inbound(
     channel_message_id: str | None = None,
     sender_id: str | None = None,
 ) -> Persisted:
-    """Store an inbound message and its inbox entry; a repeated channel id is not stored twice."""
+    """Store an inbound message and its inbox entry; a repeated channel id is not stored twice.
+
+    The conversation row is locked first, so within one conversation message ids follow commit
+    order: the worker processes inbound messages in the order they are listed.
+    """
+    session.execute(select(Conversation.id).where(Conversation.id == conv.id).with_for_update())
     if channel_message_id is not None:
         existing = session.execute(
             select(Message).where(Message.channel == conv.channel,
