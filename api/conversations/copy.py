@@ -12,7 +12,7 @@ RASA_FALLBACK = (
 )
 
 HANDOFF_QUEUED = (
-    "Thank you. I've asked a colleague to join this conversation (reference {reference}). "
+    "Thank you. I've asked {who} to join this conversation (reference {reference}). "
     "They will reply here by {due}."
 )
 

@@ -14,6 +14,10 @@ class Button:
     title: str
     payload: str
 
+    def as_dict(self) -> dict[str, str]:
+        """The shape messages and Rasa responses carry."""
+        return {"title": self.title, "payload": self.payload}
+
 
 @dataclass(frozen=True)
 class ContentRef:

@@ -214,7 +214,7 @@ class TurnProcessor:
         out: list[Message] = []
         for i, draft in enumerate(drafts):
             at = now + timedelta(microseconds=i)  # keeps replies ordered on coarse clocks
-            buttons = [{"title": b.title, "payload": b.payload} for b in draft.buttons]
+            buttons = [b.as_dict() for b in draft.buttons]
             if draft.content_ref is not None:
                 ref = draft.content_ref
                 try:
@@ -227,8 +227,7 @@ class TurnProcessor:
                                  at=at)
                     out.append(conversations.add_outbound(
                         session, conv, text=copy.CONTENT_NO_LONGER_AVAILABLE, now=at,
-                        buttons=[{"title": copy.TALK_TO_PERSON.title,
-                                  "payload": copy.TALK_TO_PERSON.payload}], in_reply_to=msg.id))
+                        buttons=[copy.TALK_TO_PERSON.as_dict()], in_reply_to=msg.id))
                     continue
                 out.append(conversations.add_outbound(
                     session, conv, text=sendable.text(), now=at, buttons=buttons,

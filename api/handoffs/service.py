@@ -96,8 +96,8 @@ def open_handoff(
 
 def acknowledgement(handoff: Handoff) -> str:
     due = handoff.sla_due_at.strftime("%H:%M UTC on %d %b")
-    return copy.HANDOFF_QUEUED.format(reference=handoff.reference, due=due).replace(
-        "a colleague", TARGET_WORDS[HandoffTarget(handoff.target)], 1)
+    return copy.HANDOFF_QUEUED.format(who=TARGET_WORDS[HandoffTarget(handoff.target)],
+                                      reference=handoff.reference, due=due)
 
 
 def handoff_from_api(session: Session, conv: Conversation, msg: Message, now: datetime,

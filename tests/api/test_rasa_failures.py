@@ -42,8 +42,6 @@ def test_a_failing_rasa_gets_the_fallback_offering_a_person(
 
 
 def test_rasa_not_running_at_all_gets_the_fallback(make_client: Callable[..., TestClient]) -> None:
-    from api.app import create_app  # noqa: F401  (real transport, closed port)
-
     client = make_client(FakeRasa())
     # Replace the fake with a real client to a port where nothing listens.
     state = client.app.state.concierge  # type: ignore[attr-defined]

@@ -39,5 +39,5 @@ def run(ctx: ActionContext) -> ActionResult:
         ref = {"content_id": decision.content_id, "version": decision.version, "answer_id": decision.answer_id}
         return ActionResult(responses=[{"custom": {"content_ref": ref, "buttons": RATING_BUTTONS}}, *hint],
                             events=[slot_set("last_answer_id", decision.answer_id)])
-    person = {"title": copy.TALK_TO_PERSON.title, "payload": copy.TALK_TO_PERSON.payload}
+    person = copy.TALK_TO_PERSON.as_dict()
     return ActionResult(responses=[text(NO_APPROVED_ANSWER, [ASK_MEDICAL, person], escalated=True), *hint])

@@ -18,7 +18,7 @@ OFFER_PERSON = (
 
 def run(ctx: ActionContext) -> ActionResult:
     ctx.conversation.failed_turns += 1
-    person = {"title": copy.TALK_TO_PERSON.title, "payload": copy.TALK_TO_PERSON.payload}
+    person = copy.TALK_TO_PERSON.as_dict()
     if ctx.conversation.failed_turns >= 2:
         return ActionResult(responses=[text(OFFER_PERSON, [person], turn_failed=True)])
     return ActionResult(responses=[text(NOT_UNDERSTOOD, turn_failed=True)])

@@ -20,6 +20,6 @@ OFFER_PERSON = (
 def run(ctx: ActionContext) -> ActionResult:
     ctx.conversation.failed_turns += 1
     if ctx.conversation.failed_turns >= 2:
-        person = {"title": copy.TALK_TO_PERSON.title, "payload": copy.TALK_TO_PERSON.payload}
+        person = copy.TALK_TO_PERSON.as_dict()
         return ActionResult(responses=[text(OFFER_PERSON, [person], turn_failed=True)])
     return ActionResult(responses=[text(OUT_OF_SCOPE, turn_failed=True)])
