@@ -34,8 +34,12 @@ class Handoff(Base):
     summary: Mapped[str] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(16), default=HandoffStatus.queued, index=True)
     sla_due_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # The HCP's own rep/MSL when known: offered to them first, visible to the whole role.
+    requested_staff_id: Mapped[str | None] = mapped_column(String(32), index=True)
     claimed_by: Mapped[str | None] = mapped_column(String(32))
     claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     outcome: Mapped[str | None] = mapped_column(String(32))
+    # Out of hours / nobody available: how the HCP asked to be contacted instead (callback | email).
+    contact_preference: Mapped[str | None] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

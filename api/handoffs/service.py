@@ -1,20 +1,40 @@
-"""Handoffs to a human: the bot side (create, summarise, queue)."""
+"""Handoffs to a human: the bot side (open, summarise, acknowledge) and the staff side
+(queue, claim, release, transfer, hand back, close, reply), with the commercial/medical firewall.
+
+Services take a session and never commit; the caller's unit of work commits once. Every staff
+action is an audit event with the staff member as actor.
+"""
 
 from __future__ import annotations
 
+import json
+import re
 import secrets
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, case, or_, select, update
 from sqlalchemy.orm import Session
 
 from api.audit import service as audit
 from api.conversations import copy
-from api.conversations.drafts import ReplyDraft
-from api.conversations.models import Conversation, ConversationState, Direction, Message
+from api.conversations.drafts import Button, ReplyDraft
+from api.conversations.models import Conversation, ConversationState, Direction, Message, SenderType
+from api.conversations.service import add_outbound, list_after
+from api.errors import InvalidInput, NotFound
+from api.handoffs.errors import AlreadyClaimed, NotClaimed, NotHolder
+from api.handoffs.hours import DEFAULT_HOURS, StaffHours
 from api.handoffs.models import Handoff, HandoffStatus, HandoffTarget
+from api.handoffs.schemas import ProfileCardRead
+from api.hcps.models import Hcp
+from api.staff import notes
+from api.staff.models import StaffRole, StaffUser
+from api.staff.service import StaffIdentity, list_available
 
 # How long until a human must reply, per target (business policy; consoles show the clock).
+# Out of hours the clock starts when staff are next at work.
 SLA = {
     HandoffTarget.rep: timedelta(hours=4),
     HandoffTarget.msl: timedelta(hours=24),
@@ -27,9 +47,64 @@ TARGET_WORDS = {
     HandoffTarget.medical_information: "our Medical Information team",
 }
 
+# Who works a target's queue, and which queues a role works.
+ROLE_FOR_TARGET = {
+    HandoffTarget.rep: StaffRole.rep,
+    HandoffTarget.msl: StaffRole.msl,
+    HandoffTarget.medical_information: StaffRole.medical_reviewer,
+}
+TARGETS_FOR_ROLE = {role: target for target, role in ROLE_FOR_TARGET.items()}
+INBOX_ROLES = frozenset(ROLE_FOR_TARGET.values())
 
-def _medical_message_ids(session: Session, message_ids: list[int]) -> set[int]:
-    """Messages that carried an adverse event or a medical inquiry (content for Medical/PV only)."""
+OUTCOMES = ("resolved", "follow_up_by_phone", "follow_up_by_email", "no_reply_from_hcp", "other")
+
+WITHHELD_TEXT = "a medical or safety message, routed to Medical/Safety; not shown"
+
+# ---------------------------------------------------------------- what the HCP is told
+
+HANDOFF_OUT_OF_HOURS = (
+    "Thank you. I've asked {who} to join this conversation (reference {reference}), but our team is "
+    "not at work right now (hours: {hours}). A person will pick this up when we open at {opens} and "
+    "reply here by {due}. If you prefer, we can call you back or email you instead."
+)
+HANDOFF_NOBODY_AVAILABLE = (
+    "Thank you. I've asked {who} to join this conversation (reference {reference}), but nobody is free "
+    "right now. A person will reply here by {due} at the latest. If you prefer, we can call you back "
+    "or email you instead."
+)
+CONTACT_PAYLOAD = "/handoff_contact"
+CONTACT_CHOICES = {"callback": "Call me back", "email": "Email me instead", "chat": "Wait for a reply here"}
+CONTACT_NOTED = {
+    "callback": "Noted: {who} will call you back instead (reference {reference}). If we may not have your "
+                "number, reply here with the best number and time to call.",
+    "email": "Noted: {who} will reply by email instead (reference {reference}). If we may not have your "
+             "email address, reply here with it.",
+    "chat": "Noted: a person will reply here in this conversation (reference {reference}).",
+}
+NO_OPEN_HANDOFF = "There is no open request for a person in this conversation right now. Would you like one?"
+STAFF_JOINED = "{name} from our team has joined the conversation."
+HANDED_BACK = ("{name} has handed this conversation back to the automated assistant. Ask me anything, "
+               "or tap 'Talk to a person' if you need us again.")
+TRANSFERRED_TO_TEAM = ("I've passed this conversation to {who} (reference {reference}). "
+                       "They will reply here by {due}.")
+TRANSFERRED_TO_PERSON = "{name} from our team will continue this conversation (reference {reference})."
+CLOSED = "Thank you for talking with us. {name} has closed this conversation (reference {reference})."
+CSAT_QUESTION = "How satisfied are you with how our team handled this conversation? 1 = poor, 5 = excellent."
+# The same payload the bot's own CSAT uses: Rasa's action_give_score records it, and so does the
+# api when Rasa is down (answer_score_without_rasa).
+CSAT_BUTTONS = [Button(str(n), f'/give_score{{"score": "{n}"}}') for n in range(1, 6)]
+SCORE_THANKS = "Thank you for the rating — it helps us improve."
+
+
+def contact_buttons() -> list[Button]:
+    return [Button(title, f'{CONTACT_PAYLOAD}{{"via": "{via}"}}') for via, title in CONTACT_CHOICES.items()]
+
+
+# ---------------------------------------------------------------- bot side
+
+
+def _linked_to_case(session: Session, message_ids: set[int]) -> set[int]:
+    """Messages that an adverse event or a medical inquiry was captured from."""
     from api.safety.models import AdverseEventMessage, MedicalInquiry
 
     if not message_ids:
@@ -39,6 +114,34 @@ def _medical_message_ids(session: Session, message_ids: list[int]) -> set[int]:
     mi = session.execute(select(MedicalInquiry.message_id)
                          .where(MedicalInquiry.message_id.in_(message_ids))).scalars()
     return {m for m in [*ae, *mi] if m is not None}
+
+
+def _medical_message_ids(session: Session, message_ids: list[int]) -> set[int]:
+    """Messages a rep must not read (commercial/medical firewall), among ``message_ids``.
+
+    An inbound message that carried an adverse event or a medical inquiry; the replies queued to
+    such a message (they can echo it); and a staff message that delivered a medical inquiry's answer.
+    """
+    from api.safety.models import MedicalInquiry
+
+    if not message_ids:
+        return set()
+    found = _linked_to_case(session, set(message_ids))
+    outbound = session.execute(
+        select(Message.id, Message.conversation_id, Message.sender_type, Message.body, Message.in_reply_to)
+        .where(Message.id.in_(message_ids), Message.direction == Direction.outbound)
+    ).all()
+    replied_to = {r.in_reply_to for r in outbound if r.in_reply_to is not None}
+    medical_sources = (replied_to & found) | _linked_to_case(session, replied_to - found)
+    found |= {r.id for r in outbound if r.in_reply_to in medical_sources}
+    staff_out = [r for r in outbound if r.sender_type == SenderType.staff]
+    if staff_out:
+        answers = {(a or "").strip() for a in session.execute(
+            select(MedicalInquiry.response).where(
+                MedicalInquiry.conversation_id.in_({r.conversation_id for r in staff_out}),
+                MedicalInquiry.response.is_not(None))).scalars()}
+        found |= {r.id for r in staff_out if r.body.strip() in answers}
+    return found
 
 
 def summarise(session: Session, conv: Conversation, *, target: str = HandoffTarget.rep, limit: int = 6) -> str:
@@ -55,13 +158,24 @@ def summarise(session: Session, conv: Conversation, *, target: str = HandoffTarg
     said = []
     for m in reversed(rows):
         if m.id in withheld:
-            said.append("[a medical or safety message, routed to Medical/Safety; not shown]")
+            said.append(f"[{WITHHELD_TEXT}]")
         elif m.body.strip():
             said.append('"' + m.body.strip().replace("\n", " ")[:200] + '"')
     channel = "WhatsApp" if conv.channel == "whatsapp" else "web chat"
     if not said:
         return f"HCP on {channel} asked to talk to a person."
     return f"HCP on {channel} asked for a person. Recent messages: " + " | ".join(said)
+
+
+def _assigned_person(session: Session, conv: Conversation, target: str) -> str | None:
+    """The HCP's own rep or MSL, when the CRM told us."""
+    if conv.hcp_id is None:
+        return None
+    hcp = session.get(Hcp, conv.hcp_id)
+    if hcp is None:
+        return None
+    return {HandoffTarget.rep: hcp.assigned_rep_id, HandoffTarget.msl: hcp.assigned_msl_id}.get(
+        HandoffTarget(target))
 
 
 def open_handoff(
@@ -71,37 +185,562 @@ def open_handoff(
     target: str,
     reason: str,
     now: datetime,
+    hours: StaffHours = DEFAULT_HOURS,
 ) -> Handoff:
-    """Queue the conversation for a human; an already-open handoff is reused."""
-    existing = session.execute(
-        select(Handoff).where(Handoff.conversation_id == conv.id,
-                              Handoff.status.in_((HandoffStatus.queued, HandoffStatus.claimed)))
-    ).scalar_one_or_none()
+    """Queue the conversation for a human; an already-open handoff is reused.
+
+    The SLA clock starts now during staff hours, otherwise when staff are next at work.
+    """
+    existing = open_handoff_for(session, conv)
     if existing is not None:
         return existing
     tgt = HandoffTarget(target) if target in HandoffTarget.__members__ else HandoffTarget.rep
+    starts = hours.next_open(now)
     handoff = Handoff(
         reference=f"H-{secrets.token_hex(3).upper()}", conversation_id=conv.id, hcp_id=conv.hcp_id,
         target=tgt, reason=reason, summary=summarise(session, conv, target=tgt), status=HandoffStatus.queued,
-        sla_due_at=now + SLA[tgt], created_at=now,
+        sla_due_at=starts + SLA[tgt], requested_staff_id=_assigned_person(session, conv, tgt), created_at=now,
     )
     session.add(handoff)
     conv.state = ConversationState.queued
     session.flush()
     audit.record(session, action="handoff.queued", subject_type="handoff", subject_id=handoff.id,
                  actor_type="bot", data={"conversation_id": conv.id, "target": tgt, "reason": reason,
-                                         "reference": handoff.reference}, at=now)
+                                         "reference": handoff.reference,
+                                         "requested_staff_id": handoff.requested_staff_id,
+                                         "availability": availability(session, tgt, now, hours)}, at=now)
     return handoff
 
 
-def acknowledgement(handoff: Handoff) -> str:
-    due = handoff.sla_due_at.strftime("%H:%M UTC on %d %b")
+def open_handoff_for(session: Session, conv: Conversation) -> Handoff | None:
+    return session.execute(
+        select(Handoff).where(Handoff.conversation_id == conv.id,
+                              Handoff.status.in_((HandoffStatus.queued, HandoffStatus.claimed)))
+    ).scalar_one_or_none()
+
+
+class Availability(StrEnum):
+    open = "open"
+    out_of_hours = "out_of_hours"
+    nobody_available = "nobody_available"
+
+
+def availability(session: Session, target: str, now: datetime, hours: StaffHours) -> Availability:
+    if not hours.is_open(now):
+        return Availability.out_of_hours
+    if not list_available(session, ROLE_FOR_TARGET[HandoffTarget(target)]):
+        return Availability.nobody_available
+    return Availability.open
+
+
+def acknowledgement(handoff: Handoff, hours: StaffHours | None = None) -> str:
+    due = hours.format(handoff.sla_due_at) if hours else handoff.sla_due_at.strftime("%H:%M UTC on %d %b")
     return copy.HANDOFF_QUEUED.format(who=TARGET_WORDS[HandoffTarget(handoff.target)],
                                       reference=handoff.reference, due=due)
 
 
+def reply_draft(session: Session, handoff: Handoff, *, now: datetime, hours: StaffHours = DEFAULT_HOURS) -> ReplyDraft:
+    """What the HCP is told: when a human will reply, honestly; out of hours or with nobody free,
+    a callback or an email is offered instead."""
+    if handoff.status != HandoffStatus.queued:
+        return ReplyDraft(text=acknowledgement(handoff, hours))
+    found = availability(session, handoff.target, now, hours)
+    words = {"who": TARGET_WORDS[HandoffTarget(handoff.target)], "reference": handoff.reference,
+             "due": hours.format(handoff.sla_due_at)}
+    if found == Availability.out_of_hours:
+        text = HANDOFF_OUT_OF_HOURS.format(hours=hours.describe(), opens=hours.format(hours.next_open(now)),
+                                           **words)
+        return ReplyDraft(text=text, buttons=contact_buttons())
+    if found == Availability.nobody_available:
+        return ReplyDraft(text=HANDOFF_NOBODY_AVAILABLE.format(**words), buttons=contact_buttons())
+    return ReplyDraft(text=acknowledgement(handoff, hours))
+
+
 def handoff_from_api(session: Session, conv: Conversation, msg: Message, now: datetime,
-                     reason: str) -> ReplyDraft:
+                     reason: str, hours: StaffHours = DEFAULT_HOURS) -> ReplyDraft:
     """Used when Rasa is unavailable: the api itself honours 'talk to a person'."""
-    handoff = open_handoff(session, conv, target=HandoffTarget.rep, reason=reason, now=now)
-    return ReplyDraft(text=acknowledgement(handoff))
+    handoff = open_handoff(session, conv, target=HandoffTarget.rep, reason=reason, now=now, hours=hours)
+    return reply_draft(session, handoff, now=now, hours=hours)
+
+
+def _payload_args(payload: str, intent: str) -> dict[str, Any] | None:
+    """``/intent{"k": "v"}`` → {"k": "v"}; None when the payload is another intent."""
+    if not payload.startswith(intent):
+        return None
+    rest = payload[len(intent):].strip()
+    if not rest:
+        return {}
+    if not rest.startswith("{"):
+        return None
+    try:
+        args = json.loads(rest)
+    except json.JSONDecodeError:
+        return {}
+    return args if isinstance(args, dict) else {}
+
+
+def answer_contact_choice(session: Session, conv: Conversation, msg: Message, now: datetime) -> list[ReplyDraft] | None:
+    """The HCP's 'call me back' / 'email me' choice, answered by the api in every state (while a
+    conversation waits for a person it is not sent to Rasa). None: not such a message."""
+    args = _payload_args(msg.payload or "", CONTACT_PAYLOAD)
+    if args is None:
+        return None
+    via = str(args.get("via", ""))
+    handoff = open_handoff_for(session, conv)
+    if handoff is None:
+        return [ReplyDraft(text=NO_OPEN_HANDOFF, buttons=[copy.TALK_TO_PERSON])]
+    if via not in CONTACT_CHOICES:
+        return [ReplyDraft(text="Please choose one of these:", buttons=contact_buttons())]
+    previous = handoff.contact_preference
+    handoff.contact_preference = via
+    audit.record(session, action="handoff.contact_preference", subject_type="handoff", subject_id=handoff.id,
+                 actor_type="hcp", actor_id=conv.hcp_id,
+                 data={"via": via, "previous": previous, "message_id": msg.id, "conversation_id": conv.id}, at=now)
+    who = TARGET_WORDS[HandoffTarget(handoff.target)]
+    return [ReplyDraft(text=CONTACT_NOTED[via].format(who=who, reference=handoff.reference))]
+
+
+def answer_score_without_rasa(session: Session, conv: Conversation, msg: Message,
+                              now: datetime) -> list[ReplyDraft] | None:
+    """A CSAT/NPS answer while Rasa is down: recorded by the api so it is never lost."""
+    from feedback import service as feedback
+
+    args = _payload_args(msg.payload or "", "/give_score")
+    raw = str(args.get("score", "")) if args is not None else (msg.body or "").strip()
+    if not re.fullmatch(r"\d{1,2}", raw) or feedback.pending_survey(session, conv) is None:
+        return None
+    try:
+        feedback.record_score(session, conv, score=int(raw), message_id=msg.id, now=now)
+    except InvalidInput as exc:
+        return [ReplyDraft(text=f"Sorry, that score is out of range: {exc.message}.")]
+    return [ReplyDraft(text=SCORE_THANKS)]
+
+
+# ---------------------------------------------------------------- staff side: who sees what
+
+
+def targets_for(ident: StaffIdentity) -> set[str]:
+    return {str(TARGETS_FOR_ROLE[StaffRole(r)]) for r in ident.roles if r in TARGETS_FOR_ROLE}
+
+
+def sees_medical_content(ident: StaffIdentity) -> bool:
+    """MSLs and medical reviewers read medical and safety messages; anyone who is a rep never does."""
+    return StaffRole.rep not in ident.roles and bool(ident.roles & {StaffRole.msl, StaffRole.medical_reviewer})
+
+
+def _visible_clause(ident: StaffIdentity) -> ColumnElement[bool]:
+    clause: ColumnElement[bool] = Handoff.target.in_(targets_for(ident))
+    if ident.territory:
+        clause = clause & or_(Hcp.territory.is_(None), Hcp.territory == ident.territory,
+                              Handoff.requested_staff_id == ident.id, Handoff.claimed_by == ident.id)
+    return clause
+
+
+@dataclass
+class QueueEntry:
+    handoff: Handoff
+    conversation: Conversation
+    hcp: Hcp | None
+    summary: str
+    requested_for_me: bool
+
+
+@dataclass
+class Queue:
+    queued: list[QueueEntry] = field(default_factory=list)
+    mine: list[QueueEntry] = field(default_factory=list)
+
+
+def _entries(session: Session, ident: StaffIdentity, rows: Any) -> list[QueueEntry]:
+    return [QueueEntry(h, c, hcp, summary_for(session, h, c, ident), h.requested_staff_id == ident.id)
+            for h, c, hcp in rows]
+
+
+def list_queue(session: Session, ident: StaffIdentity, *, limit: int = 200) -> Queue:
+    """Queued handoffs this staff member may take (their role's target, their territory; the ones
+    requested for them first, then by SLA), and the ones they hold."""
+    base = (select(Handoff, Conversation, Hcp)
+            .join(Conversation, Conversation.id == Handoff.conversation_id)
+            .outerjoin(Hcp, Hcp.id == Handoff.hcp_id))
+    queued = session.execute(
+        base.where(Handoff.status == HandoffStatus.queued, _visible_clause(ident))
+        .order_by(case((Handoff.requested_staff_id == ident.id, 0), else_=1), Handoff.sla_due_at, Handoff.id)
+        .limit(limit)
+    ).all()
+    mine = session.execute(
+        base.where(Handoff.status == HandoffStatus.claimed, Handoff.claimed_by == ident.id)
+        .order_by(Handoff.sla_due_at, Handoff.id)
+    ).all()
+    return Queue(_entries(session, ident, queued), _entries(session, ident, mine))
+
+
+def get_for_staff(session: Session, handoff_id: str, ident: StaffIdentity) -> Handoff:
+    """The handoff, if this staff member's role and territory cover it (or they hold it)."""
+    handoff = session.get(Handoff, handoff_id)
+    if handoff is None:
+        raise NotFound("no such handoff")
+    if handoff.claimed_by == ident.id:
+        return handoff
+    if handoff.target not in targets_for(ident):
+        raise NotHolder("this handoff is for another team")
+    if ident.territory and handoff.requested_staff_id != ident.id and handoff.hcp_id is not None:
+        hcp = session.get(Hcp, handoff.hcp_id)
+        if hcp is not None and hcp.territory and hcp.territory != ident.territory:
+            raise NotHolder("this handoff is for another territory")
+    return handoff
+
+
+def summary_for(session: Session, handoff: Handoff, conv: Conversation, ident: StaffIdentity) -> str:
+    """The stored summary, or, for whoever may not read medical content, one that withholds it."""
+    if sees_medical_content(ident):
+        return handoff.summary
+    return summarise(session, conv, target=HandoffTarget.rep)
+
+
+def staff_name(session: Session, staff_id: str | None) -> str:
+    if staff_id is None:
+        return "nobody"
+    user = session.get(StaffUser, staff_id)
+    return user.name if user is not None else "another staff member"
+
+
+def _conversation(session: Session, handoff: Handoff) -> Conversation:
+    conv = session.get(Conversation, handoff.conversation_id)
+    assert conv is not None
+    return conv
+
+
+def _notice(session: Session, conv: Conversation, text: str, now: datetime,
+            buttons: list[Button] | None = None) -> Message:
+    return add_outbound(session, conv, text=text, now=now, sender_type=SenderType.system,
+                        buttons=[b.as_dict() for b in buttons or []])
+
+
+def _require_holder(session: Session, handoff: Handoff, ident: StaffIdentity) -> None:
+    if handoff.status == HandoffStatus.queued:
+        raise NotClaimed(f"claim handoff {handoff.reference} first")
+    if handoff.status != HandoffStatus.claimed:
+        raise NotClaimed(f"handoff {handoff.reference} is {handoff.status.replace('_', ' ')}")
+    if handoff.claimed_by != ident.id:
+        raise NotHolder(f"{staff_name(session, handoff.claimed_by)} has this conversation; "
+                        "only they can reply, hand it back or close it")
+
+
+def _audit(session: Session, action: str, handoff: Handoff, ident: StaffIdentity, now: datetime,
+           **data: Any) -> None:
+    audit.record(session, action=action, subject_type="handoff", subject_id=handoff.id, actor_type="staff",
+                 actor_id=ident.id, data={"reference": handoff.reference,
+                                          "conversation_id": handoff.conversation_id, **data}, at=now)
+
+
+# ---------------------------------------------------------------- staff side: actions
+
+
+def claim(session: Session, handoff_id: str, ident: StaffIdentity, now: datetime) -> Handoff:
+    """Take the handoff. One conditional UPDATE decides: of two staff clicking at once exactly one
+    wins; the other is told who has it."""
+    handoff = get_for_staff(session, handoff_id, ident)
+    won = session.execute(
+        update(Handoff).where(Handoff.id == handoff_id, Handoff.status == HandoffStatus.queued)
+        .values(status=HandoffStatus.claimed, claimed_by=ident.id, claimed_at=now)
+        .execution_options(synchronize_session=False)
+    ).rowcount  # type: ignore[attr-defined]
+    current = session.execute(
+        select(Handoff).where(Handoff.id == handoff_id).execution_options(populate_existing=True)
+    ).scalar_one()
+    if won != 1:
+        if current.status == HandoffStatus.claimed and current.claimed_by == ident.id:
+            return current  # a second click of the winner
+        if current.status == HandoffStatus.claimed:
+            holder = staff_name(session, current.claimed_by)
+            raise AlreadyClaimed(f"{holder} already has handoff {current.reference}",
+                                 detail={"claimed_by": current.claimed_by, "claimed_by_name": holder})
+        raise AlreadyClaimed(f"handoff {current.reference} is {current.status.replace('_', ' ')}")
+    conv = _conversation(session, handoff)
+    conv.state = ConversationState.human
+    conv.assigned_staff_id = ident.id
+    _notice(session, conv, STAFF_JOINED.format(name=ident.name), now)
+    _audit(session, "handoff.claimed", current, ident, now, target=current.target)
+    return current
+
+
+def release(session: Session, handoff_id: str, ident: StaffIdentity, now: datetime) -> Handoff:
+    """Back to the queue for the rest of the team."""
+    handoff = get_for_staff(session, handoff_id, ident)
+    _require_holder(session, handoff, ident)
+    handoff.status = HandoffStatus.queued
+    handoff.claimed_by = None
+    handoff.claimed_at = None
+    conv = _conversation(session, handoff)
+    conv.state = ConversationState.queued
+    conv.assigned_staff_id = None
+    _audit(session, "handoff.released", handoff, ident, now)
+    return handoff
+
+
+def transfer(session: Session, handoff_id: str, ident: StaffIdentity, now: datetime, *,
+             to_target: str | None = None, to_staff_id: str | None = None, note: str | None = None,
+             hours: StaffHours = DEFAULT_HOURS) -> Handoff:
+    """To a named colleague (they hold it at once) or to another team's queue.
+
+    The summary is rewritten for the new team: moving to the reps' queue withholds medical and
+    safety messages (and the rep's transcript view withholds them too).
+    """
+    handoff = get_for_staff(session, handoff_id, ident)
+    if handoff.status == HandoffStatus.claimed:
+        _require_holder(session, handoff, ident)
+    elif handoff.status != HandoffStatus.queued:
+        raise NotClaimed(f"handoff {handoff.reference} is {handoff.status.replace('_', ' ')}")
+    if not to_target and not to_staff_id:
+        raise InvalidInput("choose a colleague or a team to transfer to")
+    if to_target and to_target not in HandoffTarget.__members__:
+        raise InvalidInput(f"unknown team {to_target!r}; teams are {', '.join(HandoffTarget)}")
+    new_target = HandoffTarget(to_target) if to_target else HandoffTarget(handoff.target)
+    person: StaffUser | None = None
+    if to_staff_id:
+        person = session.get(StaffUser, to_staff_id)
+        if person is None or not person.active:
+            raise InvalidInput("no such active colleague")
+        if person.id == ident.id:
+            raise InvalidInput("you cannot transfer a conversation to yourself")
+        if not to_target and ROLE_FOR_TARGET[new_target] not in person.roles:
+            teams = [t for t, r in ROLE_FOR_TARGET.items() if r in person.roles]
+            if len(teams) != 1:
+                raise InvalidInput(f"{person.name} does not work the {new_target} queue; choose a team too")
+            new_target = teams[0]
+        if ROLE_FOR_TARGET[new_target] not in person.roles:
+            raise InvalidInput(f"{person.name} does not hold the {ROLE_FOR_TARGET[new_target]} role")
+    if person is None and new_target == handoff.target:
+        raise InvalidInput(f"the handoff is already with the {new_target} team; choose another team or a colleague")
+    conv = _conversation(session, handoff)
+    before = {"target": handoff.target, "claimed_by": handoff.claimed_by, "status": handoff.status}
+    if new_target != handoff.target:
+        handoff.target = new_target
+        handoff.summary = summarise(session, conv, target=new_target)
+        handoff.sla_due_at = hours.next_open(now) + SLA[new_target]
+    if person is not None:
+        handoff.status = HandoffStatus.claimed
+        handoff.claimed_by = person.id
+        handoff.claimed_at = now
+        handoff.requested_staff_id = person.id
+        conv.state = ConversationState.human
+        conv.assigned_staff_id = person.id
+        _notice(session, conv, TRANSFERRED_TO_PERSON.format(name=person.name, reference=handoff.reference), now)
+    else:
+        handoff.status = HandoffStatus.queued
+        handoff.claimed_by = None
+        handoff.claimed_at = None
+        handoff.requested_staff_id = _assigned_person(session, conv, new_target)
+        conv.state = ConversationState.queued
+        conv.assigned_staff_id = None
+        _notice(session, conv, TRANSFERRED_TO_TEAM.format(who=TARGET_WORDS[new_target], reference=handoff.reference,
+                                                          due=hours.format(handoff.sla_due_at)), now)
+    _audit(session, "handoff.transferred", handoff, ident, now, before=before,
+           after={"target": handoff.target, "claimed_by": handoff.claimed_by, "status": handoff.status},
+           **notes.keep(session, (note or "").strip()[:500], subject_type="handoff", subject_id=handoff.id,
+                        field="note", author_id=ident.id, at=now))
+    return handoff
+
+
+def hand_back(session: Session, handoff_id: str, ident: StaffIdentity, now: datetime) -> Handoff:
+    """The conversation goes back to the bot; the HCP is told."""
+    handoff = get_for_staff(session, handoff_id, ident)
+    _require_holder(session, handoff, ident)
+    handoff.status = HandoffStatus.handed_back
+    handoff.outcome = "handed_back"
+    handoff.closed_at = now
+    conv = _conversation(session, handoff)
+    conv.state = ConversationState.bot
+    conv.assigned_staff_id = None
+    conv.failed_turns = 0
+    _notice(session, conv, HANDED_BACK.format(name=ident.name), now, [copy.TALK_TO_PERSON])
+    _audit(session, "handoff.handed_back", handoff, ident, now)
+    return handoff
+
+
+def close(session: Session, handoff_id: str, ident: StaffIdentity, now: datetime, *, outcome: str,
+          note: str | None = None) -> Handoff:
+    """Close with an outcome; the conversation closes and the HCP is asked for CSAT (1-5)."""
+    from feedback import service as feedback
+
+    if outcome not in OUTCOMES:
+        raise InvalidInput(f"unknown outcome {outcome!r}; outcomes are {', '.join(OUTCOMES)}")
+    handoff = get_for_staff(session, handoff_id, ident)
+    _require_holder(session, handoff, ident)
+    handoff.status = HandoffStatus.closed
+    handoff.outcome = outcome
+    handoff.closed_at = now
+    conv = _conversation(session, handoff)
+    conv.state = ConversationState.closed
+    conv.assigned_staff_id = None
+    conv.failed_turns = 0
+    _notice(session, conv, CLOSED.format(name=ident.name, reference=handoff.reference), now)
+    survey = feedback.ask_survey(session, conv, kind="csat", now=now)
+    add_outbound(session, conv, text=CSAT_QUESTION, now=now + timedelta(microseconds=1),
+                 buttons=[b.as_dict() for b in CSAT_BUTTONS])
+    _audit(session, "handoff.closed", handoff, ident, now, outcome=outcome, survey_id=survey.id,
+           **notes.keep(session, (note or "").strip()[:500], subject_type="handoff", subject_id=handoff.id,
+                        field="note", author_id=ident.id, at=now))
+    return handoff
+
+
+def send_reply(session: Session, handoff_id: str, ident: StaffIdentity, now: datetime, *, text: str) -> Message:
+    """The staff member's own words (attributed and audited by the outbound service)."""
+    from api.conversations.outbound import send_staff_text
+
+    handoff = get_for_staff(session, handoff_id, ident)
+    _require_holder(session, handoff, ident)
+    return send_staff_text(session, _conversation(session, handoff), staff_id=ident.id, text=text, now=now,
+                           purpose="handoff-reply")
+
+
+def send_content(session: Session, handoff_id: str, ident: StaffIdentity, now: datetime, *, content_id: str,
+                 version: int, default_market: str) -> Message:
+    """One approved item, verbatim, through the send-time gate (ContentGated: nothing is sent)."""
+    from api.conversations.outbound import send_staff_content
+
+    handoff = get_for_staff(session, handoff_id, ident)
+    _require_holder(session, handoff, ident)
+    return send_staff_content(session, _conversation(session, handoff), staff_id=ident.id, content_id=content_id,
+                              version=version, now=now, default_market=default_market, purpose="handoff-reply")
+
+
+# ---------------------------------------------------------------- staff side: what they read
+
+
+@dataclass(frozen=True)
+class StaffMessage:
+    id: int
+    direction: str
+    sender_type: str
+    body: str | None
+    approval_code: str | None
+    created_at: datetime
+    withheld: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "direction": self.direction, "sender_type": self.sender_type, "body": self.body,
+                "approval_code": self.approval_code, "created_at": self.created_at.isoformat(),
+                "withheld": self.withheld}
+
+
+def transcript(session: Session, conv: Conversation, ident: StaffIdentity, *, after: int = 0,
+               now: datetime | None = None) -> list[StaffMessage]:
+    """The conversation as this staff member may read it, by the live relay's rule (the polling
+    fallback must never show more than the stream): for reps, medical and safety messages are
+    placeholders; messages still being screened wait. Showing medical content is audited."""
+    from api.relay import firewall
+
+    rows = firewall.settled(session, list_after(session, conv, after))
+    medical = firewall.medical_ids(session, conv.id, rows)
+    hide = not sees_medical_content(ident)
+    out = [StaffMessage(m.id, m.direction, m.sender_type, None if (hide and m.id in medical) else m.body,
+                        m.approval_code, m.created_at, hide and m.id in medical) for m in rows]
+    shown = sorted(medical) if not hide else []
+    if shown:
+        audit.record(session, action="conversation.medical_content_viewed", subject_type="conversation",
+                     subject_id=conv.id, actor_type="staff", actor_id=ident.id, data={"message_ids": shown},
+                     at=now)
+    return out
+
+
+def profile_card(session: Session, conv: Conversation, ident: StaffIdentity, now: datetime) -> ProfileCardRead:
+    """Who the HCP is and what is open for them. Medical inquiries: for reps the metadata only
+    (reference, status, date), never the text; for MSLs and medical reviewers the text too (audited)."""
+    from api.requests.models import RequestStatus, ServiceRequest
+    from api.safety.models import AdverseEvent, MedicalInquiry
+    from feedback import service as feedback
+    from feedback.models import AnswerRating, FeedbackComment, SurveyResponse, SurveyStatus
+
+    hcp = session.get(Hcp, conv.hcp_id) if conv.hcp_id else None
+    mine = (ServiceRequest.hcp_id == conv.hcp_id) if conv.hcp_id else (ServiceRequest.conversation_id == conv.id)
+    requests = session.execute(
+        select(ServiceRequest).where(mine, ServiceRequest.status.in_((RequestStatus.open, RequestStatus.in_progress)))
+        .order_by(ServiceRequest.sla_due_at).limit(20)).scalars()
+    subject = feedback.subject_for(conv)
+    scores = session.execute(
+        select(SurveyResponse).where(SurveyResponse.subject == subject, SurveyResponse.status == SurveyStatus.answered)
+        .order_by(SurveyResponse.answered_at.desc()).limit(5)).scalars()
+    ratings = session.execute(select(AnswerRating).where(AnswerRating.subject == subject)
+                              .order_by(AnswerRating.created_at.desc()).limit(5)).scalars()
+    comments = session.execute(select(FeedbackComment).where(FeedbackComment.subject == subject)
+                               .order_by(FeedbackComment.created_at.desc()).limit(5)).scalars()
+    recent: list[dict[str, Any]] = (
+        [{"kind": s.kind, "score": s.score, "at": s.answered_at} for s in scores]
+        + [{"kind": "answer_rating", "helpful": r.helpful, "reason": r.reason, "at": r.created_at} for r in ratings]
+        + [{"kind": "comment", "category": c.category, "text": c.text, "at": c.created_at} for c in comments])
+    recent.sort(key=lambda f: f["at"], reverse=True)
+    whose_mi = (MedicalInquiry.hcp_id == conv.hcp_id) if conv.hcp_id else (MedicalInquiry.conversation_id == conv.id)
+    medical = sees_medical_content(ident)
+    inquiries = []
+    for mi in session.execute(select(MedicalInquiry).where(whose_mi)
+                              .order_by(MedicalInquiry.created_at.desc()).limit(10)).scalars():
+        row: dict[str, Any] = {"reference": mi.reference, "status": mi.status, "created_at": mi.created_at}
+        if medical:
+            row.update(text=mi.text, product=mi.product, response=mi.response)
+        inquiries.append(row)
+    if medical and inquiries:
+        audit.record(session, action="medical_inquiry.viewed", subject_type="conversation", subject_id=conv.id,
+                     actor_type="staff", actor_id=ident.id,
+                     data={"references": [i["reference"] for i in inquiries], "where": "handoff profile card"},
+                     at=now)
+    whose_ae = (AdverseEvent.hcp_id == conv.hcp_id) if conv.hcp_id else (AdverseEvent.conversation_id == conv.id)
+    ae_count = len(session.execute(select(AdverseEvent.id).where(whose_ae)).all())
+    return ProfileCardRead(
+        identified=hcp is not None, name=hcp.name if hcp else None, specialty=hcp.specialty if hcp else None,
+        country=hcp.country if hcp else None, territory=hcp.territory if hcp else None,
+        verification=hcp.verification_status if hcp else "not identified", channel=conv.channel,
+        market=conv.market, preferences=feedback.profile(session, conv),
+        open_requests=[{"reference": r.reference, "kind": r.kind, "status": r.status, "team": r.team,
+                        "sla_due_at": r.sla_due_at} for r in requests],
+        recent_feedback=recent[:8], inquiries=inquiries, adverse_events=ae_count,
+    )
+
+
+@dataclass(frozen=True)
+class ContentChoice:
+    content_id: str
+    version: int
+    title: str
+    product: str
+    kind: str
+    approval_code: str
+    excerpt: str
+    sendable: bool
+    reason: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def search_content(session: Session, conv: Conversation, query: str, *, now: datetime, default_market: str,
+                   limit: int = 20) -> list[ContentChoice]:
+    """Current approved items whose title, questions or text contain every word of ``query``,
+    each marked with whether the send-time gate lets it go to this HCP today."""
+    from api.content import recipient_for
+    from knowledge.gate import gate_reason
+    from knowledge.library import Status
+    from knowledge.models import ContentVersion
+
+    words = [w for w in re.split(r"\s+", query.lower().strip()) if w]
+    recipient = recipient_for(session, conv, default_market)
+    found: list[ContentChoice] = []
+    rows = session.execute(select(ContentVersion).where(ContentVersion.is_current.is_(True),
+                                                        ContentVersion.status == Status.approved)
+                           .order_by(ContentVersion.content_id)).scalars()
+    for v in rows:
+        haystack = " ".join([v.content_id, v.title, v.product, *v.questions, v.body]).lower()
+        if not all(w in haystack for w in words):
+            continue
+        reason = gate_reason(v, recipient, now.date())
+        found.append(ContentChoice(v.content_id, v.version, v.title, v.product, v.kind, v.approval_code,
+                                   v.body[:240], reason is None, reason))
+    found.sort(key=lambda c: (not c.sendable, c.content_id))
+    return found[:limit]
+
+
+def transfer_options(session: Session, ident: StaffIdentity) -> list[dict[str, Any]]:
+    """Colleagues who work an inbox queue (for the transfer picker)."""
+    rows = session.execute(select(StaffUser).where(StaffUser.active.is_(True)).order_by(StaffUser.name)).scalars()
+    return [{"id": u.id, "name": u.name, "roles": sorted(set(u.roles) & INBOX_ROLES), "available": u.available}
+            for u in rows if u.id != ident.id and set(u.roles) & INBOX_ROLES]

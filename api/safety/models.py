@@ -134,6 +134,10 @@ class MedicalInquiry(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The message that carried the answer to the HCP (free text or approved content).
+    response_message_id: Mapped[int | None] = mapped_column(Integer)
+    closed_by: Mapped[str | None] = mapped_column(String(32))
+    close_reason: Mapped[str | None] = mapped_column(Text)
 
     def metadata_view(self) -> dict[str, Any]:
         """What a rep may see: that an inquiry exists, never its content."""

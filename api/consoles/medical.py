@@ -1,0 +1,229 @@
+"""Medical review console (medical_reviewer only): medical inquiries, answered or closed.
+
+Pages under /console/medical work with plain forms; the same actions are JSON endpoints under
+/api/staff/medical. Every read of an inquiry's content and every action (refusals included) is
+audited; an answer reaches the HCP on their channel once its transaction has committed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict
+from typing import Annotated, Any, TypeVar
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.orm import Session
+
+from api.consoles.jsonbody import JsonBody, parse
+from api.consoles.render import render
+from api.conversations.outbound import MAX_STAFF_TEXT, deliver_after_commit
+from api.db import unit_of_work
+from api.errors import ConciergeError, InvalidInput, NotFound
+from api.safety import review
+from api.safety.models import InquiryStatus, MedicalInquiry
+from api.staff.auth import Staff
+from api.staff.service import StaffIdentity
+from api.state import AppState
+
+router = APIRouter()
+Reviewer = Annotated[StaffIdentity, Staff("medical_reviewer")]
+T = TypeVar("T")
+
+DONE_FLASH = {"answered": "Answer sent to the HCP.", "closed": "Inquiry closed."}
+
+
+class AnswerIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    text: str | None = None
+    content_id: str | None = None
+    version: int | None = Field(default=None, ge=1)
+
+
+class CloseIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str | None = None
+    expected_status: str | None = None
+
+
+def _state(request: Request) -> AppState:
+    state: AppState = request.app.state.concierge
+    return state
+
+
+def _act(state: AppState, ident: StaffIdentity, inquiry_id: str, action: str, fn: Callable[[Session], T]) -> T:
+    """Run one change in its own transaction; a refusal is audited in a separate one."""
+    try:
+        with unit_of_work(state.session_factory) as session:
+            return fn(session)
+    except ConciergeError as exc:
+        if not isinstance(exc, NotFound):
+            with unit_of_work(state.session_factory) as session:
+                review.record_refused(session, subject_type="medical_inquiry", subject_id=inquiry_id,
+                                      action=action, staff_id=ident.id, code=exc.code, message=exc.message,
+                                      now=state.clock.now())
+        raise
+
+
+def _answer(state: AppState, ident: StaffIdentity, inquiry_id: str, *, text: str | None,
+            content_id: str | None, version: int | None) -> review.AnswerOutcome:
+    def run(session: Session) -> review.AnswerOutcome:
+        return review.answer_inquiry(session, inquiry_id, reviewer_id=ident.id, text=text, content_id=content_id,
+                                     version=version, now=state.clock.now(),
+                                     default_market=state.settings.default_market)
+
+    outcome = _act(state, ident, inquiry_id, "answer", run)
+    deliver_after_commit(state, outcome.conversation_id)
+    return outcome
+
+
+def _close(state: AppState, ident: StaffIdentity, inquiry_id: str, *, reason: str | None,
+           expected_status: str | None) -> MedicalInquiry:
+    def run(session: Session) -> MedicalInquiry:
+        return review.close_inquiry(session, inquiry_id, reviewer_id=ident.id, reason=reason,
+                                    expected_status=expected_status, now=state.clock.now())
+
+    return _act(state, ident, inquiry_id, "close", run)
+
+
+def _summary(inquiry: MedicalInquiry, card: review.HcpCard) -> dict[str, Any]:
+    return {
+        "id": inquiry.id, "reference": inquiry.reference, "status": inquiry.status, "text": inquiry.text,
+        "product": inquiry.product, "market": inquiry.market, "channel": inquiry.channel,
+        "reasons": list(inquiry.reasons or []),
+        "reason_labels": [review.reason_label(r) for r in inquiry.reasons or []],
+        "created_at": inquiry.created_at, "answered_at": inquiry.answered_at, "closed_at": inquiry.closed_at,
+        "hcp": asdict(card),
+    }
+
+
+# ---------------------------------------------------------------- pages
+
+
+@router.get("/console/medical", response_class=HTMLResponse)
+def medical_home(request: Request, ident: Reviewer, status: str = "", product: str = "") -> Response:
+    state = _state(request)
+    with unit_of_work(state.session_factory) as session:
+        inquiries = review.list_inquiries(session, status=status, product=product or None)
+        cards = review.inquiry_cards(session, inquiries)
+        review.record_inquiry_list_view(session, inquiries, staff_id=ident.id,
+                                        filters={"status": status or None, "product": product or None},
+                                        now=state.clock.now())
+        return render(request, "medical.html", ident, inquiries=inquiries, cards=cards, status=status,
+                      product=product, products=review.inquiry_products(session), statuses=list(InquiryStatus),
+                      reason_label=review.reason_label, limit=review.MAX_LIST)
+
+
+def _inquiry_page(request: Request, ident: StaffIdentity, inquiry_id: str, *, status_code: int = 200,
+                  flash: str | None = None, flash_kind: str = "ok", draft: str = "", reason: str = "") -> Response:
+    state = _state(request)
+    with unit_of_work(state.session_factory) as session:
+        now = state.clock.now()
+        view = review.view_inquiry(session, inquiry_id, staff_id=ident.id, now=now)
+        options = (review.content_options(session, view.inquiry, default_market=state.settings.default_market,
+                                          now=now) if view.inquiry.status == InquiryStatus.open else [])
+        return render(request, "medical_inquiry.html", ident, status_code=status_code, view=view,
+                      inquiry=view.inquiry, options=options, flash=flash, flash_kind=flash_kind, draft=draft,
+                      reason=reason, max_text=MAX_STAFF_TEXT)
+
+
+@router.get("/console/medical/{inquiry_id}", response_class=HTMLResponse)
+def inquiry_page(request: Request, inquiry_id: str, ident: Reviewer, done: str = "") -> Response:
+    return _inquiry_page(request, ident, inquiry_id, flash=DONE_FLASH.get(done))
+
+
+def _content_choice(value: str) -> tuple[str, int]:
+    content_id, _, version = value.strip().rpartition("@")
+    if not content_id or not version.isdigit():
+        raise InvalidInput("choose an approved content item from the list")
+    return content_id, int(version)
+
+
+@router.post("/console/medical/{inquiry_id}/answer")
+def answer_form(request: Request, inquiry_id: str, ident: Reviewer, text: Annotated[str, Form()] = "",
+                content: Annotated[str, Form()] = "") -> Response:
+    state = _state(request)
+    try:
+        if content.strip():
+            content_id, version = _content_choice(content)
+            _answer(state, ident, inquiry_id, text=text or None, content_id=content_id, version=version)
+        else:
+            _answer(state, ident, inquiry_id, text=text, content_id=None, version=None)
+    except ConciergeError as exc:
+        if isinstance(exc, NotFound):
+            raise
+        return _inquiry_page(request, ident, inquiry_id, status_code=exc.status_code, flash=exc.message,
+                             flash_kind="error", draft=text[:MAX_STAFF_TEXT * 2])
+    return RedirectResponse(f"/console/medical/{inquiry_id}?done=answered", status_code=303)
+
+
+@router.post("/console/medical/{inquiry_id}/close")
+def close_form(request: Request, inquiry_id: str, ident: Reviewer, reason: Annotated[str, Form()] = "",
+               expected_status: Annotated[str, Form()] = "") -> Response:
+    state = _state(request)
+    try:
+        _close(state, ident, inquiry_id, reason=reason, expected_status=expected_status or None)
+    except ConciergeError as exc:
+        if isinstance(exc, NotFound):
+            raise
+        return _inquiry_page(request, ident, inquiry_id, status_code=exc.status_code, flash=exc.message,
+                             flash_kind="error", reason=reason[:review.MAX_REASON * 2])
+    return RedirectResponse(f"/console/medical/{inquiry_id}?done=closed", status_code=303)
+
+
+# ---------------------------------------------------------------- JSON
+
+
+@router.get("/api/staff/medical/inquiries")
+def list_api(request: Request, ident: Reviewer, status: str = "", product: str = "") -> dict[str, Any]:
+    state = _state(request)
+    with unit_of_work(state.session_factory) as session:
+        inquiries = review.list_inquiries(session, status=status, product=product or None)
+        cards = review.inquiry_cards(session, inquiries)
+        review.record_inquiry_list_view(session, inquiries, staff_id=ident.id,
+                                        filters={"status": status or None, "product": product or None},
+                                        now=state.clock.now())
+        return {"inquiries": [_summary(i, cards[i.id]) for i in inquiries]}
+
+
+def _detail(view: review.InquiryView) -> dict[str, Any]:
+    inquiry = view.inquiry
+    msg = view.response_message
+    return {
+        **_summary(inquiry, view.hcp),
+        "reviewer_id": inquiry.reviewer_id, "reviewer_name": view.reviewer_name, "response": inquiry.response,
+        "response_message": None if msg is None else {
+            "id": msg.id, "status": msg.status, "content_id": msg.content_id, "content_version": msg.content_version,
+            "approval_code": msg.approval_code},
+        "closed_by": inquiry.closed_by, "closed_by_name": view.closed_by_name, "close_reason": inquiry.close_reason,
+        "whatsapp_window_open": view.whatsapp_window_open,
+        "transcript": [asdict(line) for line in view.transcript],
+    }
+
+
+@router.get("/api/staff/medical/inquiries/{inquiry_id}")
+def detail_api(request: Request, inquiry_id: str, ident: Reviewer) -> dict[str, Any]:
+    state = _state(request)
+    with unit_of_work(state.session_factory) as session:
+        return _detail(review.view_inquiry(session, inquiry_id, staff_id=ident.id, now=state.clock.now()))
+
+
+@router.post("/api/staff/medical/inquiries/{inquiry_id}/answer")
+def answer_api(request: Request, inquiry_id: str, ident: Reviewer, body: JsonBody) -> dict[str, Any]:
+    data = parse(AnswerIn, body)
+    outcome = _answer(_state(request), ident, inquiry_id, text=data.text, content_id=data.content_id,
+                      version=data.version)
+    inquiry = outcome.inquiry
+    return {"id": inquiry.id, "reference": inquiry.reference, "status": inquiry.status,
+            "reviewer_id": inquiry.reviewer_id, "answered_at": inquiry.answered_at, "response": inquiry.response,
+            "message_id": outcome.message.id, "approval_code": outcome.message.approval_code,
+            "whatsapp_template": outcome.whatsapp_template}
+
+
+@router.post("/api/staff/medical/inquiries/{inquiry_id}/close")
+def close_api(request: Request, inquiry_id: str, ident: Reviewer, body: JsonBody) -> dict[str, Any]:
+    data = parse(CloseIn, body)
+    inquiry = _close(_state(request), ident, inquiry_id, reason=data.reason, expected_status=data.expected_status)
+    return {"id": inquiry.id, "reference": inquiry.reference, "status": inquiry.status,
+            "closed_at": inquiry.closed_at, "closed_by": inquiry.closed_by, "close_reason": inquiry.close_reason}

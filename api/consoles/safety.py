@@ -1,0 +1,214 @@
+"""Safety console (safety role only): adverse-event and quality-complaint cases.
+
+The queue shows day 0, the 15/90-day clock, the four minimum criteria and the status; a case
+page shows the source messages verbatim, the conversation, the audit trail, and the forms to
+assess and move the case. ``GET /api/staff/safety/cases/{id}/export`` downloads one case as
+JSON. Cases are never deleted and their legal hold is never lifted here. Every read and every
+change (refusals included) is audited.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from dataclasses import asdict
+from typing import Annotated, Any, TypeVar
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from pydantic import BaseModel, ConfigDict, StrictBool
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+
+from api.consoles.jsonbody import JsonBody, parse
+from api.consoles.render import render
+from api.db import unit_of_work
+from api.errors import ConciergeError, NotFound
+from api.safety import review
+from api.safety.models import AdverseEvent, AeKind, AeStatus
+from api.staff.auth import Staff
+from api.staff.service import StaffIdentity
+from api.state import AppState
+
+router = APIRouter()
+SafetyStaff = Annotated[StaffIdentity, Staff("safety")]
+T = TypeVar("T")
+
+DONE_FLASH = {"status": "Status updated.", "assessment": "Assessment saved.", "unchanged": "Nothing changed."}
+SAFE_FILENAME = re.compile(r"[^A-Za-z0-9._-]")
+
+
+class StatusIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    status: str
+    expected: str | None = None
+    reason: str | None = None
+
+
+class AssessmentIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    seriousness: str | None = None
+    criteria: dict[str, StrictBool] | None = None
+
+
+def _state(request: Request) -> AppState:
+    state: AppState = request.app.state.concierge
+    return state
+
+
+def _act(state: AppState, ident: StaffIdentity, case_id: str, action: str, fn: Callable[[Session], T]) -> T:
+    """Run one change in its own transaction; a refusal is audited in a separate one."""
+    try:
+        with unit_of_work(state.session_factory) as session:
+            return fn(session)
+    except ConciergeError as exc:
+        if not isinstance(exc, NotFound):
+            with unit_of_work(state.session_factory) as session:
+                review.record_refused(session, subject_type="adverse_event", subject_id=case_id, action=action,
+                                      staff_id=ident.id, code=exc.code, message=exc.message, now=state.clock.now())
+        raise
+
+
+def _change_status(state: AppState, ident: StaffIdentity, case_id: str, data: StatusIn) -> AdverseEvent:
+    def run(session: Session) -> AdverseEvent:
+        return review.change_status(session, case_id, to=data.status, expected=data.expected, reason=data.reason,
+                                    actor_id=ident.id, now=state.clock.now())
+
+    return _act(state, ident, case_id, "status", run)
+
+
+def _assess(state: AppState, ident: StaffIdentity, case_id: str, data: AssessmentIn) -> list[str]:
+    def run(session: Session) -> list[str]:
+        return review.update_assessment(session, case_id, seriousness=data.seriousness, criteria=data.criteria,
+                                        actor_id=ident.id, now=state.clock.now())
+
+    return _act(state, ident, case_id, "assessment", run)
+
+
+def _case_json(case: AdverseEvent, clock: review.CaseClock) -> dict[str, Any]:
+    return {
+        "id": case.id, "reference": case.reference, "kind": case.kind, "status": case.status,
+        "seriousness": case.seriousness, "legal_hold": case.legal_hold, "channel": case.channel,
+        "products": list(case.products or []), "day0_at": case.day0_at, "due_at": case.due_at,
+        "clock": {**asdict(clock), "label": clock.label, "badge": clock.badge},
+        "criteria": [asdict(c) for c in review.case_criteria(case)], "missing": case.missing_criteria,
+        "complete": case.is_complete, "allowed_transitions": list(review.TRANSITIONS.get(case.status, ())),
+    }
+
+
+# ---------------------------------------------------------------- pages
+
+
+@router.get("/console/safety", response_class=HTMLResponse)
+def safety_home(request: Request, ident: SafetyStaff, status: str = "open", kind: str = "") -> Response:
+    state = _state(request)
+    with unit_of_work(state.session_factory) as session:
+        now = state.clock.now()
+        cases = review.list_cases(session, status=status, kind=kind or None)
+        review.record_case_list_view(session, cases, staff_id=ident.id,
+                                     filters={"status": status or None, "kind": kind or None}, now=now)
+        rows = [(c, review.case_clock(c, now), review.case_criteria(c)) for c in cases]
+        return render(request, "safety.html", ident, rows=rows, status=status, kind=kind,
+                      statuses=list(AeStatus), kinds=list(AeKind), limit=review.MAX_LIST,
+                      due_soon_days=review.DUE_SOON_DAYS)
+
+
+def _case_page(request: Request, ident: StaffIdentity, case_id: str, *, status_code: int = 200,
+               flash: str | None = None, flash_kind: str = "ok", reason: str = "") -> Response:
+    state = _state(request)
+    with unit_of_work(state.session_factory) as session:
+        view = review.view_case(session, case_id, staff_id=ident.id, now=state.clock.now())
+        return render(request, "safety_case.html", ident, status_code=status_code, view=view, case=view.case,
+                      flash=flash, flash_kind=flash_kind, reason=reason, seriousness_options=review.ASSESSED)
+
+
+@router.get("/console/safety/{case_id}", response_class=HTMLResponse)
+def case_page(request: Request, case_id: str, ident: SafetyStaff, done: str = "") -> Response:
+    return _case_page(request, ident, case_id, flash=DONE_FLASH.get(done))
+
+
+@router.post("/console/safety/{case_id}/status")
+def status_form(request: Request, case_id: str, ident: SafetyStaff, status: Annotated[str, Form()] = "",
+                expected: Annotated[str, Form()] = "", reason: Annotated[str, Form()] = "") -> Response:
+    try:
+        _change_status(_state(request), ident, case_id,
+                       StatusIn(status=status, expected=expected or None, reason=reason))
+    except ConciergeError as exc:
+        if isinstance(exc, NotFound):
+            raise
+        return _case_page(request, ident, case_id, status_code=exc.status_code, flash=exc.message,
+                          flash_kind="error", reason=reason[:review.MAX_REASON * 2])
+    return RedirectResponse(f"/console/safety/{case_id}?done=status", status_code=303)
+
+
+@router.post("/console/safety/{case_id}/assessment")
+async def assessment_form(request: Request, case_id: str, ident: SafetyStaff) -> Response:
+    # Checkboxes are absent when unticked, so the criteria come from the whole form.
+    form = await request.form()
+    seriousness = str(form.get("seriousness") or "") or None
+    criteria = {name: form.get(f"has_{name}") == "on" for name in review.CRITERIA}
+    data = AssessmentIn(seriousness=seriousness, criteria=criteria)
+    try:
+        changed = await run_in_threadpool(_assess, _state(request), ident, case_id, data)
+    except ConciergeError as exc:
+        if isinstance(exc, NotFound):
+            raise
+        return await run_in_threadpool(_case_page, request, ident, case_id, status_code=exc.status_code,
+                                       flash=exc.message, flash_kind="error")
+    done = "assessment" if changed else "unchanged"
+    return RedirectResponse(f"/console/safety/{case_id}?done={done}", status_code=303)
+
+
+# ---------------------------------------------------------------- JSON
+
+
+@router.get("/api/staff/safety/cases")
+def list_api(request: Request, ident: SafetyStaff, status: str = "open", kind: str = "") -> dict[str, Any]:
+    state = _state(request)
+    with unit_of_work(state.session_factory) as session:
+        now = state.clock.now()
+        cases = review.list_cases(session, status=status, kind=kind or None)
+        review.record_case_list_view(session, cases, staff_id=ident.id,
+                                     filters={"status": status or None, "kind": kind or None}, now=now)
+        return {"now": now, "cases": [_case_json(c, review.case_clock(c, now)) for c in cases]}
+
+
+@router.get("/api/staff/safety/cases/{case_id}")
+def detail_api(request: Request, case_id: str, ident: SafetyStaff) -> dict[str, Any]:
+    state = _state(request)
+    with unit_of_work(state.session_factory) as session:
+        view = review.view_case(session, case_id, staff_id=ident.id, now=state.clock.now())
+        return {
+            **_case_json(view.case, view.clock), "raw_text": view.case.raw_text,
+            "serious_terms": list(view.case.serious_terms or []), "categories": list(view.case.categories or []),
+            "hcp": asdict(view.hcp), "source_messages": [asdict(s) for s in view.sources],
+            "transcript": [asdict(line) for line in view.transcript], "audit_trail": [asdict(e) for e in view.trail],
+        }
+
+
+@router.post("/api/staff/safety/cases/{case_id}/status")
+def status_api(request: Request, case_id: str, ident: SafetyStaff, body: JsonBody) -> dict[str, Any]:
+    state = _state(request)
+    case = _change_status(state, ident, case_id, parse(StatusIn, body))
+    return _case_json(case, review.case_clock(case, state.clock.now()))
+
+
+@router.post("/api/staff/safety/cases/{case_id}/assessment")
+def assessment_api(request: Request, case_id: str, ident: SafetyStaff, body: JsonBody) -> dict[str, Any]:
+    state = _state(request)
+    changed = _assess(state, ident, case_id, parse(AssessmentIn, body))
+    with state.session_factory() as session:
+        case = review.get_case(session, case_id)
+        return {**_case_json(case, review.case_clock(case, state.clock.now())), "changed": changed}
+
+
+@router.get("/api/staff/safety/cases/{case_id}/export")
+def export_api(request: Request, case_id: str, ident: SafetyStaff) -> Response:
+    state = _state(request)
+    with unit_of_work(state.session_factory) as session:
+        document = review.export_case(session, case_id, staff_id=ident.id, now=state.clock.now())
+    name = SAFE_FILENAME.sub("_", str(document["case"]["reference"]))
+    return Response(json.dumps(document, ensure_ascii=False, indent=2, default=str), media_type="application/json",
+                    headers={"content-disposition": f'attachment; filename="{name}.json"',
+                             "cache-control": "no-store"})

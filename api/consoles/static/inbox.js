@@ -1,0 +1,243 @@
+// Inbox console: the queue (refreshed) and one handoff (live transcript, actions, replies).
+// Message text is only ever set with textContent.
+(function () {
+  "use strict";
+  const { post, el, csrf } = window.Console;
+
+  async function getJson(url) {
+    const res = await fetch(url, { headers: { accept: "application/json" }, credentials: "same-origin" });
+    const body = await res.json().catch(() => null);
+    if (!res.ok) {
+      const err = new Error(body && body.error ? body.error.message : "request failed (" + res.status + ")");
+      err.status = res.status; throw err;
+    }
+    return body;
+  }
+
+  const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+  const pad = (n) => String(n).padStart(2, "0");
+  function when(iso) {  // as the server renders it: "23 Nov 2026 15:12 UTC"
+    const d = new Date(iso);
+    return pad(d.getUTCDate()) + " " + MONTHS[d.getUTCMonth()] + " " + d.getUTCFullYear() + " " +
+      pad(d.getUTCHours()) + ":" + pad(d.getUTCMinutes()) + " UTC";
+  }
+
+  // ------------------------------------------------------------------ the queue page
+  const SLA_WORDS = { overdue: "overdue", "due-soon": "due soon", ok: "on time" };
+
+  function queueRow(h, claimable) {
+    const tr = el("tr"); tr.dataset.handoffId = h.id;
+    tr.setAttribute("data-testid", "handoff-row");
+    const ref = el("td"); ref.style.whiteSpace = "nowrap"; const a = el("a", null, h.reference); a.href = "/console/inbox/" + h.id; ref.append(a);
+    if (h.requested_for_me) { ref.append(" ", el("span", "badge ok", "for you")); }
+    const who = el("td", null, h.hcp_name || "Not identified");
+    if (h.hcp_specialty) { who.append(el("br"), el("span", "muted", h.hcp_specialty)); }
+    const sla = el("td"); const badge = el("span", "badge " + h.sla, SLA_WORDS[h.sla] || h.sla);
+    badge.setAttribute("data-testid", "sla-badge");
+    sla.append(badge, el("br"), el("span", "muted", when(h.sla_due_at)));
+    if (h.contact_preference) { sla.append(el("br"), el("span", "badge", "prefers " + h.contact_preference)); }
+    const act = el("td");
+    if (claimable) {
+      const form = el("form"); form.method = "post"; form.action = "/console/inbox/" + h.id + "/claim";
+      const token = el("input"); token.type = "hidden"; token.name = "csrf_token"; token.value = csrf();
+      const btn = el("button", null, "Claim"); btn.type = "submit"; btn.setAttribute("data-testid", "claim");
+      form.append(token, btn); act.append(form);
+    } else {
+      const open = el("a", null, "Open"); open.href = "/console/inbox/" + h.id; act.append(open);
+    }
+    tr.append(ref, el("td", null, h.target.replace(/_/g, " ")), who,
+      el("td", null, h.channel === "whatsapp" ? "WhatsApp" : "web chat"), el("td", "summary", h.summary), sla, act);
+    return tr;
+  }
+
+  function fillTable(id, items, claimable, emptyText) {
+    const table = document.getElementById(id);
+    const body = table.querySelector("tbody");
+    body.replaceChildren(...items.map((h) => queueRow(h, claimable)));
+    let empty = document.getElementById(id + "-empty");
+    if (!items.length && !empty) {
+      empty = el("p", "muted", emptyText); empty.id = id + "-empty"; table.after(empty);
+    } else if (items.length && empty) {
+      empty.remove();
+    }
+  }
+
+  function queuePage() {
+    async function refresh() {
+      try {
+        const q = await getJson("/api/staff/inbox");
+        fillTable("mine", q.mine, false, "You hold no conversations.");
+        fillTable("queued", q.queued, true, "Nobody is waiting.");
+      } catch (_) { /* keep the last view; the next refresh tries again */ }
+    }
+    setInterval(refresh, 5000);
+  }
+
+  // ------------------------------------------------------------------ one handoff
+  function handoffPage(root) {
+    const id = root.dataset.handoffId;
+    const conversationId = root.dataset.conversationId;
+    const me = root.dataset.me;
+    const withheldText = root.dataset.withheldText;
+    const transcript = document.getElementById("transcript");
+    const errorBox = document.getElementById("error");
+    const seen = new Set([...transcript.querySelectorAll("[data-message-id]")].map((n) => Number(n.dataset.messageId)));
+    let lastId = Number(root.dataset.lastId || 0);
+    let status = root.dataset.status;
+    let claimedBy = root.dataset.claimedBy;
+
+    function showError(message) {
+      errorBox.textContent = message; errorBox.hidden = !message;
+    }
+
+    function addMessage(m) {
+      if (seen.has(m.id)) return;
+      seen.add(m.id);
+      lastId = Math.max(lastId, m.id);
+      let cls = "msg " + (m.direction === "in" ? "in" : "out");
+      if (m.sender_type === "staff") cls += " staff";
+      if (m.withheld) cls += " withheld";
+      const div = el("div", cls, m.withheld ? withheldText : m.body);
+      div.dataset.messageId = String(m.id);
+      div.setAttribute("data-testid", m.withheld ? "message-withheld" : "message-" + m.sender_type);
+      let meta = m.sender_type + " · " + when(m.created_at);
+      if (m.approval_code) meta += " · approved " + m.approval_code;
+      div.append(el("span", "meta", meta));
+      transcript.append(div);
+      transcript.scrollTop = transcript.scrollHeight;
+    }
+
+    function applyState(s) {
+      if (s.handoff_status) {
+        status = s.handoff_status; claimedBy = s.claimed_by || "";
+      } else if (s.state === "queued") {
+        status = "queued"; claimedBy = "";
+      } else if (s.state === "human" && s.assigned_staff_id) {
+        status = "claimed"; claimedBy = s.assigned_staff_id;
+      } else if ((s.state === "bot" || s.state === "closed") && status === "claimed") {
+        status = s.state === "closed" ? "closed" : "handed_back";
+      }
+      const mine = status === "claimed" && claimedBy === me;
+      document.getElementById("status-text").textContent =
+        status.replace(/_/g, " ") + (status === "claimed" ? (mine ? " (by you)" : " (by a colleague)") : "");
+      document.querySelector('[data-action="claim"]').disabled = status !== "queued";
+      document.querySelector('[data-action="release"]').disabled = !mine;
+      document.querySelector('[data-action="hand-back"]').disabled = !mine;
+      for (const form of ["reply-form", "close-form"]) {
+        for (const c of document.getElementById(form).elements) c.disabled = !mine;
+      }
+      const transferable = mine || status === "queued";
+      for (const c of document.getElementById("transfer-form").elements) c.disabled = !transferable;
+      for (const b of document.querySelectorAll("#content-results button")) b.disabled = !mine || b.dataset.gated === "1";
+    }
+
+    // Live: the relay's server-sent events when the server has them; polling otherwise (and as the fallback).
+    let pollTimer = null;
+    async function poll() {
+      try {
+        const r = await getJson("/api/staff/inbox/" + id + "/messages?after=" + lastId);
+        r.messages.forEach(addMessage);
+        applyState(r.state);
+      } catch (err) {
+        if (err.status === 401) { showError("Your session has ended; log in again."); return; }
+      }
+      pollTimer = setTimeout(poll, 1500);
+    }
+    function startPolling() { if (pollTimer === null) poll(); }
+
+    if (root.dataset.relay === "on" && window.EventSource) {
+      const url = "/api/staff/conversations/" + conversationId + "/events?after=" + lastId;
+      const source = new EventSource(url);
+      source.addEventListener("message", (e) => addMessage(JSON.parse(e.data)));
+      source.addEventListener("state", (e) => applyState(JSON.parse(e.data)));
+      source.onerror = () => {
+        if (source.readyState === EventSource.CLOSED) startPolling();
+      };
+    } else {
+      startPolling();
+    }
+
+    async function act(path, data) {
+      showError("");
+      try {
+        const h = await post("/api/staff/inbox/" + id + "/" + path, data);
+        applyState({ handoff_status: h.status, claimed_by: h.claimed_by });
+        if (path !== "transfer") window.location.reload();  // the status line and badges follow the new state
+        return h;
+      } catch (err) {
+        showError(err.message);
+        return null;
+      }
+    }
+
+    for (const btn of document.querySelectorAll("#actions [data-action]")) {
+      btn.addEventListener("click", () => act(btn.dataset.action, {}));
+    }
+    document.getElementById("close-form").addEventListener("submit", (e) => {
+      e.preventDefault();
+      act("close", { outcome: e.target.elements.outcome.value });
+    });
+    document.getElementById("transfer-form").addEventListener("submit", async (e) => {
+      e.preventDefault();
+      const f = e.target.elements;
+      const h = await act("transfer", { to_target: f.to_target.value || null, to_staff_id: f.to_staff_id.value || null,
+        note: f.note.value || null });
+      if (h && h.claimed_by !== me) window.location.assign("/console/inbox");
+    });
+    document.getElementById("reply-form").addEventListener("submit", async (e) => {
+      e.preventDefault();
+      const box = document.getElementById("reply-text");
+      showError("");
+      try {
+        const r = await post("/api/staff/inbox/" + id + "/reply", { text: box.value });
+        addMessage(r.message);
+        box.value = "";
+      } catch (err) { showError(err.message); }
+    });
+
+    const results = document.getElementById("content-results");
+    document.getElementById("content-search").addEventListener("submit", async (e) => {
+      e.preventDefault();
+      showError("");
+      try {
+        const q = encodeURIComponent(document.getElementById("content-q").value);
+        const r = await getJson("/api/staff/inbox/" + id + "/content?q=" + q);
+        results.replaceChildren();
+        if (!r.items.length) results.append(el("li", "muted", "No approved item matches."));
+        for (const item of r.items) {
+          const li = el("li"); li.setAttribute("data-testid", "content-item");
+          li.append(el("strong", null, item.title), " ", el("span", "muted", item.content_id + " v" + item.version +
+            " · " + item.approval_code));
+          li.append(el("p", "muted", item.excerpt));
+          const btn = el("button", "secondary", "Send verbatim"); btn.type = "button";
+          btn.setAttribute("data-testid", "send-content");
+          if (!item.sendable) {
+            btn.dataset.gated = "1"; btn.disabled = true;
+            li.append(el("p", "flash error", "Cannot go to this HCP: " + item.reason));
+          }
+          btn.addEventListener("click", async () => {
+            showError("");
+            try {
+              const sent = await post("/api/staff/inbox/" + id + "/content",
+                { content_id: item.content_id, version: item.version });
+              addMessage(sent.message);
+            } catch (err) {
+              showError((err.body && err.body.error && err.body.error.code === "content_gated")
+                ? "Not sent — this item may not go to this HCP now: " + err.message : err.message);
+            }
+          });
+          li.append(btn);
+          results.append(li);
+        }
+        applyState({});
+      } catch (err) { showError(err.message); }
+    });
+
+    applyState({});
+    transcript.scrollTop = transcript.scrollHeight;
+  }
+
+  const root = document.getElementById("handoff");
+  if (root) handoffPage(root);
+  else if (document.getElementById("queued")) queuePage();
+})();

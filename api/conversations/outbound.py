@@ -1,0 +1,63 @@
+"""Messages staff send into a conversation (rep/MSL replies, medical answers), and their delivery.
+
+Free text is the staff member's own words (attributed and audited); approved content goes out
+verbatim through the same send-time gate the bot uses. Either way the message and its outbox
+entry are one transaction, and delivery happens after the commit (``deliver_after_commit``).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy.orm import Session
+
+from api.audit import service as audit
+from api.content import render
+from api.conversations.models import Conversation, Message, SenderType
+from api.conversations.service import add_outbound
+from api.db import unit_of_work
+from api.errors import InvalidInput
+from api.outbox import deliver_pending
+from api.state import AppState
+
+MAX_STAFF_TEXT = 4000
+
+
+def send_staff_text(session: Session, conv: Conversation, *, staff_id: str, text: str, now: datetime,
+                    purpose: str) -> Message:
+    text = (text or "").strip()
+    if not text:
+        raise InvalidInput("the message is empty")
+    if len(text) > MAX_STAFF_TEXT:
+        raise InvalidInput(f"the message is longer than {MAX_STAFF_TEXT} characters")
+    msg = add_outbound(session, conv, text=text, now=now, sender_type=SenderType.staff, sender_id=staff_id)
+    audit.record(session, action="staff.message_sent", subject_type="conversation", subject_id=conv.id,
+                 actor_type="staff", actor_id=staff_id,
+                 data={"message_id": msg.id, "purpose": purpose, "kind": "free_text", "chars": len(text)}, at=now)
+    return msg
+
+
+def send_staff_content(session: Session, conv: Conversation, *, staff_id: str, content_id: str, version: int,
+                       now: datetime, default_market: str, purpose: str) -> Message:
+    """One approved item, verbatim, if it may go to this HCP today (else ContentGated, nothing queued)."""
+    sendable = render(session, conv, content_id, version, default_market=default_market, today=now.date())
+    msg = add_outbound(session, conv, text=sendable.text(), now=now, sender_type=SenderType.staff,
+                       sender_id=staff_id, content_id=sendable.content_id, content_version=sendable.version,
+                       approval_code=sendable.approval_code)
+    audit.record(session, action="staff.message_sent", subject_type="conversation", subject_id=conv.id,
+                 actor_type="staff", actor_id=staff_id,
+                 data={"message_id": msg.id, "purpose": purpose, "kind": "approved_content",
+                       "content_id": sendable.content_id, "version": sendable.version,
+                       "approval_code": sendable.approval_code}, at=now)
+    return msg
+
+
+def deliver_after_commit(state: AppState, conversation_id: str) -> None:
+    """Push what was just committed: web chat in-process now, WhatsApp via its dispatcher."""
+    processor = state.worker.processor
+    with unit_of_work(state.session_factory) as session:
+        deliver_pending(session, conversation_id, senders=processor.senders, gate=processor.gate,
+                        now=state.clock.now())
+    dispatcher = state.extras.get("whatsapp_dispatcher")
+    if dispatcher is not None:
+        dispatcher.kick()

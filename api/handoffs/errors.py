@@ -1,0 +1,23 @@
+"""Errors of the handoff workflow (mapped to HTTP by the project's exception tree)."""
+
+from __future__ import annotations
+
+from api.errors import Conflict, Forbidden
+
+
+class AlreadyClaimed(Conflict):
+    """Somebody else has the handoff (or it is no longer in the queue)."""
+
+    code = "already_claimed"
+
+
+class NotHolder(Forbidden):
+    """Only the staff member who claimed the handoff may act on the conversation."""
+
+    code = "not_holder"
+
+
+class NotClaimed(Conflict):
+    """The action needs the handoff claimed first."""
+
+    code = "not_claimed"

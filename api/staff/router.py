@@ -1,0 +1,118 @@
+"""Login, logout, the console home page and the account page (TOTP, availability)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from api.consoles.render import render
+from api.db import unit_of_work
+from api.errors import ConciergeError
+from api.staff import service
+from api.staff.auth import COOKIE, AnyStaff, current_identity, public_route
+from api.staff.errors import TotpRequired
+from api.state import AppState
+
+router = APIRouter()
+Public = Depends(public_route)
+
+
+def _state(request: Request) -> AppState:
+    state: AppState = request.app.state.concierge
+    return state
+
+
+def _safe_next(next_url: str | None) -> str:
+    # Only same-site paths: "//evil.example" and "https://…" would be open redirects.
+    if not next_url or not next_url.startswith("/") or next_url.startswith("//") or "\\" in next_url:
+        return "/console"
+    return next_url
+
+
+@router.get("/console/login", response_class=HTMLResponse, dependencies=[Public])
+def login_page(request: Request, next: str = "/console") -> Response:
+    if current_identity(request) is not None:
+        return RedirectResponse(_safe_next(next), status_code=303)
+    return render(request, "login.html", None, next_url=_safe_next(next))
+
+
+@router.post("/console/login", dependencies=[Public])
+def login(
+    request: Request,
+    email: Annotated[str, Form(max_length=254)],
+    password: Annotated[str, Form(max_length=1024)],
+    totp: Annotated[str | None, Form(max_length=16)] = None,
+    next: Annotated[str, Form(max_length=2000)] = "/console",
+) -> Response:
+    state = _state(request)
+    client = request.client.host if request.client else None
+    error: ConciergeError | None = None
+    token = ""
+    # Commit even when the login fails: the failed attempt must count towards the throttle.
+    with unit_of_work(state.session_factory) as session:
+        now = state.clock.now()
+        try:
+            user = service.authenticate(session, email=email, password=password, totp_code=totp, client=client,
+                                        now=now)
+            _row, token = service.open_session(session, user, now=now)
+        except ConciergeError as exc:
+            error = exc
+    if error is not None:
+        return render(request, "login.html", None, status_code=error.status_code, error=error.message,
+                      email=email, next_url=_safe_next(next), need_totp=isinstance(error, TotpRequired) or bool(totp))
+    response = RedirectResponse(_safe_next(next), status_code=303)
+    response.set_cookie(COOKIE, token, httponly=True, samesite="strict", secure=state.settings.secure_cookies,
+                        max_age=int(service.SESSION_TTL.total_seconds()), path="/")
+    return response
+
+
+@router.post("/console/logout")
+def logout(request: Request, ident: AnyStaff) -> Response:
+    state = _state(request)
+    with unit_of_work(state.session_factory) as session:
+        service.revoke(session, ident.session_id, now=state.clock.now(), actor_id=ident.id)
+    response = RedirectResponse("/console/login", status_code=303)
+    response.delete_cookie(COOKIE, path="/")
+    return response
+
+
+@router.get("/console", response_class=HTMLResponse)
+def home(request: Request, ident: AnyStaff) -> Response:
+    return render(request, "home.html", ident)
+
+
+@router.get("/console/account", response_class=HTMLResponse)
+def account(request: Request, ident: AnyStaff) -> Response:
+    state = _state(request)
+    with unit_of_work(state.session_factory) as session:
+        user = service.get(session, ident.id)
+        secret = service.new_totp_secret()
+        return render(request, "account.html", ident, totp_enabled=bool(user.totp_secret), secret=secret,
+                      uri=service.totp_uri(user, secret), available=user.available)
+
+
+@router.post("/console/account/totp", response_class=HTMLResponse)
+def enable_totp(request: Request, ident: AnyStaff, secret: Annotated[str, Form(max_length=64)],
+                code: Annotated[str, Form(max_length=16)]) -> Response:
+    state = _state(request)
+    with unit_of_work(state.session_factory) as session:
+        user = service.get(session, ident.id)
+        try:
+            service.enable_totp(session, user, secret, code, now=state.clock.now())
+        except ConciergeError as exc:
+            return render(request, "account.html", ident, status_code=exc.status_code, flash=exc.message,
+                          flash_kind="error", totp_enabled=False, secret=secret, uri=service.totp_uri(user, secret),
+                          available=user.available)
+        return render(request, "account.html", ident, flash="Two-factor authentication is on.", totp_enabled=True,
+                      secret="", uri="", available=user.available)
+
+
+@router.post("/console/account/availability")
+def set_availability(request: Request, ident: AnyStaff, available: Annotated[str, Form()]) -> Response:
+    state = _state(request)
+    with unit_of_work(state.session_factory) as session:
+        user = service.get(session, ident.id)
+        service.update(session, user, available=available == "true", now=state.clock.now(), actor_id=ident.id)
+    return RedirectResponse("/console/account", status_code=303)
