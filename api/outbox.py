@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from api.audit import service as audit
 from api.conversations.models import Conversation, Message, MessageStatus, OutboxItem, OutboxStatus
 from api.errors import ContentGated
+from api.relay import notify as relay_notify
 
 # (session, message, conversation, today) -> raises ContentGated when the content may not go out
 SendGate = Callable[[Session, Message, Conversation, date], None]
@@ -86,4 +87,6 @@ def deliver_pending(
                                                 "content_version": msg.content_version}, at=now)
         sent.append(msg)
     session.flush()
+    if items:
+        relay_notify(session, conversation_id)  # live streams look again once this commits
     return sent

@@ -6,8 +6,9 @@ row N+1 waits until row N is sent, dead, cancelled or held.
 
 One row, one delivery:
 1. *Claim* (one transaction): re-check everything that may have changed since the row was
-   queued — consent (a STOP persisted a moment ago wins), the approved-content gate, the
-   24-hour window / template, the opt-in of a business-initiated purpose — then move the row to
+   queued — consent (a STOP persisted a moment ago wins, even one not ingested yet), the
+   approved-content gate, the 24-hour window / template, the opt-in of a business-initiated
+   purpose — then move the row to
    ``sending`` with a lease. Only the holder of the lease calls Twilio.
 2. *Send* each part (long replies are several WhatsApp messages); every accepted part is
    committed at once with its Twilio sid, so a retry resumes after the last accepted part.
@@ -33,6 +34,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.audit import service as audit
+from api.channels.whatsapp import ingest
 from api.channels.whatsapp import service as wa
 from api.channels.whatsapp.client import TwilioClient, TwilioError
 from api.channels.whatsapp.models import WhatsappPart, WhatsappSend
@@ -43,6 +45,7 @@ from api.db import unit_of_work
 from api.errors import ContentGated
 from api.outbox import SendGate
 from api.safety import service as safety
+from feedback import fatigue
 
 log = logging.getLogger("concierge.outbox")
 
@@ -87,6 +90,7 @@ class OutboxDispatcher:
         status_callback_url: str | None = None,
         policy: DispatchPolicy | None = None,
         rng: random.Random | None = None,
+        fatigue_policy: fatigue.FatiguePolicy | None = None,
     ) -> None:
         self.session_factory = session_factory
         self.client = client
@@ -96,6 +100,7 @@ class OutboxDispatcher:
         self.templates = dict(templates)
         self.status_callback_url = status_callback_url
         self.policy = policy or DispatchPolicy()
+        self.fatigue = fatigue_policy  # None: no frequency cap / quiet hours (the app passes its settings')
         self._rng = rng or random.Random()
         self._wake = asyncio.Event()
         self._busy: set[str] = set()
@@ -167,6 +172,11 @@ class OutboxDispatcher:
     def _due_conversations(self) -> list[str]:
         now = self.clock.now()
         with self.session_factory() as session:
+            deferred_due = fatigue.any_due(session, now=now, channel=Channel.whatsapp)
+        if deferred_due:  # a write transaction only when there is something to release
+            with unit_of_work(self.session_factory) as session:
+                fatigue.release_due(session, now=now, channel=Channel.whatsapp)
+        with self.session_factory() as session:
             rows = session.execute(
                 select(OutboxItem.conversation_id, OutboxItem.next_attempt_at)
                 .where(OutboxItem.channel == Channel.whatsapp, OutboxItem.status.in_(OPEN))
@@ -194,8 +204,9 @@ class OutboxDispatcher:
                     acted += 1
                     continue
                 acted += 1
-                if not await self._send(plan):
-                    return acted
+                sent, more = await self._send(plan)
+                if not sent or not more:
+                    return acted  # a retry is scheduled, or nothing else is open here
             return acted
         finally:
             self._busy.discard(conversation_id)
@@ -253,7 +264,8 @@ class OutboxDispatcher:
         # Consent first, on every attempt (and between the parts of a long message).
         consent_purpose = wa.PURPOSES.get(send.purpose or "", "service")
         if safety.is_conversation_opted_out(session, conv, "service") or \
-                safety.is_conversation_opted_out(session, conv, consent_purpose):
+                safety.is_conversation_opted_out(session, conv, consent_purpose) or \
+                ingest.pending_stop(session, conv.address or ""):
             stop_id = wa.stop_message_id(session, conv)
             confirmation = (stop_id is not None and msg.in_reply_to == stop_id
                             and msg.body == safety.OPT_OUT_TEXT)
@@ -274,6 +286,12 @@ class OutboxDispatcher:
                                  f"content gated at send: {exc.message}", "content.gated_at_send", now,
                                  {"content_id": msg.content_id, "version": msg.content_version})
                     return "gated"
+            # Business-initiated (a purpose): the HCP's frequency cap and quiet hours. Deferred, not dropped.
+            decision = fatigue.decide(session, conv, purpose=send.purpose, now=now, policy=self.fatigue) \
+                if self.fatigue is not None else fatigue.Decision(True)
+            if not decision.allowed:
+                fatigue.defer(session, item, decision=decision, purpose=send.purpose, now=now)
+                return "deferred"
             if not wa.in_session_window(conv, now):
                 template = self.templates.get(send.purpose or "")
                 if template:
@@ -308,15 +326,18 @@ class OutboxDispatcher:
                            **(extra or {})}, at=now)
 
     # -- step 2: send -----------------------------------------------------------------------------
-    async def _send(self, plan: Plan) -> bool:
-        """Send the remaining parts; True when the row is done (sent), False to retry later."""
+    async def _send(self, plan: Plan) -> tuple[bool, bool]:
+        """Send the remaining parts. (done, more): done is False when a retry is scheduled; more
+        is whether this conversation may have another open row (worth claiming now)."""
         total = len(plan.parts) or 1
+        sid: str | None = None
+        status = "queued"
         for index in range(plan.start_part, total):
             body = plan.parts[index] if plan.parts else None
             if index > plan.start_part and not await asyncio.to_thread(self._may_continue, plan):
-                return True
+                return True, True
             try:
-                sid: str | None = None
+                sid = None
                 if plan.uncertain_since is not None:
                     sid = await self.client.find_sent(to=plan.to, from_=self.from_number, since=plan.uncertain_since,
                                                       body=body, exclude=plan.known_sids)
@@ -331,12 +352,14 @@ class OutboxDispatcher:
                     sid, status = sent.sid, sent.status
             except TwilioError as exc:
                 await asyncio.to_thread(self._failed, plan, exc)
-                return False
+                return False, True
             plan.known_sids.add(sid)
             plan.uncertain_since = None
-            await asyncio.to_thread(self._part_sent, plan, index, sid, status)
-        await asyncio.to_thread(self._completed, plan)
-        return True
+            if index < total - 1:
+                await asyncio.to_thread(self._part_sent, plan, index, sid, status)
+        # The last part and the row's completion commit together (one transaction fewer per message).
+        more = await asyncio.to_thread(self._completed, plan, total - 1, sid, status)
+        return True, more
 
     def _may_continue(self, plan: Plan) -> bool:
         """Between the parts of a long message: a STOP persisted meanwhile cancels the rest."""
@@ -347,7 +370,8 @@ class OutboxDispatcher:
             assert item is not None and msg is not None
             conv = session.get(Conversation, item.conversation_id)
             assert conv is not None
-            if not safety.is_conversation_opted_out(session, conv, "service"):
+            if not safety.is_conversation_opted_out(session, conv, "service") and \
+                    not ingest.pending_stop(session, conv.address or ""):
                 return True
             self._finish(session, item, msg, OutboxStatus.cancelled, MessageStatus.failed,
                          "rest not sent: the HCP opted out", "whatsapp.suppressed_opted_out", now)
@@ -356,19 +380,30 @@ class OutboxDispatcher:
     def _part_sent(self, plan: Plan, index: int, sid: str, status: str) -> None:
         now = self.clock.now()
         with unit_of_work(self.session_factory) as session:
-            send = session.get(WhatsappSend, plan.message_id)
-            msg = session.get(Message, plan.message_id)
-            assert send is not None and msg is not None
-            session.add(WhatsappPart(sid=sid, message_id=plan.message_id, part_index=index, status=status,
-                                     created_at=now))
-            send.parts_sent = index + 1
-            send.uncertain_since = None
-            if index == 0:
-                msg.channel_message_id = sid
+            self._record_part(session, plan, index, sid, status, now)
 
-    def _completed(self, plan: Plan) -> None:
+    def _record_part(self, session: Session, plan: Plan, index: int, sid: str, status: str,
+                     now: datetime) -> None:
+        send = session.get(WhatsappSend, plan.message_id)
+        msg = session.get(Message, plan.message_id)
+        assert send is not None and msg is not None
+        if index < send.parts_sent:
+            return  # already recorded (an adopted sid after an uncertain failure is recorded once)
+        session.add(WhatsappPart(sid=sid, message_id=plan.message_id, part_index=index, status=status,
+                                 created_at=now))
+        send.parts_sent = index + 1
+        send.uncertain_since = None
+        if index == 0:
+            msg.channel_message_id = sid
+        session.flush()
+
+    def _completed(self, plan: Plan, index: int, sid: str | None, status: str) -> bool:
+        """Record the last part (``sid`` None: every part was recorded before) and mark the row
+        sent; True if the conversation has another open row."""
         now = self.clock.now()
         with unit_of_work(self.session_factory) as session:
+            if sid is not None:
+                self._record_part(session, plan, index, sid, status, now)
             item = session.get(OutboxItem, plan.outbox_id)
             msg = session.get(Message, plan.message_id)
             send = session.get(WhatsappSend, plan.message_id)
@@ -383,6 +418,12 @@ class OutboxDispatcher:
                          data={"channel": item.channel, "sid": msg.channel_message_id, "parts": send.parts_sent,
                                "template_sid": send.template_sid, "attempts": item.attempts,
                                "content_id": msg.content_id, "content_version": msg.content_version}, at=now)
+            more = session.execute(
+                select(OutboxItem.id).where(OutboxItem.conversation_id == item.conversation_id,
+                                            OutboxItem.channel == Channel.whatsapp, OutboxItem.status.in_(OPEN))
+                .limit(1)
+            ).first()
+            return more is not None
 
     def _backoff(self, attempts: int, retry_after: float | None) -> float:
         delay = min(self.policy.retry_max, self.policy.retry_base * (2 ** max(0, attempts - 1)))

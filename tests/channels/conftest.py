@@ -85,4 +85,10 @@ def make_wa_client(engine: Engine, wa_settings: Settings) -> Iterator[Callable[.
         c.__exit__(None, None, None)
 
 
-__all__ = ["PUBLIC_URL", "WHATSAPP_FROM", "new_number"]
+def ingested(client: TestClient, timeout: float = 30.0) -> None:
+    """Wait until the app's WhatsApp ingester has turned every stored webhook into a message."""
+    ingester = client.app.state.concierge.extras["whatsapp_ingester"]  # type: ignore[attr-defined]
+    client.portal.call(ingester.idle, timeout)  # type: ignore[union-attr]
+
+
+__all__ = ["PUBLIC_URL", "WHATSAPP_FROM", "ingested", "new_number"]

@@ -10,13 +10,20 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.channels.whatsapp.models import WhatsappMedia, WhatsappPart, WhatsappSend, WhatsappThread
+from api.channels.whatsapp import ingest
+from api.channels.whatsapp.models import (
+    WhatsappInbound,
+    WhatsappMedia,
+    WhatsappPart,
+    WhatsappSend,
+    WhatsappThread,
+)
 from api.channels.whatsapp.router import EMPTY_TWIML
 from api.conversations.models import Conversation, InboxItem, InboxStatus, Message, MessageStatus, OutboxItem
 from api.db import unit_of_work
 from api.safety import service as safety
 from api.safety.models import Consent
-from tests.channels.conftest import PUBLIC_URL, new_number
+from tests.channels.conftest import PUBLIC_URL, ingested, new_number
 from tests.fakes.rasa import FakeRasa
 from tests.fakes.twilio import TwilioSigner
 
@@ -25,9 +32,10 @@ STATUS = "/webhooks/twilio/status"
 
 
 def _counts(engine: Engine) -> tuple[int, ...]:
-    with Session(engine) as s:
-        return tuple(int(s.execute(select(func.count()).select_from(t)).scalar_one())
-                     for t in (Message, Conversation, InboxItem, WhatsappThread, Consent, WhatsappMedia))
+    with Session(engine) as s, Session(ingest.intake_engine(engine)) as intake:
+        return (*(int(s.execute(select(func.count()).select_from(t)).scalar_one())
+                  for t in (Message, Conversation, InboxItem, WhatsappThread, Consent, WhatsappMedia)),
+                int(intake.execute(select(func.count()).select_from(WhatsappInbound)).scalar_one()))
 
 
 def _inbound_count(engine: Engine) -> int:
@@ -49,10 +57,14 @@ def _forget_turns(engine: Engine) -> None:
 
 
 def _post(client: TestClient, req: object) -> int:
+    """Post a webhook; once acknowledged, wait until the ingester has stored it as a message."""
     from tests.fakes.twilio import SignedRequest
 
     assert isinstance(req, SignedRequest)
-    return client.post(req.path_and_query, content=req.body, headers=req.headers).status_code
+    status = client.post(req.path_and_query, content=req.body, headers=req.headers).status_code
+    if status == 200 and req.path_and_query.startswith(INBOUND):
+        ingested(client)
+    return status
 
 
 def _conv(factory: sessionmaker[Session], address: str) -> Conversation:
@@ -140,10 +152,11 @@ def test_1000_valid_requests_with_legitimate_variations_are_all_accepted(
             params.update({"ReferralNumMedia": "0", "MessagingServiceSid": "MG" + "1" * 32,
                            "ProfileName": "Dr Zoë Ångström"})
             req = signer.request(INBOUND, params)
-        code = _post(client, req)
+        code = client.post(req.path_and_query, content=req.body, headers=req.headers).status_code
         assert code == 200, (variant, params)
         accepted += 1
     assert accepted == 1000
+    ingested(client, timeout=300)  # 1,000 ingests on a shared, busy box
     assert _inbound_count(engine) == before + 1000
     _forget_turns(engine)
 
@@ -394,7 +407,8 @@ def test_outbox_rows_of_a_whatsapp_reply_stay_pending_for_the_dispatcher(
         if rows:
             break
         time.sleep(0.05)
-    assert [(r.channel, r.status) for r in rows] == [("whatsapp", "pending")]
+    # the answer, and (a first-time number) the verification intake's first question
+    assert [(r.channel, r.status) for r in rows] == [("whatsapp", "pending")] * 2
 
 
 def test_end_to_end_a_message_is_answered_through_twilio_and_its_delivery_tracked(
@@ -415,9 +429,11 @@ def test_end_to_end_a_message_is_answered_through_twilio_and_its_delivery_tracke
     number = new_number()
     assert _post(client, signer.request(INBOUND, signer.inbound(number, "hello bot"))) == 200
     deadline = time.monotonic() + 15
-    while not fake_twilio.bodies_to(number) and time.monotonic() < deadline:
+    while len(fake_twilio.bodies_to(number)) < 2 and time.monotonic() < deadline:
         time.sleep(0.05)
-    [sent] = [m for m in fake_twilio.sent if m.to == number]
+    # the answer, then (a first-time number) the verification intake's first question
+    sent, intake_question = [m for m in fake_twilio.sent if m.to == number]
+    assert intake_question.body.endswith("Reply 1 for Talk to a person")
     assert sent.body == "echo: hello bot\n\nReply 1 for Talk to a person"
     assert sent.from_ == WHATSAPP_FROM
     assert sent.status_callback == PUBLIC_URL + STATUS

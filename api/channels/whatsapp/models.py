@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Integer, String, Text
+from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from api.db import Base, UTCDateTime, new_id
@@ -73,3 +73,29 @@ class WhatsappMedia(Base):
     content_type: Mapped[str | None] = mapped_column(String(128))
     data: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class WhatsappInbound(Base):
+    """One incoming-message webhook exactly as Twilio signed it, stored before the ack.
+
+    The webhook writes this row and nothing else (one INSERT; a repeated ``MessageSid`` hits the
+    unique key and changes nothing), then answers Twilio. The ingest worker (``ingest.py``) turns
+    pending rows into conversation messages in ``id`` order — the order they were persisted — and
+    marks them ``done`` in the same transaction, so a crash between the ack and that step loses
+    nothing: the worker picks the row up when it starts.
+    """
+
+    __tablename__ = "whatsapp_inbound"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    message_sid: Mapped[str] = mapped_column(String(64), unique=True)
+    from_address: Mapped[str] = mapped_column(String(64), index=True)
+    params: Mapped[list[list[str]]] = mapped_column(JSON)  # the form's (key, value) pairs, in order
+    # A STOP (keyword or Twilio's OptOutType): the dispatcher treats the number as opted out from
+    # the moment this row commits, before the worker has recorded the consent change.
+    opt_out: Mapped[bool] = mapped_column(Boolean, default=False)
+    status: Mapped[str] = mapped_column(String(16), default="pending", index=True)  # pending | done | failed
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    message_id: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)

@@ -2,8 +2,10 @@
 
 Every request is checked against ``X-Twilio-Signature``, computed over the *configured* public
 URL (``CONCIERGE_PUBLIC_URL`` + path + query) — never the URL a proxy rewrote — before anything
-is stored. A valid message is persisted, acknowledged with empty TwiML, and processed by the
-worker afterwards; Twilio never waits for Rasa.
+is stored. A valid message is persisted as it came (one INSERT, ``ingest.store_raw``),
+acknowledged with empty TwiML, and ingested and processed by the worker afterwards
+(``ingest.Ingester``); Twilio waits for nothing else — not the conversation, the audit chain, the
+safety screen or Rasa.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 from twilio.request_validator import RequestValidator, add_port, remove_port
 
+from api import sqlite_writes as writes
+from api.channels.whatsapp import ingest
 from api.channels.whatsapp import service as wa
 from api.db import unit_of_work
 from api.errors import Forbidden, InvalidInput
@@ -110,16 +114,16 @@ async def incoming(request: Request) -> Response:
     params = await verified_form(request, INBOUND_PATH)
     form = wa.InboundForm.parse(params)
 
-    def persist() -> wa.InboundResult:
-        with unit_of_work(state.session_factory) as session:
-            return wa.record_inbound(session, form, now=state.clock.now(), market=state.settings.default_market)
+    def persist() -> bool:
+        # Twilio waits for this answer: one INSERT, ahead of turn and outbox work on SQLite.
+        intake = ingest.intake_sessions(state.engine, state.session_factory)
+        with writes.priority(), unit_of_work(intake) as session:
+            return ingest.store_raw(session, form, params.pairs, now=state.clock.now())
 
-    result = await run_in_threadpool(persist)
-    if result.needs_turn:
-        state.worker.kick(result.conversation_id)
-    dispatcher: Any = state.extras.get("whatsapp_dispatcher")
-    if result.queued_replies and dispatcher is not None:
-        dispatcher.kick()
+    stored = await run_in_threadpool(persist)
+    ingester: Any = state.extras.get("whatsapp_ingester")
+    if stored and ingester is not None:
+        ingester.kick()  # inline mode; the worker process polls
     return twiml()
 
 
@@ -134,7 +138,7 @@ async def status_callback(request: Request) -> Response:
     error_code = params.get("ErrorCode") or None
 
     def apply() -> bool:
-        with unit_of_work(state.session_factory) as session:
+        with writes.priority(), unit_of_work(state.session_factory) as session:
             return wa.apply_status(session, sid=sid, twilio_status=status, error_code=error_code,
                                    now=state.clock.now())
 

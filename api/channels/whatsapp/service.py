@@ -108,6 +108,9 @@ class InboundForm:
         body = params.get("Body", "")
         if "\x00" in body:
             raise InvalidInput("Body contains a NUL character")
+        located = bool(params.get("Latitude") and params.get("Longitude"))
+        if not body.strip() and not media and not located:
+            raise InvalidInput("Body is empty and the message has no media or location")
         return cls(
             message_sid=sid, from_=sender, body=body, media=media,
             latitude=params.get("Latitude"), longitude=params.get("Longitude"),
@@ -199,8 +202,9 @@ def _attachment_kind(content_type: str) -> str:
 
 def _record_twilio_opt(session: Session, conv: Conversation, msg: Message, form: InboundForm,
                        now: datetime) -> bool:
-    """STOP (keyword or Twilio's OptOutType) withdraws consent in the webhook's own transaction,
-    so the dispatcher sees it before the turn is even processed. Returns True when recorded."""
+    """STOP (keyword or Twilio's OptOutType) withdraws consent in the ingest transaction, before
+    the turn is processed (until then the dispatcher already honours the stored webhook's
+    ``opt_out`` flag: ``ingest.pending_stop``). Returns True when recorded."""
     keyword_stop = rules.is_opt_out(rules.normalise(form.body))
     purposes: tuple[str, ...]
     if form.opt_out_type == "STOP" or keyword_stop:
@@ -216,8 +220,11 @@ def _record_twilio_opt(session: Session, conv: Conversation, msg: Message, form:
     return True
 
 
-def record_inbound(session: Session, form: InboundForm, *, now: datetime, market: str | None) -> InboundResult:
-    """Persist one webhook delivery; a repeated MessageSid changes nothing."""
+def record_inbound(session: Session, form: InboundForm, *, now: datetime, market: str | None,
+                   received_at: datetime | None = None) -> InboundResult:
+    """Turn one webhook delivery into a conversation message; a repeated MessageSid changes nothing.
+
+    ``received_at``: when the webhook was persisted (``whatsapp_inbound``), if earlier than ``now``."""
     conv = conversation_for(session, form.from_, now=now, market=market)
     payload = form.button_payload
     if payload is None and form.body:
@@ -228,7 +235,8 @@ def record_inbound(session: Session, form: InboundForm, *, now: datetime, market
     if not text.strip():
         raise InvalidInput("Body is empty and the message has no media or location")
     stored = conversations.persist_inbound(session, conv, text=text, now=now, payload=payload,
-                                           channel_message_id=form.message_sid, sender_id=form.from_)
+                                           channel_message_id=form.message_sid, sender_id=form.from_,
+                                           received_at=received_at)
     if stored.duplicate:
         return InboundResult(conv.id, stored.message.id, True, stored.inbox.status == InboxStatus.pending, 0)
     msg = stored.message
