@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
-from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from api.db import Base, UTCDateTime, new_id
@@ -122,3 +123,42 @@ class PreferenceChange(Base):
     source: Mapped[str] = mapped_column(String(16))       # bot | console | import
     message_id: Mapped[int | None] = mapped_column(Integer)
     at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class FeedbackThemeRun(Base):
+    """One run of the theme job (feedback/themes.py) over a time window."""
+
+    __tablename__ = "feedback_theme_run"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    since: Mapped[datetime] = mapped_column(UTCDateTime)
+    until: Mapped[datetime] = mapped_column(UTCDateTime)
+    method: Mapped[str] = mapped_column(String(40))
+    embedder: Mapped[str] = mapped_column(String(64))
+    comments: Mapped[int] = mapped_column(Integer)
+    ratings: Mapped[int] = mapped_column(Integer)
+    duration_ms: Mapped[int] = mapped_column(Integer)
+
+
+class FeedbackTheme(Base):
+    """A theme of one run: label, characteristic terms, counts and sentiment per day, redacted quotes.
+
+    ``trend`` is ``[[day ISO, count, sentiment sum], …]`` so a narrower window can be read from
+    the same run; ``examples`` is ``[[created_at ISO, redacted text], …]``, nearest the theme's
+    centre first. Nothing here holds personal data: quotes are redacted before they are stored.
+    """
+
+    __tablename__ = "feedback_theme"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    run_id: Mapped[str] = mapped_column(ForeignKey("feedback_theme_run.id", ondelete="CASCADE"), index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    key: Mapped[str] = mapped_column(String(120))
+    label: Mapped[str] = mapped_column(String(200))
+    first_class: Mapped[bool] = mapped_column(Boolean)
+    terms: Mapped[list[str]] = mapped_column(JSON)
+    count: Mapped[int] = mapped_column(Integer)
+    sentiment: Mapped[float] = mapped_column(Float)
+    trend: Mapped[list[list[Any]]] = mapped_column(JSON)
+    examples: Mapped[list[list[str]]] = mapped_column(JSON)

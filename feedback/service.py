@@ -238,6 +238,10 @@ def parse_preferences(text: str) -> dict[str, str]:
     return found
 
 
+AUDITED_VALUES = frozenset({PreferenceName.frequency, PreferenceName.language, PreferenceName.channel,
+                            PreferenceName.opt_out})
+
+
 def set_preference(
     session: Session, conversation: Conversation, *, name: str, value: str, message_id: int | None,
     now: datetime, actor_type: str = "hcp", actor_id: str | None = None, source: str = "bot",
@@ -269,10 +273,14 @@ def set_preference(
                               actor_id=actor_id, source=source, message_id=message_id, at=now)
     session.add(change)
     session.flush()
-    audit.record(session, action="preference.changed", subject_type="preference", subject_id=subject,
+    # No personal data in the audit chain (it survives erasure): the subject by id, never by phone
+    # number, and values only from closed vocabularies (best time and topics are the HCP's words).
+    shown = pref_name in AUDITED_VALUES
+    audit.record(session, action="preference.changed", subject_type="preference",
+                 subject_id=f"hcp:{conversation.hcp_id}" if conversation.hcp_id else f"conversation:{conversation.id}",
                  actor_type=actor_type, actor_id=actor_id,
-                 data={"name": pref_name, "old": old, "new": value, "message_id": message_id,
-                       "conversation_id": conversation.id, "source": source}, at=now)
+                 data={"name": pref_name, "old": old if shown else None, "new": value if shown else None,
+                       "message_id": message_id, "conversation_id": conversation.id, "source": source}, at=now)
     return change
 
 

@@ -10,6 +10,7 @@ from api.db import Base, UTCDateTime, new_id
 
 
 class VerificationStatus(StrEnum):
+    collecting = "collecting"  # the bot is still asking for name, licence number and country
     pending = "pending"
     verified = "verified"
     rejected = "rejected"
@@ -28,6 +29,9 @@ class Hcp(Base):
     assigned_rep_id: Mapped[str | None] = mapped_column(String(32))
     assigned_msl_id: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Set by ``concierge hcp erase``: personal data removed; the row stays as the pseudonym that
+    # retained records (adverse events under legal hold, aggregates) point to.
+    erased_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class ChannelIdentity(Base):

@@ -1,0 +1,3 @@
+"""The console fixtures (app client, staff users, logged-in clients) for the engagement-profile tests."""
+
+from tests.consoles.conftest import console, fake_rasa, logged_in, make_app_client, make_staff  # noqa: F401
