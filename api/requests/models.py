@@ -6,7 +6,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Integer, String
+from sqlalchemy import JSON, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from api.db import Base, UTCDateTime, new_id
@@ -24,8 +24,13 @@ class RequestKind(StrEnum):
 class RequestStatus(StrEnum):
     open = "open"
     in_progress = "in_progress"
-    completed = "completed"
+    resolved = "resolved"
+    cannot_fulfil = "cannot_fulfil"   # closed without doing it; ``outcome_reason`` says why
     cancelled = "cancelled"
+
+
+OPEN_STATUSES = (RequestStatus.open, RequestStatus.in_progress)
+CLOSED_STATUSES = (RequestStatus.resolved, RequestStatus.cannot_fulfil, RequestStatus.cancelled)
 
 
 class RequestTeam(StrEnum):
@@ -54,4 +59,21 @@ class ServiceRequest(Base):
     details: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     sla_due_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    # When the request was closed (resolved or cannot fulfil): the SLA is met when this is on time.
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    closed_by: Mapped[str | None] = mapped_column(ForeignKey("staff_user.id"))
+    # Cannot fulfil: why, in the staff member's words (the HCP is told).
+    outcome_reason: Mapped[str | None] = mapped_column(Text)
+
+
+class ServiceRequestNote(Base):
+    """A staff note on a request (internal: never sent to the HCP). Append-only."""
+
+    __tablename__ = "service_request_note"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    service_request_id: Mapped[str] = mapped_column(ForeignKey("service_request.id"), index=True)
+    staff_id: Mapped[str] = mapped_column(ForeignKey("staff_user.id"))
+    text: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)

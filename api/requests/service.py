@@ -1,4 +1,4 @@
-"""Create and complete service requests. Services flush, never commit."""
+"""Create service requests (the bot side; staff work them in ``api.requests.desk``). Services flush, never commit."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from api.audit import service as audit
 from api.conversations.models import Conversation
-from api.errors import InvalidInput, NotFound
+from api.errors import InvalidInput
 from api.requests.models import RequestKind, RequestStatus, RequestTeam, ServiceRequest
 
 # Business policy: how long the responsible team has to act, and who that team is.
@@ -93,18 +93,6 @@ def confirmation(row: ServiceRequest) -> str:
     due = row.sla_due_at.strftime("%d %b %Y")
     return (f"Done — your {LABEL[kind]} is recorded (reference {row.reference}). "
             f"{TEAM_WORDS[RequestTeam(row.team)].capitalize()} will follow up by {due}.")
-
-
-def complete_request(session: Session, request_id: str, *, actor_id: str, now: datetime) -> ServiceRequest:
-    row = session.get(ServiceRequest, request_id)
-    if row is None:
-        raise NotFound("service request not found")
-    row.status = RequestStatus.completed
-    row.completed_at = now
-    session.flush()
-    audit.record(session, action="service_request.completed", subject_type="service_request",
-                 subject_id=row.id, actor_type="staff", actor_id=actor_id, at=now)
-    return row
 
 
 def requests_for_conversation(session: Session, conversation_id: str) -> list[ServiceRequest]:
