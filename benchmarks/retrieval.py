@@ -9,6 +9,10 @@ Held-out sets only: ``benchmarks/data/retrieval_{demo,covid}_test.jsonl`` and CL
 Columns: recall@1 / recall@5 / MRR over answerable queries (ranking only); then with the
 abstention policy applied: answered-correct, answered-wrong and escalated as % of answerable
 queries; on-topic-unanswerable (gated or not covered) escalated; CLINC150 val escalated.
+
+Then an ablation (ranking only, same queries): each single method given the product's short-form
+expansion, the product without BM25, and the product with the previous fixed mix, so the gain
+can be traced to its parts.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -23,10 +28,11 @@ sys.path.insert(0, str(REPO))
 
 from api.settings import Settings  # noqa: E402
 from knowledge.engine import KnowledgeBase, LibraryKnowledgeBase  # noqa: E402
-from knowledge.evaluation import Outcome, read_clinc, read_queries, run  # noqa: E402
+from knowledge.evaluation import LabelledQuery, Outcome, read_clinc, read_queries, run  # noqa: E402
+from knowledge.expand import expand_query  # noqa: E402
 from knowledge.library import parse_library  # noqa: E402
 from knowledge.policy import load_policy  # noqa: E402
-from knowledge.retrieval import METHODS, EmbeddingCache  # noqa: E402
+from knowledge.retrieval import METHODS, EmbeddingCache, Fusion  # noqa: E402
 
 SHARED = REPO.parent / "shared"
 DATA = REPO / "benchmarks" / "data"
@@ -64,16 +70,49 @@ def summarise(outs: list[Outcome], oos: list[Outcome]) -> dict[str, str]:
     }
 
 
+def _ranking_row(label: str, outs: list[Outcome]) -> str:
+    a = [o for o in outs if o.answerable]
+    return (f"| {label} | {len(a)} | {sum(o.top1_correct for o in a) / len(a):.3f} "
+            f"| {sum(o.reciprocal_rank() > 0 for o in a) / len(a):.3f} "
+            f"| {sum(o.reciprocal_rank() for o in a) / len(a):.3f} |")
+
+
+def ablation(lkb: LibraryKnowledgeBase, queries: list[LabelledQuery], cache: EmbeddingCache,
+             res: dict[str, list[Outcome]]) -> None:
+    retriever = lkb.kb.retriever
+    product = retriever.fusion
+    expanded = [replace(q, text=expand_query(q.text)) for q in queries]
+    single = run(lkb, expanded, methods=("bm25", "dense"), cache=cache)
+    print("\nablation (ranking only):\n")
+    print("| variant | n | R@1 | R@5 | MRR |\n|---|---|---|---|---|")
+    print(_ranking_row("BM25 alone, query as typed (baseline above)", res["bm25"]))
+    print(_ranking_row("BM25 alone + short-form expansion", single["bm25"]))
+    print(_ranking_row("dense alone, query as typed (baseline above)", res["dense"]))
+    print(_ranking_row("dense alone + short-form expansion", single["dense"]))
+    variants = {
+        "product without BM25 (dense fields only)": Fusion(product.question, product.body, product.best, 0.0, 0.0),
+        "product with the previous fixed mix (0.7 question + 0.3 body + 0.05 BM25)": Fusion(0.7, 0.3, 0.0, 0.05, 0.0),
+    }
+    try:
+        for label, fusion in variants.items():
+            retriever.fusion = fusion
+            print(_ranking_row(label, run(lkb, queries, methods=("hybrid",), cache=cache)["hybrid"]))
+    finally:
+        retriever.fusion = product
+    print(_ranking_row("product (fitted fusion, above)", res["hybrid"]))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clinc-limit", type=int, default=None, help="sample CLINC val (default: all)")
+    parser.add_argument("--no-ablation", action="store_true", help="skip the ablation tables")
     args = parser.parse_args(argv)
     settings = Settings()
     started = time.perf_counter()
     query_cache = EmbeddingCache(settings.resolved_index_dir / "queries", "all-MiniLM-L6-v2")
     clinc = read_clinc(SHARED / "eval" / "clinc150" / "val.jsonl", limit=args.clinc_limit)
     policy = load_policy()
-    print(f"policy: lexical_weight={policy.lexical_weight}; thresholds "
+    print(f"policy: fusion {policy.fusion_weights().as_dict()}; thresholds "
           + ", ".join(f"{m}={c.threshold}" for m, c in policy.calibrators.items()))
     cols = ["n", "R@1", "R@5", "MRR", "answered right", "answered wrong", "escalated",
             "unanswerable escalated", "CLINC val escalated"]
@@ -89,6 +128,8 @@ def main(argv: list[str] | None = None) -> int:
         for m in METHODS:
             row = summarise(res[m], oos[m])
             print(f"| {LABELS[m]} | " + " | ".join(row[c] for c in cols) + " |")
+        if not args.no_ablation:
+            ablation(lkb, queries, query_cache, res)
     print(f"\n(ran in {time.perf_counter() - started:.0f} s)")
     return 0
 

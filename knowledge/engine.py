@@ -5,6 +5,9 @@ by a hash of the indexed items and stored under ``index_dir/<hash>/`` (faiss fil
 metadata); passage vectors are cached by text so a changed library only embeds what
 changed. Gating is *not* baked into the index: it is a mask computed per query from
 the items' current status and dates, so a withdrawal or expiry takes effect at once.
+Libraries of ``IVF_MIN_PASSAGES`` passages or more get a faiss IVF index (approximate
+candidate search, exact re-scoring of the candidates); smaller ones an exact flat index.
+Both are persisted the same way.
 """
 
 from __future__ import annotations
@@ -80,7 +83,9 @@ class KnowledgeBase:
         from knowledge.service import current_docs
 
         assert isinstance(session, Session)
-        self.sync(current_docs(session))
+        docs = current_docs(session)
+        session.rollback()  # end the read transaction: loading the model and embedding take seconds
+        self.sync(docs)
         self.embedder.embed(["warm up"])
 
     def sync(self, docs: Sequence[IndexDoc]) -> HybridRetriever:
@@ -99,7 +104,7 @@ class KnowledgeBase:
                 self.last_embedded = cache.embedded_last if cache else len(retriever.passage_doc)
                 if self._persist:
                     save_retriever(retriever, directory)
-            retriever.lexical_weight = self.policy.lexical_weight
+            retriever.fusion = self.policy.fusion_weights()
             self._retriever, self._digest = retriever, digest
             return retriever
 

@@ -38,7 +38,15 @@ ABBREVIATIONS: dict[str, str] = {
     "pep": "post-exposure prophylaxis", "ppe": "personal protective equipment",
     "rx": "prescription", "vax": "vaccine", "vacc": "vaccine",
     "abx": "antibiotics", "iv": "intravenous", "im": "intramuscular", "bp": "blood pressure",
-    "sxs": "symptoms", }
+    "sxs": "symptoms",
+    "eos": "eosinophils", "eosin": "eosinophils", "abdo": "abdominal", "abd": "abdominal",
+    "hcp": "healthcare professionals", "hcps": "healthcare professionals",
+    "hcw": "healthcare workers", "hcws": "healthcare workers", "pui": "person under investigation",
+    "puis": "persons under investigation", "tab": "tablet", "tabs": "tablets", "inj": "injection",
+    "yo": "year old", "yr": "year", "yrs": "years", "wk": "week", "wks": "weeks", "hrs": "hours",
+    "ppl": "people", "dept": "department", "depts": "departments", "w/": "with", "w/o": "without",
+    "sob": "shortness of breath", "icu": "intensive care", "gp": "general practitioner",
+    "uri": "upper respiratory infection", "urti": "upper respiratory tract infection", }
 _TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9/+\-]*\??")
 
 

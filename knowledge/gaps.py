@@ -60,7 +60,14 @@ def gap_report(session: Session, *, since: datetime, min_count: int = 1, max_exa
     unhelpful = _not_helpful_answer_ids(session, since)
     picked = [(a.query.strip(), a.decision == Decision.escalate, a.id in unhelpful) for a in answers
               if a.decision == Decision.escalate or a.id in unhelpful]
-    picked = [p for p in picked if p[0]]
+    clusters = cluster_questions(picked, max_examples=max_examples, distance_threshold=distance_threshold)
+    return [c for c in clusters if c.count >= min_count]
+
+
+def cluster_questions(picked: list[tuple[str, bool, bool]], *, max_examples: int = 5,
+                      distance_threshold: float = 0.85) -> list[GapCluster]:
+    """Cluster (question, escalated, not_helpful) triples into themes, biggest first."""
+    picked = [(p[0].strip(), p[1], p[2]) for p in picked if p[0].strip()]
     if not picked:
         return []
     from sklearn.feature_extraction.text import TfidfVectorizer
@@ -92,6 +99,5 @@ def gap_report(session: Session, *, since: datetime, min_count: int = 1, max_exa
             escalated=sum(picked[i][1] for i in members), not_helpful=sum(picked[i][2] for i in members),
             examples=examples,
         ))
-    clusters = [c for c in clusters if c.count >= min_count]
     clusters.sort(key=lambda c: (-c.count, c.label))
     return clusters

@@ -1,4 +1,4 @@
-"""The answer policy: answer only when a calibrated probability of being right is high enough.
+"""The answer policy: hybrid fusion weights, and answer only when a calibrated P(right) is high enough.
 
 A logistic model over the ranking's features (top score, margin to #2, dense and BM25
 score of #1) estimates P(top-1 is a correct answer). Coefficients and the threshold
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from knowledge.retrieval import DEFAULT_LEXICAL_WEIGHT, Method, Ranking
+from knowledge.retrieval import DEFAULT_LEXICAL_WEIGHT, Fusion, Method, Ranking
 
 POLICY_PATH = Path(__file__).resolve().parent / "policy.json"
 
@@ -34,6 +34,10 @@ class Calibrator:
 class AnswerPolicy:
     lexical_weight: float
     calibrators: dict[str, Calibrator]
+    fusion: Fusion | None = None  # None: the legacy mix (0.7 question + 0.3 body + lexical_weight × BM25)
+
+    def fusion_weights(self) -> Fusion:
+        return self.fusion or Fusion(lexical=self.lexical_weight)
 
     def decide(self, ranking: Ranking) -> tuple[bool, float]:
         """(answer?, confidence) for a ranking; an empty ranking always escalates."""
@@ -44,11 +48,14 @@ class AnswerPolicy:
         return p >= cal.threshold, p
 
     def to_json(self) -> dict[str, object]:
-        return {
-            "lexical_weight": self.lexical_weight,
+        out: dict[str, object] = {"lexical_weight": self.lexical_weight}
+        if self.fusion is not None:
+            out["fusion"] = self.fusion.as_dict()
+        out.update({
             "calibrators": {m: {"coef": list(c.coef), "intercept": c.intercept, "threshold": c.threshold}
                             for m, c in self.calibrators.items()},
-        }
+        })
+        return out
 
     @classmethod
     def from_json(cls, data: dict[str, object]) -> AnswerPolicy:
@@ -56,8 +63,11 @@ class AnswerPolicy:
         assert isinstance(cals, dict)
         weight = data["lexical_weight"]
         assert isinstance(weight, int | float)
+        fusion = data.get("fusion")
+        assert fusion is None or isinstance(fusion, dict)
         return cls(
             lexical_weight=float(weight),
+            fusion=Fusion(**{k: float(v) for k, v in fusion.items()}) if fusion else None,
             calibrators={m: Calibrator(tuple(float(x) for x in c["coef"]), float(c["intercept"]),
                                        float(c["threshold"])) for m, c in cals.items()},
         )

@@ -19,7 +19,7 @@ from knowledge.expand import expand_query
 from knowledge.gate import Recipient
 from knowledge.library import parse_library
 from knowledge.policy import AnswerPolicy
-from knowledge.retrieval import BM25, HybridRetriever, IndexDoc, tokenize
+from knowledge.retrieval import BM25, HybridRetriever, IndexDoc, _top, tokenize
 from tests.knowledge.conftest import TODAY, small_items
 
 WriteLibrary = Callable[[list[dict[str, Any]]], Path]
@@ -55,6 +55,32 @@ def test_bm25_prefers_the_item_sharing_rare_terms() -> None:
     scores = BM25(docs).scores("what is the dose?")
     assert scores[1] > scores[0] == 0.0
     assert tokenize("The Tablets") == ["tablet"]
+
+
+def test_bm25_postings_sum_equals_the_sparse_column_sum_bit_for_bit() -> None:
+    items = small_items()
+    docs = [IndexDoc(i["id"], 1, i["title"], tuple(i["questions"]), i["body"]) for i in items] * 30
+    bm = BM25(docs)
+    for query in ("cardiovex dose dose", "store the respizan pen in the fridge", "zzz unknown", "the of", ""):
+        got = bm.scores(query)
+        terms = list(dict.fromkeys(tokenize(query)))
+        known = [bm.vocab[t] for t in terms if t in bm.vocab]
+        if not known:
+            assert got.dtype == np.float32 and not got.any()
+            continue
+        ceiling = sum(float(bm.idf[bm.vocab[t]]) if t in bm.vocab else bm.max_idf for t in terms) * (bm.k1 + 1)
+        ref = (np.asarray(bm.matrix[:, known].sum(axis=1)).ravel() / ceiling).astype(np.float32)
+        assert got.dtype == np.float32 and np.array_equal(got, ref), query
+
+
+def test_top_k_breaks_ties_by_index_also_at_the_cut() -> None:
+    rng = np.random.default_rng(3)
+    for _ in range(300):
+        n, k = int(rng.integers(0, 400)), int(rng.integers(1, 25))
+        scores = (rng.integers(-2, 4, n) / 3).astype(np.float32)  # many ties, some <= 0
+        ranked = sorted(range(n), key=lambda i: (-scores[i], i))
+        assert _top(scores, k).tolist() == ranked[:k]
+        assert _top(scores, k, positive=True).tolist() == [i for i in ranked if scores[i] > 0][:k]
 
 
 def test_short_forms_are_spelled_out_for_retrieval() -> None:
@@ -166,3 +192,110 @@ def test_real_model_embeds_unit_vectors_and_ranks_a_paraphrase_first(write_libra
     off = LibraryKnowledgeBase(parse_library(write_library(small_items())), kb).decide(
         "transfer 200 dollars to my savings account", US_HCP, TODAY)
     assert not off.answer
+
+
+def test_large_libraries_get_a_persisted_ivf_index_that_ranks_like_flat(tmp_path: Path, test_policy: AnswerPolicy,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from knowledge import embedding
+
+    docs = [IndexDoc(i["id"], 1, i["title"], tuple(i["questions"]), i["body"]) for i in small_items()]
+    flat = KnowledgeBase(tmp_path / "flat", embedder=HashingEmbedder(), policy=test_policy)
+    flat.sync(docs)
+    assert isinstance(flat.retriever.vectors, FaissVectorIndex)
+
+    monkeypatch.setattr(embedding, "IVF_MIN_PASSAGES", 5)
+    kb = KnowledgeBase(tmp_path / "ivf", embedder=HashingEmbedder(), policy=test_policy)
+    kb.sync(docs)
+    assert isinstance(kb.retriever.vectors, FaissIVFVectorIndex)
+    reloaded = KnowledgeBase(tmp_path / "ivf", embedder=HashingEmbedder(), policy=test_policy)
+    reloaded.sync(docs)
+    assert reloaded.last_embedded == 0 and isinstance(reloaded.retriever.vectors, FaissIVFVectorIndex)
+    n = reloaded.retriever.vectors.size
+    np.testing.assert_allclose(reloaded.retriever.vectors.vectors_of(np.arange(n)),
+                               flat.retriever.vectors.vectors_of(np.arange(n)), atol=1e-6)
+    allowed = {(d.id, d.version) for d in docs if d.id != "T-002"}
+    for query in ("Cardiovex dose", "respizan injection thigh", "flying with pens"):
+        a, b = flat.decide(query, allowed), reloaded.decide(query, allowed)
+        assert [c[0] for c in a.candidate_ids] == [c[0] for c in b.candidate_ids]
+        assert all(c[0] != "T-002" for c in b.candidate_ids)
+
+
+def test_fusion_weights_come_from_the_policy_and_round_trip(tmp_path: Path) -> None:
+    from knowledge.policy import Calibrator
+    from knowledge.retrieval import Fusion
+
+    cal = Calibrator((20.0, 0.0, 0.0, 0.0), -14.0, 0.5)
+    fusion = Fusion(question=0.25, body=0.3, best=0.45, lexical=0.08, lexical_raw=0.12)
+    policy = AnswerPolicy(0.08, {"hybrid": cal, "bm25": cal, "dense": cal}, fusion)
+    assert AnswerPolicy.from_json(policy.to_json()) == policy
+    legacy = AnswerPolicy(0.05, {"hybrid": cal})
+    assert legacy.fusion_weights() == Fusion(0.7, 0.3, 0.0, 0.05, 0.0)
+    assert AnswerPolicy.from_json(legacy.to_json()) == legacy
+
+    docs = [IndexDoc(i["id"], 1, i["title"], tuple(i["questions"]), i["body"]) for i in small_items()]
+    kb = KnowledgeBase(tmp_path, embedder=HashingEmbedder(), index_factory=NumpyVectorIndex, policy=policy)
+    kb.sync(docs)
+    assert kb.retriever.fusion == fusion
+    sig = kb.retriever.signals("cardiovex dose")
+    top = kb.decide("cardiovex dose", None).ranking.candidates[0]
+    j = sig.index.tolist().index(top.index)
+    q, b = float(sig.question[j]), float(sig.body[j])
+    expected = (0.25 * q + 0.3 * b + 0.45 * max(q, b)) + 0.08 * float(sig.lexical[j]) \
+        + 0.12 * float(sig.lexical_raw[j])
+    assert top.score == pytest.approx(expected, abs=1e-6)
+    assert float(sig.lexical.max()) == pytest.approx(1.0)  # relative to the best allowed item
+
+
+def test_signals_pool_holds_only_allowed_items(tmp_path: Path, test_policy: AnswerPolicy) -> None:
+    docs = [IndexDoc(i["id"], 1, i["title"], tuple(i["questions"]), i["body"]) for i in small_items()]
+    r = HybridRetriever.build(docs, HashingEmbedder(), index_factory=NumpyVectorIndex)
+    mask = np.array([True, False, True, True])
+    sig = r.signals("Cardiovex dose", mask)
+    assert 1 not in sig.index.tolist() and len(sig.index) > 0
+    assert sig.matrix().shape == (len(sig.index), 5)
+    assert len(r.signals("Cardiovex dose", np.zeros(4, dtype=bool)).index) == 0
+
+
+@pytest.mark.slow
+def test_single_query_fast_path_matches_batch_encoding_and_is_cached() -> None:
+    from knowledge.embedding import SentenceTransformerEmbedder
+
+    emb = SentenceTransformerEmbedder(cache_size=2)
+    texts = ["cardiovex max dose in CKD", "how do I store the respizan pen?"]
+    batch = emb.embed(texts)
+    one = emb.embed([texts[0]])
+    np.testing.assert_allclose(one[0], batch[0], atol=1e-5)
+    assert emb.embed([texts[0]]) is one  # LRU hit
+    emb.embed(["a"]), emb.embed(["b"])
+    assert emb.embed([texts[0]]) is not one  # evicted after two newer queries
+
+
+@pytest.mark.parametrize("factory", [FaissVectorIndex, FaissIVFVectorIndex])
+def test_gate_selector_is_reused_only_for_the_same_read_only_allowed_array(
+        factory: Callable[[int], VectorIndex]) -> None:
+    vecs = HashingEmbedder().embed(["storage of tablets", "dose of tablets", "injection site", "travel"])
+    index = factory(vecs.shape[1])
+    index.add(vecs)
+    a = np.array([0, 2], dtype=np.int64)
+    a.flags.writeable = False
+    b = np.array([1, 3], dtype=np.int64)
+    b.flags.writeable = False
+    for allowed in (a, a, b, a):
+        _, ids = index.search(vecs[1:2], 4, allowed)
+        assert set(ids[0].tolist()) == set(allowed.tolist())
+    w = np.array([0, 1], dtype=np.int64)
+    index.search(vecs[1:2], 4, w)
+    w[1] = 3  # a writeable array may change between calls: never served from the cache
+    _, ids = index.search(vecs[1:2], 4, w)
+    assert set(ids[0].tolist()) == {0, 3}
+
+
+def test_retriever_keeps_one_passage_list_per_gate_mask() -> None:
+    docs = [IndexDoc(i["id"], 1, i["title"], tuple(i["questions"]), i["body"]) for i in small_items()]
+    r = HybridRetriever.build(docs, HashingEmbedder(), index_factory=NumpyVectorIndex)
+    m1 = np.array([True, False, True, True])
+    first = r._passages_of(m1)
+    assert r._passages_of(m1.copy()) is first and not first.flags.writeable
+    other = r._passages_of(np.array([False, True, False, False]))
+    assert set(r.passage_doc[other].tolist()) == {1}
+    assert set(r.passage_doc[first].tolist()) == {0, 2, 3}
