@@ -14,10 +14,14 @@ export TRANSFORMERS_OFFLINE := 1
 export RASA_TELEMETRY_ENABLED := false
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test lint setup venv rasa-venv browser db model clean-var
+.PHONY: run run-sandbox test lint setup venv rasa-venv browser db model clean-var
 
 run: setup
 	$(VENV)/bin/concierge run
+
+# make run + the WhatsApp sandbox: a simulated phone over a fake Twilio (no account needed).
+run-sandbox: setup
+	$(VENV)/bin/concierge run --whatsapp-sandbox
 
 test: setup browser
 	@set +e; $(VENV)/bin/python -m pytest $(PYTEST_ARGS); rc=$$?; \

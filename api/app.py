@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import functools
 import logging
 import threading
 from collections.abc import AsyncIterator
@@ -12,29 +15,37 @@ from typing import Any
 import httpx
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.channels.webchat.router import STATIC as WEBCHAT_STATIC
 from api.channels.webchat.router import router as webchat_router
 from api.channels.whatsapp.router import router as whatsapp_router
 from api.clock import Clock, SystemClock
+from api.consoles import routers as console_routers
+from api.consoles.render import STATIC as CONSOLE_STATIC
+from api.consoles.render import render as render_console
 from api.content import make_send_gate
 from api.conversations.models import Conversation, Message
 from api.conversations.turn import SafetyHook, SafetyOutcomeLike, TurnProcessor
 from api.db import make_engine, make_session_factory
 from api.errors import ConciergeError
+from api.handoffs.hours import staff_hours
 from api.handoffs.service import handoff_from_api
 from api.health.router import router as health_router
 from api.outbox import WebchatSender
 from api.rasa.client import RasaClient
 from api.rasa.router import router as rasa_router
+from api.relay.hooks import install as install_relay
+from api.relay.stream import Relay
 from api.settings import Settings
+from api.staff.auth import LoginRequired, check_routes_gated, current_identity, is_staff_path, login_redirect_url
 from api.state import AppState
 from api.worker import ConversationWorker
+from feedback.redact import install_log_redaction
 
 log = logging.getLogger("concierge.app")
 
@@ -76,6 +87,7 @@ def _whatsapp_dispatcher(settings: Settings, factory: Any, clock: Clock) -> Any:
         return None
     from api.channels.whatsapp.client import TwilioClient
     from api.outbox_worker import DispatchPolicy, OutboxDispatcher
+    from feedback.fatigue import FatiguePolicy
 
     client = TwilioClient(api_url=settings.twilio_api_url, account_sid=settings.twilio_account_sid,
                           auth_token=settings.twilio_auth_token, timeout=settings.whatsapp_send_timeout)
@@ -85,7 +97,52 @@ def _whatsapp_dispatcher(settings: Settings, factory: Any, clock: Clock) -> Any:
         status_callback_url=settings.public_url.rstrip("/") + "/webhooks/twilio/status",
         policy=DispatchPolicy(max_attempts=settings.whatsapp_max_attempts, retry_base=settings.whatsapp_retry_base,
                               retry_max=settings.whatsapp_retry_max),
+        fatigue_policy=FatiguePolicy.from_settings(settings),
     )
+
+
+def _start_rollup_refresher(settings: Settings, factory: sessionmaker[Session],
+                            clock: Clock) -> asyncio.Task[None] | None:
+    """Refresh the CX rollups every ``cx_rollup_interval_s`` (first run after one interval), in a thread."""
+    interval = settings.cx_rollup_interval_s
+    if interval <= 0:
+        return None
+    from feedback import rollups
+
+    async def loop() -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                report = await asyncio.to_thread(rollups.refresh, factory, now=clock.now(),
+                                                 lookback_days=settings.cx_rollup_lookback_days)
+                log.info("CX rollups: %d days recomputed, %d rows, %.0f ms", len(report.days), report.rows,
+                         report.ms)
+            except Exception:
+                log.exception("CX rollup refresh failed")
+
+    return asyncio.get_running_loop().create_task(loop(), name="cx-rollups")
+
+
+def build_processor(settings: Settings, factory: Any, clock: Clock, rasa: RasaClient,
+                    safety_hook: SafetyHook | None = None) -> TurnProcessor:
+    """The turn pipeline (safety screen first, then Rasa), as the api and ``concierge worker`` run it."""
+    return TurnProcessor(
+        session_factory=factory, rasa=rasa, clock=clock,
+        senders={"webchat": WebchatSender()}, gate=make_send_gate(settings.default_market),
+        default_market=settings.default_market,
+        safety_hook=safety_hook or default_safety_hook(settings),
+        handoff_hook=functools.partial(handoff_from_api, hours=staff_hours(settings)),
+    )
+
+
+def whatsapp_ingester(settings: Settings, engine: Engine, factory: Any, clock: Clock,
+                      worker: ConversationWorker, dispatcher: Any) -> Any:
+    """Turns stored WhatsApp webhooks into messages for ``worker`` (``api.channels.whatsapp.ingest``)."""
+    from api.channels.whatsapp.ingest import Ingester
+
+    return Ingester(engine, factory, clock, market=settings.default_market,
+                    on_ingested=lambda conversation_id: worker.kick(conversation_id),
+                    on_replies=dispatcher.kick if dispatcher is not None else None)
 
 
 def create_app(
@@ -98,6 +155,8 @@ def create_app(
     warm_knowledge: bool = True,
 ) -> FastAPI:
     settings = settings or Settings()
+    # COMPLIANCE "No personal data in logs": every record's message and traceback go through redact().
+    install_log_redaction()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -107,31 +166,45 @@ def create_app(
         the_clock = clock or SystemClock()
         rasa = RasaClient(settings.rasa_url, settings.rasa_token, settings.rasa_timeout,
                           transport=rasa_transport)
-        processor = TurnProcessor(
-            session_factory=factory, rasa=rasa, clock=the_clock,
-            senders={"webchat": WebchatSender()}, gate=make_send_gate(settings.default_market),
-            default_market=settings.default_market,
-            safety_hook=safety_hook or default_safety_hook(settings),
-            handoff_hook=handoff_from_api,
-        )
+        processor = build_processor(settings, factory, the_clock, rasa, safety_hook)
         worker = ConversationWorker(processor, factory)
+        # Live relay: hints published after each commit that changed a conversation (api/relay).
+        relay = await Relay.start(settings.redis_url, eng)
+        install_relay(factory, relay.bus)
+        worker.on_processed = relay.bus.publish
         state = AppState(settings=settings, engine=eng, session_factory=factory, clock=the_clock,
                          rasa=rasa, worker=worker)
+        state.extras["relay"] = relay
         state.extras["safety_ready"] = getattr(processor.safety_hook, "ready", lambda: True)
         app.state.concierge = state
         if warm_knowledge:
             threading.Thread(target=_warm_knowledge, args=(state,), name="kb-warmup", daemon=True).start()
-        dispatcher = _whatsapp_dispatcher(settings, factory, the_clock)
+        # WhatsApp after the ack: here (inline), or in the `concierge worker` process (process).
+        inline = settings.whatsapp_worker == "inline"
+        dispatcher = _whatsapp_dispatcher(settings, factory, the_clock) if inline else None
         if dispatcher is not None:
             state.extras["whatsapp_dispatcher"] = dispatcher
             dispatcher.start()
             worker.on_turn_done = lambda _result: dispatcher.kick()
-        recovered = worker.recover()
+        rollup_task = _start_rollup_refresher(settings, factory, the_clock)
+        ingester = None
+        if inline:
+            ingester = whatsapp_ingester(settings, eng, factory, the_clock, worker, dispatcher)
+            state.extras["whatsapp_ingester"] = ingester
+            ingester.start()
+        recovered = worker.recover(skip_channels=() if inline else ("whatsapp",))
         if recovered:
             log.info("re-processing inbound work left by a previous run in %d conversations", recovered)
         try:
             yield
         finally:
+            if rollup_task is not None:
+                rollup_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await rollup_task
+            await relay.close()
+            if ingester is not None:
+                await ingester.close()
             await worker.close()
             if dispatcher is not None:
                 await dispatcher.close()
@@ -142,7 +215,13 @@ def create_app(
     app = FastAPI(title="HCP Concierge", version="0.1.0", lifespan=lifespan)
 
     @app.exception_handler(ConciergeError)
-    async def concierge_error(request: Request, exc: ConciergeError) -> JSONResponse:
+    async def concierge_error(request: Request, exc: ConciergeError) -> Response:
+        if _console_page(request):
+            if isinstance(exc, LoginRequired):
+                return RedirectResponse(login_redirect_url(exc.next_url), status_code=303)
+            titles = {403: "Not allowed", 404: "Not found", 409: "Already taken"}
+            return render_console(request, "error.html", current_identity(request), status_code=exc.status_code,
+                                  title=titles.get(exc.status_code, "Something went wrong"), message=exc.message)
         body: dict[str, Any] = {"code": exc.code, "message": exc.message}
         if exc.detail is not None:
             body["detail"] = exc.detail
@@ -165,5 +244,16 @@ def create_app(
     app.include_router(webchat_router)
     app.include_router(whatsapp_router)
     app.include_router(rasa_router)
+    for console_router in console_routers():
+        app.include_router(console_router)
     app.mount("/static/webchat", StaticFiles(directory=WEBCHAT_STATIC, check_dir=False), name="webchat-static")
+    app.mount("/static/console", StaticFiles(directory=CONSOLE_STATIC, check_dir=False), name="console-static")
+    check_routes_gated(app)
     return app
+
+
+def _console_page(request: Request) -> bool:
+    """A browser asking for a console page gets HTML errors; API clients get JSON."""
+    path = request.url.path
+    accept = request.headers.get("accept", "")
+    return is_staff_path(path) and not path.startswith("/api/") and "application/json" not in accept

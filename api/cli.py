@@ -14,6 +14,10 @@ FEATURE_CLIS = (
     "knowledge.cli",
     "api.safety.cli",
     "api.channels.whatsapp.cli",
+    "api.staff.cli",
+    "api.hcps.cli",
+    "feedback.cli",
+    "api.demo.cli",
 )
 
 

@@ -1,4 +1,4 @@
-"""Core subcommands: run, serve, db upgrade, bot train, audit verify."""
+"""Core subcommands: run, serve, worker, db upgrade, bot train, audit verify."""
 
 from __future__ import annotations
 
@@ -90,6 +90,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_worker(args: argparse.Namespace) -> int:
+    """Ingest and process WhatsApp webhooks after the ack, and send the replies (api/worker_process.py)."""
+    from api.worker_process import main
+
+    return main(_settings())
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """The whole product on this machine: migrations, demo content, Rasa, api."""
     import uvicorn
@@ -101,6 +108,28 @@ def cmd_run(args: argparse.Namespace) -> int:
     settings.var_dir.mkdir(parents=True, exist_ok=True)
     cmd_db_upgrade(args)
     _load_demo_content(settings)
+    from api.demo.cli import seed_database
+
+    # A populated CX dashboard on first start: fictional HCPs, only while the database has none.
+    seed_database(settings, hcps=200, days=90, seed=1, only_if_empty=True, themes="minilm")
+    from api.staff.demo import ensure_demo_staff
+
+    demo_logins = ensure_demo_staff(settings)
+    sandbox = None
+    if args.whatsapp_sandbox or settings.whatsapp_sandbox:
+        from api.channels.whatsapp.sandbox import PhoneSandbox, loopback_url
+
+        sandbox = PhoneSandbox(webhook_base=loopback_url(settings.host, settings.port),
+                               public_url=settings.public_url)
+        try:
+            sandbox.start(port=settings.whatsapp_sandbox_port)
+        except RuntimeError as exc:
+            print(f"{exc} (set CONCIERGE_WHATSAPP_SANDBOX_PORT, 0 for any free port)", file=sys.stderr)
+            return 2
+        # The api talks to the sandbox exactly as to Twilio; real Twilio settings are not used.
+        settings = sandbox.configure(settings)
+    # Acks in the api, everything after them in a worker process at lower CPU priority.
+    settings = settings.model_copy(update={"whatsapp_worker": "process"})
     rasa_proc = None
     if not args.no_rasa:
         model = process.ensure_model(settings)
@@ -119,9 +148,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     base = f"http://{settings.host}:{settings.port}"
     print("\n  HCP Concierge")
     print(f"  web chat      {base}/")
+    print(f"  consoles      {base}/console" + (f"   (demo logins: {demo_logins})" if demo_logins else ""))
     print(f"  health        {base}/healthz   readiness {base}/readyz")
     print(f"  api docs      {base}/docs")
+    if sandbox is not None:
+        print(f"  whatsapp      {sandbox.url}/   (sandbox: a simulated phone over a fake Twilio, no account)")
     print("  Ctrl-C stops everything.\n")
+    from api import worker_process
+
+    worker = worker_process.start(settings)
+    print(f"WhatsApp worker started (pid {worker.pid}, nice +{settings.worker_nice})")
     try:
         if rasa_proc is not None:
             process.wait_until_ready(settings.rasa_url, settings.rasa_token, proc=rasa_proc)
@@ -130,19 +166,31 @@ def cmd_run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     finally:
+        worker.terminate()
+        worker.join(timeout=30)
+        print("WhatsApp worker stopped.")
         if rasa_proc is not None:
             process.stop(rasa_proc)
             print("Rasa stopped.")
+        if sandbox is not None:
+            sandbox.stop()
     return 0
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("run", help="start the whole product (api + rasa)")
     p.add_argument("--no-rasa", action="store_true", help="do not start Rasa (it runs elsewhere)")
+    p.add_argument("--whatsapp-sandbox", action="store_true",
+                   help="also serve the WhatsApp sandbox: a simulated phone over a fake Twilio on loopback "
+                        "(same as CONCIERGE_WHATSAPP_SANDBOX=1)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("serve", help="start the api process only")
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("worker", help="ingest and process WhatsApp webhooks after the ack, send the replies "
+                                      "(beside `serve` with CONCIERGE_WHATSAPP_WORKER=process)")
+    p.set_defaults(func=cmd_worker)
 
     db = sub.add_parser("db", help="database").add_subparsers(dest="db_command", required=True)
     p = db.add_parser("upgrade", help="apply migrations")

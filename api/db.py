@@ -9,8 +9,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import DateTime, Engine, MetaData, create_engine, event
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
+
+from api.sqlite_writes import WriteQueue
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -51,10 +54,21 @@ def new_id() -> str:
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
+    # Statement parameters carry message text, names and phone numbers; keep them out of error
+    # messages and therefore out of logs (COMPLIANCE: no personal data in logs).
+    kwargs.setdefault("hide_parameters", True)
     if url.startswith("sqlite"):
+        # Waiting for the write lock happens in api.sqlite_writes' queue, holding a pooled
+        # connection: the pool must never be the bottleneck (extra connections are closed on return).
+        file_db = make_url(url).database not in (None, "", ":memory:")
+        if file_db:
+            kwargs.setdefault("pool_size", 10)
+            kwargs.setdefault("max_overflow", -1)
         engine = create_engine(
             url, connect_args={"check_same_thread": False, "timeout": 30}, **kwargs
         )
+        if file_db:
+            WriteQueue().install(engine)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -71,7 +85,10 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn: Any) -> None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # A read that asked for it (``read_only(engine)``) starts deferred: under WAL it runs
+            # beside the writer instead of queueing for the write lock.
+            deferred = conn.get_execution_options().get(READ_ONLY, False)
+            conn.exec_driver_sql("BEGIN" if deferred else "BEGIN IMMEDIATE")
 
         return engine
     kwargs.setdefault("pool_size", 20)
@@ -80,7 +97,24 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     return create_engine(url, **kwargs)
 
 
+READ_ONLY = "concierge_read_only"
+
+
+@contextmanager
+def read_only(engine: Engine) -> Iterator[Session]:
+    """A session for reads only. On SQLite it does not take the write lock (a deferred ``BEGIN``;
+    WAL readers never block the writer), so a poll from another process does not delay an ack."""
+    with engine.connect() as conn:
+        conn.execution_options(**{READ_ONLY: True})
+        with Session(bind=conn) as session:
+            yield session
+            session.rollback()
+
+
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
+    # Installs the flush hook that marks CX rollup days dirty when rows they count change.
+    import feedback.rollups  # noqa: F401
+
     return sessionmaker(bind=engine, expire_on_commit=False, autoflush=True)
 
 
@@ -111,7 +145,10 @@ def import_all_models() -> None:
         "api.safety.models",
         "knowledge.models",
         "feedback.models",
+        "feedback.rollups",
         "api.channels.whatsapp.models",
+        "api.staff.models",
+        "api.staff.notes",
     ):
         try:
             importlib.import_module(module)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -53,21 +54,99 @@ class Settings(BaseSettings):
     whatsapp_retry_base: float = Field(default=1.0, gt=0, description="First retry delay (s); doubles.")
     whatsapp_retry_max: float = Field(default=300.0, gt=0, description="Longest retry delay (s).")
     whatsapp_send_timeout: float = Field(default=10.0, gt=0, description="Deadline (s) of one Twilio call.")
+    whatsapp_worker: Literal["inline", "process"] = Field(
+        default="inline",
+        description="Who ingests and processes WhatsApp webhooks after the ack: `inline` — the api process "
+                    "itself; `process` — a separate `concierge worker` process (what `concierge run` starts), "
+                    "so acks never share a GIL or CPU with the safety screen and turns.",
+    )
+    worker_nice: int = Field(default=5, ge=0, le=19,
+                             description="CPU niceness `concierge worker` gives itself (acks go first).")
+    whatsapp_sandbox: bool = Field(
+        default=False,
+        description="`concierge run` also serves the WhatsApp sandbox (fake Twilio + simulated phone page) "
+                    "and points the Twilio settings at it.",
+    )
+    whatsapp_sandbox_port: int = Field(default=8001, ge=0, le=65535,
+                                       description="Loopback port of the WhatsApp sandbox (0: any free port).")
 
     # content
     default_market: str = "US"
     library_path: Path = Field(default=REPO_ROOT / "knowledge" / "content")
     index_dir: Path | None = Field(default=None, description="Where the faiss index lives (var/index).")
+    embed_backend: Literal["torch", "onnx"] = Field(
+        default="torch",
+        description="Runtime of the single-query MiniLM pass: torch (TorchScript) or onnx (ONNX Runtime, "
+                    "model exported into <model dir>/onnx on first use; torch if onnxruntime/onnx are missing).",
+    )
 
     # webchat
     max_message_chars: int = 4096
 
     # staff consoles
-    secret_key: str = Field(default="dev-insecure-secret-change-me", description="Signs staff sessions.")
     secure_cookies: bool = False
+    staff_hours: str = Field(
+        default="Mon-Fri 08:00-18:00",
+        description="When staff answer handoffs, e.g. 'Mon-Fri 08:00-18:00; Sat 09:00-12:00'. Out of hours "
+                    "the HCP is told when a person will reply (the SLA starts then) and offered a callback or email.",
+    )
+    staff_timezone: str = Field(default="Europe/London", description="IANA timezone of CONCIERGE_STAFF_HOURS.")
+
+    @field_validator("staff_hours")
+    @classmethod
+    def _check_staff_hours(cls, value: str) -> str:
+        from api.handoffs.hours import parse_windows
+
+        parse_windows(value)
+        return value
+
+    @field_validator("staff_timezone")
+    @classmethod
+    def _check_staff_timezone(cls, value: str) -> str:
+        from api.handoffs.hours import parse_timezone
+
+        parse_timezone(value)
+        return value
+
+    # fatigue guard (feedback/fatigue.py): business-initiated WhatsApp messages only, never replies
+    fatigue_max_messages: int = Field(
+        default=3, ge=1, description="Business-initiated messages per HCP per window, unless the HCP stated a "
+                                     "frequency (daily/weekly/monthly/quarterly/less often).")
+    fatigue_window_days: int = Field(default=7, ge=1, description="The frequency cap's rolling window (days).")
+    quiet_hours: str = Field(
+        default="21:00-08:00",
+        description="Local time (the HCP's market time zone) when business-initiated messages wait; 'off' for none.")
+    market_timezones: dict[str, str] = Field(
+        default_factory=dict,
+        description="JSON market → IANA time zone for quiet hours, added to the built-in table; unknown markets "
+                    "use CONCIERGE_STAFF_TIMEZONE.")
+
+    @field_validator("quiet_hours")
+    @classmethod
+    def _check_quiet_hours(cls, value: str) -> str:
+        from feedback.fatigue import parse_quiet_hours
+
+        parse_quiet_hours(value)
+        return value
+
+    @field_validator("market_timezones")
+    @classmethod
+    def _check_market_timezones(cls, value: dict[str, str]) -> dict[str, str]:
+        from feedback.fatigue import parse_timezone
+
+        for name in value.values():
+            parse_timezone(name)
+        return {k.upper(): v for k, v in value.items()}
 
     # redis (scale-out features only)
     redis_url: str = ""
+
+    # CX dashboard rollups (feedback.rollups): refreshed in the background every this many seconds
+    cx_rollup_interval_s: float = Field(
+        default=300.0, ge=0, description="Seconds between CX rollup refreshes in the app (0: off; "
+                                         "`concierge feedback rollup` refreshes on demand).")
+    cx_rollup_lookback_days: int = Field(
+        default=2, ge=0, description="Days before today the CX rollup refresh always recomputes.")
 
     model_dir: Path | None = Field(
         default=None, description="Trained safety-screen model cache (default var/models)."

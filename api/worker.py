@@ -16,7 +16,7 @@ from collections.abc import Callable
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.conversations.models import InboxItem, InboxStatus
+from api.conversations.models import Conversation, InboxItem, InboxStatus
 from api.conversations.turn import TurnProcessor, TurnResult
 
 log = logging.getLogger("concierge.worker")
@@ -32,6 +32,9 @@ class ConversationWorker:
         self._closing = False
         # Called after each finished turn (e.g. wakes the WhatsApp outbox dispatcher).
         self.on_turn_done: Callable[[TurnResult], None] | None = None
+        # Called with the conversation id after each inbound message's turn ends, done or failed
+        # (the live relay: the message is now screened, so staff streams may show it).
+        self.on_processed: Callable[[str], None] | None = None
 
     def kick(self, conversation_id: str) -> None:
         """There is (or may be) new pending inbound work for this conversation."""
@@ -74,13 +77,27 @@ class ConversationWorker:
                     except Exception as exc:
                         log.exception("turn failed for message %s", message_id)
                         await asyncio.to_thread(self._mark_failed, inbox_id, repr(exc))
+                        self._processed(conversation_id)
                         self._resolve_error(message_id, exc)
                         continue
+                    self._processed(conversation_id)
                     self._resolve(message_id, result)
                     if self.on_turn_done is not None:
                         self.on_turn_done(result)
+                if conversation_id not in self._dirty:
+                    # Every new inbox row is followed by a kick (which marks the conversation
+                    # dirty): without one there is nothing new, and no query to make (on SQLite
+                    # every query takes the write lock that webhook acks wait for).
+                    return
         finally:
             self._tasks.pop(conversation_id, None)
+
+    def _processed(self, conversation_id: str) -> None:
+        if self.on_processed is not None:
+            try:
+                self.on_processed(conversation_id)
+            except Exception:
+                log.exception("on_processed hook failed for conversation %s", conversation_id)
 
     def _mark_failed(self, inbox_id: str, error: str) -> None:
         with self.session_factory.begin() as session:
@@ -99,12 +116,17 @@ class ConversationWorker:
             if not fut.done():
                 fut.set_exception(exc)
 
-    def recover(self) -> int:
-        """Kick every conversation with inbound work left from a previous run."""
+    def recover(self, *, channels: tuple[str, ...] = (), skip_channels: tuple[str, ...] = ()) -> int:
+        """Kick every conversation with inbound work left from a previous run (only those of
+        ``channels`` when given; never those of ``skip_channels``, which another process serves)."""
+        stmt = (select(InboxItem.conversation_id).join(Conversation, Conversation.id == InboxItem.conversation_id)
+                .where(InboxItem.status == InboxStatus.pending).distinct())
+        if channels:
+            stmt = stmt.where(Conversation.channel.in_(channels))
+        if skip_channels:
+            stmt = stmt.where(Conversation.channel.not_in(skip_channels))
         with self.session_factory() as session:
-            conv_ids = session.execute(
-                select(InboxItem.conversation_id).where(InboxItem.status == InboxStatus.pending).distinct()
-            ).scalars().all()
+            conv_ids = session.execute(stmt).scalars().all()
         for cid in conv_ids:
             self.kick(cid)
         return len(conv_ids)

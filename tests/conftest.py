@@ -7,17 +7,16 @@ The suite runs on a SQLite file by default and on PostgreSQL when
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, create_engine, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from api.db import make_engine
 from api.migrate import upgrade
+from api.scratch_db import create_database, drop_database
 from api.settings import Settings
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -31,32 +30,16 @@ def _postgres_url() -> str | None:
     return os.environ.get("CONCIERGE_TEST_DATABASE_URL") or None
 
 
-def _fresh_postgres_database(base_url: str) -> str:
-    """A throw-away database on the given server, so runs never see each other's rows."""
-    url = make_url(base_url)
-    name = f"concierge_test_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    return url.set(database=name).render_as_string(hide_password=False)
 
-
-def _drop_postgres_database(db_url: str) -> None:
-    url = make_url(db_url)
-    admin = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{url.database}" WITH (FORCE)'))
-    admin.dispose()
 
 
 @pytest.fixture(scope="session")
 def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     pg = _postgres_url()
     if pg:
-        url = _fresh_postgres_database(pg)
+        url = create_database(pg, "concierge_test")
         yield url
-        _drop_postgres_database(url)
+        drop_database(url)
     else:
         yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.db'}"
 
@@ -162,8 +145,10 @@ def live_stack(
 
     var = tmp_path_factory.mktemp("live-var")
     api_port, rasa_port = free_port(), free_port()
+    # Web chat only: WhatsApp ingest and dispatch are left to a `concierge worker` that never runs here, so
+    # this session-long app never picks up the webhooks the WhatsApp tests store in the shared database.
     settings = Settings(database_url=database_url, var_dir=var, port=api_port, model_dir=model_dir,
-                        rasa_url=f"http://127.0.0.1:{rasa_port}", rasa_timeout=8.0)
+                        rasa_url=f"http://127.0.0.1:{rasa_port}", rasa_timeout=8.0, whatsapp_worker="process")
     model = process.ensure_model(settings)
     api = LiveServer(create_app(settings, engine=engine), api_port).start()
     log_file = var / "rasa.log"

@@ -265,7 +265,6 @@ def test_api_points_at_the_compose_postgres_redis_and_rasa(services: dict[str, d
     for name in (
         "CONCIERGE_RASA_TOKEN",
         "CONCIERGE_ACTION_TOKEN",
-        "CONCIERGE_SECRET_KEY",
         "CONCIERGE_PUBLIC_URL",
         "CONCIERGE_TWILIO_ACCOUNT_SID",
         "CONCIERGE_TWILIO_AUTH_TOKEN",

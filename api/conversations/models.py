@@ -62,6 +62,8 @@ class Conversation(Base):
     last_inbound_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Secret the web chat page holds; the session id alone does not grant access.
     session_token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    # WhatsApp verification intake the api runs for an unknown number: collecting | declined | done.
+    verification_intake: Mapped[str | None] = mapped_column(String(16))
 
 
 class Message(Base):

@@ -26,6 +26,7 @@ from api.conversations.models import (
     SenderType,
 )
 from api.errors import NotFound
+from api.relay import notify as relay_notify
 
 
 def hash_token(token: str) -> str:
@@ -79,8 +80,12 @@ def persist_inbound(
     payload: str | None = None,
     channel_message_id: str | None = None,
     sender_id: str | None = None,
+    received_at: datetime | None = None,
 ) -> Persisted:
     """Store an inbound message and its inbox entry; a repeated channel id is not stored twice.
+
+    ``received_at``: when the channel persisted the raw delivery (WhatsApp stores the webhook
+    first and ingests it later); the message is dated then and the audit event says so.
 
     The conversation row is locked first, so within one conversation message ids follow commit
     order: the worker processes inbound messages in the order they are listed.
@@ -97,7 +102,7 @@ def persist_inbound(
     msg = Message(
         conversation_id=conv.id, direction=Direction.inbound, sender_type=SenderType.hcp,
         sender_id=sender_id, channel=conv.channel, channel_message_id=channel_message_id,
-        body=text, payload=payload, status=MessageStatus.received, created_at=now,
+        body=text, payload=payload, status=MessageStatus.received, created_at=received_at or now,
     )
     try:
         with session.begin_nested():
@@ -114,12 +119,15 @@ def persist_inbound(
     inbox = InboxItem(message_id=msg.id, conversation_id=conv.id, status=InboxStatus.pending,
                       attempts=0, created_at=now)
     session.add(inbox)
-    conv.last_inbound_at = now
+    conv.last_inbound_at = received_at or now
     session.flush()
+    data: dict[str, object] = {"conversation_id": conv.id, "channel": conv.channel, "chars": len(text),
+                               "payload": payload}
+    if received_at is not None:
+        data["received_at"] = received_at.isoformat()
     audit.record(session, action="message.received", subject_type="message", subject_id=str(msg.id),
-                 actor_type="hcp", actor_id=sender_id,
-                 data={"conversation_id": conv.id, "channel": conv.channel, "chars": len(text),
-                       "payload": payload}, at=now)
+                 actor_type="hcp", actor_id=sender_id, data=data, at=now)
+    relay_notify(session, conv.id)  # live streams look again once this commits
     return Persisted(msg, inbox, duplicate=False)
 
 

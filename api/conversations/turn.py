@@ -36,6 +36,8 @@ from api.conversations.models import (
 )
 from api.db import unit_of_work
 from api.errors import ContentGated
+from api.handoffs import service as handoffs
+from api.hcps import intake
 from api.outbox import ChannelSender, SendGate, deliver_pending
 from api.rasa.client import RasaClient, RasaFailure
 
@@ -76,6 +78,7 @@ class ScreenedTurn:
     ask_rasa: bool
     safety_replies: list[ReplyDraft]
     done: TurnResult | None = None
+    intake: intake.IntakeTurn | None = None
 
 
 def drafts_from_rasa(messages: list[dict[str, Any]]) -> tuple[list[ReplyDraft], bool]:
@@ -163,14 +166,31 @@ class TurnProcessor:
                 audit.record(session, action="conversation.reopened", subject_type="conversation",
                              subject_id=conv.id, actor_type="hcp", at=now)
             with_human = conv.state in (ConversationState.human, ConversationState.queued)
-            ask_rasa = not outcome.stop_processing and not with_human
+            # The HCP's callback / email choice is answered by the api in every state (while a
+            # person is awaited Rasa is not asked, and it must work when Rasa is down).
+            api_replies = None if outcome.stop_processing else handoffs.answer_contact_choice(
+                session, conv, msg, now)
+            if api_replies is None and with_human and not outcome.stop_processing \
+                    and (msg.payload or "").startswith("/give_score"):
+                # A CSAT tap (a request closed while a person is in the chat) is recorded, not lost.
+                api_replies = handoffs.answer_score_without_rasa(session, conv, msg, now)
+            # WhatsApp verification intake, only for a message the screen did not act on (an
+            # adverse event, opt-out/in, HELP or off-label question always comes first).
+            screen_acted = bool(outcome.replies) or getattr(outcome, "adverse_event_id", None) is not None
+            step = None
+            if api_replies is None and not outcome.stop_processing and not with_human and not screen_acted:
+                step = intake.on_message(session, conv, msg, now)
+                if step.consumed:
+                    api_replies = step.replies
+            ask_rasa = not outcome.stop_processing and not with_human and api_replies is None
             if with_human and not outcome.stop_processing:
                 audit.record(session, action="message.relayed", subject_type="message",
                              subject_id=str(msg.id), data={"conversation_id": conv.id,
                                                            "state": conv.state}, at=now)
             # The text Rasa sees: a clicked quick reply sends its payload (e.g. "/request_human").
             rasa_text = msg.payload or msg.body
-            return ScreenedTurn(conv.id, msg.id, rasa_text, ask_rasa, list(outcome.replies))
+            return ScreenedTurn(conv.id, msg.id, rasa_text, ask_rasa, [*outcome.replies, *(api_replies or [])],
+                                intake=step if step is not None and not step.consumed else None)
 
     # -- step 3/4: replies, outbox, delivery ---------------------------------------------------
     def _finish(self, inbox_id: str, screened: ScreenedTurn, rasa_messages: list[dict[str, Any]],
@@ -189,6 +209,11 @@ class TurnProcessor:
                 drafts.extend(rasa_drafts)
                 if not turn_failed:
                     conv.failed_turns = 0
+            if screened.intake is not None:
+                # A Rasa form asking for its next slot marks its question with ``asks``.
+                form_asking = any(isinstance(m.get("custom"), dict) and m["custom"].get("asks")
+                                  for m in rasa_messages)
+                drafts.extend(intake.after_rasa(session, conv, msg, screened.intake, now, form_asking=form_asking))
             reply_ids = [m.id for m in self._queue(session, conv, msg, drafts, now)]
             deliver_pending(session, conv.id, senders=self.senders, gate=self.gate, now=now)
             msg.status = MessageStatus.processed
@@ -207,6 +232,10 @@ class TurnProcessor:
         # Asking for a person must work without Rasa.
         if msg.payload == copy.TALK_TO_PERSON.payload and self.handoff_hook is not None:
             return [self.handoff_hook(session, conv, msg, now, "rasa_unavailable")]
+        # A CSAT/NPS answer is recorded even when Rasa is down.
+        scored = handoffs.answer_score_without_rasa(session, conv, msg, now)
+        if scored is not None:
+            return scored
         return [ReplyDraft(text=copy.RASA_FALLBACK, buttons=[copy.TALK_TO_PERSON])]
 
     def _queue(self, session: Session, conv: Conversation, msg: Message, drafts: list[ReplyDraft],

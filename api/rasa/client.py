@@ -37,7 +37,9 @@ class RasaClient:
             base_url=self.base_url,
             timeout=httpx.Timeout(timeout, connect=min(timeout, 2.0)),
             transport=transport,
-            limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
+            # Rasa's server (Sanic) drops idle keep-alive connections after 5 s; reusing one it has
+            # just closed fails the turn with a ReadError, so ours expire first.
+            limits=httpx.Limits(max_connections=200, max_keepalive_connections=50, keepalive_expiry=3.0),
         )
 
     async def aclose(self) -> None:

@@ -10,8 +10,11 @@ from sqlalchemy.orm import Session
 from api.audit.models import AuditEvent
 from api.conversations.models import Conversation, Message
 from api.hcps.models import ChannelIdentity, Hcp
+from api.requests import desk
 from api.requests.models import ServiceRequest
 from api.safety.models import Consent, MedicalInquiry
+from api.staff.models import StaffUser
+from api.staff.service import StaffIdentity
 from feedback import service as feedback
 from feedback.models import AnswerRating, FeedbackComment, PreferenceChange, SurveyResponse
 from tests.bot.conftest import NOW, RunAction, texts
@@ -41,10 +44,12 @@ def test_samples_submit_creates_a_service_request_with_reference_and_sla(
     assert {"event": "slot", "name": "sample_quantity", "value": None} in result.events
 
 
-def test_meeting_with_an_msl_goes_to_the_msl_team(run_action: RunAction, session: Session) -> None:
+def test_meeting_with_an_msl_goes_to_the_msl_team(run_action: RunAction, session: Session,
+                                                  conversation: Conversation) -> None:
     run_action("action_submit_meeting", "tuesday", intent="inform",
                slots={"meeting_with": "an MSL", "preferred_times": "Tuesday 2pm"})
-    row = session.execute(select(ServiceRequest).order_by(ServiceRequest.created_at.desc())).scalars().first()
+    row = session.execute(select(ServiceRequest).where(ServiceRequest.conversation_id == conversation.id)
+                          .order_by(ServiceRequest.created_at.desc())).scalars().first()
     assert row is not None and row.kind == "meeting" and row.team == "msl"
 
 
@@ -61,14 +66,33 @@ def test_every_service_request_kind_has_a_submit_action(run_action: RunAction, s
     assert kinds == {"patient_support", "access", "literature", "contact_update"}
 
 
-def test_a_submitted_request_asks_csat_and_the_score_is_stored(run_action: RunAction, session: Session,
-                                                              conversation: Conversation) -> None:
-    run_action("action_submit_literature", "x", intent="inform", slots={"literature_topic": "trial"})
+def _resolve_latest_request(session: Session, conversation: Conversation) -> ServiceRequest:
+    """Staff resolve the conversation's latest request: that is when CSAT is asked (not at submission)."""
+    row = session.execute(select(ServiceRequest).where(ServiceRequest.conversation_id == conversation.id)
+                          .order_by(ServiceRequest.created_at.desc())).scalars().first()
+    assert row is not None
+    staff = StaffUser(email=f"{row.id}@halcyon.example", name="Sam Rivera", password_hash="x", roles=["rep", "msl"],
+                      active=True, available=True, created_at=NOW)
+    session.add(staff)
+    session.flush()
+    ident = StaffIdentity(id=staff.id, email=staff.email, name=staff.name, roles=frozenset({"rep", "msl"}),
+                          territory=None, session_id="s", csrf_token="c")
+    desk.change_status(session, row.id, ident, status="resolved", now=NOW)
+    return row
+
+
+def test_a_submitted_request_does_not_ask_csat_until_staff_resolve_it(
+        run_action: RunAction, session: Session, conversation: Conversation) -> None:
+    result = run_action("action_submit_meeting", "x", intent="inform",
+                        slots={"meeting_with": "an MSL", "preferred_times": "Friday"})
+    assert not any("satisfied" in t for t in texts(result))
+    assert feedback.pending_survey(session, conversation) is None
+    row = _resolve_latest_request(session, conversation)
     result = run_action("action_give_score", "/give_score", intent="give_score",
                         entities=[{"entity": "score", "value": "4"}], message_id=None)
     csat = session.execute(select(SurveyResponse).where(SurveyResponse.conversation_id == conversation.id,
                                                         SurveyResponse.kind == "csat")).scalar_one()
-    assert csat.score == 4 and csat.status == "answered" and csat.service_request_id is not None
+    assert csat.score == 4 and csat.status == "answered" and csat.service_request_id == row.id
     # first CSAT of this profile → NPS asked once
     assert any("recommend" in t for t in texts(result))
 
@@ -78,6 +102,7 @@ def test_nps_is_not_asked_again_within_90_days(run_action: RunAction, session: S
     feedback.ask_survey(session, conversation, kind="nps", now=NOW - timedelta(days=30))
     feedback.record_score(session, conversation, score=9, message_id=None, now=NOW - timedelta(days=30))
     run_action("action_submit_samples", "x", intent="inform", slots={"product": "respizan"})
+    _resolve_latest_request(session, conversation)
     result = run_action("action_give_score", "5", intent="give_score")
     assert not any("recommend" in t for t in texts(result))
     assert feedback.nps_due(session, conversation, now=NOW + timedelta(days=61))
@@ -86,6 +111,7 @@ def test_nps_is_not_asked_again_within_90_days(run_action: RunAction, session: S
 def test_an_out_of_range_score_is_refused_and_not_stored(run_action: RunAction, session: Session,
                                                          conversation: Conversation) -> None:
     run_action("action_submit_samples", "x", intent="inform", slots={"product": "respizan"})
+    _resolve_latest_request(session, conversation)
     result = run_action("action_give_score", "9", intent="give_score")
     assert "1 to 5" in texts(result)[0]
     assert feedback.pending_survey(session, conversation) is not None
@@ -210,6 +236,18 @@ def test_verification_creates_a_pending_hcp_and_binds_the_whatsapp_number(
     assert identity.hcp_id == hcp.id
     assert conv.audience == "public"  # public content only until a person verifies
     assert "Dr Ada Jones" in texts(result)[0]
+
+
+def test_a_verified_whatsapp_number_gets_hcp_content_again(run_action: RunAction, session: Session) -> None:
+    hcp = Hcp(name="Dr Ada Jones", verification_status="verified", created_at=NOW)
+    session.add(hcp)
+    session.flush()
+    conv = Conversation(channel="whatsapp", address="+447700900124", state="bot", audience="public",
+                        hcp_id=hcp.id, failed_turns=0, created_at=NOW)
+    session.add(conv)
+    session.flush()
+    run_action("action_answer_question", "what is the dose of cardiovex", intent="ask_question", conv=conv)
+    assert conv.audience == "hcp"
 
 
 def test_each_form_slot_has_a_question(run_action: RunAction) -> None:

@@ -83,6 +83,12 @@ def serve_app(app: Any, *, startup_timeout: float = 20.0) -> Iterator[str]:
         sock.close()
 
 
+def end_live_streams(app: Any) -> None:
+    """The page may still hold its live event stream open (the browser context closes after the
+    server): end the app's streams so uvicorn's graceful stop does not wait for them."""
+    app.state.concierge.extras["relay"].request_shutdown()
+
+
 @pytest.fixture()
 def fake_api() -> FakeChatApi:
     return FakeChatApi(staff_delay=1.0)
@@ -117,7 +123,10 @@ def live_server(engine: Engine, settings: Settings, fake_rasa: FakeRasa) -> Iter
         warm_knowledge=False,
     )
     with serve_app(app) as url:
-        yield url
+        try:
+            yield url
+        finally:
+            end_live_streams(app)
 
 
 @pytest.fixture()
@@ -140,7 +149,10 @@ def live_rasa_stack_url(request: pytest.FixtureRequest, engine: Engine, settings
         return
     app = create_app(settings.model_copy(update={"rasa_url": rasa_url}), engine=engine, warm_knowledge=False)
     with serve_app(app) as url:
-        yield url
+        try:
+            yield url
+        finally:
+            end_live_streams(app)
 
 
 # ------------------------------------------------------------------ browser
@@ -162,14 +174,14 @@ def browser() -> Iterator[Any]:
             chromium.close()
 
 
-@pytest.fixture()
-def page(browser: Any) -> Iterator[Any]:
-    """A fresh browser context (own sessionStorage) with one page.
+@contextmanager
+def _fresh_page(browser: Any, *, width: int, height: int, timeout_ms: int) -> Iterator[Any]:
+    """A page in its own browser context (own cookies and sessionStorage).
 
     Uncaught JavaScript errors on the page fail the test.
     """
-    context = browser.new_context(viewport={"width": 1100, "height": 800})
-    context.set_default_timeout(5000)
+    context = browser.new_context(viewport={"width": width, "height": height})
+    context.set_default_timeout(timeout_ms)
     pg = context.new_page()
     errors: list[str] = []
     pg.on("pageerror", lambda exc: errors.append(str(exc)))
@@ -178,6 +190,20 @@ def page(browser: Any) -> Iterator[Any]:
     finally:
         context.close()
     assert not errors, f"JavaScript errors on the page: {errors}"
+
+
+@pytest.fixture()
+def page(browser: Any) -> Iterator[Any]:
+    """The HCP's side (or the only side): a fresh context with one page."""
+    with _fresh_page(browser, width=1100, height=800, timeout_ms=5000) as pg:
+        yield pg
+
+
+@pytest.fixture()
+def staff_page(browser: Any) -> Iterator[Any]:
+    """A second, independent context for the staff side (a console is wider, pages reload after actions)."""
+    with _fresh_page(browser, width=1280, height=900, timeout_ms=10000) as pg:
+        yield pg
 
 
 @pytest.fixture()

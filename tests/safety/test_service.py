@@ -145,7 +145,9 @@ def test_quality_complaint_gets_its_own_kind_and_reference(
     assert case.kind == "quality_complaint"
     assert case.reference.startswith("PQC-2026-")
     assert case.missing_criteria == []  # no patient needed for a defect
-    assert [c.reference for c in service.list_open_cases(session, kind="quality_complaint")] == [case.reference]
+    open_pqc = [c.reference for c in service.list_open_cases(session, kind="quality_complaint")]
+    assert case.reference in open_pqc
+    assert all(c.kind == "quality_complaint" for c in service.list_open_cases(session, kind="quality_complaint"))
 
 
 def test_references_are_sequential_per_year(

@@ -1,4 +1,10 @@
-"""Web chat channel: the JSON API the page (and tests, and benchmarks) use."""
+"""Web chat channel: the JSON API the page (and tests, and benchmarks) use.
+
+Live messages: ``GET /api/webchat/sessions/{session_id}/events?after=<id>`` is a server-sent event
+stream (``event: message``, ``id: <message id>``) of the same messages the GET messages endpoint
+lists, authenticated the same way (the secret session id); the page uses it through EventSource and
+falls back to polling the messages endpoint.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,7 @@ from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
@@ -15,7 +21,10 @@ from api.channels.webchat.schemas import ButtonRead, MessageCreate, MessageRead,
 from api.conversations import service as conversations
 from api.conversations.models import InboxStatus, Message
 from api.db import unit_of_work
-from api.errors import InvalidInput
+from api.errors import InvalidInput, NotFound
+from api.relay import service as relay
+from api.relay.schemas import RelayState
+from api.relay.stream import events, get_relay, resume_cursor, sse_response
 from api.state import AppState
 
 router = APIRouter(tags=["webchat"])
@@ -122,6 +131,40 @@ async def list_messages(
             return [to_read(m) for m in conversations.list_after(session, conv, after)]
 
     return TurnRead(messages=await run_in_threadpool(load))
+
+
+@router.get("/api/webchat/sessions/{session_id}/events")
+async def message_events(
+    session_id: str, request: Request, after: Annotated[int, Query(ge=0)] = 0
+) -> StreamingResponse:
+    state = _state(request)
+    live = get_relay(state)
+    cursor = resume_cursor(request, after)
+
+    def conversation_id() -> str:
+        with live.read_sessions() as session:
+            return conversations.get_by_session_token(session, session_id).id
+
+    conv_id = await run_in_threadpool(conversation_id)  # unknown session: 404 before any byte
+
+    def load(after_id: int) -> relay.Batch | None:
+        with live.read_sessions() as session:
+            try:
+                return relay.hcp_batch(session, session_id, after_id)
+            except NotFound:
+                return None
+
+    async def read(after_id: int) -> relay.Batch | None:
+        return await live.run(load, after_id)
+
+    def peek() -> tuple[int, RelayState] | None:
+        with live.read_sessions() as session:
+            return relay.probe(session, conv_id)
+
+    async def probe() -> tuple[int, RelayState] | None:
+        return await live.run(peek)
+
+    return sse_response(events(live, conv_id, cursor, read, probe=probe))
 
 
 def error_response(status: int, code: str, message: str) -> JSONResponse:

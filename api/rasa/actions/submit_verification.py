@@ -45,9 +45,9 @@ def is_unverified_whatsapp(ctx: ActionContext) -> bool:
 
 
 def apply_audience(ctx: ActionContext) -> None:
-    """An unverified WhatsApp number only ever gets public-audience content."""
-    if is_unverified_whatsapp(ctx):
-        ctx.conversation.audience = "public"
+    """An unverified WhatsApp number only ever gets public-audience content; a verified one, HCP content."""
+    if ctx.conversation.channel == Channel.whatsapp:
+        ctx.conversation.audience = "public" if is_unverified_whatsapp(ctx) else "hcp"
 
 
 def _bind_identity(ctx: ActionContext, conv: Conversation, hcp: Hcp) -> None:

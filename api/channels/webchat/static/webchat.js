@@ -4,6 +4,10 @@
  * Message bodies are approved content and are shown verbatim: they are only ever
  * written with textContent (never innerHTML), so nothing in them is interpreted
  * or altered. Line breaks are kept by CSS (white-space: pre-wrap).
+ *
+ * New messages (a representative's reply) arrive live over a server-sent event
+ * stream (EventSource). Polling stays as the fallback: slow while the stream is
+ * open, back to every 1.5 s when it fails, and for good after repeated failures.
  */
 (function () {
   "use strict";
@@ -12,6 +16,8 @@
   var STORAGE_KEY = "hcpConcierge.webchat.sessionId";
   var POLL_MS = 1500;
   var POLL_MAX_BACKOFF_MS = 15000;
+  var POLL_WITH_STREAM_MS = 15000; // a safety net while the live stream is open
+  var STREAM_MAX_FAILURES = 3; // consecutive failures before the page stays on polling
 
   var els = {};
   var state = {
@@ -24,6 +30,11 @@
     pollTimer: null,
     pollDelay: POLL_MS,
     polling: false,
+    stream: null, // the EventSource, while there is one
+    streamSession: null, // the session it belongs to
+    streamOpen: false,
+    streamFailures: 0, // consecutive, reset by every successful open
+    streamDisabled: false,
   };
 
   // ---------------------------------------------------------------- storage
@@ -37,6 +48,9 @@
   }
 
   function saveSessionId(id) {
+    if (id !== state.sessionId) {
+      stopStream();
+    }
     state.sessionId = id;
     try {
       if (id) {
@@ -113,6 +127,10 @@
 
   function messagesUrl(sessionId) {
     return API + "/" + encodeURIComponent(sessionId) + "/messages";
+  }
+
+  function eventsUrl(sessionId) {
+    return API + "/" + encodeURIComponent(sessionId) + "/events";
   }
 
   // ---------------------------------------------------------------- rendering
@@ -414,6 +432,7 @@
         var replies = Array.isArray(data.messages) ? data.messages : [];
         replies.forEach(appendMessage);
         state.failed = null;
+        ensureStream();
         schedulePoll(0);
       })
       .catch(function (err) {
@@ -463,13 +482,94 @@
     send(failed.body, failed.opts);
   }
 
+  // ---------------------------------------------------------------- live stream
+
+  /* Messages from the stream have the relay's shape ({body, sender_type, ...});
+     the page renders the messages endpoint's shape ({text, sender, ...}). */
+  function fromStream(data) {
+    return {
+      id: data.id,
+      text: data.body,
+      direction: data.direction,
+      sender: data.sender_type,
+      content_id: data.content_id,
+      content_version: data.content_version,
+      approval_code: data.approval_code,
+      buttons: data.buttons,
+    };
+  }
+
+  function ensureStream() {
+    if (state.streamDisabled || typeof window.EventSource !== "function" || !state.sessionId) {
+      return;
+    }
+    if (state.stream && state.streamSession === state.sessionId) {
+      return;
+    }
+    stopStream();
+    var sessionId = state.sessionId;
+    var source = new window.EventSource(eventsUrl(sessionId) + "?after=" + encodeURIComponent(state.cursor));
+    state.stream = source;
+    state.streamSession = sessionId;
+    source.addEventListener("open", function () {
+      state.streamOpen = true;
+      state.streamFailures = 0;
+    });
+    source.addEventListener("message", function (event) {
+      if (sessionId !== state.sessionId) {
+        return;
+      }
+      var data;
+      try {
+        data = JSON.parse(event.data);
+      } catch (e) {
+        return;
+      }
+      if (!data || typeof data.id !== "number") {
+        return;
+      }
+      if (data.id > state.cursor) {
+        state.cursor = data.id;
+      }
+      appendMessage(fromStream(data));
+    });
+    source.addEventListener("error", function () {
+      if (source !== state.stream) {
+        return;
+      }
+      state.streamOpen = false;
+      state.streamFailures += 1;
+      // The browser reconnects by itself (resuming after the last message id) unless the
+      // server refused the stream; either way polling covers the gap.
+      if (source.readyState === window.EventSource.CLOSED || state.streamFailures >= STREAM_MAX_FAILURES) {
+        stopStream();
+        if (state.streamFailures >= STREAM_MAX_FAILURES) {
+          state.streamDisabled = true;
+        }
+      }
+      schedulePoll(0);
+    });
+  }
+
+  function stopStream() {
+    if (state.stream) {
+      state.stream.close();
+    }
+    state.stream = null;
+    state.streamSession = null;
+    state.streamOpen = false;
+  }
+
   // ---------------------------------------------------------------- polling
 
   function schedulePoll(delay) {
     if (state.pollTimer) {
       window.clearTimeout(state.pollTimer);
     }
-    state.pollTimer = window.setTimeout(poll, delay === undefined ? state.pollDelay : delay);
+    if (delay === undefined) {
+      delay = state.streamOpen ? Math.max(state.pollDelay, POLL_WITH_STREAM_MS) : state.pollDelay;
+    }
+    state.pollTimer = window.setTimeout(poll, delay);
   }
 
   function poll() {
@@ -496,6 +596,7 @@
           appendMessage(m);
         });
         state.pollDelay = POLL_MS;
+        ensureStream();
       })
       .catch(function (err) {
         if (err instanceof ApiError && err.status === 404 && sessionId === state.sessionId) {
