@@ -214,6 +214,12 @@ def main() -> int:
             started = time.perf_counter()
             counts = fill(engine, args.messages)
             print(f"filled in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+        # COPY bypasses the ORM's flush hook: record every (conversation, product) pair as
+        # `concierge demo seed` does (idempotent, so a reused database is completed too)
+        with Session(engine) as session:
+            pairs = rollups.sync_conversation_products(session, None)
+            session.commit()
+        print(f"conversation products recorded: {pairs:,} new", file=sys.stderr)
         with Session(engine) as session:
             counts = {t: int(session.execute(select(func.count()).select_from(text(t))).scalar_one())
                       for t in TABLES}
