@@ -509,6 +509,10 @@ def main() -> int:
                     "on c.id = m.conversation_id where m.direction='in' order by m.id")).all()]
                 outbox = {str(k): int(v) for k, v in conn.execute(
                     text("select status, count(*) from outbox group by status")).all()}
+                # what the outbox meant to send, per address (replies, intake questions, reminders)
+                meant = {str(k): int(v) for k, v in conn.execute(text(
+                    "select c.address, count(*) from outbox o join conversation c on c.id = o.conversation_id "
+                    "where o.status = 'sent' group by c.address")).all()}
             engine.dispose()
             intake_engine.dispose()
             stats = httpx.get(f"{fakes_url}/_fake/stats", timeout=30).json()
@@ -534,7 +538,10 @@ def main() -> int:
     replies_by_to: dict[str, int] = {}
     for to, _body in stats["bodies"]:
         replies_by_to[to] = replies_by_to.get(to, 0) + 1
-    reply_dupes = sum(1 for k in sent if replies_by_to.get(k, 0) > args.messages)
+    # A duplicated reply = fake Twilio received more messages for an address than the outbox has
+    # rows marked sent for it (a retry that sent twice). Counting against the messages the HCP
+    # sent would be wrong: a first-time number also gets the verification intake's questions.
+    reply_dupes = sum(max(0, n - meant.get(to, 0)) for to, n in replies_by_to.items())
 
     lines = [
         "# WhatsApp ingest benchmark",
@@ -572,7 +579,7 @@ def main() -> int:
         f"| time to drain worker + outbox after the load | {drain:.1f} s |",
         f"| replies delivered through fake Twilio | {stats['sent']} |",
         f"| outbox rows by status | {outbox} |",
-        f"| conversations with a duplicated reply | {reply_dupes} |",
+        f"| replies sent twice (fake Twilio sends beyond the outbox rows marked sent, per address) | {reply_dupes} |",
         f"| machine load average (1 min) before / after the load | {load_before:.1f} / {load_after:.1f} |",
         "",
         f"Target ack p95 ≤ 100 ms: {'met' if pct(latencies, 95) <= 100 else 'NOT met'}.",
@@ -583,7 +590,7 @@ def main() -> int:
     print(report)
     if args.out:
         args.out.write_text(report)
-    return 0 if lost == 0 and duplicated == 0 and errors == 0 and persisted == expected else 1
+    return 0 if lost == 0 and duplicated == 0 and reply_dupes == 0 and errors == 0 and persisted == expected else 1
 
 
 if __name__ == "__main__":

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.audit import service as audit
@@ -131,8 +133,27 @@ class TurnProcessor:
         self.safety_hook = safety_hook
         self.handoff_hook = handoff_hook
 
+    # A step whose transaction fails on a transient database error (SQLite "database is locked",
+    # a PostgreSQL deadlock, serialization failure or lock timeout: all OperationalError) is run
+    # again: each step is one transaction, rolled back as a whole, so a retry repeats nothing
+    # that was committed (Rasa is not asked twice: only the failed step is retried).
+    transient_attempts = 5
+    transient_backoff_s = 0.05
+
+    def _retrying(self, step: Callable[..., Any], *args: Any) -> Any:
+        for attempt in range(1, self.transient_attempts + 1):
+            try:
+                return step(*args)
+            except OperationalError as exc:
+                if attempt == self.transient_attempts:
+                    raise
+                log.warning("%s failed on a transient database error (attempt %d), retrying: %s",
+                            getattr(step, "__name__", "turn step"), attempt, str(exc.orig or exc)[:200])
+                time.sleep(min(self.transient_backoff_s * 2 ** (attempt - 1), 2.0))
+        raise AssertionError("unreachable")
+
     async def process(self, inbox_id: str) -> TurnResult:
-        screened = await asyncio.to_thread(self._screen, inbox_id)
+        screened: ScreenedTurn = await asyncio.to_thread(self._retrying, self._screen, inbox_id)
         if screened.done is not None:
             return screened.done
         failure: str | None = None
@@ -144,7 +165,9 @@ class TurnProcessor:
                 failure = f"{reply.reason}: {reply.detail}"
             else:
                 rasa_messages = reply.messages
-        return await asyncio.to_thread(self._finish, inbox_id, screened, rasa_messages, failure)
+        result: TurnResult = await asyncio.to_thread(self._retrying, self._finish, inbox_id, screened,
+                                                     rasa_messages, failure)
+        return result
 
     # -- step 1: safety first, committed on its own -------------------------------------------
     def _screen(self, inbox_id: str) -> ScreenedTurn:
