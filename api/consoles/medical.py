@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
 from api.consoles.jsonbody import JsonBody, parse
-from api.consoles.render import render
+from api.consoles.render import Offset, PageNo, fetch_page, page_of, render
 from api.conversations.outbound import MAX_STAFF_TEXT, deliver_after_commit
 from api.db import unit_of_work
 from api.errors import ConciergeError, InvalidInput, NotFound
@@ -102,17 +102,20 @@ def _summary(inquiry: MedicalInquiry, card: review.HcpCard) -> dict[str, Any]:
 
 
 @router.get("/console/medical", response_class=HTMLResponse)
-def medical_home(request: Request, ident: Reviewer, status: str = "", product: str = "") -> Response:
+def medical_home(request: Request, ident: Reviewer, status: str = "", product: str = "", page: PageNo = 1) -> Response:
     state = _state(request)
     with unit_of_work(state.session_factory) as session:
-        inquiries = review.list_inquiries(session, status=status, product=product or None)
+        inquiries, pager = page_of(
+            request, lambda limit, offset: review.list_inquiries(session, status=status, product=product or None,
+                                                                 limit=limit, offset=offset),
+            page=page, size=review.MAX_LIST, filters={"status": status, "product": product})
         cards = review.inquiry_cards(session, inquiries)
         review.record_inquiry_list_view(session, inquiries, staff_id=ident.id,
                                         filters={"status": status or None, "product": product or None},
                                         now=state.clock.now())
         return render(request, "medical.html", ident, inquiries=inquiries, cards=cards, status=status,
                       product=product, products=review.inquiry_products(session), statuses=list(InquiryStatus),
-                      reason_label=review.reason_label, limit=review.MAX_LIST)
+                      reason_label=review.reason_label, pager=pager)
 
 
 def _inquiry_page(request: Request, ident: StaffIdentity, inquiry_id: str, *, status_code: int = 200,
@@ -176,15 +179,20 @@ def close_form(request: Request, inquiry_id: str, ident: Reviewer, reason: Annot
 
 
 @router.get("/api/staff/medical/inquiries")
-def list_api(request: Request, ident: Reviewer, status: str = "", product: str = "") -> dict[str, Any]:
+def list_api(request: Request, ident: Reviewer, status: str = "", product: str = "",
+             offset: Offset = 0) -> dict[str, Any]:
     state = _state(request)
     with unit_of_work(state.session_factory) as session:
-        inquiries = review.list_inquiries(session, status=status, product=product or None)
+        inquiries, more = fetch_page(
+            lambda limit, skip: review.list_inquiries(session, status=status, product=product or None,
+                                                      limit=limit, offset=skip),
+            offset=offset, size=review.MAX_LIST)
         cards = review.inquiry_cards(session, inquiries)
         review.record_inquiry_list_view(session, inquiries, staff_id=ident.id,
                                         filters={"status": status or None, "product": product or None},
                                         now=state.clock.now())
-        return {"inquiries": [_summary(i, cards[i.id]) for i in inquiries]}
+        return {"inquiries": [_summary(i, cards[i.id]) for i in inquiries],
+                "next_offset": offset + len(inquiries) if more else None}
 
 
 def _detail(view: review.InquiryView) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy.orm import Session
 
 from api.consoles.jsonbody import JsonBody, parse
-from api.consoles.render import render
+from api.consoles.render import Offset, PageNo, fetch_page, page_of, render
 from api.conversations.outbound import deliver_after_commit
 from api.db import unit_of_work
 from api.errors import ConciergeError, Forbidden, NotFound
@@ -124,13 +124,17 @@ def _outcome(outcome: desk.StatusOutcome) -> dict[str, Any]:
 
 
 @router.get("/console/requests", response_class=HTMLResponse)
-def requests_home(request: Request, ident: Worker, status: str = "", kind: str = "") -> Response:
+def requests_home(request: Request, ident: Worker, status: str = "", kind: str = "", page: PageNo = 1) -> Response:
     state = _state(request)
     with unit_of_work(state.session_factory) as session:
-        entries = desk.list_requests(session, ident, now=state.clock.now(), status=status, kind=kind)
+        now = state.clock.now()
+        entries, pager = page_of(
+            request, lambda limit, offset: desk.list_requests(session, ident, now=now, status=status, kind=kind,
+                                                              limit=limit, offset=offset),
+            page=page, size=desk.MAX_LIST, filters={"status": status, "kind": kind})
         return render(request, "requests.html", ident, entries=entries, status=status, kind=kind,
                       kinds=list(RequestKind), label=LABEL, status_words=desk.STATUS_WORDS,
-                      status_filters=[s for s in desk.STATUS_FILTERS if s], limit=desk.MAX_LIST,
+                      status_filters=[s for s in desk.STATUS_FILTERS if s], pager=pager,
                       medical=desk.sees_medical_requests(ident))
 
 
@@ -180,11 +184,15 @@ def status_form(request: Request, request_id: str, ident: Worker, status: Annota
 
 
 @router.get("/api/staff/requests")
-def list_api(request: Request, ident: Worker, status: str = "", kind: str = "") -> dict[str, Any]:
+def list_api(request: Request, ident: Worker, status: str = "", kind: str = "", offset: Offset = 0) -> dict[str, Any]:
     state = _state(request)
     with unit_of_work(state.session_factory) as session:
-        entries = desk.list_requests(session, ident, now=state.clock.now(), status=status, kind=kind)
-        return {"requests": [_summary(e) for e in entries]}
+        now = state.clock.now()
+        entries, more = fetch_page(
+            lambda limit, skip: desk.list_requests(session, ident, now=now, status=status, kind=kind,
+                                                   limit=limit, offset=skip),
+            offset=offset, size=desk.MAX_LIST)
+        return {"requests": [_summary(e) for e in entries], "next_offset": offset + len(entries) if more else None}
 
 
 @router.get("/api/staff/requests/{request_id}")

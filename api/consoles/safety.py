@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from api.consoles.jsonbody import JsonBody, parse
-from api.consoles.render import render
+from api.consoles.render import Offset, PageNo, fetch_page, page_of, render
 from api.db import unit_of_work
 from api.errors import ConciergeError, NotFound
 from api.safety import review
@@ -101,16 +101,20 @@ def _case_json(case: AdverseEvent, clock: review.CaseClock) -> dict[str, Any]:
 
 
 @router.get("/console/safety", response_class=HTMLResponse)
-def safety_home(request: Request, ident: SafetyStaff, status: str = "open", kind: str = "") -> Response:
+def safety_home(request: Request, ident: SafetyStaff, status: str = "open", kind: str = "",
+                page: PageNo = 1) -> Response:
     state = _state(request)
     with unit_of_work(state.session_factory) as session:
         now = state.clock.now()
-        cases = review.list_cases(session, status=status, kind=kind or None)
+        cases, pager = page_of(
+            request, lambda limit, offset: review.list_cases(session, status=status, kind=kind or None,
+                                                             limit=limit, offset=offset),
+            page=page, size=review.MAX_LIST, filters={"status": status, "kind": kind})
         review.record_case_list_view(session, cases, staff_id=ident.id,
                                      filters={"status": status or None, "kind": kind or None}, now=now)
         rows = [(c, review.case_clock(c, now), review.case_criteria(c)) for c in cases]
         return render(request, "safety.html", ident, rows=rows, status=status, kind=kind,
-                      statuses=list(AeStatus), kinds=list(AeKind), limit=review.MAX_LIST,
+                      statuses=list(AeStatus), kinds=list(AeKind), pager=pager,
                       due_soon_days=review.DUE_SOON_DAYS)
 
 
@@ -164,14 +168,18 @@ async def assessment_form(request: Request, case_id: str, ident: SafetyStaff) ->
 
 
 @router.get("/api/staff/safety/cases")
-def list_api(request: Request, ident: SafetyStaff, status: str = "open", kind: str = "") -> dict[str, Any]:
+def list_api(request: Request, ident: SafetyStaff, status: str = "open", kind: str = "",
+             offset: Offset = 0) -> dict[str, Any]:
     state = _state(request)
     with unit_of_work(state.session_factory) as session:
         now = state.clock.now()
-        cases = review.list_cases(session, status=status, kind=kind or None)
+        cases, more = fetch_page(
+            lambda limit, skip: review.list_cases(session, status=status, kind=kind or None, limit=limit, offset=skip),
+            offset=offset, size=review.MAX_LIST)
         review.record_case_list_view(session, cases, staff_id=ident.id,
                                      filters={"status": status or None, "kind": kind or None}, now=now)
-        return {"now": now, "cases": [_case_json(c, review.case_clock(c, now)) for c in cases]}
+        return {"now": now, "cases": [_case_json(c, review.case_clock(c, now)) for c in cases],
+                "next_offset": offset + len(cases) if more else None}
 
 
 @router.get("/api/staff/safety/cases/{case_id}")

@@ -150,7 +150,7 @@ STATUS_FILTERS = {"": OPEN_STATUSES, "open": (RequestStatus.open,), "in_progress
 
 
 def list_requests(session: Session, ident: StaffIdentity, *, now: datetime, status: str = "", kind: str = "",
-                  limit: int = MAX_LIST) -> list[RequestEntry]:
+                  limit: int = MAX_LIST, offset: int = 0) -> list[RequestEntry]:
     """Open requests first by SLA due (overdue at the top); ``status``: open, in_progress, closed, all …"""
     if status not in STATUS_FILTERS:
         raise InvalidInput(f"unknown status filter {status!r}; use one of {', '.join(k for k in STATUS_FILTERS if k)}")
@@ -162,7 +162,7 @@ def list_requests(session: Session, ident: StaffIdentity, *, now: datetime, stat
         stmt = stmt.where(ServiceRequest.kind == kind)
     order = (ServiceRequest.sla_due_at, ServiceRequest.id) if status in ("", "open", "in_progress") else \
         (ServiceRequest.created_at.desc(), ServiceRequest.id)
-    rows = session.execute(stmt.order_by(*order).limit(limit)).all()
+    rows = session.execute(stmt.order_by(*order).offset(offset).limit(limit)).all()
     return [RequestEntry(r, h, due_state(r, now)) for r, h in rows]
 
 

@@ -203,7 +203,7 @@ def _inquiry_status(status: str | None) -> str | None:
 
 
 def list_inquiries(session: Session, *, status: str | None = None, product: str | None = None,
-                   limit: int = MAX_LIST) -> list[MedicalInquiry]:
+                   limit: int = MAX_LIST, offset: int = 0) -> list[MedicalInquiry]:
     """Open inquiries first, then the rest; oldest first within each."""
     query = select(MedicalInquiry)
     wanted = _inquiry_status(status)
@@ -212,7 +212,7 @@ def list_inquiries(session: Session, *, status: str | None = None, product: str 
     if product:
         query = query.where(MedicalInquiry.product == product)
     open_first = case((MedicalInquiry.status == InquiryStatus.open, 0), else_=1)
-    query = query.order_by(open_first, MedicalInquiry.created_at, MedicalInquiry.id).limit(limit)
+    query = query.order_by(open_first, MedicalInquiry.created_at, MedicalInquiry.id).offset(offset).limit(limit)
     return list(session.execute(query).scalars())
 
 
@@ -497,7 +497,7 @@ def _case_status(status: str | None) -> tuple[str, ...] | None:
 
 
 def list_cases(session: Session, *, status: str | None = "open", kind: str | None = None,
-               limit: int = MAX_LIST) -> list[AdverseEvent]:
+               limit: int = MAX_LIST, offset: int = 0) -> list[AdverseEvent]:
     """Cases by urgency: the nearest deadline first (open cases before finished ones)."""
     query = select(AdverseEvent)
     wanted = _case_status(status)
@@ -508,7 +508,8 @@ def list_cases(session: Session, *, status: str | None = "open", kind: str | Non
             raise InvalidInput(f"unknown kind {kind!r}; use one of: {', '.join(AeKind)}")
         query = query.where(AdverseEvent.kind == kind)
     open_first = case((AdverseEvent.status.in_([str(s) for s in safety.OPEN_STATUSES]), 0), else_=1)
-    query = query.order_by(open_first, AdverseEvent.due_at, AdverseEvent.created_at, AdverseEvent.id).limit(limit)
+    query = query.order_by(open_first, AdverseEvent.due_at, AdverseEvent.created_at, AdverseEvent.id)
+    query = query.offset(offset).limit(limit)
     return list(session.execute(query).scalars())
 
 

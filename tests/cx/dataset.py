@@ -1,7 +1,8 @@
 """A small hand-made CX dataset in a window of its own, with the KPIs worked out by hand.
 
-Everything lies in three UTC days (``day0`` … ``day0 + 2``) of a window that holds no other rows when the dataset is built, with
-products of its own, so the shared test database's other rows never enter the window.
+Everything lies in three UTC days (``day0`` … ``day0 + 2``) of a window that holds no other rows
+when the dataset is built, with products of its own, so the shared test database's other rows
+never enter the window.
 """
 
 from __future__ import annotations
