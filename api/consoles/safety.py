@@ -35,7 +35,8 @@ router = APIRouter()
 SafetyStaff = Annotated[StaffIdentity, Staff("safety")]
 T = TypeVar("T")
 
-DONE_FLASH = {"status": "Status updated.", "assessment": "Assessment saved.", "unchanged": "Nothing changed."}
+DONE_FLASH = {"status": "Status updated.", "assessment": "Assessment saved.", "unchanged": "Nothing changed.",
+              "taken": "The case is yours.", "released": "The case is back in the team's queue."}
 SAFE_FILENAME = re.compile(r"[^A-Za-z0-9._-]")
 
 
@@ -44,6 +45,12 @@ class StatusIn(BaseModel):
     status: str
     expected: str | None = None
     reason: str | None = None
+
+
+class AssignmentIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    take: StrictBool
+    expected: str | None = None  # the assignee the staff member saw ("" or null: nobody)
 
 
 class AssessmentIn(BaseModel):
@@ -78,6 +85,14 @@ def _change_status(state: AppState, ident: StaffIdentity, case_id: str, data: St
     return _act(state, ident, case_id, "status", run)
 
 
+def _assign(state: AppState, ident: StaffIdentity, case_id: str, data: AssignmentIn) -> AdverseEvent:
+    def run(session: Session) -> AdverseEvent:
+        return review.assign_case(session, case_id, actor_id=ident.id, now=state.clock.now(), take=data.take,
+                                  expected=data.expected or None)
+
+    return _act(state, ident, case_id, "assignment", run)
+
+
 def _assess(state: AppState, ident: StaffIdentity, case_id: str, data: AssessmentIn) -> list[str]:
     def run(session: Session) -> list[str]:
         return review.update_assessment(session, case_id, seriousness=data.seriousness, criteria=data.criteria,
@@ -94,6 +109,7 @@ def _case_json(case: AdverseEvent, clock: review.CaseClock) -> dict[str, Any]:
         "clock": {**asdict(clock), "label": clock.label, "badge": clock.badge},
         "criteria": [asdict(c) for c in review.case_criteria(case)], "missing": case.missing_criteria,
         "complete": case.is_complete, "allowed_transitions": list(review.TRANSITIONS.get(case.status, ())),
+        "assignee_id": case.assignee_id, "assigned_at": case.assigned_at,
     }
 
 
@@ -101,19 +117,23 @@ def _case_json(case: AdverseEvent, clock: review.CaseClock) -> dict[str, Any]:
 
 
 @router.get("/console/safety", response_class=HTMLResponse)
-def safety_home(request: Request, ident: SafetyStaff, status: str = "open", kind: str = "",
+def safety_home(request: Request, ident: SafetyStaff, status: str = "open", kind: str = "", assignee: str = "",
                 page: PageNo = 1) -> Response:
     state = _state(request)
     with unit_of_work(state.session_factory) as session:
         now = state.clock.now()
         cases, pager = page_of(
             request, lambda limit, offset: review.list_cases(session, status=status, kind=kind or None,
-                                                             limit=limit, offset=offset),
-            page=page, size=review.MAX_LIST, filters={"status": status, "kind": kind})
+                                                             limit=limit, offset=offset, assignee=assignee or None,
+                                                             staff_id=ident.id),
+            page=page, size=review.MAX_LIST, filters={"status": status, "kind": kind, "assignee": assignee})
         review.record_case_list_view(session, cases, staff_id=ident.id,
-                                     filters={"status": status or None, "kind": kind or None}, now=now)
+                                     filters={"status": status or None, "kind": kind or None,
+                                              "assignee": assignee or None}, now=now)
         rows = [(c, review.case_clock(c, now), review.case_criteria(c)) for c in cases]
-        return render(request, "safety.html", ident, rows=rows, status=status, kind=kind,
+        names = review.staff_names(session, [c.assignee_id for c in cases])
+        return render(request, "safety.html", ident, rows=rows, status=status, kind=kind, assignee=assignee,
+                      names=names,
                       statuses=list(AeStatus), kinds=list(AeKind), pager=pager,
                       due_soon_days=review.DUE_SOON_DAYS)
 
@@ -123,7 +143,9 @@ def _case_page(request: Request, ident: StaffIdentity, case_id: str, *, status_c
     state = _state(request)
     with unit_of_work(state.session_factory) as session:
         view = review.view_case(session, case_id, staff_id=ident.id, now=state.clock.now())
+        holder = view.case.assignee_id
         return render(request, "safety_case.html", ident, status_code=status_code, view=view, case=view.case,
+                      assignee_name=review.staff_names(session, [holder]).get(holder) if holder else None,
                       flash=flash, flash_kind=flash_kind, reason=reason, seriousness_options=review.ASSESSED)
 
 
@@ -144,6 +166,23 @@ def status_form(request: Request, case_id: str, ident: SafetyStaff, status: Anno
         return _case_page(request, ident, case_id, status_code=exc.status_code, flash=exc.message,
                           flash_kind="error", reason=reason[:review.MAX_REASON * 2])
     return RedirectResponse(f"/console/safety/{case_id}?done=status", status_code=303)
+
+
+@router.post("/console/safety/{case_id}/assignment")
+def assignment_form(request: Request, case_id: str, ident: SafetyStaff, take: Annotated[str, Form()] = "",
+                    expected: Annotated[str, Form()] = "") -> Response:
+    if take not in ("0", "1"):
+        return _case_page(request, ident, case_id, status_code=422, flash="say whether to take the case or release it",
+                          flash_kind="error")
+    try:
+        _assign(_state(request), ident, case_id, AssignmentIn(take=take == "1", expected=expected or None))
+    except ConciergeError as exc:
+        if isinstance(exc, NotFound):
+            raise
+        return _case_page(request, ident, case_id, status_code=exc.status_code, flash=exc.message,
+                          flash_kind="error")
+    return RedirectResponse(f"/console/safety/{case_id}?done={'taken' if take == '1' else 'released'}",
+                            status_code=303)
 
 
 @router.post("/console/safety/{case_id}/assessment")
@@ -168,16 +207,18 @@ async def assessment_form(request: Request, case_id: str, ident: SafetyStaff) ->
 
 
 @router.get("/api/staff/safety/cases")
-def list_api(request: Request, ident: SafetyStaff, status: str = "open", kind: str = "",
+def list_api(request: Request, ident: SafetyStaff, status: str = "open", kind: str = "", assignee: str = "",
              offset: Offset = 0) -> dict[str, Any]:
     state = _state(request)
     with unit_of_work(state.session_factory) as session:
         now = state.clock.now()
         cases, more = fetch_page(
-            lambda limit, skip: review.list_cases(session, status=status, kind=kind or None, limit=limit, offset=skip),
+            lambda limit, skip: review.list_cases(session, status=status, kind=kind or None, limit=limit, offset=skip,
+                                                  assignee=assignee or None, staff_id=ident.id),
             offset=offset, size=review.MAX_LIST)
         review.record_case_list_view(session, cases, staff_id=ident.id,
-                                     filters={"status": status or None, "kind": kind or None}, now=now)
+                                     filters={"status": status or None, "kind": kind or None,
+                                              "assignee": assignee or None}, now=now)
         return {"now": now, "cases": [_case_json(c, review.case_clock(c, now)) for c in cases],
                 "next_offset": offset + len(cases) if more else None}
 
@@ -199,6 +240,13 @@ def detail_api(request: Request, case_id: str, ident: SafetyStaff) -> dict[str, 
 def status_api(request: Request, case_id: str, ident: SafetyStaff, body: JsonBody) -> dict[str, Any]:
     state = _state(request)
     case = _change_status(state, ident, case_id, parse(StatusIn, body))
+    return _case_json(case, review.case_clock(case, state.clock.now()))
+
+
+@router.post("/api/staff/safety/cases/{case_id}/assignment")
+def assignment_api(request: Request, case_id: str, ident: SafetyStaff, body: JsonBody) -> dict[str, Any]:
+    state = _state(request)
+    case = _assign(state, ident, case_id, parse(AssignmentIn, body))
     return _case_json(case, review.case_clock(case, state.clock.now()))
 
 

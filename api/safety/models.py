@@ -89,6 +89,9 @@ class AdverseEvent(Base):
     channel: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The safety staff member working the case (one at a time); None = in the team's queue.
+    assignee_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    assigned_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     @property
     def missing_criteria(self) -> list[str]:

@@ -497,9 +497,19 @@ def _case_status(status: str | None) -> tuple[str, ...] | None:
 
 
 def list_cases(session: Session, *, status: str | None = "open", kind: str | None = None,
-               limit: int = MAX_LIST, offset: int = 0) -> list[AdverseEvent]:
-    """Cases by urgency: the nearest deadline first (open cases before finished ones)."""
+               limit: int = MAX_LIST, offset: int = 0, assignee: str | None = None,
+               staff_id: str | None = None) -> list[AdverseEvent]:
+    """Cases by urgency: the nearest deadline first (open cases before finished ones).
+
+    ``assignee``: ``mine`` (``staff_id``'s), ``none`` (in the team's queue) or all.
+    """
     query = select(AdverseEvent)
+    if assignee == "mine":
+        query = query.where(AdverseEvent.assignee_id == staff_id)
+    elif assignee == "none":
+        query = query.where(AdverseEvent.assignee_id.is_(None))
+    elif assignee:
+        raise InvalidInput(f"unknown assignee filter {assignee!r}; use mine or none")
     wanted = _case_status(status)
     if wanted is not None:
         query = query.where(AdverseEvent.status.in_(wanted))
@@ -621,6 +631,50 @@ def change_status(session: Session, case_id: str, *, to: str, actor_id: str, now
     return found
 
 
+def assign_case(session: Session, case_id: str, *, actor_id: str, now: datetime, take: bool,
+                expected: str | None = None) -> AdverseEvent:
+    """Take a case (``take=True``) or put it back in the team's queue, atomically.
+
+    ``expected`` is the assignee the staff member saw (``""``: nobody): taking a case somebody
+    else holds needs it, so two people clicking "take" at once cannot both win and nobody takes a
+    case over without having seen who had it. Releasing is for the assignee only.
+    """
+    found = get_case(session, case_id)
+    current = found.assignee_id
+    names = staff_names(session, [current, actor_id])
+    if take:
+        if current == actor_id:
+            return found
+        if current is not None and expected != current:
+            raise Conflict(f"{found.reference} is being worked by {names.get(current, 'someone else')}; "
+                           "reload to see it, then take it over if you must",
+                           detail={"assignee_id": current, "assignee": names.get(current)})
+        if current is None and expected:
+            raise Conflict(f"{found.reference} changed meanwhile: nobody holds it now", detail={"assignee_id": None})
+        values: dict[str, Any] = {"assignee_id": actor_id, "assigned_at": now, "updated_at": now}
+    else:
+        if current is None:
+            return found
+        if current != actor_id:
+            raise Conflict(f"only {names.get(current, 'the assignee')} can put {found.reference} back in the queue",
+                           detail={"assignee_id": current, "assignee": names.get(current)})
+        values = {"assignee_id": None, "assigned_at": None, "updated_at": now}
+    guard = AdverseEvent.assignee_id.is_(None) if current is None else AdverseEvent.assignee_id == current
+    moved = session.execute(update(AdverseEvent).where(AdverseEvent.id == found.id, guard)
+                            .values(**values).execution_options(synchronize_session=False))
+    if _rowcount(moved) == 0:
+        session.refresh(found)
+        holder = found.assignee_id
+        raise Conflict(f"{found.reference} changed meanwhile: "
+                       + (f"{staff_names(session, [holder]).get(holder, 'someone')} has it" if holder else
+                          "nobody holds it now"), detail={"assignee_id": holder})
+    session.refresh(found)
+    audit.record(session, action="adverse_event.assigned" if take else "adverse_event.released",
+                 subject_type="adverse_event", subject_id=found.id, actor_type="staff", actor_id=actor_id,
+                 data={"assignee_id": found.assignee_id, "from": current}, at=now)
+    return found
+
+
 def update_assessment(session: Session, case_id: str, *, actor_id: str, now: datetime,
                       seriousness: str | None = None, criteria: Mapping[str, bool] | None = None) -> list[str]:
     """A reviewer's seriousness assessment and minimum-criteria ticks; returns what changed."""
@@ -675,6 +729,7 @@ def export_case(session: Session, case_id: str, *, staff_id: str, now: datetime)
             "seriousness": found.seriousness, "serious_terms": list(found.serious_terms or []),
             "products": list(found.products or []), "categories": list(found.categories or []),
             "ae_score": found.ae_score, "channel": found.channel, "legal_hold": found.legal_hold,
+            "assignee_id": found.assignee_id, "assigned_at": _iso(found.assigned_at),
             "conversation_id": found.conversation_id, "hcp_id": found.hcp_id, "raw_text": found.raw_text,
             "missing_asked": found.missing_asked, "created_at": _iso(found.created_at),
             "updated_at": _iso(found.updated_at),
