@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 
-from sqlalchemy import select
+import pytest
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from api.audit.models import AuditEvent
@@ -236,6 +238,39 @@ def test_verification_creates_a_pending_hcp_and_binds_the_whatsapp_number(
     assert identity.hcp_id == hcp.id
     assert conv.audience == "public"  # public content only until a person verifies
     assert "Dr Ada Jones" in texts(result)[0]
+
+
+@pytest.mark.parametrize("before", ["verified", "pending", "rejected"])
+def test_going_through_verification_again_keeps_one_record_and_never_demotes_a_verified_hcp(
+        before: str, run_action: RunAction, session: Session) -> None:
+    hcp = Hcp(name="Dr Ada Jones", licence_id="GMC 1234567", country="GB", verification_status=before,
+              created_at=NOW)
+    session.add(hcp)
+    session.flush()
+    conv = Conversation(channel="whatsapp", address=f"+4477009{uuid.uuid4().int % 10**5:05d}", state="bot",
+                        audience="hcp" if before == "verified" else "public", hcp_id=hcp.id, failed_turns=0,
+                        created_at=NOW)
+    session.add(conv)
+    session.flush()
+    hcps_before = session.scalar(select(func.count()).select_from(Hcp))
+    result = run_action("action_submit_verification", "Ireland", intent="inform", conv=conv,
+                        slots={"hcp_name": "Dr Ada Jones-Byrne", "licence_number": "IMC 445566", "country": "Ireland"})
+    assert conv.hcp_id == hcp.id                                   # the same person, no second record
+    assert session.scalar(select(func.count()).select_from(Hcp)) == hcps_before
+    session.refresh(hcp)
+    event = session.execute(select(AuditEvent).where(AuditEvent.subject_id == hcp.id)
+                            .order_by(AuditEvent.seq.desc())).scalars().first()
+    assert event is not None
+    if before == "verified":
+        assert hcp.verification_status == "verified" and conv.audience == "hcp"
+        assert (hcp.name, hcp.licence_id, hcp.country) == ("Dr Ada Jones", "GMC 1234567", "GB")
+        assert "already verified" in texts(result)[0]
+        assert event.action == "hcp.verification_repeated"
+    else:
+        assert hcp.verification_status == "pending" and conv.audience == "public"
+        assert (hcp.name, hcp.licence_id, hcp.country) == ("Dr Ada Jones-Byrne", "IMC 445566", "IE")
+        assert "updated your registration details" in texts(result)[0]
+        assert event.action == "hcp.verification_requested" and event.data["resubmitted_from"] == before
 
 
 def test_a_verified_whatsapp_number_gets_hcp_content_again(run_action: RunAction, session: Session) -> None:

@@ -20,6 +20,12 @@ REPLY = ("Thank you, {name}. We'll check your registration ({licence}, {country}
          "working day. Until then I can share general information, take service requests and pass "
          "questions to Medical Information.")
 
+ALREADY_VERIFIED = ("You're already verified, {name}: nothing to do. Ask me anything, or say \"talk to a person\" "
+                    "if your details have changed.")
+RESUBMITTED = ("Thank you, {name}. We've updated your registration details ({licence}, {country}) and will "
+               "check them — usually within one working day. Until then I can share general information, take "
+               "service requests and pass questions to Medical Information.")
+
 COUNTRIES = {"united kingdom": "GB", "uk": "GB", "england": "GB", "scotland": "GB", "wales": "GB",
              "great britain": "GB", "ireland": "IE", "germany": "DE", "deutschland": "DE", "france": "FR",
              "spain": "ES", "italy": "IT", "netherlands": "NL", "belgium": "BE", "portugal": "PT",
@@ -67,6 +73,34 @@ def run(ctx: ActionContext) -> ActionResult:
     name = str(ctx.slot("hcp_name") or "").strip()[:200]
     licence = str(ctx.slot("licence_number") or "").strip()[:64]
     raw_country = str(ctx.slot("country") or "").strip()
+    events = [slot_set(s, None) for s in SLOTS] + [slot_set("requested_slot", None)]
+    existing = ctx.session.get(Hcp, conv.hcp_id) if conv.hcp_id else None
+    if existing is not None and existing.verification_status == VerificationStatus.verified:
+        # Going through the form again never demotes a verified HCP nor creates a second record.
+        audit.record(ctx.session, action="hcp.verification_repeated", subject_type="hcp", subject_id=existing.id,
+                     actor_type="hcp", data={"conversation_id": conv.id, "message_id": ctx.message_id}, at=ctx.now)
+        apply_audience(ctx)
+        reply = ALREADY_VERIFIED.format(name=existing.name or name or "doctor")
+        return ActionResult(responses=[text(reply, verification="verified")], events=events)
+    if existing is not None:
+        # Pending (new details) or rejected (applying again): the same record goes back to pending,
+        # so the verification queue shows one entry per person.
+        previous = existing.verification_status
+        existing.name = name or existing.name
+        existing.licence_id = licence or existing.licence_id
+        existing.country = country_code(raw_country) or existing.country
+        existing.verification_status = VerificationStatus.pending
+        _bind_identity(ctx, conv, existing)
+        apply_audience(ctx)
+        ctx.session.flush()
+        audit.record(ctx.session, action="hcp.verification_requested", subject_type="hcp", subject_id=existing.id,
+                     actor_type="hcp", data={"conversation_id": conv.id, "channel": conv.channel,
+                                             "country": existing.country, "message_id": ctx.message_id,
+                                             "resubmitted_from": previous}, at=ctx.now)
+        reply = RESUBMITTED.format(name=name or existing.name or "doctor",
+                                   licence=licence or existing.licence_id or "no number given",
+                                   country=existing.country or raw_country or "country not given")
+        return ActionResult(responses=[text(reply, verification="pending")], events=events)
     hcp = Hcp(name=name or None, licence_id=licence or None, country=country_code(raw_country),
               verification_status=VerificationStatus.pending, created_at=ctx.now)
     ctx.session.add(hcp)
@@ -80,5 +114,4 @@ def run(ctx: ActionContext) -> ActionResult:
                                          "country": hcp.country, "message_id": ctx.message_id}, at=ctx.now)
     reply = REPLY.format(name=name or "doctor", licence=licence or "no number given",
                          country=hcp.country or raw_country or "country not given")
-    events = [slot_set(s, None) for s in SLOTS] + [slot_set("requested_slot", None)]
     return ActionResult(responses=[text(reply, verification="pending")], events=events)
