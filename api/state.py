@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
+from starlette.requests import HTTPConnection
 
 from api.clock import Clock
 from api.rasa.client import RasaClient
@@ -23,3 +24,9 @@ class AppState:
     rasa: RasaClient
     worker: ConversationWorker
     extras: dict[str, Any] = field(default_factory=dict)
+
+
+def app_state(conn: HTTPConnection) -> AppState:
+    """The running process's state, from a request (or WebSocket) of the app that holds it."""
+    state: AppState = conn.app.state.concierge
+    return state

@@ -18,7 +18,7 @@ from api.staff import service
 from api.staff.auth import Staff
 from api.staff.models import StaffRole, StaffUser
 from api.staff.service import StaffIdentity
-from api.state import AppState
+from api.state import app_state
 
 router = APIRouter()
 Admin = Annotated[StaffIdentity, Staff("admin")]
@@ -32,11 +32,6 @@ DONE = {
 }
 
 
-def _state(request: Request) -> AppState:
-    state: AppState = request.app.state.concierge
-    return state
-
-
 def _user_view(u: StaffUser) -> dict[str, Any]:
     return {"id": u.id, "email": u.email, "name": u.name, "roles": sorted(u.roles), "territory": u.territory,
             "active": u.active, "available": u.available, "totp": bool(u.totp_secret),
@@ -45,7 +40,7 @@ def _user_view(u: StaffUser) -> dict[str, Any]:
 
 def _users_page(request: Request, ident: StaffIdentity, *, status_code: int = 200, form: dict[str, Any] | None = None,
                 **extra: Any) -> Response:
-    state = _state(request)
+    state = app_state(request)
     with unit_of_work(state.session_factory) as session:
         users = [_user_view(u) for u in service.list_users(session)]
     return render(request, "admin.html", ident, status_code=status_code, users=users, roles=ROLES,
@@ -54,7 +49,7 @@ def _users_page(request: Request, ident: StaffIdentity, *, status_code: int = 20
 
 def _user_page(request: Request, ident: StaffIdentity, staff_id: str, *, status_code: int = 200,
                **extra: Any) -> Response:
-    state = _state(request)
+    state = app_state(request)
     with unit_of_work(state.session_factory) as session:
         user = _user_view(service.get(session, staff_id))
     return render(request, "admin_user.html", ident, status_code=status_code, user=user, roles=ROLES,
@@ -81,7 +76,7 @@ def create_user(
     password: Annotated[str, Form(max_length=1024)] = "",
     roles: Annotated[list[str] | None, Form()] = None,
 ) -> Response:
-    state = _state(request)
+    state = app_state(request)
     roles = roles or []
     try:
         with unit_of_work(state.session_factory) as session:
@@ -107,7 +102,7 @@ def update_user(
     territory: Annotated[str, Form(max_length=64)] = "",
     roles: Annotated[list[str] | None, Form()] = None,
 ) -> Response:
-    state = _state(request)
+    state = app_state(request)
     try:
         with unit_of_work(state.session_factory) as session:
             user = service.get(session, staff_id)
@@ -124,7 +119,7 @@ def update_user(
 @router.post("/console/admin/users/{staff_id}/active", response_class=HTMLResponse)
 def set_active(request: Request, ident: Admin, staff_id: str,
                active: Annotated[str, Form(pattern="^(true|false)$")]) -> Response:
-    state = _state(request)
+    state = app_state(request)
     on = active == "true"
     try:
         with unit_of_work(state.session_factory) as session:
@@ -141,7 +136,7 @@ def set_active(request: Request, ident: Admin, staff_id: str,
 @router.post("/console/admin/users/{staff_id}/password", response_class=HTMLResponse)
 def reset_password(request: Request, ident: Admin, staff_id: str,
                    password: Annotated[str, Form(max_length=1024)] = "") -> Response:
-    state = _state(request)
+    state = app_state(request)
     try:
         with unit_of_work(state.session_factory) as session:
             user = service.get(session, staff_id)
@@ -156,7 +151,7 @@ def reset_password(request: Request, ident: Admin, staff_id: str,
 
 @router.get("/api/staff/admin/users")
 def users_json(request: Request, ident: Admin) -> JSONResponse:
-    state = _state(request)
+    state = app_state(request)
     with unit_of_work(state.session_factory) as session:
         users = [_user_view(u) for u in service.list_users(session)]
     for u in users:

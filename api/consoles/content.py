@@ -24,7 +24,7 @@ from api.db import unit_of_work
 from api.errors import ConciergeError, Conflict, InvalidInput
 from api.staff.auth import Staff
 from api.staff.service import StaffIdentity
-from api.state import AppState
+from api.state import AppState, app_state
 from knowledge import admin
 from knowledge.library import LibraryInvalid, Status
 from knowledge.service import get_knowledge_base, load_library, withdraw
@@ -35,11 +35,6 @@ ContentAdmin = Annotated[StaffIdentity, Staff("content_admin")]
 # Multipart framing and the small form fields around the file.
 FORM_OVERHEAD = 64 * 1024
 GAP_WINDOWS = (7, 30, 90, 365)
-
-
-def _state(request: Request) -> AppState:
-    state: AppState = request.app.state.concierge
-    return state
 
 
 def _staging_dir(state: AppState) -> Path:
@@ -84,7 +79,7 @@ def _audit_upload(state: AppState, ident: StaffIdentity, action: str, data: dict
 
 def _process(request: Request, ident: StaffIdentity, upload: admin.Upload, data: bytes, *, load: bool) -> Response:
     """Validate (and, when asked, load) one uploaded library; render the report."""
-    state = _state(request)
+    state = app_state(request)
     facts: dict[str, Any] = {"sha256": upload.sha256, "filename": upload.filename, "bytes": upload.size}
     ctx: dict[str, Any] = {"upload": upload, "loaded": False, "preview": None, "report": None, "errors": []}
     with tempfile.TemporaryDirectory(prefix="library-upload-") as tmp:
@@ -135,7 +130,7 @@ def _rejected_upload(request: Request, ident: StaffIdentity, filename: str | Non
                      exc: ConciergeError) -> Response:
     import hashlib
 
-    state = _state(request)
+    state = app_state(request)
     _audit_upload(state, ident, "content.library_rejected",
                   {"sha256": hashlib.sha256(data).hexdigest(), "filename": admin.safe_filename(filename),
                    "bytes": len(data), "errors": [exc.message]})
@@ -162,7 +157,7 @@ async def upload_library(request: Request, ident: ContentAdmin) -> Response:
 @router.post("/console/content/library/load", response_class=HTMLResponse)
 def load_staged(request: Request, ident: ContentAdmin, upload: Annotated[str, Form(max_length=64)],
                 filename: Annotated[str, Form(max_length=200)]) -> Response:
-    state = _state(request)
+    state = app_state(request)
     try:
         staged, data = admin.staged_upload(_staging_dir(state), upload, filename)
     except ConciergeError as exc:
@@ -174,7 +169,7 @@ def load_staged(request: Request, ident: ContentAdmin, upload: Annotated[str, Fo
 
 def _overview(request: Request, ident: StaffIdentity, *, status_code: int = 200, q: str = "", status: str = "",
               **extra: Any) -> Response:
-    state = _state(request)
+    state = app_state(request)
     with unit_of_work(state.session_factory) as session:
         rows = admin.list_catalogue(session, query=q, status=status)
     return render(request, "content.html", ident, status_code=status_code, rows=rows, q=q, status=status,
@@ -191,7 +186,7 @@ def content_home(request: Request, ident: ContentAdmin, q: str = "", status: str
 
 def _item_page(request: Request, ident: StaffIdentity, content_id: str, *, status_code: int = 200,
                **extra: Any) -> Response:
-    state = _state(request)
+    state = app_state(request)
     with unit_of_work(state.session_factory) as session:
         versions = admin.item_history(session, content_id)
         current = next((v for v in versions if v.is_current), versions[0])
@@ -209,7 +204,7 @@ def item_page(request: Request, ident: ContentAdmin, content_id: str, done: str 
 @router.post("/console/content/items/{content_id}/withdraw", response_class=HTMLResponse)
 def withdraw_item(request: Request, ident: ContentAdmin, content_id: str,
                   reason: Annotated[str, Form(max_length=2000)] = "") -> Response:
-    state = _state(request)
+    state = app_state(request)
     try:
         with unit_of_work(state.session_factory) as session:
             current = next((v for v in admin.item_history(session, content_id) if v.is_current), None)
@@ -233,7 +228,7 @@ def gaps_page(request: Request, ident: ContentAdmin, days: int = 30) -> Response
 
     if days not in GAP_WINDOWS:
         days = 30
-    state = _state(request)
+    state = app_state(request)
     now = state.clock.now()
     with unit_of_work(state.session_factory) as session:
         clusters = gap_report(session, since=now - timedelta(days=days))
@@ -246,7 +241,7 @@ def gaps_page(request: Request, ident: ContentAdmin, days: int = 30) -> Response
 
 @router.get("/api/staff/content/items")
 def items_json(request: Request, ident: ContentAdmin) -> JSONResponse:
-    state = _state(request)
+    state = app_state(request)
     with unit_of_work(state.session_factory) as session:
         rows = admin.list_catalogue(session)
     today = state.clock.now().date()
@@ -259,7 +254,7 @@ def items_json(request: Request, ident: ContentAdmin) -> JSONResponse:
 
 @router.get("/api/staff/content/items/{content_id}")
 def item_json(request: Request, ident: ContentAdmin, content_id: str) -> JSONResponse:
-    state = _state(request)
+    state = app_state(request)
     with unit_of_work(state.session_factory) as session:
         versions = [{
             "version": v.version, "current": v.is_current, "title": v.title, "product": v.product, "kind": v.kind,

@@ -25,7 +25,7 @@ from api.db import unit_of_work
 from api.errors import InvalidInput
 from api.staff.auth import Staff
 from api.staff.service import StaffIdentity
-from api.state import AppState
+from api.state import app_state
 from feedback import kpis
 
 router = APIRouter()
@@ -89,14 +89,9 @@ def parse_period(now: datetime, days: str | None, since: str | None, until: str 
     return Period(n, today - timedelta(days=n - 1), today)
 
 
-def _state(request: Request) -> AppState:
-    state: AppState = request.app.state.concierge
-    return state
-
-
 def _load(request: Request, ident: StaffIdentity, days: str | None, since: str | None, until: str | None,
           channel: str | None, product: str | None, view: str) -> tuple[Period, kpis.Dashboard]:
-    state = _state(request)
+    state = app_state(request)
     now = state.clock.now()
     period = parse_period(now, days, since, until)
     channel = channel or None

@@ -42,18 +42,13 @@ from api.hcps.models import Hcp
 from api.staff.auth import Staff, api_routes
 from api.staff.models import StaffRole
 from api.staff.service import StaffIdentity
-from api.state import AppState
+from api.state import app_state
 
 router = APIRouter()
 
 Inbox = Annotated[StaffIdentity, Staff(StaffRole.rep, StaffRole.msl, StaffRole.medical_reviewer)]
 DUE_SOON = timedelta(hours=1)
 RELAY_PATH = "/api/staff/conversations/{conversation_id}/events"
-
-
-def _state(request: Request) -> AppState:
-    state: AppState = request.app.state.concierge
-    return state
 
 
 def sla_badge(h: Handoff, now: datetime) -> str:
@@ -111,7 +106,7 @@ def _detail(session: Session, handoff_id: str, ident: StaffIdentity, now: dateti
 
 @router.get("/console/inbox", response_class=HTMLResponse)
 def inbox_page(request: Request, ident: Inbox) -> Response:
-    state = _state(request)
+    state = app_state(request)
     with unit_of_work(state.session_factory) as session:
         queue = _queue(session, ident, state.clock.now())
     return render(request, "inbox.html", ident, queue=queue, teams=sorted(handoffs.targets_for(ident)),
@@ -120,7 +115,7 @@ def inbox_page(request: Request, ident: Inbox) -> Response:
 
 @router.get("/console/inbox/{handoff_id}", response_class=HTMLResponse)
 def handoff_page(request: Request, handoff_id: str, ident: Inbox) -> Response:
-    state = _state(request)
+    state = app_state(request)
     with unit_of_work(state.session_factory) as session:
         now = state.clock.now()
         detail = _detail(session, handoff_id, ident, now)
@@ -145,14 +140,14 @@ def claim_form(request: Request, handoff_id: str, ident: Inbox) -> Response:
 
 @router.get("/api/staff/inbox")
 def queue_json(request: Request, ident: Inbox) -> QueueRead:
-    state = _state(request)
+    state = app_state(request)
     with unit_of_work(state.session_factory) as session:
         return _queue(session, ident, state.clock.now())
 
 
 @router.get("/api/staff/inbox/{handoff_id}")
 def detail_json(request: Request, handoff_id: str, ident: Inbox) -> HandoffDetailRead:
-    state = _state(request)
+    state = app_state(request)
     with unit_of_work(state.session_factory) as session:
         return _detail(session, handoff_id, ident, state.clock.now())
 
@@ -161,7 +156,7 @@ def detail_json(request: Request, handoff_id: str, ident: Inbox) -> HandoffDetai
 def messages_json(request: Request, handoff_id: str, ident: Inbox,
                   after: Annotated[int, Query(ge=0)] = 0) -> MessagesRead:
     """Polling fallback of the live relay: the same message shape and the same withholding rule."""
-    state = _state(request)
+    state = app_state(request)
     with unit_of_work(state.session_factory) as session:
         h = handoffs.get_for_staff(session, handoff_id, ident)
         conv = session.get(Conversation, h.conversation_id)
@@ -175,7 +170,7 @@ def messages_json(request: Request, handoff_id: str, ident: Inbox,
 
 
 def _claim(request: Request, handoff_id: str, ident: StaffIdentity) -> HandoffRead:
-    state = _state(request)
+    state = app_state(request)
     with unit_of_work(state.session_factory) as session:
         now = state.clock.now()
         h = handoffs.claim(session, handoff_id, ident, now)
@@ -191,7 +186,7 @@ def claim_json(request: Request, handoff_id: str, ident: Inbox) -> HandoffRead:
 
 @router.post("/api/staff/inbox/{handoff_id}/release")
 def release_json(request: Request, handoff_id: str, ident: Inbox) -> HandoffRead:
-    state = _state(request)
+    state = app_state(request)
     with unit_of_work(state.session_factory) as session:
         now = state.clock.now()
         return _read_one(session, handoffs.release(session, handoff_id, ident, now), ident, now)
@@ -199,7 +194,7 @@ def release_json(request: Request, handoff_id: str, ident: Inbox) -> HandoffRead
 
 @router.post("/api/staff/inbox/{handoff_id}/transfer")
 def transfer_json(request: Request, handoff_id: str, body: TransferCreate, ident: Inbox) -> HandoffRead:
-    state = _state(request)
+    state = app_state(request)
     with unit_of_work(state.session_factory) as session:
         now = state.clock.now()
         h = handoffs.transfer(session, handoff_id, ident, now, to_target=body.to_target or None,
@@ -212,7 +207,7 @@ def transfer_json(request: Request, handoff_id: str, body: TransferCreate, ident
 
 @router.post("/api/staff/inbox/{handoff_id}/hand-back")
 def hand_back_json(request: Request, handoff_id: str, ident: Inbox) -> HandoffRead:
-    state = _state(request)
+    state = app_state(request)
     with unit_of_work(state.session_factory) as session:
         now = state.clock.now()
         read = _read_one(session, handoffs.hand_back(session, handoff_id, ident, now), ident, now)
@@ -222,7 +217,7 @@ def hand_back_json(request: Request, handoff_id: str, ident: Inbox) -> HandoffRe
 
 @router.post("/api/staff/inbox/{handoff_id}/close")
 def close_json(request: Request, handoff_id: str, body: CloseCreate, ident: Inbox) -> HandoffRead:
-    state = _state(request)
+    state = app_state(request)
     with unit_of_work(state.session_factory) as session:
         now = state.clock.now()
         h = handoffs.close(session, handoff_id, ident, now, outcome=body.outcome, note=body.note)
@@ -241,7 +236,7 @@ def _sent(session: Session, message_id: int) -> SentRead:
 
 @router.post("/api/staff/inbox/{handoff_id}/reply")
 def reply_json(request: Request, handoff_id: str, body: ReplyCreate, ident: Inbox) -> SentRead:
-    state = _state(request)
+    state = app_state(request)
     with unit_of_work(state.session_factory) as session:
         msg = handoffs.send_reply(session, handoff_id, ident, state.clock.now(), text=body.text)
         conv_id, message_id = msg.conversation_id, msg.id
@@ -253,7 +248,7 @@ def reply_json(request: Request, handoff_id: str, body: ReplyCreate, ident: Inbo
 @router.get("/api/staff/inbox/{handoff_id}/content")
 def content_search_json(request: Request, handoff_id: str, ident: Inbox,
                         q: Annotated[str, Query(max_length=200)] = "") -> ContentChoicesRead:
-    state = _state(request)
+    state = app_state(request)
     with unit_of_work(state.session_factory) as session:
         h = handoffs.get_for_staff(session, handoff_id, ident)
         conv = session.get(Conversation, h.conversation_id)
@@ -265,7 +260,7 @@ def content_search_json(request: Request, handoff_id: str, ident: Inbox,
 
 @router.post("/api/staff/inbox/{handoff_id}/content")
 def content_send_json(request: Request, handoff_id: str, body: ContentSendCreate, ident: Inbox) -> SentRead:
-    state = _state(request)
+    state = app_state(request)
     try:
         with unit_of_work(state.session_factory) as session:
             msg = handoffs.send_content(session, handoff_id, ident, state.clock.now(), content_id=body.content_id,

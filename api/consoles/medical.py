@@ -16,6 +16,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
+from api.consoles.changes import audited_change
 from api.consoles.jsonbody import JsonBody, parse
 from api.consoles.render import Offset, PageNo, fetch_page, page_of, render
 from api.conversations.outbound import MAX_STAFF_TEXT, deliver_after_commit
@@ -25,7 +26,7 @@ from api.safety import review
 from api.safety.models import InquiryStatus, MedicalInquiry
 from api.staff.auth import Staff
 from api.staff.service import StaffIdentity
-from api.state import AppState
+from api.state import AppState, app_state
 
 router = APIRouter()
 Reviewer = Annotated[StaffIdentity, Staff("medical_reviewer")]
@@ -47,23 +48,8 @@ class CloseIn(BaseModel):
     expected_status: str | None = None
 
 
-def _state(request: Request) -> AppState:
-    state: AppState = request.app.state.concierge
-    return state
-
-
 def _act(state: AppState, ident: StaffIdentity, inquiry_id: str, action: str, fn: Callable[[Session], T]) -> T:
-    """Run one change in its own transaction; a refusal is audited in a separate one."""
-    try:
-        with unit_of_work(state.session_factory) as session:
-            return fn(session)
-    except ConciergeError as exc:
-        if not isinstance(exc, NotFound):
-            with unit_of_work(state.session_factory) as session:
-                review.record_refused(session, subject_type="medical_inquiry", subject_id=inquiry_id,
-                                      action=action, staff_id=ident.id, code=exc.code, message=exc.message,
-                                      now=state.clock.now())
-        raise
+    return audited_change(state, ident, subject_type="medical_inquiry", subject_id=inquiry_id, action=action, fn=fn)
 
 
 def _answer(state: AppState, ident: StaffIdentity, inquiry_id: str, *, text: str | None,
@@ -103,7 +89,7 @@ def _summary(inquiry: MedicalInquiry, card: review.HcpCard) -> dict[str, Any]:
 
 @router.get("/console/medical", response_class=HTMLResponse)
 def medical_home(request: Request, ident: Reviewer, status: str = "", product: str = "", page: PageNo = 1) -> Response:
-    state = _state(request)
+    state = app_state(request)
     with unit_of_work(state.session_factory) as session:
         inquiries, pager = page_of(
             request, lambda limit, offset: review.list_inquiries(session, status=status, product=product or None,
@@ -120,7 +106,7 @@ def medical_home(request: Request, ident: Reviewer, status: str = "", product: s
 
 def _inquiry_page(request: Request, ident: StaffIdentity, inquiry_id: str, *, status_code: int = 200,
                   flash: str | None = None, flash_kind: str = "ok", draft: str = "", reason: str = "") -> Response:
-    state = _state(request)
+    state = app_state(request)
     with unit_of_work(state.session_factory) as session:
         now = state.clock.now()
         view = review.view_inquiry(session, inquiry_id, staff_id=ident.id, now=now)
@@ -146,7 +132,7 @@ def _content_choice(value: str) -> tuple[str, int]:
 @router.post("/console/medical/{inquiry_id}/answer")
 def answer_form(request: Request, inquiry_id: str, ident: Reviewer, text: Annotated[str, Form()] = "",
                 content: Annotated[str, Form()] = "") -> Response:
-    state = _state(request)
+    state = app_state(request)
     try:
         if content.strip():
             content_id, version = _content_choice(content)
@@ -164,7 +150,7 @@ def answer_form(request: Request, inquiry_id: str, ident: Reviewer, text: Annota
 @router.post("/console/medical/{inquiry_id}/close")
 def close_form(request: Request, inquiry_id: str, ident: Reviewer, reason: Annotated[str, Form()] = "",
                expected_status: Annotated[str, Form()] = "") -> Response:
-    state = _state(request)
+    state = app_state(request)
     try:
         _close(state, ident, inquiry_id, reason=reason, expected_status=expected_status or None)
     except ConciergeError as exc:
@@ -181,7 +167,7 @@ def close_form(request: Request, inquiry_id: str, ident: Reviewer, reason: Annot
 @router.get("/api/staff/medical/inquiries")
 def list_api(request: Request, ident: Reviewer, status: str = "", product: str = "",
              offset: Offset = 0) -> dict[str, Any]:
-    state = _state(request)
+    state = app_state(request)
     with unit_of_work(state.session_factory) as session:
         inquiries, more = fetch_page(
             lambda limit, skip: review.list_inquiries(session, status=status, product=product or None,
@@ -212,7 +198,7 @@ def _detail(view: review.InquiryView) -> dict[str, Any]:
 
 @router.get("/api/staff/medical/inquiries/{inquiry_id}")
 def detail_api(request: Request, inquiry_id: str, ident: Reviewer) -> dict[str, Any]:
-    state = _state(request)
+    state = app_state(request)
     with unit_of_work(state.session_factory) as session:
         return _detail(review.view_inquiry(session, inquiry_id, staff_id=ident.id, now=state.clock.now()))
 
@@ -220,7 +206,7 @@ def detail_api(request: Request, inquiry_id: str, ident: Reviewer) -> dict[str, 
 @router.post("/api/staff/medical/inquiries/{inquiry_id}/answer")
 def answer_api(request: Request, inquiry_id: str, ident: Reviewer, body: JsonBody) -> dict[str, Any]:
     data = parse(AnswerIn, body)
-    outcome = _answer(_state(request), ident, inquiry_id, text=data.text, content_id=data.content_id,
+    outcome = _answer(app_state(request), ident, inquiry_id, text=data.text, content_id=data.content_id,
                       version=data.version)
     inquiry = outcome.inquiry
     return {"id": inquiry.id, "reference": inquiry.reference, "status": inquiry.status,
@@ -232,6 +218,6 @@ def answer_api(request: Request, inquiry_id: str, ident: Reviewer, body: JsonBod
 @router.post("/api/staff/medical/inquiries/{inquiry_id}/close")
 def close_api(request: Request, inquiry_id: str, ident: Reviewer, body: JsonBody) -> dict[str, Any]:
     data = parse(CloseIn, body)
-    inquiry = _close(_state(request), ident, inquiry_id, reason=data.reason, expected_status=data.expected_status)
+    inquiry = _close(app_state(request), ident, inquiry_id, reason=data.reason, expected_status=data.expected_status)
     return {"id": inquiry.id, "reference": inquiry.reference, "status": inquiry.status,
             "closed_at": inquiry.closed_at, "closed_by": inquiry.closed_by, "close_reason": inquiry.close_reason}

@@ -16,6 +16,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy.orm import Session
 
+from api.consoles.changes import audited_change
 from api.consoles.jsonbody import JsonBody, parse
 from api.consoles.render import Offset, PageNo, fetch_page, page_of, render
 from api.conversations.outbound import deliver_after_commit
@@ -24,10 +25,9 @@ from api.errors import ConciergeError, Forbidden, NotFound
 from api.requests import desk
 from api.requests.models import RequestKind, ServiceRequest
 from api.requests.service import LABEL
-from api.safety import review
 from api.staff.auth import Staff
 from api.staff.service import StaffIdentity
-from api.state import AppState
+from api.state import AppState, app_state
 
 router = APIRouter()
 ROLES = ("rep", "msl", "medical_reviewer")
@@ -51,23 +51,8 @@ class StatusIn(BaseModel):
     expected_status: str | None = None
 
 
-def _state(request: Request) -> AppState:
-    state: AppState = request.app.state.concierge
-    return state
-
-
 def _act(state: AppState, ident: StaffIdentity, request_id: str, action: str, fn: Callable[[Session], T]) -> T:
-    """Run one change in its own transaction; a refusal is audited in a separate one."""
-    try:
-        with unit_of_work(state.session_factory) as session:
-            return fn(session)
-    except ConciergeError as exc:
-        if not isinstance(exc, NotFound):
-            with unit_of_work(state.session_factory) as session:
-                review.record_refused(session, subject_type="service_request", subject_id=request_id,
-                                      action=action, staff_id=ident.id, code=exc.code, message=exc.message,
-                                      now=state.clock.now())
-        raise
+    return audited_change(state, ident, subject_type="service_request", subject_id=request_id, action=action, fn=fn)
 
 
 def _note(state: AppState, ident: StaffIdentity, request_id: str, text: str) -> str:
@@ -125,7 +110,7 @@ def _outcome(outcome: desk.StatusOutcome) -> dict[str, Any]:
 
 @router.get("/console/requests", response_class=HTMLResponse)
 def requests_home(request: Request, ident: Worker, status: str = "", kind: str = "", page: PageNo = 1) -> Response:
-    state = _state(request)
+    state = app_state(request)
     with unit_of_work(state.session_factory) as session:
         now = state.clock.now()
         entries, pager = page_of(
@@ -140,7 +125,7 @@ def requests_home(request: Request, ident: Worker, status: str = "", kind: str =
 
 def _request_page(request: Request, ident: StaffIdentity, request_id: str, *, status_code: int = 200,
                   flash: str | None = None, flash_kind: str = "ok", note: str = "", reason: str = "") -> Response:
-    state = _state(request)
+    state = app_state(request)
     with unit_of_work(state.session_factory) as session:
         view = desk.view_request(session, request_id, ident, now=state.clock.now())
         return render(request, "request_detail.html", ident, status_code=status_code, view=view, r=view.request,
@@ -157,7 +142,7 @@ def request_page(request: Request, request_id: str, ident: Worker, done: str = "
 @router.post("/console/requests/{request_id}/note")
 def note_form(request: Request, request_id: str, ident: Worker, text: Annotated[str, Form()] = "") -> Response:
     try:
-        _note(_state(request), ident, request_id, text)
+        _note(app_state(request), ident, request_id, text)
     except ConciergeError as exc:
         if isinstance(exc, NotFound | Forbidden):
             raise
@@ -170,7 +155,7 @@ def note_form(request: Request, request_id: str, ident: Worker, text: Annotated[
 def status_form(request: Request, request_id: str, ident: Worker, status: Annotated[str, Form()] = "",
                 reason: Annotated[str, Form()] = "", expected_status: Annotated[str, Form()] = "") -> Response:
     try:
-        outcome = _status(_state(request), ident, request_id, status=status, reason=reason,
+        outcome = _status(app_state(request), ident, request_id, status=status, reason=reason,
                           expected_status=expected_status or None)
     except ConciergeError as exc:
         if isinstance(exc, NotFound | Forbidden):
@@ -185,7 +170,7 @@ def status_form(request: Request, request_id: str, ident: Worker, status: Annota
 
 @router.get("/api/staff/requests")
 def list_api(request: Request, ident: Worker, status: str = "", kind: str = "", offset: Offset = 0) -> dict[str, Any]:
-    state = _state(request)
+    state = app_state(request)
     with unit_of_work(state.session_factory) as session:
         now = state.clock.now()
         entries, more = fetch_page(
@@ -197,7 +182,7 @@ def list_api(request: Request, ident: Worker, status: str = "", kind: str = "", 
 
 @router.get("/api/staff/requests/{request_id}")
 def detail_api(request: Request, request_id: str, ident: Worker) -> dict[str, Any]:
-    state = _state(request)
+    state = app_state(request)
     with unit_of_work(state.session_factory) as session:
         return _detail(desk.view_request(session, request_id, ident, now=state.clock.now()))
 
@@ -205,11 +190,11 @@ def detail_api(request: Request, request_id: str, ident: Worker) -> dict[str, An
 @router.post("/api/staff/requests/{request_id}/notes")
 def note_api(request: Request, request_id: str, ident: Worker, body: JsonBody) -> dict[str, Any]:
     data = parse(NoteIn, body)
-    return {"id": _note(_state(request), ident, request_id, data.text), "service_request_id": request_id}
+    return {"id": _note(app_state(request), ident, request_id, data.text), "service_request_id": request_id}
 
 
 @router.post("/api/staff/requests/{request_id}/status")
 def status_api(request: Request, request_id: str, ident: Worker, body: JsonBody) -> dict[str, Any]:
     data = parse(StatusIn, body)
-    return _outcome(_status(_state(request), ident, request_id, status=data.status, reason=data.reason,
+    return _outcome(_status(app_state(request), ident, request_id, status=data.status, reason=data.reason,
                             expected_status=data.expected_status))

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, StrictBool
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from api.consoles.changes import audited_change
 from api.consoles.jsonbody import JsonBody, parse
 from api.consoles.render import Offset, PageNo, fetch_page, page_of, render
 from api.db import unit_of_work
@@ -29,7 +30,7 @@ from api.safety import review
 from api.safety.models import AdverseEvent, AeKind, AeStatus
 from api.staff.auth import Staff
 from api.staff.service import StaffIdentity
-from api.state import AppState
+from api.state import AppState, app_state
 
 router = APIRouter()
 SafetyStaff = Annotated[StaffIdentity, Staff("safety")]
@@ -59,22 +60,8 @@ class AssessmentIn(BaseModel):
     criteria: dict[str, StrictBool] | None = None
 
 
-def _state(request: Request) -> AppState:
-    state: AppState = request.app.state.concierge
-    return state
-
-
 def _act(state: AppState, ident: StaffIdentity, case_id: str, action: str, fn: Callable[[Session], T]) -> T:
-    """Run one change in its own transaction; a refusal is audited in a separate one."""
-    try:
-        with unit_of_work(state.session_factory) as session:
-            return fn(session)
-    except ConciergeError as exc:
-        if not isinstance(exc, NotFound):
-            with unit_of_work(state.session_factory) as session:
-                review.record_refused(session, subject_type="adverse_event", subject_id=case_id, action=action,
-                                      staff_id=ident.id, code=exc.code, message=exc.message, now=state.clock.now())
-        raise
+    return audited_change(state, ident, subject_type="adverse_event", subject_id=case_id, action=action, fn=fn)
 
 
 def _change_status(state: AppState, ident: StaffIdentity, case_id: str, data: StatusIn) -> AdverseEvent:
@@ -119,7 +106,7 @@ def _case_json(case: AdverseEvent, clock: review.CaseClock) -> dict[str, Any]:
 @router.get("/console/safety", response_class=HTMLResponse)
 def safety_home(request: Request, ident: SafetyStaff, status: str = "open", kind: str = "", assignee: str = "",
                 page: PageNo = 1) -> Response:
-    state = _state(request)
+    state = app_state(request)
     with unit_of_work(state.session_factory) as session:
         now = state.clock.now()
         cases, pager = page_of(
@@ -140,7 +127,7 @@ def safety_home(request: Request, ident: SafetyStaff, status: str = "open", kind
 
 def _case_page(request: Request, ident: StaffIdentity, case_id: str, *, status_code: int = 200,
                flash: str | None = None, flash_kind: str = "ok", reason: str = "") -> Response:
-    state = _state(request)
+    state = app_state(request)
     with unit_of_work(state.session_factory) as session:
         view = review.view_case(session, case_id, staff_id=ident.id, now=state.clock.now())
         holder = view.case.assignee_id
@@ -158,7 +145,7 @@ def case_page(request: Request, case_id: str, ident: SafetyStaff, done: str = ""
 def status_form(request: Request, case_id: str, ident: SafetyStaff, status: Annotated[str, Form()] = "",
                 expected: Annotated[str, Form()] = "", reason: Annotated[str, Form()] = "") -> Response:
     try:
-        _change_status(_state(request), ident, case_id,
+        _change_status(app_state(request), ident, case_id,
                        StatusIn(status=status, expected=expected or None, reason=reason))
     except ConciergeError as exc:
         if isinstance(exc, NotFound):
@@ -175,7 +162,7 @@ def assignment_form(request: Request, case_id: str, ident: SafetyStaff, take: An
         return _case_page(request, ident, case_id, status_code=422, flash="say whether to take the case or release it",
                           flash_kind="error")
     try:
-        _assign(_state(request), ident, case_id, AssignmentIn(take=take == "1", expected=expected or None))
+        _assign(app_state(request), ident, case_id, AssignmentIn(take=take == "1", expected=expected or None))
     except ConciergeError as exc:
         if isinstance(exc, NotFound):
             raise
@@ -193,7 +180,7 @@ async def assessment_form(request: Request, case_id: str, ident: SafetyStaff) ->
     criteria = {name: form.get(f"has_{name}") == "on" for name in review.CRITERIA}
     data = AssessmentIn(seriousness=seriousness, criteria=criteria)
     try:
-        changed = await run_in_threadpool(_assess, _state(request), ident, case_id, data)
+        changed = await run_in_threadpool(_assess, app_state(request), ident, case_id, data)
     except ConciergeError as exc:
         if isinstance(exc, NotFound):
             raise
@@ -209,7 +196,7 @@ async def assessment_form(request: Request, case_id: str, ident: SafetyStaff) ->
 @router.get("/api/staff/safety/cases")
 def list_api(request: Request, ident: SafetyStaff, status: str = "open", kind: str = "", assignee: str = "",
              offset: Offset = 0) -> dict[str, Any]:
-    state = _state(request)
+    state = app_state(request)
     with unit_of_work(state.session_factory) as session:
         now = state.clock.now()
         cases, more = fetch_page(
@@ -225,7 +212,7 @@ def list_api(request: Request, ident: SafetyStaff, status: str = "open", kind: s
 
 @router.get("/api/staff/safety/cases/{case_id}")
 def detail_api(request: Request, case_id: str, ident: SafetyStaff) -> dict[str, Any]:
-    state = _state(request)
+    state = app_state(request)
     with unit_of_work(state.session_factory) as session:
         view = review.view_case(session, case_id, staff_id=ident.id, now=state.clock.now())
         return {
@@ -238,21 +225,21 @@ def detail_api(request: Request, case_id: str, ident: SafetyStaff) -> dict[str, 
 
 @router.post("/api/staff/safety/cases/{case_id}/status")
 def status_api(request: Request, case_id: str, ident: SafetyStaff, body: JsonBody) -> dict[str, Any]:
-    state = _state(request)
+    state = app_state(request)
     case = _change_status(state, ident, case_id, parse(StatusIn, body))
     return _case_json(case, review.case_clock(case, state.clock.now()))
 
 
 @router.post("/api/staff/safety/cases/{case_id}/assignment")
 def assignment_api(request: Request, case_id: str, ident: SafetyStaff, body: JsonBody) -> dict[str, Any]:
-    state = _state(request)
+    state = app_state(request)
     case = _assign(state, ident, case_id, parse(AssignmentIn, body))
     return _case_json(case, review.case_clock(case, state.clock.now()))
 
 
 @router.post("/api/staff/safety/cases/{case_id}/assessment")
 def assessment_api(request: Request, case_id: str, ident: SafetyStaff, body: JsonBody) -> dict[str, Any]:
-    state = _state(request)
+    state = app_state(request)
     changed = _assess(state, ident, case_id, parse(AssessmentIn, body))
     with state.session_factory() as session:
         case = review.get_case(session, case_id)
@@ -261,7 +248,7 @@ def assessment_api(request: Request, case_id: str, ident: SafetyStaff, body: Jso
 
 @router.get("/api/staff/safety/cases/{case_id}/export")
 def export_api(request: Request, case_id: str, ident: SafetyStaff) -> Response:
-    state = _state(request)
+    state = app_state(request)
     with unit_of_work(state.session_factory) as session:
         document = review.export_case(session, case_id, staff_id=ident.id, now=state.clock.now())
     name = SAFE_FILENAME.sub("_", str(document["case"]["reference"]))

@@ -14,19 +14,14 @@ from api.errors import ConciergeError
 from api.hcps import verification
 from api.staff.auth import Staff
 from api.staff.service import StaffIdentity
-from api.state import AppState
+from api.state import app_state
 
 router = APIRouter()
 Admin = Annotated[StaffIdentity, Staff("admin")]
 
 
-def _state(request: Request) -> AppState:
-    state: AppState = request.app.state.concierge
-    return state
-
-
 def _page(request: Request, ident: StaffIdentity, *, status_code: int = 200, **extra: object) -> Response:
-    with unit_of_work(_state(request).session_factory) as session:
+    with unit_of_work(app_state(request).session_factory) as session:
         pending = verification.list_pending(session)
     return render(request, "verifications.html", ident, status_code=status_code, pending=pending, **extra)
 
@@ -40,7 +35,7 @@ def verifications_page(request: Request, ident: Admin, done: str | None = None) 
 @router.post("/console/admin/verifications/{hcp_id}")
 def decide(request: Request, ident: Admin, hcp_id: str, decision: Annotated[str, Form()],
            reason: Annotated[str, Form(max_length=1000)] = "") -> Response:
-    state = _state(request)
+    state = app_state(request)
     if decision not in ("verify", "reject"):
         return _page(request, ident, status_code=422, flash="Choose verify or reject.", flash_kind="error")
     conversation_id = None

@@ -16,21 +16,16 @@ from api.hcps import service
 from api.hcps.schemas import ProfileRead, TimelineEventRead, TimelineRead
 from api.staff.auth import Staff
 from api.staff.service import StaffIdentity
-from api.state import AppState
+from api.state import app_state
 from feedback.fatigue import FatiguePolicy
 
 router = APIRouter()
 Reader = Annotated[StaffIdentity, Staff(*service.PROFILE_ROLES)]
 
 
-def _state(request: Request) -> AppState:
-    state: AppState = request.app.state.concierge
-    return state
-
-
 @router.get("/api/hcps/{hcp_id}/profile", response_model=ProfileRead)
 def get_profile(request: Request, hcp_id: str, ident: Reader) -> ProfileRead:
-    state = _state(request)
+    state = app_state(request)
     with unit_of_work(state.session_factory) as session:
         found = service.profile(session, hcp_id, ident, now=state.clock.now(),
                                 fatigue_policy=FatiguePolicy.from_settings(state.settings))
@@ -41,7 +36,7 @@ def get_profile(request: Request, hcp_id: str, ident: Reader) -> ProfileRead:
 def get_timeline(request: Request, hcp_id: str, ident: Reader,
                  limit: Annotated[int, Query(ge=1, le=service.MAX_PAGE)] = 50,
                  cursor: Annotated[str | None, Query(max_length=200)] = None) -> TimelineRead:
-    state = _state(request)
+    state = app_state(request)
     with unit_of_work(state.session_factory) as session:
         page = service.timeline(session, hcp_id, ident, now=state.clock.now(), limit=limit, cursor=cursor)
     return TimelineRead(hcp_id=page.hcp_id, events=[TimelineEventRead(**e.as_dict()) for e in page.events],

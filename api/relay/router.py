@@ -26,16 +26,11 @@ from api.relay.stream import events, get_relay, resume_cursor, sse_response
 from api.staff import service as staff_service
 from api.staff.auth import COOKIE, Staff
 from api.staff.service import StaffIdentity
-from api.state import AppState
+from api.state import app_state
 
 router = APIRouter(tags=["relay"])
 
 STREAM_ROLES = ("rep", "msl", "medical_reviewer")
-
-
-def _state(request: Request) -> AppState:
-    state: AppState = request.app.state.concierge
-    return state
 
 
 @router.get("/api/staff/conversations/{conversation_id}/events")
@@ -45,7 +40,7 @@ async def conversation_events(
     ident: Annotated[StaffIdentity, Staff(*STREAM_ROLES)],
     after: Annotated[int, Query(ge=0)] = 0,
 ) -> StreamingResponse:
-    state = _state(request)
+    state = app_state(request)
     relay = get_relay(state)
     cursor = resume_cursor(request, after)
     medical_viewer = firewall.sees_medical(ident)

@@ -21,7 +21,7 @@ from api.errors import ConciergeError, Forbidden, Unauthorized
 from api.staff import service
 from api.staff.errors import CsrfFailed
 from api.staff.models import StaffRole
-from api.state import AppState
+from api.state import app_state
 
 COOKIE = "concierge_staff"
 CSRF_HEADER = "x-csrf-token"
@@ -46,11 +46,6 @@ def login_redirect_url(next_url: str) -> str:
     return "/console/login?next=" + quote(next_url, safe="")
 
 
-def _state(request: Request) -> AppState:
-    state: AppState = request.app.state.concierge
-    return state
-
-
 def current_identity(request: Request) -> service.StaffIdentity | None:
     token = request.cookies.get(COOKIE)
     if not token:
@@ -59,7 +54,7 @@ def current_identity(request: Request) -> service.StaffIdentity | None:
     if cached is not None:
         ident: service.StaffIdentity = cached
         return ident
-    state = _state(request)
+    state = app_state(request)
     with unit_of_work(state.session_factory) as session:
         found = service.identity_for_token(session, token, now=state.clock.now())
     request.state.staff_identity = found

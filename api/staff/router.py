@@ -13,15 +13,10 @@ from api.errors import ConciergeError
 from api.staff import service
 from api.staff.auth import COOKIE, AnyStaff, current_identity, public_route
 from api.staff.errors import TotpRequired
-from api.state import AppState
+from api.state import app_state
 
 router = APIRouter()
 Public = Depends(public_route)
-
-
-def _state(request: Request) -> AppState:
-    state: AppState = request.app.state.concierge
-    return state
 
 
 def _safe_next(next_url: str | None) -> str:
@@ -46,7 +41,7 @@ def login(
     totp: Annotated[str | None, Form(max_length=16)] = None,
     next: Annotated[str, Form(max_length=2000)] = "/console",
 ) -> Response:
-    state = _state(request)
+    state = app_state(request)
     client = request.client.host if request.client else None
     error: ConciergeError | None = None
     token = ""
@@ -70,7 +65,7 @@ def login(
 
 @router.post("/console/logout")
 def logout(request: Request, ident: AnyStaff) -> Response:
-    state = _state(request)
+    state = app_state(request)
     with unit_of_work(state.session_factory) as session:
         service.revoke(session, ident.session_id, now=state.clock.now(), actor_id=ident.id)
     response = RedirectResponse("/console/login", status_code=303)
@@ -85,7 +80,7 @@ def home(request: Request, ident: AnyStaff) -> Response:
 
 @router.get("/console/account", response_class=HTMLResponse)
 def account(request: Request, ident: AnyStaff) -> Response:
-    state = _state(request)
+    state = app_state(request)
     with unit_of_work(state.session_factory) as session:
         user = service.get(session, ident.id)
         secret = service.new_totp_secret()
@@ -96,7 +91,7 @@ def account(request: Request, ident: AnyStaff) -> Response:
 @router.post("/console/account/totp", response_class=HTMLResponse)
 def enable_totp(request: Request, ident: AnyStaff, secret: Annotated[str, Form(max_length=64)],
                 code: Annotated[str, Form(max_length=16)]) -> Response:
-    state = _state(request)
+    state = app_state(request)
     with unit_of_work(state.session_factory) as session:
         user = service.get(session, ident.id)
         try:
@@ -111,7 +106,7 @@ def enable_totp(request: Request, ident: AnyStaff, secret: Annotated[str, Form(m
 
 @router.post("/console/account/availability")
 def set_availability(request: Request, ident: AnyStaff, available: Annotated[str, Form()]) -> Response:
-    state = _state(request)
+    state = app_state(request)
     with unit_of_work(state.session_factory) as session:
         user = service.get(session, ident.id)
         service.update(session, user, available=available == "true", now=state.clock.now(), actor_id=ident.id)

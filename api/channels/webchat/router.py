@@ -25,15 +25,10 @@ from api.errors import InvalidInput, NotFound
 from api.relay import service as relay
 from api.relay.schemas import RelayState
 from api.relay.stream import events, get_relay, resume_cursor, sse_response
-from api.state import AppState
+from api.state import app_state
 
 router = APIRouter(tags=["webchat"])
 STATIC = Path(__file__).resolve().parent / "static"
-
-
-def _state(request: Request) -> AppState:
-    state: AppState = request.app.state.concierge
-    return state
 
 
 def to_read(m: Message) -> MessageRead:
@@ -52,7 +47,7 @@ def index() -> FileResponse:
 
 @router.post("/api/webchat/sessions", status_code=201)
 async def create_session(request: Request) -> SessionRead:
-    state = _state(request)
+    state = app_state(request)
 
     def create() -> str:
         with unit_of_work(state.session_factory) as session:
@@ -96,7 +91,7 @@ async def _parse_message(request: Request, limit: int) -> MessageCreate:
 
 @router.post("/api/webchat/sessions/{session_id}/messages")
 async def post_message(session_id: str, request: Request) -> TurnRead:
-    state = _state(request)
+    state = app_state(request)
     body = await _parse_message(request, state.settings.max_message_chars)
 
     def persist() -> tuple[str, int, bool]:
@@ -123,7 +118,7 @@ async def post_message(session_id: str, request: Request) -> TurnRead:
 async def list_messages(
     session_id: str, request: Request, after: Annotated[int, Query(ge=0)] = 0
 ) -> TurnRead:
-    state = _state(request)
+    state = app_state(request)
 
     def load() -> list[MessageRead]:
         with state.session_factory() as session:
@@ -137,7 +132,7 @@ async def list_messages(
 async def message_events(
     session_id: str, request: Request, after: Annotated[int, Query(ge=0)] = 0
 ) -> StreamingResponse:
-    state = _state(request)
+    state = app_state(request)
     live = get_relay(state)
     cursor = resume_cursor(request, after)
 

@@ -24,7 +24,7 @@ from api.channels.whatsapp import ingest
 from api.channels.whatsapp import service as wa
 from api.db import unit_of_work
 from api.errors import Forbidden, InvalidInput
-from api.state import AppState
+from api.state import app_state
 
 router = APIRouter(tags=["whatsapp"])
 
@@ -44,11 +44,6 @@ class FormParams(dict[str, str]):
 
     def getlist(self, key: str) -> list[str]:
         return [v for k, v in self.pairs if k == key]
-
-
-def _state(request: Request) -> AppState:
-    state: AppState = request.app.state.concierge
-    return state
 
 
 def signed_url(public_url: str, path: str, query: str) -> str:
@@ -76,7 +71,7 @@ def signature_valid(auth_token: str, url: str, params: FormParams, signature: st
 
 async def verified_form(request: Request, path: str) -> FormParams:
     """Parse a Twilio form post and verify its signature; raises before anything is stored."""
-    state = _state(request)
+    state = app_state(request)
     length = request.headers.get("content-length")
     if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
         raise InvalidInput("request body too large", detail={"max_bytes": MAX_BODY_BYTES})
@@ -110,7 +105,7 @@ STATUS_PATH = "/webhooks/twilio/status"
 
 @router.post(INBOUND_PATH, include_in_schema=False)
 async def incoming(request: Request) -> Response:
-    state = _state(request)
+    state = app_state(request)
     params = await verified_form(request, INBOUND_PATH)
     form = wa.InboundForm.parse(params)
 
@@ -129,7 +124,7 @@ async def incoming(request: Request) -> Response:
 
 @router.post(STATUS_PATH, include_in_schema=False)
 async def status_callback(request: Request) -> Response:
-    state = _state(request)
+    state = app_state(request)
     params = await verified_form(request, STATUS_PATH)
     sid = params.get("MessageSid") or params.get("SmsSid") or ""
     status = params.get("MessageStatus") or params.get("SmsStatus") or ""
