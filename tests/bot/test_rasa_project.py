@@ -54,7 +54,8 @@ seq, sent = m.get_dense_features("text")
 out["sequence"] = seq is not None
 out["shape"] = list(sent.features.shape)
 out["norm"] = float(np.linalg.norm(sent.features))
-out["empty_has_features"] = any(x is not None for x in empty.get_dense_features("text"))
+blank = empty.get_dense_features("text")[1]
+out["blank"] = [list(blank.features.shape), float(abs(blank.features).sum())] if blank is not None else None
 for bad in (0, -1, "big"):
     try:
         MiniLMSentenceFeaturizer({**MiniLMSentenceFeaturizer.get_default_config(), "scale": bad}, "minilm")
@@ -74,6 +75,6 @@ def test_minilm_featurizer_adds_one_scaled_sentence_vector_in_rasa(settings: Set
     assert out["sequence"] is False  # a sentence feature only: nothing for DIET/CRF to misalign
     assert out["shape"] == [1, 384]
     assert abs(out["norm"] - 3.0) < 1e-4  # unit vector × scale
-    assert out["empty_has_features"] is False
+    assert out["blank"] == [[1, 384], 0.0]  # zeros: every message has the same feature width
     for bad in ("0", "-1", "'big'"):
         assert out[f"scale {bad}"] == f"MiniLMSentenceFeaturizer: scale must be a positive number, not {bad}"

@@ -62,7 +62,9 @@ class MiniLMSentenceFeaturizer(DenseFeaturizer, GraphComponent):
     @classmethod
     def create(cls, config: dict[str, Any], model_storage: ModelStorage, resource: Resource,
                execution_context: ExecutionContext) -> MiniLMSentenceFeaturizer:
-        return cls(config, execution_context.node_name)
+        component = cls(config, execution_context.node_name)
+        _encoder(component.model_dir)  # load the weights with the model, not on the first message
+        return component
 
     @classmethod
     def validate_config(cls, config: dict[str, Any]) -> None:
@@ -71,10 +73,15 @@ class MiniLMSentenceFeaturizer(DenseFeaturizer, GraphComponent):
             raise ValueError(f"MiniLMSentenceFeaturizer: scale must be a positive number, not {scale!r}")
 
     def process(self, messages: list[Message]) -> list[Message]:
-        todo = [m for m in messages if isinstance(m.get(TEXT), str) and m.get(TEXT).strip()]
+        todo = [m for m in messages if isinstance(m.get(TEXT), str)]
         if not todo:
             return messages
-        vectors = _encoder(self.model_dir).embed([m.get(TEXT) for m in todo]) * np.float32(self.scale)
+        encoder = _encoder(self.model_dir)
+        # A blank text gets a zero vector, not none: the classifier needs the same width for every message.
+        vectors = np.zeros((len(todo), encoder.dim), dtype=np.float32)
+        filled = [i for i, m in enumerate(todo) if m.get(TEXT).strip()]
+        if filled:
+            vectors[filled] = encoder.embed([todo[i].get(TEXT) for i in filled]) * np.float32(self.scale)
         for message, vector in zip(todo, vectors, strict=True):
             self.add_features_to_message(sequence=None, sentence=vector[None, :], attribute=TEXT, message=message)
         return messages
