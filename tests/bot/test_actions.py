@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from api.audit.models import AuditEvent
 from api.conversations.models import Conversation, Message
 from api.hcps.models import ChannelIdentity, Hcp
+from api.rasa.actions.submit_verification import ALREADY_VERIFIED
 from api.requests import desk
 from api.requests.models import ServiceRequest
 from api.safety.models import Consent, MedicalInquiry
@@ -271,6 +272,30 @@ def test_going_through_verification_again_keeps_one_record_and_never_demotes_a_v
         assert (hcp.name, hcp.licence_id, hcp.country) == ("Dr Ada Jones-Byrne", "IMC 445566", "IE")
         assert "updated your registration details" in texts(result)[0]
         assert event.action == "hcp.verification_requested" and event.data["resubmitted_from"] == before
+
+
+@pytest.mark.parametrize("status", ["verified", "pending", "rejected", None])
+def test_the_verification_check_stops_the_form_only_for_a_verified_hcp(
+        status: str | None, run_action: RunAction, session: Session) -> None:
+    hcp = None
+    if status is not None:
+        hcp = Hcp(name="Dr Ada Jones", verification_status=status, created_at=NOW)
+        session.add(hcp)
+        session.flush()
+    conv = Conversation(channel="whatsapp", address=f"+4477008{uuid.uuid4().int % 10**5:05d}", state="bot",
+                        audience="public", hcp_id=hcp.id if hcp else None, failed_turns=0, created_at=NOW)
+    session.add(conv)
+    session.flush()
+    result = run_action("action_check_verification", "verify me", intent="verify_identity", conv=conv)
+    if status == "verified":
+        assert texts(result) == [ALREADY_VERIFIED.format(name="Dr Ada Jones")]
+        assert result.events == [{"event": "followup", "name": "action_listen"}]  # the form never starts
+        assert conv.audience == "hcp"
+        assert hcp is not None
+        event = session.execute(select(AuditEvent).where(AuditEvent.subject_id == hcp.id)).scalar_one()
+        assert event.action == "hcp.verification_repeated" and event.data["stage"] == "before_form"
+    else:  # the rules go on to verification_form
+        assert result.responses == [] and result.events == []
 
 
 def test_a_verified_whatsapp_number_gets_hcp_content_again(run_action: RunAction, session: Session) -> None:

@@ -149,3 +149,32 @@ def test_an_adverse_event_is_captured_while_rasa_is_stopped(engine: Engine, sett
             assert case.raw_text.startswith("my patient developed a rash")
     finally:
         server.stop()
+
+
+def test_a_verified_hcp_asking_to_verify_again_is_told_so_before_any_question(live_stack: LiveStack,
+                                                                            engine: Engine) -> None:
+    from datetime import UTC, datetime
+
+    from api.audit.models import AuditEvent
+    from api.hcps.models import Hcp
+
+    verified, newcomer = Chat(live_stack.api_url), Chat(live_stack.api_url)
+    verified.say("hello")
+    with Session(engine) as s:
+        hcp = Hcp(name="Dr Ada Jones", verification_status="verified", created_at=datetime.now(UTC))
+        s.add(hcp)
+        s.flush()
+        verified.conversation(s).hcp_id = hcp.id
+        s.commit()
+        hcp_id = hcp.id
+    reply = _texts(verified.say("Verify me", payload="/verify_identity"))
+    assert "already verified, Dr Ada Jones" in reply
+    assert "I need to verify you" not in reply  # the form never started
+    # ... so the next message is an ordinary turn, not taken as a name
+    assert "I need to verify you" not in _texts(verified.say("thanks"))
+    with Session(engine) as s:
+        assert s.get(Hcp, hcp_id).verification_status == "verified"
+        events = s.execute(select(AuditEvent.action).where(AuditEvent.subject_id == hcp_id)).scalars().all()
+        assert "hcp.verification_repeated" in events
+    # Someone not verified is asked the questions.
+    assert "I need to verify you" in _texts(newcomer.say("Verify me", payload="/verify_identity"))
