@@ -323,12 +323,7 @@ def _csat_counts(session: Session, f: KpiFilter, dim: Dim) -> dict[Any, Counts]:
         stmt = stmt.where(Conversation.channel == f.channel)
     if f.product:
         stmt = stmt.where(ServiceRequest.product == f.product)
-    out: dict[Any, Counts] = {}
-    for score, n, grp in session.execute(_grouped(stmt, dim_col)):
-        if 1 <= int(score) <= 5:
-            cell = out.setdefault(_key(dim, grp), {})
-            cell[f"csat_{int(score)}"] = cell.get(f"csat_{int(score)}", 0) + int(n)
-    return out
+    return _score_histogram(session, _grouped(stmt, dim_col), dim, "csat", range(1, 6))
 
 
 def _nps_counts(session: Session, f: KpiFilter, dim: Dim) -> dict[Any, Counts]:
@@ -344,11 +339,16 @@ def _nps_counts(session: Session, f: KpiFilter, dim: Dim) -> dict[Any, Counts]:
         stmt = stmt.join(Conversation, Conversation.id == sr.conversation_id)
     if f.channel:
         stmt = stmt.where(Conversation.channel == f.channel)
+    return _score_histogram(session, _grouped(stmt, dim_col), dim, "nps", range(0, 11))
+
+
+def _score_histogram(session: Session, stmt: Any, dim: Dim, prefix: str, scores: range) -> dict[Any, Counts]:
+    """``{group: {"<prefix>_<score>": n}}`` from rows ``(score, n, group)``; scores outside ``scores`` dropped."""
     out: dict[Any, Counts] = {}
-    for score, n, grp in session.execute(_grouped(stmt, dim_col)):
-        if 0 <= int(score) <= 10:
+    for score, n, grp in session.execute(stmt):
+        if int(score) in scores:
             cell = out.setdefault(_key(dim, grp), {})
-            cell[f"nps_{int(score)}"] = cell.get(f"nps_{int(score)}", 0) + int(n)
+            cell[f"{prefix}_{int(score)}"] = cell.get(f"{prefix}_{int(score)}", 0) + int(n)
     return out
 
 
