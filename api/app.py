@@ -9,7 +9,7 @@ import logging
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -123,6 +123,30 @@ def _start_rollup_refresher(settings: Settings, factory: sessionmaker[Session],
     return asyncio.get_running_loop().create_task(loop(), name="cx-rollups")
 
 
+def _start_sla_sweeper(settings: Settings, factory: sessionmaker[Session],
+                       clock: Clock) -> asyncio.Task[None] | None:
+    """Raise and deliver SLA alerts every ``sla_sweep_interval_s`` (first run after one interval), in a thread."""
+    interval = settings.sla_sweep_interval_s
+    if interval <= 0:
+        return None
+    from api.sla import service as sla
+
+    async def loop() -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                report = await asyncio.to_thread(
+                    sla.sweep, factory, now=clock.now(), warning=timedelta(days=settings.sla_ae_warning_days),
+                    hooks=settings.sla_alert_webhooks, public_url=settings.public_url)
+                if report.raised or report.failed:
+                    log.info("SLA alerts: %d raised, %d delivered, %d failed", report.raised, report.delivered,
+                             report.failed)
+            except Exception:
+                log.exception("SLA sweep failed")
+
+    return asyncio.get_running_loop().create_task(loop(), name="sla-sweeper")
+
+
 def build_processor(settings: Settings, factory: Any, clock: Clock, rasa: RasaClient,
                     safety_hook: SafetyHook | None = None) -> TurnProcessor:
     """The turn pipeline (safety screen first, then Rasa), as the api and ``concierge worker`` run it."""
@@ -187,6 +211,7 @@ def create_app(
             dispatcher.start()
             worker.on_turn_done = lambda _result: dispatcher.kick()
         rollup_task = _start_rollup_refresher(settings, factory, the_clock)
+        sla_task = _start_sla_sweeper(settings, factory, the_clock)
         ingester = None
         if inline:
             ingester = whatsapp_ingester(settings, eng, factory, the_clock, worker, dispatcher)
@@ -198,10 +223,11 @@ def create_app(
         try:
             yield
         finally:
-            if rollup_task is not None:
-                rollup_task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await rollup_task
+            for task in (rollup_task, sla_task):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
             await relay.close()
             if ingester is not None:
                 await ingester.close()

@@ -18,6 +18,7 @@ FEATURE_CLIS = (
     "api.hcps.cli",
     "feedback.cli",
     "api.demo.cli",
+    "api.sla.cli",
 )
 
 

@@ -149,6 +149,7 @@ def import_all_models() -> None:
         "api.channels.whatsapp.models",
         "api.staff.models",
         "api.staff.notes",
+        "api.sla.models",
     ):
         try:
             importlib.import_module(module)

@@ -138,6 +138,26 @@ class Settings(BaseSettings):
             parse_timezone(name)
         return {k.upper(): v for k, v in value.items()}
 
+    # SLA alerts (api.sla): overdue handoffs / requests, adverse-event cases near their deadline
+    sla_sweep_interval_s: float = Field(
+        default=60.0, ge=0, description="Seconds between SLA sweeps in the app (0: off; `concierge sla sweep` "
+                                        "runs one on demand).")
+    sla_ae_warning_days: float = Field(
+        default=2.0, ge=0, description="An open adverse-event case within this many days of its reporting "
+                                       "deadline raises a due-soon alert.")
+    sla_alert_webhooks: dict[str, str] = Field(
+        default_factory=dict,
+        description="JSON team → incoming-webhook URL for SLA alerts (teams: rep, msl, medical_information, "
+                    "safety and the request desks; `*` for any other). Empty: alerts are only recorded.")
+
+    @field_validator("sla_alert_webhooks")
+    @classmethod
+    def _check_sla_alert_webhooks(cls, value: dict[str, str]) -> dict[str, str]:
+        for team, url in value.items():
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"sla_alert_webhooks[{team!r}] must be an http(s) URL, not {url!r}")
+        return value
+
     # redis (scale-out features only)
     redis_url: str = ""
 

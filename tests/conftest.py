@@ -21,6 +21,9 @@ from api.settings import Settings
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# The app's SLA sweeper would alert on other tests' late rows in the shared database (and audit
+# them) while a live app runs; tests/api/test_sla_alerts.py switches it on where it is tested.
+os.environ.setdefault("CONCIERGE_SLA_SWEEP_INTERVAL_S", "0")
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
