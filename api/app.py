@@ -7,7 +7,7 @@ import contextlib
 import functools
 import logging
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from typing import Any
@@ -101,50 +101,51 @@ def _whatsapp_dispatcher(settings: Settings, factory: Any, clock: Clock) -> Any:
     )
 
 
-def _start_rollup_refresher(settings: Settings, factory: sessionmaker[Session],
-                            clock: Clock) -> asyncio.Task[None] | None:
-    """Refresh the CX rollups every ``cx_rollup_interval_s`` (first run after one interval), in a thread."""
-    interval = settings.cx_rollup_interval_s
+def _start_periodic(name: str, interval: float, job: Callable[[], str | None]) -> asyncio.Task[None] | None:
+    """Run ``job`` in a thread every ``interval`` seconds (first run after one interval; 0: never).
+
+    A failing run is logged and the next one happens as usual; ``job`` returns a line to log or None."""
     if interval <= 0:
         return None
-    from feedback import rollups
 
     async def loop() -> None:
         while True:
             await asyncio.sleep(interval)
             try:
-                report = await asyncio.to_thread(rollups.refresh, factory, now=clock.now(),
-                                                 lookback_days=settings.cx_rollup_lookback_days)
-                log.info("CX rollups: %d days recomputed, %d rows, %.0f ms", len(report.days), report.rows,
-                         report.ms)
+                line = await asyncio.to_thread(job)
+                if line:
+                    log.info("%s: %s", name, line)
             except Exception:
-                log.exception("CX rollup refresh failed")
+                log.exception("%s failed", name)
 
-    return asyncio.get_running_loop().create_task(loop(), name="cx-rollups")
+    return asyncio.get_running_loop().create_task(loop(), name=name)
+
+
+def _start_rollup_refresher(settings: Settings, factory: sessionmaker[Session],
+                            clock: Clock) -> asyncio.Task[None] | None:
+    """Refresh the CX rollups every ``cx_rollup_interval_s``."""
+    from feedback import rollups
+
+    def job() -> str:
+        report = rollups.refresh(factory, now=clock.now(), lookback_days=settings.cx_rollup_lookback_days)
+        return f"{len(report.days)} days recomputed, {report.rows} rows, {report.ms:.0f} ms"
+
+    return _start_periodic("cx-rollups", settings.cx_rollup_interval_s, job)
 
 
 def _start_sla_sweeper(settings: Settings, factory: sessionmaker[Session],
                        clock: Clock) -> asyncio.Task[None] | None:
-    """Raise and deliver SLA alerts every ``sla_sweep_interval_s`` (first run after one interval), in a thread."""
-    interval = settings.sla_sweep_interval_s
-    if interval <= 0:
-        return None
+    """Raise and deliver SLA alerts every ``sla_sweep_interval_s``."""
     from api.sla import service as sla
 
-    async def loop() -> None:
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                report = await asyncio.to_thread(
-                    sla.sweep, factory, now=clock.now(), warning=timedelta(days=settings.sla_ae_warning_days),
-                    hooks=settings.sla_alert_webhooks, public_url=settings.public_url)
-                if report.raised or report.failed:
-                    log.info("SLA alerts: %d raised, %d delivered, %d failed", report.raised, report.delivered,
-                             report.failed)
-            except Exception:
-                log.exception("SLA sweep failed")
+    def job() -> str | None:
+        report = sla.sweep(factory, now=clock.now(), warning=timedelta(days=settings.sla_ae_warning_days),
+                           hooks=settings.sla_alert_webhooks, public_url=settings.public_url)
+        if not (report.raised or report.failed):
+            return None
+        return f"{report.raised} raised, {report.delivered} delivered, {report.failed} failed"
 
-    return asyncio.get_running_loop().create_task(loop(), name="sla-sweeper")
+    return _start_periodic("sla-alerts", settings.sla_sweep_interval_s, job)
 
 
 def build_processor(settings: Settings, factory: Any, clock: Clock, rasa: RasaClient,
