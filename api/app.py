@@ -111,10 +111,16 @@ def _start_periodic(name: str, interval: float, job: Callable[[], str | None]) -
     async def loop() -> None:
         while True:
             await asyncio.sleep(interval)
+            run = asyncio.ensure_future(asyncio.to_thread(job))
             try:
-                line = await asyncio.to_thread(job)
+                line = await asyncio.shield(run)
                 if line:
                     log.info("%s: %s", name, line)
+            except asyncio.CancelledError:
+                # Shutting down mid-run: let the run finish, so no thread outlives the app.
+                with contextlib.suppress(Exception):
+                    await run
+                raise
             except Exception:
                 log.exception("%s failed", name)
 

@@ -273,13 +273,16 @@ def test_the_cli_sweeps_and_lists_alerts(own_db: Engine, hook: Hook, capsys: pyt
     assert "must be at least 1, not 0" in capsys.readouterr().err
 
 
-def test_the_app_sweeps_in_the_background(own_db: Engine, hook: Hook, tmp_path: Path) -> None:
+def test_the_app_sweeps_in_the_background(own_db: Engine, hook: Hook, settings: Settings) -> None:
     from api.app import create_app
+    from api.conversations.turn import null_safety_hook
 
     refs = _late_world(own_db, datetime.now(UTC))
-    settings = Settings(database_url=str(own_db.url), var_dir=tmp_path / "var", rasa_url="http://127.0.0.1:9",
-                        sla_sweep_interval_s=0.2, sla_alert_webhooks={"*": hook.url + "/app"})
-    with TestClient(create_app(settings, warm_knowledge=False)):
+    app_settings = settings.model_copy(update={"database_url": str(own_db.url), "sla_sweep_interval_s": 0.2,
+                                               "sla_alert_webhooks": {"*": hook.url + "/app"}})
+    # No safety screen here: its warm-up thread (sklearn, warnings filters) would outlive the test.
+    app = create_app(app_settings, engine=own_db, safety_hook=null_safety_hook, warm_knowledge=False)
+    with TestClient(app):
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and len(hook.references("/app")) < 4:
             time.sleep(0.1)
