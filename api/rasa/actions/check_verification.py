@@ -7,10 +7,9 @@ for a verified HCP with a follow-up ``action_listen``, so the form never starts.
 
 from __future__ import annotations
 
-from api.audit import service as audit
 from api.hcps.models import Hcp, VerificationStatus
-from api.rasa.actions.protocol import ActionContext, ActionResult, text
-from api.rasa.actions.submit_verification import ALREADY_VERIFIED, apply_audience
+from api.rasa.actions.protocol import ActionContext, ActionResult
+from api.rasa.actions.submit_verification import already_verified
 
 NAME = "action_check_verification"
 
@@ -20,9 +19,5 @@ def run(ctx: ActionContext) -> ActionResult:
     hcp = ctx.session.get(Hcp, conv.hcp_id) if conv.hcp_id else None
     if hcp is None or hcp.verification_status != VerificationStatus.verified:
         return ActionResult()  # the rules go on to verification_form
-    audit.record(ctx.session, action="hcp.verification_repeated", subject_type="hcp", subject_id=hcp.id,
-                 actor_type="hcp", data={"conversation_id": conv.id, "message_id": ctx.message_id,
-                                         "stage": "before_form"}, at=ctx.now)
-    apply_audience(ctx)
-    return ActionResult(responses=[text(ALREADY_VERIFIED.format(name=hcp.name or "doctor"), verification="verified")],
+    return ActionResult(responses=[already_verified(ctx, hcp, stage="before_form")],
                         events=[{"event": "followup", "name": "action_listen"}])

@@ -6,6 +6,8 @@ requests and adverse-event capture keep working.
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import select
 
 from api.audit import service as audit
@@ -56,6 +58,18 @@ def apply_audience(ctx: ActionContext) -> None:
         ctx.conversation.audience = "public" if is_unverified_whatsapp(ctx) else "hcp"
 
 
+def already_verified(ctx: ActionContext, hcp: Hcp, *, typed_name: str = "", stage: str | None = None
+                     ) -> dict[str, Any]:
+    """A verified HCP asked to verify again: audited, HCP content kept, told so (the reply)."""
+    data: dict[str, Any] = {"conversation_id": ctx.conversation.id, "message_id": ctx.message_id}
+    if stage is not None:
+        data["stage"] = stage
+    audit.record(ctx.session, action="hcp.verification_repeated", subject_type="hcp", subject_id=hcp.id,
+                 actor_type="hcp", data=data, at=ctx.now)
+    apply_audience(ctx)
+    return text(ALREADY_VERIFIED.format(name=hcp.name or typed_name or "doctor"), verification="verified")
+
+
 def _bind_identity(ctx: ActionContext, conv: Conversation, hcp: Hcp) -> None:
     if not conv.address:
         return
@@ -77,11 +91,7 @@ def run(ctx: ActionContext) -> ActionResult:
     existing = ctx.session.get(Hcp, conv.hcp_id) if conv.hcp_id else None
     if existing is not None and existing.verification_status == VerificationStatus.verified:
         # Going through the form again never demotes a verified HCP nor creates a second record.
-        audit.record(ctx.session, action="hcp.verification_repeated", subject_type="hcp", subject_id=existing.id,
-                     actor_type="hcp", data={"conversation_id": conv.id, "message_id": ctx.message_id}, at=ctx.now)
-        apply_audience(ctx)
-        reply = ALREADY_VERIFIED.format(name=existing.name or name or "doctor")
-        return ActionResult(responses=[text(reply, verification="verified")], events=events)
+        return ActionResult(responses=[already_verified(ctx, existing, typed_name=name)], events=events)
     if existing is not None:
         # Pending (new details) or rejected (applying again): the same record goes back to pending,
         # so the verification queue shows one entry per person.
