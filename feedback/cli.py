@@ -8,6 +8,7 @@ import sys
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from api.cli import int_at_least
 from api.clock import SystemClock
 from api.db import make_engine, make_session_factory, unit_of_work
 from api.settings import Settings
@@ -35,25 +36,15 @@ def register(sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.set_defaults(func=cmd_themes)
     p = fsub.add_parser("rollup", help="refresh the CX dashboard's daily rollups (dirty, recent and missing days)")
-    p.add_argument("--lookback-days", type=_non_negative, default=2,
+    p.add_argument("--lookback-days", type=int_at_least(0), default=2,
                    help="always recompute this many days before today (default 2)")
-    p.add_argument("--backfill-days", type=_non_negative, default=400,
+    p.add_argument("--backfill-days", type=int_at_least(0), default=400,
                    help="roll up missing days back to this many days before today (default 400)")
-    p.add_argument("--max-days", type=_non_negative, default=None, help="recompute at most this many days")
+    p.add_argument("--max-days", type=int_at_least(0), default=None, help="recompute at most this many days")
     p.add_argument("--rebuild", action="store_true",
                    help="recompute every day of the backfill range and every conversation's products")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.set_defaults(func=cmd_rollup)
-
-
-def _non_negative(value: str) -> int:
-    try:
-        n = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {value!r}") from None
-    if n < 0:
-        raise argparse.ArgumentTypeError("must not be negative")
-    return n
 
 
 def cmd_rollup(args: argparse.Namespace) -> int:

@@ -7,6 +7,7 @@ import sys
 import time
 from datetime import date
 
+from api.cli import int_at_least
 from api.settings import Settings
 
 
@@ -15,16 +16,6 @@ def _date(value: str) -> date:
         return date.fromisoformat(value)
     except ValueError:
         raise argparse.ArgumentTypeError("dates look like 2026-11-23") from None
-
-
-def _positive(value: str) -> int:
-    try:
-        n = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError("a whole number, please") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return n
 
 
 def seed_database(settings: Settings, *, hcps: int, days: int, seed: int, end: date | None = None,
@@ -105,8 +96,8 @@ def cmd_seed(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     demo = sub.add_parser("demo", help="demo data").add_subparsers(dest="demo_command", required=True)
     p = demo.add_parser("seed", help="fictional HCPs, conversations and feedback for the CX dashboard")
-    p.add_argument("--hcps", type=_positive, default=500, help="how many HCPs (default 500)")
-    p.add_argument("--days", type=_positive, default=90, help="days of activity ending today (default 90)")
+    p.add_argument("--hcps", type=int_at_least(1), default=500, help="how many HCPs (default 500)")
+    p.add_argument("--days", type=int_at_least(1), default=90, help="days of activity ending today (default 90)")
     p.add_argument("--seed", type=int, default=1, help="random seed; a used seed is refused (default 1)")
     p.add_argument("--until", type=_date, default=None, help="last day (default today, UTC)")
     p.add_argument("--no-themes", action="store_true", help="do not run the feedback-theme job afterwards")

@@ -8,6 +8,7 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
+from api.cli import int_at_least
 from api.clock import SystemClock
 from api.db import make_engine, make_session_factory
 from api.settings import Settings
@@ -22,18 +23,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     sweep.set_defaults(func=_sweep)
     alerts = ssub.add_parser("alerts", help="list alerts as JSON lines (newest first)")
     alerts.add_argument("--undelivered", action="store_true", help="only alerts not delivered to a webhook")
-    alerts.add_argument("--limit", type=_positive, default=100)
+    alerts.add_argument("--limit", type=int_at_least(1), default=100)
     alerts.set_defaults(func=_alerts)
-
-
-def _positive(value: str) -> int:
-    try:
-        n = int(value)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"not a number: {value!r}") from exc
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {n}")
-    return n
 
 
 def _sweep(args: argparse.Namespace) -> int:
