@@ -9,7 +9,7 @@ import logging
 import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -145,8 +145,7 @@ def _start_sla_sweeper(settings: Settings, factory: sessionmaker[Session],
     from api.sla import service as sla
 
     def job() -> str | None:
-        report = sla.sweep(factory, now=clock.now(), warning=timedelta(days=settings.sla_ae_warning_days),
-                           hooks=settings.sla_alert_webhooks, public_url=settings.public_url)
+        report = sla.sweep_configured(factory, settings, clock.now())
         if not (report.raised or report.failed):
             return None
         return f"{report.raised} raised, {report.delivered} delivered, {report.failed} failed"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from datetime import timedelta
 
 from sqlalchemy import select
 
@@ -30,8 +29,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def _sweep(args: argparse.Namespace) -> int:
     settings = Settings()
     factory = make_session_factory(make_engine(settings.database_url))
-    report = sla.sweep(factory, now=SystemClock().now(), warning=timedelta(days=settings.sla_ae_warning_days),
-                       hooks=settings.sla_alert_webhooks, public_url=settings.public_url)
+    report = sla.sweep_configured(factory, settings, SystemClock().now())
     print(f"{report.raised} alerts raised, {report.delivered} delivered, {report.failed} failed"
           + ("" if settings.sla_alert_webhooks else " (no CONCIERGE_SLA_ALERT_WEBHOOKS: recorded only)"))
     return 1 if report.failed else 0

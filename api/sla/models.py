@@ -28,7 +28,7 @@ class SlaAlert(Base):
     team: Mapped[str] = mapped_column(String(32))           # who should act: handoff target, request team, safety
     due_at: Mapped[datetime] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    # Webhook delivery (CONCIERGE_SLA_ALERT_WEBHOOK_URL): a short lease so two api processes never post the same alert.
+    # Webhook delivery (CONCIERGE_SLA_ALERT_WEBHOOKS): a short lease so two api processes never post the same alert.
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     attempts: Mapped[int] = mapped_column(Integer, default=0)

@@ -32,6 +32,7 @@ from api.db import unit_of_work
 from api.handoffs.models import Handoff, HandoffStatus
 from api.requests.models import RequestStatus, ServiceRequest
 from api.safety.models import AdverseEvent, AeStatus
+from api.settings import Settings
 from api.sla.models import AlertKind, SlaAlert
 
 log = logging.getLogger("concierge.sla")
@@ -199,3 +200,9 @@ def sweep(factory: sessionmaker[Session], *, now: datetime, warning: timedelta, 
             if own:
                 http.close()
     return report
+
+
+def sweep_configured(factory: sessionmaker[Session], settings: Settings, now: datetime) -> SweepReport:
+    """``sweep`` with the warning period, webhooks and console URL from the settings (app and CLI)."""
+    return sweep(factory, now=now, warning=timedelta(days=settings.sla_ae_warning_days),
+                 hooks=settings.sla_alert_webhooks, public_url=settings.public_url)
