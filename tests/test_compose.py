@@ -392,11 +392,11 @@ def test_rasa_image_can_import_the_custom_nlu_components() -> None:
     match = re.search(r"PYTHONPATH=(\S+)", env)
     assert match, "the rasa image does not set PYTHONPATH for the custom components"
     roots = [Path(p.removeprefix("/app/")) for p in match.group(1).split(":")]
+    copied = _copy_sources(REPO / "docker" / "rasa.Dockerfile")
     for name in custom:
         module = name.rsplit(".", 1)[0].replace(".", "/") + ".py"
         found = [root for root in roots if (REPO / root / module).is_file()]
         assert found, f"{name}: {module} is not under the image's PYTHONPATH {roots}"
-        copied = _copy_sources(REPO / "docker" / "rasa.Dockerfile")
         assert any(str(found[0]).startswith(src.rstrip("/")) for src in copied), f"{found[0]} is not copied"
     runs = " ".join(args for kw, args in steps if kw == "RUN")
     assert "-c requirements/rasa.lock tokenizers safetensors" in runs, "the encoder's packages, locked"
