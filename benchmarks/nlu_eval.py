@@ -55,8 +55,11 @@ async def main(model, src, dst):
             started = time.perf_counter()
             parsed = await agent.parse_message(text)
             ms = (time.perf_counter() - started) * 1000
+            # The best intent other than nlu_fallback, whatever the threshold (scripts/tune_nlu_fallback.py).
+            top = [r for r in parsed.get("intent_ranking", []) if r["name"] != "nlu_fallback"][0]
             out.write(json.dumps({"text": text, "intent": parsed["intent"]["name"],
-                                  "confidence": parsed["intent"]["confidence"], "ms": ms}) + "\n")
+                                  "confidence": parsed["intent"]["confidence"], "ms": ms,
+                                  "top": top["name"], "top_confidence": top["confidence"]}) + "\n")
 asyncio.run(main(*sys.argv[1:4]))
 """
 

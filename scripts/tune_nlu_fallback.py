@@ -36,25 +36,10 @@ sys.path.insert(0, str(REPO))
 
 from api.rasa import process  # noqa: E402
 from api.settings import Settings  # noqa: E402
+from benchmarks.nlu_eval import parse_all  # noqa: E402
 
 CLINC_TRAIN = REPO.parent / "shared" / "eval" / "clinc150" / "train.jsonl"
 NLU_DATA = REPO / "bot" / "data" / "nlu"
-
-# Runs in Rasa's virtualenv: top intent other than nlu_fallback, and its confidence.
-PARSER = r"""
-import asyncio, json, sys
-from rasa.core.agent import Agent
-async def main(model, src, dst):
-    agent = Agent.load(model)
-    with open(src) as f, open(dst, "w") as out:
-        for line in f:
-            text = json.loads(line)["text"]
-            parsed = await agent.parse_message(text)
-            ranking = [r for r in parsed.get("intent_ranking", []) if r["name"] != "nlu_fallback"]
-            out.write(json.dumps({"text": text, "intent": ranking[0]["name"],
-                                  "confidence": ranking[0]["confidence"]}) + "\n")
-asyncio.run(main(*sys.argv[1:4]))
-"""
 
 
 def training_texts() -> set[str]:
@@ -94,12 +79,8 @@ def main() -> int:
                     for rows in oof for r in rows if r["intent"] != "out_of_scope"]
         run(settings, "train", "nlu", "--config", "config.yml", "--nlu", str(NLU_DATA), "--out", str(work),
             "--fixed-model-name", "tune")
-        src, dst = work / "in.jsonl", work / "out.jsonl"
-        src.write_text("".join(json.dumps({"text": t}) + "\n" for t in clinc))
-        subprocess.run([str(settings.rasa_venv / "bin" / "python"), "-c", PARSER, str(work / "tune.tar.gz"),
-                        str(src), str(dst)], check=True, cwd=REPO, env=process.rasa_env(settings),
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        out = [(r["intent"], float(r["confidence"])) for r in map(json.loads, dst.read_text().splitlines())]
+        out = [(str(r["top"]), float(str(r["top_confidence"])))
+               for r in parse_all(settings, work / "tune.tar.gz", clinc, work)]
     target = args.target if args.target is not None else 0.90 + 2 * math.sqrt(0.90 * 0.10 / len(out))
     print(f"in scope (out-of-fold, {args.folds} folds): {len(in_scope)}; CLINC150 train, unseen: {len(out)}; "
           f"target out-of-scope recall {target:.3f}")
