@@ -18,6 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -31,7 +32,7 @@ from api.consoles.render import render as render_console
 from api.content import make_send_gate
 from api.conversations.models import Conversation, Message
 from api.conversations.turn import SafetyHook, SafetyOutcomeLike, TurnProcessor
-from api.db import make_engine, make_session_factory
+from api.db import is_transient, make_engine, make_session_factory
 from api.errors import ConciergeError
 from api.handoffs.hours import staff_hours
 from api.handoffs.service import handoff_from_api
@@ -156,13 +157,15 @@ def _start_sla_sweeper(settings: Settings, factory: sessionmaker[Session],
 def build_processor(settings: Settings, factory: Any, clock: Clock, rasa: RasaClient,
                     safety_hook: SafetyHook | None = None) -> TurnProcessor:
     """The turn pipeline (safety screen first, then Rasa), as the api and ``concierge worker`` run it."""
-    return TurnProcessor(
+    processor = TurnProcessor(
         session_factory=factory, rasa=rasa, clock=clock,
         senders={"webchat": WebchatSender()}, gate=make_send_gate(settings.default_market),
         default_market=settings.default_market,
         safety_hook=safety_hook or default_safety_hook(settings),
         handoff_hook=functools.partial(handoff_from_api, hours=staff_hours(settings)),
     )
+    processor.transient_deadline_s = settings.turn_retry_deadline_s
+    return processor
 
 
 def whatsapp_ingester(settings: Settings, engine: Engine, factory: Any, clock: Clock,
@@ -223,9 +226,11 @@ def create_app(
             ingester = whatsapp_ingester(settings, eng, factory, the_clock, worker, dispatcher)
             state.extras["whatsapp_ingester"] = ingester
             ingester.start()
-        recovered = worker.recover(skip_channels=() if inline else ("whatsapp",))
+        skip = () if inline else ("whatsapp",)
+        recovered = worker.recover(skip_channels=skip)
         if recovered:
             log.info("re-processing inbound work left by a previous run in %d conversations", recovered)
+        worker.start_sweeper(settings.inbox_sweep_interval_s, skip_channels=skip)
         try:
             yield
         finally:
@@ -258,6 +263,20 @@ def create_app(
         if exc.detail is not None:
             body["detail"] = exc.detail
         return JSONResponse({"error": body}, status_code=exc.status_code)
+
+    @app.exception_handler(sa_exc.DBAPIError)
+    @app.exception_handler(sa_exc.TimeoutError)
+    async def database_error(request: Request, exc: Exception) -> JSONResponse:
+        # An outage is not a bug: 503 + Retry-After, so Twilio and the web chat page try again
+        # (nothing was acknowledged, so nothing is lost). One log line, no traceback per request.
+        if is_transient(exc):
+            log.warning("database unavailable for %s %s: %s", request.method, request.url.path, type(exc).__name__)
+            return JSONResponse({"error": {"code": "database_unavailable",
+                                           "message": "The service is briefly unavailable. Please try again."}},
+                                status_code=503, headers={"Retry-After": "5"})
+        log.error("database error for %s %s", request.method, request.url.path, exc_info=exc)
+        return JSONResponse({"error": {"code": "internal_error", "message": "Something went wrong on our side."}},
+                            status_code=500)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:

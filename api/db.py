@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import DateTime, Engine, MetaData, create_engine, event
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -51,6 +52,17 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 def new_id() -> str:
     return uuid.uuid4().hex
+
+
+def is_transient(exc: BaseException) -> bool:
+    """A database error that may pass by itself: the server is down or restarting, the connection
+    dropped, a lock or deadlock (SQLite "database is locked", PostgreSQL deadlock / serialization
+    failure), the pool exhausted. Trying the same transaction again later is the right answer;
+    anything else (a constraint, a bug) would fail the same way again."""
+    if isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError | sa_exc.DisconnectionError
+                  | sa_exc.TimeoutError):
+        return True
+    return isinstance(exc, sa_exc.DBAPIError) and bool(exc.connection_invalidated)
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:

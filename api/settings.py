@@ -25,6 +25,18 @@ class Settings(BaseSettings):
     rasa_url: str = Field(default="http://127.0.0.1:5005", description="Rasa server base URL.")
     rasa_token: str = Field(default="dev-rasa-token", description="Rasa HTTP API auth token.")
     rasa_timeout: float = Field(default=8.0, gt=0, description="Deadline (s) for one Rasa turn.")
+    reply_wait_margin_s: float = Field(
+        default=2.0, ge=0,
+        description="Web chat: a message's POST waits for its replies at most the Rasa deadline plus this; "
+                    "after that it answers `pending: true` and the replies follow on the message stream.")
+    turn_retry_deadline_s: float = Field(
+        default=120.0, gt=0,
+        description="A turn step failing on a transient database error (outage, lock) is retried with backoff "
+                    "this long; then the message stays pending and the inbox sweeper resumes it.")
+    inbox_sweep_interval_s: float = Field(
+        default=10.0, ge=0,
+        description="How often (s) the worker looks for pending inbound messages no turn is working on "
+                    "(interrupted by an outage); 0: only at start-up.")
     rasa_venv: Path = Field(default=REPO_ROOT / ".venv-rasa", description="Rasa's Python 3.10 virtualenv.")
     rasa_model_cache: Path = Field(
         default=Path.home() / ".cache" / "hcp-concierge" / "rasa-models",

@@ -64,6 +64,7 @@ async def run_worker(
     recovered = worker.recover(channels=("whatsapp",))
     if recovered:
         log.info("re-processing inbound work left by a previous run in %d conversations", recovered)
+    worker.start_sweeper(settings.inbox_sweep_interval_s, channels=("whatsapp",))
     ingester.start()
     if ready is not None:
         ready.set()

@@ -6,6 +6,12 @@ from api.conversations.drafts import Button
 
 TALK_TO_PERSON = Button("Talk to a person", "/request_human")
 
+# A message whose turn failed for a reason other than an outage (it is kept, never dropped).
+TURN_SET_ASIDE = (
+    "Sorry, something went wrong on our side while handling that message. It is saved and a person "
+    "from our team can pick it up. Would you like that?"
+)
+
 RASA_FALLBACK = (
     "Sorry, I can't process that right now. Your message is saved and nothing is lost. "
     "Would you like a person from our team to pick this up?"

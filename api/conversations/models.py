@@ -113,6 +113,10 @@ class InboxItem(Base):
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The screening step's outcome, committed with what the screen found: a turn re-run after a
+    # crash or an outage resumes from here instead of screening (and linking a case) twice.
+    screened_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    screen: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
 class OutboxStatus(StrEnum):

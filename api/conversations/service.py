@@ -25,7 +25,7 @@ from api.conversations.models import (
     OutboxStatus,
     SenderType,
 )
-from api.errors import NotFound
+from api.errors import Conflict, NotFound
 from api.relay import notify as relay_notify
 
 
@@ -81,8 +81,12 @@ def persist_inbound(
     channel_message_id: str | None = None,
     sender_id: str | None = None,
     received_at: datetime | None = None,
+    conflict_if_different: bool = False,
 ) -> Persisted:
     """Store an inbound message and its inbox entry; a repeated channel id is not stored twice.
+
+    ``conflict_if_different``: a repeated channel id whose text or payload differs from the stored
+    message is refused (``Conflict``), never silently dropped — for client-chosen ids (web chat).
 
     ``received_at``: when the channel persisted the raw delivery (WhatsApp stores the webhook
     first and ingests it later); the message is dated then and the audit event says so.
@@ -97,8 +101,7 @@ def persist_inbound(
                                   Message.channel_message_id == channel_message_id)
         ).scalar_one_or_none()
         if existing is not None:
-            inbox = session.execute(select(InboxItem).where(InboxItem.message_id == existing.id)).scalar_one()
-            return Persisted(existing, inbox, duplicate=True)
+            return _duplicate(session, existing, text, payload, conflict_if_different)
     msg = Message(
         conversation_id=conv.id, direction=Direction.inbound, sender_type=SenderType.hcp,
         sender_id=sender_id, channel=conv.channel, channel_message_id=channel_message_id,
@@ -114,8 +117,7 @@ def persist_inbound(
             select(Message).where(Message.channel == conv.channel,
                                   Message.channel_message_id == channel_message_id)
         ).scalar_one()
-        inbox = session.execute(select(InboxItem).where(InboxItem.message_id == existing.id)).scalar_one()
-        return Persisted(existing, inbox, duplicate=True)
+        return _duplicate(session, existing, text, payload, conflict_if_different)
     inbox = InboxItem(message_id=msg.id, conversation_id=conv.id, status=InboxStatus.pending,
                       attempts=0, created_at=now)
     session.add(inbox)
@@ -129,6 +131,14 @@ def persist_inbound(
                  actor_type="hcp", actor_id=sender_id, data=data, at=now)
     relay_notify(session, conv.id)  # live streams look again once this commits
     return Persisted(msg, inbox, duplicate=False)
+
+
+def _duplicate(session: Session, existing: Message, text: str, payload: str | None, conflict: bool) -> Persisted:
+    if conflict and (existing.body != text or (existing.payload or None) != (payload or None)):
+        raise Conflict("this client_message_id was already used for a different message; "
+                       "use a new id for a new message")
+    inbox = session.execute(select(InboxItem).where(InboxItem.message_id == existing.id)).scalar_one()
+    return Persisted(existing, inbox, duplicate=True)
 
 
 def add_outbound(

@@ -7,19 +7,26 @@ Order is the point of this module:
 3. otherwise Rasa is asked, within a deadline of our own; when it fails the HCP gets an
    honest fallback that offers a person, and the failure is recorded;
 4. replies are persisted with their outbox entries and delivered in one transaction.
+
+Each step is one transaction. A step that fails on a transient database error (a lock, a dropped
+connection, the server down for a while) is tried again with backoff until ``transient_deadline_s``;
+the outcome of the screening step is stored with the inbox row, so neither a retry nor a re-run after
+a crash screens twice or asks Rasa twice. If the database stays away past the deadline (or the worker
+is stopping) the turn raises ``TurnInterrupted`` and its inbox row stays pending for the sweeper; any
+other failure sets the message aside (``set_aside``) and tells the HCP.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.audit import service as audit
@@ -36,7 +43,7 @@ from api.conversations.models import (
     Message,
     MessageStatus,
 )
-from api.db import unit_of_work
+from api.db import is_transient, unit_of_work
 from api.errors import ContentGated
 from api.handoffs import service as handoffs
 from api.hcps import intake
@@ -72,6 +79,11 @@ class TurnResult:
     rasa_failure: str | None = None
 
 
+class TurnInterrupted(Exception):
+    """The turn cannot finish now (the database stayed unreachable past the deadline, or the worker
+    is stopping). Nothing is lost: its inbox row stays pending and is taken up again."""
+
+
 @dataclass
 class ScreenedTurn:
     conversation_id: str
@@ -81,6 +93,18 @@ class ScreenedTurn:
     safety_replies: list[ReplyDraft]
     done: TurnResult | None = None
     intake: intake.IntakeTurn | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"rasa_text": self.rasa_text, "ask_rasa": self.ask_rasa,
+                "safety_replies": [r.to_dict() for r in self.safety_replies],
+                "intake": None if self.intake is None else self.intake.to_dict()}
+
+    @classmethod
+    def from_dict(cls, conversation_id: str, message_id: int, data: dict[str, Any]) -> ScreenedTurn:
+        step = data.get("intake")
+        return cls(conversation_id, message_id, str(data.get("rasa_text", "")), bool(data.get("ask_rasa")),
+                   [ReplyDraft.from_dict(r) for r in data.get("safety_replies", [])],
+                   intake=None if step is None else intake.IntakeTurn.from_dict(step))
 
 
 def drafts_from_rasa(messages: list[dict[str, Any]]) -> tuple[list[ReplyDraft], bool]:
@@ -132,42 +156,111 @@ class TurnProcessor:
         self.default_market = default_market
         self.safety_hook = safety_hook
         self.handoff_hook = handoff_hook
+        self.stopping = threading.Event()
+        # Turns interrupted after Rasa answered (inbox id -> what _finish needs), until resumed.
+        self._unfinished: dict[str, tuple[ScreenedTurn, list[dict[str, Any]], str | None]] = {}
 
-    # A step whose transaction fails on a transient database error (SQLite "database is locked",
-    # a PostgreSQL deadlock, serialization failure or lock timeout: all OperationalError) is run
-    # again: each step is one transaction, rolled back as a whole, so a retry repeats nothing
-    # that was committed (Rasa is not asked twice: only the failed step is retried).
-    transient_attempts = 5
+    # Retrying a step: each step is one transaction, rolled back as a whole, so a retry repeats
+    # nothing that was committed (and Rasa is not asked twice: only the failed step runs again).
     transient_backoff_s = 0.05
+    transient_backoff_max_s = 2.0
+    transient_deadline_s = 120.0
 
-    def _retrying(self, step: Callable[..., Any], *args: Any) -> Any:
-        for attempt in range(1, self.transient_attempts + 1):
+    # Set when the worker stops: a step waiting for the database gives up at once (TurnInterrupted).
+    stopping: threading.Event
+
+    async def _step(self, step: Callable[..., Any], *args: Any) -> Any:
+        """Run ``step`` in a thread; on a transient database error, again with backoff."""
+        started = time.monotonic()
+        attempt = 0
+        name = getattr(step, "__name__", "turn step")
+        while True:
+            attempt += 1
             try:
-                return step(*args)
-            except OperationalError as exc:
-                if attempt == self.transient_attempts:
+                return await asyncio.to_thread(step, *args)
+            except Exception as exc:
+                if not is_transient(exc):
                     raise
-                log.warning("%s failed on a transient database error (attempt %d), retrying: %s",
-                            getattr(step, "__name__", "turn step"), attempt, str(exc.orig or exc)[:200])
-                time.sleep(min(self.transient_backoff_s * 2 ** (attempt - 1), 2.0))
-        raise AssertionError("unreachable")
+                waited = time.monotonic() - started
+                brief = str(getattr(exc, "orig", None) or exc).splitlines()[0][:200]
+                if self.stopping.is_set() or waited >= self.transient_deadline_s:
+                    raise TurnInterrupted(f"{name}: database unavailable for {waited:.1f}s ({brief})") from exc
+                if attempt in (1, 5) or attempt % 50 == 0:  # a few lines per outage, not one per try
+                    log.warning("%s failed on a transient database error (attempt %d, %.1fs), retrying: %s",
+                                name, attempt, waited, brief)
+                await self._pause(min(self.transient_backoff_s * 2 ** (attempt - 1), self.transient_backoff_max_s))
+
+    async def _pause(self, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while not self.stopping.is_set() and (left := end - time.monotonic()) > 0:
+            await asyncio.sleep(min(left, 0.1))
 
     async def process(self, inbox_id: str) -> TurnResult:
-        screened: ScreenedTurn = await asyncio.to_thread(self._retrying, self._screen, inbox_id)
-        if screened.done is not None:
-            return screened.done
-        failure: str | None = None
-        rasa_messages: list[dict[str, Any]] = []
-        if screened.ask_rasa:
-            reply = await self.rasa.turn(screened.conversation_id, screened.rasa_text,
-                                         metadata={"message_id": screened.message_id})
-            if isinstance(reply, RasaFailure):
-                failure = f"{reply.reason}: {reply.detail}"
-            else:
-                rasa_messages = reply.messages
-        result: TurnResult = await asyncio.to_thread(self._retrying, self._finish, inbox_id, screened,
-                                                     rasa_messages, failure)
+        resumed = self._unfinished.pop(inbox_id, None)
+        if resumed is not None:
+            # Interrupted before its replies were stored: finish with the answer Rasa already gave
+            # (asking again would put the message into Rasa's conversation twice).
+            screened, rasa_messages, failure = resumed
+        else:
+            screened = await self._step(self._screen, inbox_id)
+            if screened.done is not None:
+                return screened.done
+            failure = None
+            rasa_messages = []
+            if screened.ask_rasa:
+                reply = await self.rasa.turn(screened.conversation_id, screened.rasa_text,
+                                             metadata={"message_id": screened.message_id})
+                if isinstance(reply, RasaFailure):
+                    failure = f"{reply.reason}: {reply.detail}"
+                else:
+                    rasa_messages = reply.messages
+        try:
+            result: TurnResult = await self._step(self._finish, inbox_id, screened, rasa_messages, failure)
+        except TurnInterrupted:
+            self._unfinished[inbox_id] = (screened, rasa_messages, failure)
+            raise
         return result
+
+    async def set_aside(self, inbox_id: str, error: str) -> TurnResult:
+        """The turn failed for good: keep the message, mark it failed, tell the HCP (and audit it)."""
+        self._unfinished.pop(inbox_id, None)
+        result: TurnResult = await self._step(self._set_aside, inbox_id, error)
+        return result
+
+    def _set_aside(self, inbox_id: str, error: str) -> TurnResult:
+        now = self.clock.now()
+        with unit_of_work(self.session_factory) as session:
+            inbox = session.get(InboxItem, inbox_id)
+            assert inbox is not None
+            msg = session.get(Message, inbox.message_id)
+            conv = session.get(Conversation, inbox.conversation_id)
+            assert msg is not None and conv is not None
+            if inbox.status != InboxStatus.pending:  # finished or set aside meanwhile
+                return TurnResult(msg.id, [m.id for m in conversations.replies_to(session, msg.id)])
+            inbox.status = InboxStatus.failed
+            inbox.error = error[:2000]
+            inbox.processed_at = now
+            msg.error = error[:2000]
+            drafts: list[ReplyDraft] = []
+            if inbox.screened_at is not None and inbox.screen is not None:
+                # What the screen had to say (an adverse event's acknowledgement) still goes out.
+                drafts.extend(ScreenedTurn.from_dict(conv.id, msg.id, inbox.screen).safety_replies)
+            else:
+                # The screening step never committed (something in it failed): the safety screen is
+                # tried once more on its own, so an adverse event is not lost with the turn.
+                try:
+                    with session.begin_nested():
+                        drafts.extend(self.safety_hook(session, conv, msg, now).replies)
+                    inbox.screened_at = now
+                except Exception:
+                    log.exception("safety screen failed again for message %s set aside unscreened", msg.id)
+            audit.record(session, action="message.set_aside", subject_type="message", subject_id=str(msg.id),
+                         data={"conversation_id": conv.id, "screened": inbox.screened_at is not None,
+                               "error": error.split(":", 1)[0][:80]}, at=now)
+            drafts.append(ReplyDraft(text=copy.TURN_SET_ASIDE, buttons=[copy.TALK_TO_PERSON]))
+            replies = self._queue(session, conv, msg, drafts, now)
+            deliver_pending(session, conv.id, senders=self.senders, gate=self.gate, now=now)
+            return TurnResult(msg.id, [m.id for m in replies], "set_aside")
 
     # -- step 1: safety first, committed on its own -------------------------------------------
     def _screen(self, inbox_id: str) -> ScreenedTurn:
@@ -178,10 +271,13 @@ class TurnProcessor:
             msg = session.get(Message, inbox.message_id)
             conv = session.get(Conversation, inbox.conversation_id)
             assert msg is not None and conv is not None
-            if inbox.status == InboxStatus.done:
+            if inbox.status != InboxStatus.pending:
                 ids = [m.id for m in conversations.replies_to(session, msg.id)]
                 return ScreenedTurn(conv.id, msg.id, "", False, [], done=TurnResult(msg.id, ids))
             inbox.attempts += 1
+            if inbox.screened_at is not None and inbox.screen is not None:
+                # Screened before an outage or a crash: what it found is committed; go on from there.
+                return ScreenedTurn.from_dict(conv.id, msg.id, inbox.screen)
             outcome = self.safety_hook(session, conv, msg, now)
             if conv.state == ConversationState.closed:
                 conv.state = ConversationState.bot
@@ -212,8 +308,11 @@ class TurnProcessor:
                                                            "state": conv.state}, at=now)
             # The text Rasa sees: a clicked quick reply sends its payload (e.g. "/request_human").
             rasa_text = msg.payload or msg.body
-            return ScreenedTurn(conv.id, msg.id, rasa_text, ask_rasa, [*outcome.replies, *(api_replies or [])],
-                                intake=step if step is not None and not step.consumed else None)
+            screened = ScreenedTurn(conv.id, msg.id, rasa_text, ask_rasa, [*outcome.replies, *(api_replies or [])],
+                                    intake=step if step is not None and not step.consumed else None)
+            inbox.screened_at = now
+            inbox.screen = screened.to_dict()
+            return screened
 
     # -- step 3/4: replies, outbox, delivery ---------------------------------------------------
     def _finish(self, inbox_id: str, screened: ScreenedTurn, rasa_messages: list[dict[str, Any]],
@@ -224,6 +323,10 @@ class TurnProcessor:
             msg = session.get(Message, screened.message_id)
             conv = session.get(Conversation, screened.conversation_id)
             assert inbox is not None and msg is not None and conv is not None
+            if inbox.status != InboxStatus.pending:
+                # A commit whose acknowledgement was lost (the connection dropped at COMMIT) is
+                # retried as a whole: it already happened, so it is not done twice.
+                return TurnResult(msg.id, [m.id for m in conversations.replies_to(session, msg.id)], failure)
             drafts = list(screened.safety_replies)
             if failure is not None:
                 drafts.extend(self._fallback(session, conv, msg, now, failure))

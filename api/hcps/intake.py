@@ -20,6 +20,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -81,6 +82,15 @@ class IntakeTurn:
     consumed: bool = False  # answered here: Rasa is not asked
     start: bool = False     # start the intake once Rasa has answered this message
     remind: str | None = None  # the step to remind about after Rasa's reply
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"replies": [r.to_dict() for r in self.replies], "consumed": self.consumed,
+                "start": self.start, "remind": self.remind}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> IntakeTurn:
+        return cls(replies=[ReplyDraft.from_dict(r) for r in data.get("replies", [])],
+                   consumed=bool(data.get("consumed")), start=bool(data.get("start")), remind=data.get("remind"))
 
 
 def eligible(session: Session, conv: Conversation) -> bool:

@@ -115,3 +115,20 @@ def test_stop_is_honoured_before_rasa_sees_the_message(
     assert r.status_code == 200
     assert rasa.calls == []
     assert r.json()["messages"], "the opt-out is confirmed once"
+
+
+def test_an_adverse_event_sent_with_a_client_message_id_another_session_used_opens_a_case(
+    screened_client: Callable[[FakeRasa], TestClient], engine: Engine
+) -> None:
+    """Idempotency keys are per conversation: a key another session used never swallows a report."""
+    client = screened_client(FakeRasa())
+    a = client.post("/api/webchat/sessions").json()["session_id"]
+    b = client.post("/api/webchat/sessions").json()["session_id"]
+    client.post(f"/api/webchat/sessions/{a}/messages", json={"text": "good morning", "client_message_id": "1"})
+    report = AE_TEXT + " (reported from a second session)"
+    r = client.post(f"/api/webchat/sessions/{b}/messages", json={"text": report, "client_message_id": "1"})
+    assert r.status_code == 200
+    assert any("AE-" in m["text"] for m in r.json()["messages"])
+    _, msg = _conversation_id(engine, report)
+    with Session(engine) as s:
+        assert s.execute(select(AdverseEventMessage).where(AdverseEventMessage.message_id == msg.id)).scalar_one()

@@ -106,6 +106,32 @@ def test_a_retried_client_message_id_is_processed_once(client: TestClient, fake_
     assert [m["text"] for m in listed] == ["dose?", "echo: dose?"]
 
 
+def test_the_same_client_message_id_in_two_sessions_is_two_messages(client: TestClient, fake_rasa) -> None:  # type: ignore[no-untyped-def]
+    a, b = _new_session(client), _new_session(client)
+    first = client.post(f"/api/webchat/sessions/{a}/messages", json={"text": "opening hours?", "client_message_id": "7"})
+    second = client.post(f"/api/webchat/sessions/{b}/messages",
+                         json={"text": "storage of the pen?", "client_message_id": "7"})
+    assert first.status_code == second.status_code == 200
+    assert [m["text"] for m in second.json()["messages"]] == ["echo: storage of the pen?"]
+    assert [c["message"] for c in fake_rasa.calls] == ["opening hours?", "storage of the pen?"]
+    assert [m["text"] for m in client.get(f"/api/webchat/sessions/{b}/messages").json()["messages"]] == [
+        "storage of the pen?", "echo: storage of the pen?"]
+
+
+def test_a_client_message_id_reused_for_a_different_text_is_refused_and_stores_nothing(
+        client: TestClient, fake_rasa) -> None:  # type: ignore[no-untyped-def]
+    sid = _new_session(client)
+    url = f"/api/webchat/sessions/{sid}/messages"
+    assert client.post(url, json={"text": "first words", "client_message_id": "k"}).status_code == 200
+    r = client.post(url, json={"text": "other words", "client_message_id": "k"})
+    assert r.status_code == 409 and r.json()["error"]["code"] == "conflict"
+    assert "client_message_id" in r.json()["error"]["message"]
+    r = client.post(url, json={"text": "first words", "payload": "/affirm", "client_message_id": "k"})
+    assert r.status_code == 409                                   # a different payload is a different message
+    assert [m["text"] for m in client.get(url).json()["messages"]] == ["first words", "echo: first words"]
+    assert len(fake_rasa.calls) == 1
+
+
 def test_sessions_are_not_shared(client: TestClient) -> None:
     a, b = _new_session(client), _new_session(client)
     client.post(f"/api/webchat/sessions/{a}/messages", json={"text": "secret question"})

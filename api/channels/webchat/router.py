@@ -8,6 +8,7 @@ falls back to polling the messages endpoint.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Annotated
@@ -89,29 +90,41 @@ async def _parse_message(request: Request, limit: int) -> MessageCreate:
     return body
 
 
+def client_message_key(conversation_id: str, client_message_id: str) -> str:
+    """The stored idempotency key of a web chat message: the page's id, scoped to its conversation
+    (two sessions that both send id "1" are two messages). Fits ``message.channel_message_id``."""
+    digest = hashlib.sha256(f"{conversation_id}\x00{client_message_id}".encode()).hexdigest()
+    return f"wc:{digest[:61]}"
+
+
 @router.post("/api/webchat/sessions/{session_id}/messages")
 async def post_message(session_id: str, request: Request) -> TurnRead:
     state = app_state(request)
     body = await _parse_message(request, state.settings.max_message_chars)
 
-    def persist() -> tuple[str, int, bool]:
+    def persist() -> tuple[str, int, str]:
         with unit_of_work(state.session_factory) as session:
             conv = conversations.get_by_session_token(session, session_id)
+            key = None if body.client_message_id is None else client_message_key(conv.id, body.client_message_id)
             stored = conversations.persist_inbound(
                 session, conv, text=body.text, payload=body.payload, now=state.clock.now(),
-                channel_message_id=body.client_message_id)
-            return conv.id, stored.message.id, stored.inbox.status == InboxStatus.done
+                channel_message_id=key, conflict_if_different=True)
+            return conv.id, stored.message.id, stored.inbox.status
 
-    conv_id, message_id, already_done = await run_in_threadpool(persist)
-    if not already_done:  # a retried client_message_id gets the replies of the first delivery
-        await state.worker.submit(conv_id, message_id)
+    conv_id, message_id, status = await run_in_threadpool(persist)
+    pending = False
+    if status == InboxStatus.pending:  # a retried client_message_id gets the replies of the first delivery
+        # Bounded: the turn's own deadline plus a margin. A turn still running after that (the
+        # database is back from an outage, say) answers on the message stream instead.
+        wait = state.settings.rasa_timeout + state.settings.reply_wait_margin_s
+        pending = await state.worker.submit(conv_id, message_id, timeout=wait) is None
 
     def load() -> list[MessageRead]:
         with state.session_factory() as session:
             return [to_read(m) for m in conversations.replies_to(session, message_id)
                     if m.status in ("sent", "delivered", "read")]
 
-    return TurnRead(messages=await run_in_threadpool(load))
+    return TurnRead(messages=await run_in_threadpool(load), pending=pending)
 
 
 @router.get("/api/webchat/sessions/{session_id}/messages")

@@ -34,3 +34,6 @@ class SessionRead(BaseModel):
 
 class TurnRead(BaseModel):
     messages: list[MessageRead]
+    # True: the message is stored but its turn has not finished within the wait; the replies
+    # follow on the message stream (GET .../messages or .../events).
+    pending: bool = False

@@ -25,6 +25,7 @@
     cursor: 0, // highest message id received from the poll endpoint
     seen: new Set(), // ids already on screen
     pendingOutbound: [], // user bubbles shown before the server gave them an id
+    awaitingReply: false, // the last POST answered "pending": its reply comes on the stream
     sending: false,
     failed: null, // the last request that failed, for "Try again"
     pollTimer: null,
@@ -237,6 +238,11 @@
     if (kind === "user" && claimPendingOutbound(message)) {
       return null;
     }
+    if (kind !== "user" && state.awaitingReply) {
+      // The reply to a message the server was still working on has arrived on the stream.
+      state.awaitingReply = false;
+      setTyping(false);
+    }
     var stick = isNearBottom();
     var node = buildMessage(kind, message);
     els.messages.appendChild(node);
@@ -431,6 +437,8 @@
         pending.node.classList.remove("msg-pending");
         var replies = Array.isArray(data.messages) ? data.messages : [];
         replies.forEach(appendMessage);
+        // Stored but not answered yet (a slow turn): keep "typing" until the reply streams in.
+        state.awaitingReply = data.pending === true && replies.length === 0;
         state.failed = null;
         ensureStream();
         schedulePoll(0);
@@ -458,7 +466,7 @@
       })
       .then(function () {
         setSending(false);
-        setTyping(false);
+        setTyping(state.awaitingReply === true);
       });
   }
 
