@@ -202,9 +202,10 @@ class TurnProcessor:
             # (asking again would put the message into Rasa's conversation twice).
             screened, rasa_messages, failure = resumed
         else:
-            screened = await self._step(self._screen, inbox_id)
-            if screened.done is not None:
-                return screened.done
+            fresh: ScreenedTurn = await self._step(self._screen, inbox_id)
+            if fresh.done is not None:
+                return fresh.done
+            screened = fresh
             failure = None
             rasa_messages = []
             if screened.ask_rasa:

@@ -108,7 +108,8 @@ def test_a_retried_client_message_id_is_processed_once(client: TestClient, fake_
 
 def test_the_same_client_message_id_in_two_sessions_is_two_messages(client: TestClient, fake_rasa) -> None:  # type: ignore[no-untyped-def]
     a, b = _new_session(client), _new_session(client)
-    first = client.post(f"/api/webchat/sessions/{a}/messages", json={"text": "opening hours?", "client_message_id": "7"})
+    first = client.post(f"/api/webchat/sessions/{a}/messages",
+                        json={"text": "opening hours?", "client_message_id": "7"})
     second = client.post(f"/api/webchat/sessions/{b}/messages",
                          json={"text": "storage of the pen?", "client_message_id": "7"})
     assert first.status_code == second.status_code == 200

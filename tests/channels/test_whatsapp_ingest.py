@@ -6,6 +6,7 @@ import asyncio
 import time
 from collections.abc import Callable
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -144,3 +145,37 @@ def test_a_stop_stored_but_not_yet_ingested_already_stops_queued_replies(
     _deliver(_dispatcher(factory, twilio_url, SystemClock()), {conv_id})
     assert _rows(factory, conv_id) == [("cancelled", "failed", 0)]
     assert [m for m in fake_twilio.sent if m.to == address] == []
+
+
+def test_an_unreachable_database_makes_the_ingester_back_off_and_say_so_once(
+        engine: Engine, caplog: pytest.LogCaptureFixture) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    rounds = [0]
+    ingester = ingest.Ingester(engine, sessionmaker(engine), SystemClock(), market="US", on_ingested=lambda _c: None)
+    down = [True]
+    real = ingester._pending_ids
+
+    def pending_ids() -> list[int]:
+        if down[0]:
+            rounds[0] += 1
+            raise OperationalError("SELECT ...", {}, Exception("connection refused"))
+        return real()
+
+    ingester._pending_ids = pending_ids  # type: ignore[method-assign]
+
+    async def run() -> None:
+        ingester.start()
+        for _ in range(15):                 # webhooks keep arriving during the outage
+            ingester.kick()
+            await asyncio.sleep(0.1)
+        down[0] = False
+        await asyncio.sleep(3.0)            # the next try after the current backoff finds it back
+        await ingester.close()
+
+    with caplog.at_level("INFO", logger="concierge.whatsapp.ingest"):
+        asyncio.run(run())
+    assert rounds[0] <= 4                    # 1.5 s down, backoff 0.5, 1 s: not a round per kick or 50 ms poll
+    records = [r for r in caplog.records if r.name == "concierge.whatsapp.ingest"]
+    assert [r.levelname for r in records] == ["WARNING", "INFO"]   # one line down, one line back
+    assert all(r.exc_info is None for r in records)                # no tracebacks for an outage

@@ -21,7 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from api.channels.webchat.schemas import ButtonRead, MessageCreate, MessageRead, SessionRead, TurnRead
 from api.conversations import service as conversations
 from api.conversations.models import InboxStatus, Message
-from api.db import unit_of_work
+from api.db import is_transient, unit_of_work
 from api.errors import InvalidInput, NotFound
 from api.relay import service as relay
 from api.relay.schemas import RelayState
@@ -124,7 +124,14 @@ async def post_message(session_id: str, request: Request) -> TurnRead:
             return [to_read(m) for m in conversations.replies_to(session, message_id)
                     if m.status in ("sent", "delivered", "read")]
 
-    return TurnRead(messages=await run_in_threadpool(load), pending=pending)
+    try:
+        replies = await run_in_threadpool(load)
+    except Exception as exc:
+        if not is_transient(exc):
+            raise
+        # The message is stored (acknowledged); only reading its replies failed: they follow.
+        return TurnRead(messages=[], pending=True)
+    return TurnRead(messages=replies, pending=pending)
 
 
 @router.get("/api/webchat/sessions/{session_id}/messages")

@@ -56,7 +56,7 @@ from api.audit import service as audit
 from api.channels.whatsapp import service as wa
 from api.channels.whatsapp.models import WhatsappInbound
 from api.clock import Clock
-from api.db import make_engine, make_session_factory, read_only, unit_of_work
+from api.db import is_transient, make_engine, make_session_factory, read_only, unit_of_work
 from api.safety import rules
 
 log = logging.getLogger("concierge.whatsapp.ingest")
@@ -205,17 +205,40 @@ class Ingester:
         if self._task is not None:
             await asyncio.gather(self._task, return_exceptions=True)
 
+    # While the database is unreachable: wait this long between rounds, doubling up to the maximum,
+    # and say so once (a round every poll interval would log a traceback 20 times a second).
+    outage_backoff_s = 0.5
+    outage_backoff_max_s = 10.0
+
     async def _run(self) -> None:
+        backoff = 0.0
         while not self._closing:
             done = 0
             try:
                 done = await self.run_once()
-            except Exception:
-                log.exception("whatsapp ingest round failed")
+            except Exception as exc:
+                if not is_transient(exc):
+                    log.exception("whatsapp ingest round failed")
+                else:
+                    if backoff == 0.0:
+                        log.warning("whatsapp ingest: database unavailable (%s); retrying with backoff up to %gs",
+                                    type(exc).__name__, self.outage_backoff_max_s)
+                    backoff = min(max(backoff * 2, self.outage_backoff_s), self.outage_backoff_max_s)
+                    await self._pause(backoff)  # not woken early by new webhooks: they wait in order
+                    continue
+            if backoff:
+                log.info("whatsapp ingest: database reachable again")
+                backoff = 0.0
             if done == 0:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=self.poll_interval)
                 self._wake.clear()
+
+    async def _pause(self, seconds: float) -> None:
+        loop = asyncio.get_running_loop()
+        end = loop.time() + seconds
+        while not self._closing and loop.time() < end:
+            await asyncio.sleep(min(0.1, end - loop.time()))
 
     async def run_once(self) -> int:
         """Ingest what is pending now, in order, ``chunk`` rows per transaction. Returns how many
@@ -229,6 +252,8 @@ class Ingester:
             try:
                 done = await asyncio.to_thread(self._ingest, chunk)
             except Exception as exc:
+                if is_transient(exc):
+                    raise  # an outage or a lock, not this row's fault: the round backs off
                 if len(chunk) == 1:
                     # Stop here: a later row of the same number must not overtake this one.
                     attempts = await asyncio.to_thread(self._failed, chunk[0], exc)
@@ -240,6 +265,8 @@ class Ingester:
                     try:
                         done += await asyncio.to_thread(self._ingest, [raw_id])
                     except Exception as one_exc:
+                        if is_transient(one_exc):
+                            raise
                         attempts = await asyncio.to_thread(self._failed, raw_id, one_exc)
                         await asyncio.sleep(min(0.1 * 2 ** attempts, 5.0))
                         break
