@@ -22,6 +22,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api.body_limit import BodyLimit
 from api.channels.webchat.router import STATIC as WEBCHAT_STATIC
 from api.channels.webchat.router import router as webchat_router
 from api.channels.whatsapp.router import router as whatsapp_router
@@ -250,6 +251,7 @@ def create_app(
                 eng.dispose()
 
     app = FastAPI(title="HCP Concierge", version="0.1.0", lifespan=lifespan)
+    app.add_middleware(BodyLimit, default=settings.max_request_bytes, prefixes=body_limits(settings))
 
     @app.exception_handler(ConciergeError)
     async def concierge_error(request: Request, exc: ConciergeError) -> Response:
@@ -301,6 +303,19 @@ def create_app(
     app.mount("/static/console", StaticFiles(directory=CONSOLE_STATIC, check_dir=False), name="console-static")
     check_routes_gated(app)
     return app
+
+
+def body_limits(settings: Settings) -> list[tuple[str, int]]:
+    """Per-route request-body limits (``api.body_limit``), most specific prefix first."""
+    from api.channels.whatsapp.router import MAX_BODY_BYTES as TWILIO_MAX
+    from api.consoles.content import FORM_OVERHEAD
+    from knowledge.admin import MAX_UPLOAD_BYTES
+
+    webchat = settings.max_message_chars * 6 + 1024 + 512  # JSON-escaped text + payload + envelope
+    return [("/api/webchat/", webchat), ("/webhooks/twilio/", TWILIO_MAX),
+            # The upload route refuses a declared size past its limit with its own page; this bound
+            # (twice that) is for what it cannot see coming.
+            ("/console/content/library", 2 * (MAX_UPLOAD_BYTES + FORM_OVERHEAD)), ("/rasa/webhook", 16 * 1024 * 1024)]
 
 
 def _console_page(request: Request) -> bool:

@@ -94,6 +94,11 @@ class Settings(BaseSettings):
 
     # webchat
     max_message_chars: int = 4096
+    max_request_bytes: int = Field(
+        default=1024 * 1024, ge=1024,
+        description="Largest request body any route accepts unless it has its own limit (web chat: from "
+                    "max_message_chars; Twilio webhooks 64 KB; content uploads; Rasa's action calls 16 MB). "
+                    "Refused with 413 while the body streams in.")
 
     # staff consoles
     secure_cookies: bool = False
