@@ -10,7 +10,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     TF_CPP_MIN_LOG_LEVEL=2 \
     SQLALCHEMY_SILENCE_UBER_WARNING=1 \
     HF_HUB_OFFLINE=1 \
-    PYTHONPATH=/app/bot/components
+    PYTHONPATH=/app/bot/components:/app/bot/runtime
 
 WORKDIR /app
 
@@ -38,4 +38,4 @@ HEALTHCHECK --interval=15s --timeout=5s --start-period=120s --retries=8 \
     CMD ["python", "-c", "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:5005/', timeout=4).status == 200 else 1)"]
 
 # docker-compose.yml passes the same command with the token; this default reads it from the env.
-CMD ["sh", "-c", "exec rasa run --enable-api --auth-token \"$CONCIERGE_RASA_TOKEN\" -p 5005 --endpoints docker/rasa/endpoints.yml --credentials bot/credentials.yml --model models/"]
+CMD ["sh", "-c", "exec python -m concierge_rasa_run run --enable-api --auth-token \"$CONCIERGE_RASA_TOKEN\" -p 5005 --endpoints docker/rasa/endpoints.yml --credentials bot/credentials.yml --model models/"]

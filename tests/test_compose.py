@@ -344,7 +344,11 @@ def test_api_commands_are_concierge_subcommands_the_cli_accepts(services: dict[s
 
 def test_rasa_command_runs_the_server_with_files_the_image_contains(services: dict[str, dict[str, Any]]) -> None:
     cmd = _command(services["rasa"])
-    assert cmd[:2] == ["rasa", "run"], f"rasa service should run `rasa run`, got {cmd[:2]}"
+    # Rasa's CLI through the wrapper that keeps message text out of its logs (bot/runtime).
+    assert cmd[:4] == ["python", "-m", "concierge_rasa_run", "run"], f"rasa should run its server, got {cmd[:4]}"
+    assert (REPO / "bot" / "runtime" / "concierge_rasa_run.py").is_file()
+    env = dict(_instructions(REPO / "docker" / "rasa.Dockerfile")).get("ENV", "")
+    assert "/app/bot/runtime" in env, "the rasa image must put bot/runtime on PYTHONPATH"
     assert "--enable-api" in cmd
     assert cmd[cmd.index("-p") + 1] == "5005"
     dockerfile = REPO / "docker" / "rasa.Dockerfile"

@@ -22,6 +22,8 @@ from api.settings import REPO_ROOT, Settings
 TRAINING_SOURCES = ("bot/domain", "bot/data", "bot/components", "config.yml")
 # Rasa imports the custom NLU components (config.yml: ``concierge_nlu.…``) from here.
 COMPONENTS_DIR = REPO_ROOT / "bot" / "components"
+# How Rasa is started (``concierge_rasa_run``: no message text in its logs); not part of the model.
+RUNTIME_DIR = REPO_ROOT / "bot" / "runtime"
 
 
 def model_hash(root: Path = REPO_ROOT) -> str:
@@ -50,7 +52,8 @@ def rasa_env(settings: Settings, action_url: str | None = None) -> dict[str, str
         "CONCIERGE_ACTION_URL": action_url or f"http://127.0.0.1:{settings.port}/rasa/webhook",
         "CONCIERGE_ACTION_TOKEN": settings.action_token,
         "PYTHONWARNINGS": "ignore",
-        "PYTHONPATH": os.pathsep.join(p for p in (str(COMPONENTS_DIR), env.get("PYTHONPATH", "")) if p),
+        "PYTHONPATH": os.pathsep.join(p for p in (str(COMPONENTS_DIR), str(RUNTIME_DIR), env.get("PYTHONPATH", ""))
+                                      if p),
     })
     return env
 
@@ -90,12 +93,19 @@ def ensure_model(settings: Settings, *, root: Path = REPO_ROOT, quiet: bool = Fa
     return local
 
 
+def response_timeout(settings: Settings) -> int:
+    """Rasa's own deadline for a turn (its default is an hour): a turn our api gave up on long ago
+    (say, an action call that hangs) must not hold the conversation's lock in Rasa for that long."""
+    return max(10, round(settings.rasa_timeout * 3))
+
+
 def start_rasa(settings: Settings, model: Path, *, port: int, action_url: str,
                log_file: Path | None = None, root: Path = REPO_ROOT) -> subprocess.Popen[bytes]:
     """Rasa's server: REST channel + HTTP API (token), bound to loopback."""
     log = open(log_file, "ab") if log_file else subprocess.DEVNULL  # noqa: SIM115
     return subprocess.Popen(
-        [str(rasa_bin(settings)), "run", "--enable-api", "--auth-token", settings.rasa_token,
+        [str(settings.rasa_venv / "bin" / "python"), "-m", "concierge_rasa_run", "run", "--enable-api",
+         "--auth-token", settings.rasa_token, "--response-timeout", str(response_timeout(settings)),
          "-i", "127.0.0.1", "-p", str(port), "--model", str(model),
          "--endpoints", str(root / "bot" / "endpoints.yml"),
          "--credentials", str(root / "bot" / "credentials.yml")],

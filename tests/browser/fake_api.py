@@ -2,9 +2,9 @@
 
 It serves the real static page and implements the fixed contract:
 
-- ``POST /api/webchat/sessions`` → ``{"session_id": ...}``
-- ``POST /api/webchat/sessions/{id}/messages`` ``{"text", "payload"?}`` → the bot's replies
-- ``GET  /api/webchat/sessions/{id}/messages?after=<id>`` → everything after that id
+- ``POST /api/webchat/sessions`` → ``{"session_id": ..., "stream_url": ...}``
+- ``POST /api/webchat/messages`` ``{"text", "payload"?}`` (X-Chat-Session header) → the bot's replies
+- ``GET  /api/webchat/messages?after=<id>`` (X-Chat-Session header) → everything after that id
 
 Canned behaviour is chosen by the text sent (see ``_replies_for``). ``FakeChatApi.requests``
 records every message body received so tests can check what the page sent, and
@@ -74,6 +74,7 @@ class FakeChatApi:
         self.staff_delay = staff_delay
         self.sessions: dict[str, list[_Message]] = {}
         self.requests: list[dict[str, Any]] = []
+        self.urls: list[str] = []  # every message URL the page used (the secret must never be in one)
         self.sessions_created = 0
         self.fail_next = 0  # the next N message posts answer 503
         self._ids = itertools.count(1)
@@ -135,10 +136,13 @@ class FakeChatApi:
                 session_id = uuid.uuid4().hex
                 self.sessions[session_id] = []
                 self.sessions_created += 1
-            return {"session_id": session_id}
+            # no live stream here: the page falls back to polling, which is what these tests pin
+            return {"session_id": session_id, "stream_url": f"/no-stream/{uuid.uuid4().hex}"}
 
-        @app.post("/api/webchat/sessions/{session_id}/messages", response_model=None)
-        async def post_message(session_id: str, request: Request) -> JSONResponse | dict[str, Any]:
+        @app.post("/api/webchat/messages", response_model=None)
+        async def post_message(request: Request) -> JSONResponse | dict[str, Any]:
+            session_id = request.headers.get("x-chat-session", "")
+            self.urls.append(str(request.url))
             body = await request.json()
             self.requests.append({"session_id": session_id, **body})
             if session_id not in self.sessions:
@@ -160,8 +164,10 @@ class FakeChatApi:
             immediate = [m for m in replies if m.visible_at == 0.0]
             return {"messages": [m.as_reply() for m in immediate]}
 
-        @app.get("/api/webchat/sessions/{session_id}/messages", response_model=None)
-        def list_messages(session_id: str, after: int = 0) -> JSONResponse | dict[str, Any]:
+        @app.get("/api/webchat/messages", response_model=None)
+        def list_messages(request: Request, after: int = 0) -> JSONResponse | dict[str, Any]:
+            session_id = request.headers.get("x-chat-session", "")
+            self.urls.append(str(request.url))
             if session_id not in self.sessions:
                 return _error(404, "not_found", "This chat session has ended.")
             now = time.monotonic()

@@ -236,6 +236,18 @@ def test_reload_keeps_the_conversation_in_the_same_session(page: Page, fake_serv
     assert fake_api.sessions_created == 1
 
 
+def test_the_session_secret_travels_in_a_header_never_in_a_url(
+    page: Page, fake_server: str, fake_api: FakeChatApi
+) -> None:
+    _open(page, fake_server)
+    _send(page, "hello")
+    expect(page.get_by_test_id("message-bot")).to_have_count(1)
+    page.wait_for_timeout(300)  # at least one poll
+    secret = page.evaluate("sessionStorage.getItem('hcpConcierge.webchat.sessionId')")
+    assert secret and fake_api.requests[-1]["session_id"] == secret   # sent, in the header
+    assert fake_api.urls and not any(secret in url for url in fake_api.urls)
+
+
 def test_unknown_session_is_replaced_by_a_new_one_and_the_message_still_sent(
     page: Page, fake_server: str, fake_api: FakeChatApi
 ) -> None:

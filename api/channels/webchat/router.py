@@ -1,9 +1,18 @@
 """Web chat channel: the JSON API the page (and tests, and benchmarks) use.
 
-Live messages: ``GET /api/webchat/sessions/{session_id}/events?after=<id>`` is a server-sent event
-stream (``event: message``, ``id: <message id>``) of the same messages the GET messages endpoint
-lists, authenticated the same way (the secret session id); the page uses it through EventSource and
-falls back to polling the messages endpoint.
+The session secret never travels in a URL (URLs end up in access logs, proxies and browser
+history). The page sends it in the ``X-Chat-Session`` header:
+
+- ``POST /api/webchat/sessions`` → ``{"session_id": <secret>, "stream_url": ...}`` and an HttpOnly,
+  SameSite=Strict cookie scoped to that session's ``stream_url`` path (``Secure`` on https);
+- ``POST /api/webchat/messages`` / ``GET /api/webchat/messages?after=<id>`` with the header;
+- ``GET <stream_url>/events?after=<id>``: a server-sent event stream (``event: message``,
+  ``id: <message id>``) of the same messages, authenticated by that cookie (EventSource cannot send
+  headers; the path names the conversation, not the secret); ``POST /api/webchat/session/stream``
+  (header) issues the cookie again for a session restored from storage.
+
+The older form with the secret in the path (``/api/webchat/sessions/{secret}/...``) still works
+during a deprecation window; the access log never shows that path segment (``feedback.redact``).
 """
 
 from __future__ import annotations
@@ -13,23 +22,46 @@ import json
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from api.channels.webchat.schemas import ButtonRead, MessageCreate, MessageRead, SessionRead, TurnRead
 from api.conversations import service as conversations
-from api.conversations.models import InboxStatus, Message
+from api.conversations.models import Conversation, InboxStatus, Message
 from api.db import is_transient, unit_of_work
-from api.errors import InvalidInput, NotFound
+from api.errors import InvalidInput, NotFound, Unauthorized
 from api.relay import service as relay
 from api.relay.schemas import RelayState
 from api.relay.stream import events, get_relay, resume_cursor, sse_response
-from api.state import app_state
+from api.state import AppState, app_state
 
 router = APIRouter(tags=["webchat"])
 STATIC = Path(__file__).resolve().parent / "static"
+SESSION_HEADER = "X-Chat-Session"
+STREAM_COOKIE = "concierge_chat"
+STREAM_COOKIE_MAX_AGE = 30 * 24 * 3600
+SessionHeader = Annotated[str | None, Header(alias=SESSION_HEADER, max_length=128)]
+
+
+def stream_url(conversation_id: str) -> str:
+    return f"/api/webchat/streams/{conversation_id}"
+
+
+def _secure(state: AppState) -> bool:
+    return state.settings.secure_cookies or state.settings.public_url.startswith("https://")
+
+
+def _give_stream_cookie(response: Response, state: AppState, conversation_id: str, token: str) -> None:
+    response.set_cookie(STREAM_COOKIE, token, path=stream_url(conversation_id), max_age=STREAM_COOKIE_MAX_AGE,
+                        httponly=True, samesite="strict", secure=_secure(state))
+
+
+def _token(header: str | None) -> str:
+    if not header:
+        raise Unauthorized(f"send the chat session in the {SESSION_HEADER} header")
+    return header
 
 
 def to_read(m: Message) -> MessageRead:
@@ -47,16 +79,33 @@ def index() -> FileResponse:
 
 
 @router.post("/api/webchat/sessions", status_code=201)
-async def create_session(request: Request) -> SessionRead:
+async def create_session(request: Request, response: Response) -> SessionRead:
     state = app_state(request)
 
-    def create() -> str:
+    def create() -> tuple[str, str]:
         with unit_of_work(state.session_factory) as session:
-            _, token = conversations.create_webchat(session, now=state.clock.now(),
-                                                    market=state.settings.default_market)
-            return token
+            conv, token = conversations.create_webchat(session, now=state.clock.now(),
+                                                       market=state.settings.default_market)
+            return conv.id, token
 
-    return SessionRead(session_id=await run_in_threadpool(create))
+    conv_id, token = await run_in_threadpool(create)
+    _give_stream_cookie(response, state, conv_id, token)
+    return SessionRead(session_id=token, stream_url=stream_url(conv_id))
+
+
+@router.post("/api/webchat/session/stream")
+async def renew_stream_cookie(request: Request, response: Response, session: SessionHeader = None) -> SessionRead:
+    """The stream cookie again, for a session the page restored from its storage."""
+    state = app_state(request)
+    token = _token(session)
+
+    def find() -> str:
+        with state.session_factory() as db:
+            return conversations.get_by_session_token(db, token).id
+
+    conv_id = await run_in_threadpool(find)
+    _give_stream_cookie(response, state, conv_id, token)
+    return SessionRead(session_id=token, stream_url=stream_url(conv_id))
 
 
 async def _parse_message(request: Request, limit: int) -> MessageCreate:
@@ -97,8 +146,7 @@ def client_message_key(conversation_id: str, client_message_id: str) -> str:
     return f"wc:{digest[:61]}"
 
 
-@router.post("/api/webchat/sessions/{session_id}/messages")
-async def post_message(session_id: str, request: Request) -> TurnRead:
+async def _post(request: Request, session_id: str) -> TurnRead:
     state = app_state(request)
     body = await _parse_message(request, state.settings.max_message_chars)
 
@@ -134,10 +182,7 @@ async def post_message(session_id: str, request: Request) -> TurnRead:
     return TurnRead(messages=replies, pending=pending)
 
 
-@router.get("/api/webchat/sessions/{session_id}/messages")
-async def list_messages(
-    session_id: str, request: Request, after: Annotated[int, Query(ge=0)] = 0
-) -> TurnRead:
+async def _list(request: Request, session_id: str, after: int) -> TurnRead:
     state = app_state(request)
 
     def load() -> list[MessageRead]:
@@ -148,19 +193,10 @@ async def list_messages(
     return TurnRead(messages=await run_in_threadpool(load))
 
 
-@router.get("/api/webchat/sessions/{session_id}/events")
-async def message_events(
-    session_id: str, request: Request, after: Annotated[int, Query(ge=0)] = 0
-) -> StreamingResponse:
+async def _events(request: Request, conv_id: str, session_id: str, after: int) -> StreamingResponse:
     state = app_state(request)
     live = get_relay(state)
     cursor = resume_cursor(request, after)
-
-    def conversation_id() -> str:
-        with live.read_sessions() as session:
-            return conversations.get_by_session_token(session, session_id).id
-
-    conv_id = await run_in_threadpool(conversation_id)  # unknown session: 404 before any byte
 
     def load(after_id: int) -> relay.Batch | None:
         with live.read_sessions() as session:
@@ -180,6 +216,62 @@ async def message_events(
         return await live.run(peek)
 
     return sse_response(events(live, conv_id, cursor, read, probe=probe))
+
+
+# Ids past 2**63 are no message of ours (and overflow the database's integer): the same 422 as a
+# negative one, never a 500.
+After = Annotated[int, Query(ge=0, le=2**63 - 1)]
+
+
+@router.post("/api/webchat/messages")
+async def post_message(request: Request, session: SessionHeader = None) -> TurnRead:
+    return await _post(request, _token(session))
+
+
+@router.get("/api/webchat/messages")
+async def list_messages(request: Request, after: After = 0, session: SessionHeader = None) -> TurnRead:
+    return await _list(request, _token(session), after)
+
+
+@router.get("/api/webchat/streams/{conversation_id}/events")
+async def message_events(request: Request, conversation_id: str, after: After = 0) -> StreamingResponse:
+    state = app_state(request)
+    token = request.cookies.get(STREAM_COOKIE)
+    if not token:
+        raise Unauthorized("no chat session for this stream (start or restore the chat first)")
+
+    def owner() -> str:
+        with get_relay(state).read_sessions() as session:
+            conv: Conversation = conversations.get_by_session_token(session, token)
+            return conv.id
+
+    if await run_in_threadpool(owner) != conversation_id:  # another session's cookie: nothing to see here
+        raise NotFound("unknown chat session")
+    return await _events(request, conversation_id, token, after)
+
+
+# -- deprecated: the secret in the path (kept for a deprecation window; redacted in access logs) --
+
+@router.post("/api/webchat/sessions/{session_id}/messages", deprecated=True)
+async def post_message_by_path(session_id: str, request: Request) -> TurnRead:
+    return await _post(request, session_id)
+
+
+@router.get("/api/webchat/sessions/{session_id}/messages", deprecated=True)
+async def list_messages_by_path(session_id: str, request: Request, after: After = 0) -> TurnRead:
+    return await _list(request, session_id, after)
+
+
+@router.get("/api/webchat/sessions/{session_id}/events", deprecated=True)
+async def message_events_by_path(session_id: str, request: Request, after: After = 0) -> StreamingResponse:
+    live = get_relay(app_state(request))
+
+    def conversation_id() -> str:
+        with live.read_sessions() as session:
+            return conversations.get_by_session_token(session, session_id).id
+
+    conv_id = await run_in_threadpool(conversation_id)  # unknown session: 404 before any byte
+    return await _events(request, conv_id, session_id, after)
 
 
 def error_response(status: int, code: str, message: str) -> JSONResponse:

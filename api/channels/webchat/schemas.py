@@ -29,7 +29,8 @@ class MessageCreate(BaseModel):
 
 
 class SessionRead(BaseModel):
-    session_id: str
+    session_id: str  # the secret: send it in the X-Chat-Session header, never in a URL
+    stream_url: str  # the live stream's path (its cookie is scoped to it); add /events?after=<id>
 
 
 class TurnRead(BaseModel):

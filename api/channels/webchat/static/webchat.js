@@ -13,7 +13,11 @@
   "use strict";
 
   var API = "/api/webchat/sessions";
+  var MESSAGES = "/api/webchat/messages";
+  var RENEW_STREAM = "/api/webchat/session/stream";
+  var SESSION_HEADER = "X-Chat-Session"; // the secret travels in a header, never in a URL
   var STORAGE_KEY = "hcpConcierge.webchat.sessionId";
+  var STREAM_KEY = "hcpConcierge.webchat.streamUrl";
   var POLL_MS = 1500;
   var POLL_MAX_BACKOFF_MS = 15000;
   var POLL_WITH_STREAM_MS = 15000; // a safety net while the live stream is open
@@ -22,6 +26,8 @@
   var els = {};
   var state = {
     sessionId: null,
+    streamUrl: null, // where the live stream of this session is (its cookie is scoped there)
+    streamRenewing: false,
     cursor: 0, // highest message id received from the poll endpoint
     seen: new Set(), // ids already on screen
     pendingOutbound: [], // user bubbles shown before the server gave them an id
@@ -48,16 +54,30 @@
     }
   }
 
-  function saveSessionId(id) {
+  function loadStreamUrl() {
+    try {
+      return window.sessionStorage.getItem(STREAM_KEY);
+    } catch (e) {
+      return null;
+    }
+  }
+
+  function saveSessionId(id, streamUrl) {
     if (id !== state.sessionId) {
       stopStream();
     }
     state.sessionId = id;
+    state.streamUrl = id ? streamUrl || null : null;
     try {
       if (id) {
         window.sessionStorage.setItem(STORAGE_KEY, id);
       } else {
         window.sessionStorage.removeItem(STORAGE_KEY);
+      }
+      if (state.streamUrl) {
+        window.sessionStorage.setItem(STREAM_KEY, state.streamUrl);
+      } else {
+        window.sessionStorage.removeItem(STREAM_KEY);
       }
     } catch (e) {
       /* storage disabled: the conversation simply will not survive a reload */
@@ -72,13 +92,16 @@
     this.message = message;
   }
 
-  function request(method, url, body) {
+  function request(method, url, body, sessionId) {
     var init = {
       method: method,
       headers: { Accept: "application/json" },
       credentials: "same-origin",
       cache: "no-store",
     };
+    if (sessionId) {
+      init.headers[SESSION_HEADER] = sessionId;
+    }
     if (body !== undefined) {
       init.headers["Content-Type"] = "application/json";
       init.body = JSON.stringify(body);
@@ -116,7 +139,7 @@
       if (!data.session_id) {
         throw new ApiError(500, "bad_response", "The chat service returned an unexpected answer. Please try again.");
       }
-      saveSessionId(String(data.session_id));
+      saveSessionId(String(data.session_id), data.stream_url ? String(data.stream_url) : null);
       state.cursor = 0;
       return state.sessionId;
     });
@@ -126,12 +149,18 @@
     return state.sessionId ? Promise.resolve(state.sessionId) : createSession();
   }
 
-  function messagesUrl(sessionId) {
-    return API + "/" + encodeURIComponent(sessionId) + "/messages";
-  }
-
-  function eventsUrl(sessionId) {
-    return API + "/" + encodeURIComponent(sessionId) + "/events";
+  /* A session restored from storage may predate its stream cookie (or the cookie expired):
+     the server issues it again, and says where the stream is. */
+  function ensureStreamUrl(sessionId) {
+    if (state.streamUrl) {
+      return Promise.resolve(state.streamUrl);
+    }
+    return request("POST", RENEW_STREAM, undefined, sessionId).then(function (data) {
+      if (sessionId === state.sessionId && data.stream_url) {
+        saveSessionId(sessionId, String(data.stream_url));
+      }
+      return state.streamUrl;
+    });
   }
 
   // ---------------------------------------------------------------- rendering
@@ -411,7 +440,7 @@
   function postMessage(body, allowNewSession) {
     return ensureSession()
       .then(function (sessionId) {
-        return request("POST", messagesUrl(sessionId), body);
+        return request("POST", MESSAGES, body, sessionId);
       })
       .catch(function (err) {
         if (err instanceof ApiError && err.status === 404 && allowNewSession) {
@@ -514,9 +543,25 @@
     if (state.stream && state.streamSession === state.sessionId) {
       return;
     }
-    stopStream();
     var sessionId = state.sessionId;
-    var source = new window.EventSource(eventsUrl(sessionId) + "?after=" + encodeURIComponent(state.cursor));
+    if (!state.streamUrl) {
+      if (!state.streamRenewing) {
+        state.streamRenewing = true;
+        ensureStreamUrl(sessionId)
+          .then(function () {
+            state.streamRenewing = false;
+            if (state.streamUrl && sessionId === state.sessionId) {
+              ensureStream();
+            }
+          })
+          .catch(function () {
+            state.streamRenewing = false; // polling goes on; the next poll tries again
+          });
+      }
+      return;
+    }
+    stopStream();
+    var source = new window.EventSource(state.streamUrl + "/events?after=" + encodeURIComponent(state.cursor));
     state.stream = source;
     state.streamSession = sessionId;
     source.addEventListener("open", function () {
@@ -588,7 +633,7 @@
     }
     state.polling = true;
     var sessionId = state.sessionId;
-    request("GET", messagesUrl(sessionId) + "?after=" + encodeURIComponent(state.cursor))
+    request("GET", MESSAGES + "?after=" + encodeURIComponent(state.cursor), undefined, sessionId)
       .then(function (data) {
         if (sessionId !== state.sessionId) {
           return;
@@ -652,6 +697,7 @@
     });
 
     state.sessionId = loadSessionId();
+    state.streamUrl = state.sessionId ? loadStreamUrl() : null;
     // A reload keeps the conversation: the first poll (after=0) redraws it.
     schedulePoll(0);
     els.input.focus();
