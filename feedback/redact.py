@@ -449,8 +449,17 @@ _IP = re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?::\d{1,5})?(?![\w.])"
                  r"|(?<![\w:])(?=[0-9a-fA-F:]*::|(?:[0-9a-fA-F]{1,4}:){7})[0-9a-fA-F:]{2,39}(?![\w:])")
 
 
+# Secrets that may sit in a URL: the deprecated web chat paths carry the session secret, and any
+# query parameter named like a credential.
+_URL_SECRET = re.compile(r"(/api/webchat/sessions/)[^/\s?#\"']+")
+_QUERY_SECRET = re.compile(r"([?&](?:token|session|session_id|secret|ticket|key)=)[^&\s#\"']+", re.IGNORECASE)
+
+
 def redact_log_text(text: str) -> str:
-    """``redact`` plus IP addresses (uvicorn's access log names the client): ``[ip]``."""
+    """``redact`` plus IP addresses (uvicorn's access log names the client): ``[ip]``, and secrets
+    in URLs: ``[secret]``."""
+    text = _URL_SECRET.sub(r"\1[secret]", text)
+    text = _QUERY_SECRET.sub(r"\1[secret]", text)
     return redact(_IP.sub("[ip]", text))
 
 

@@ -17,6 +17,7 @@ from api.audit import service as audit
 from api.consoles.render import render
 from api.conversations.models import Conversation, Message
 from api.conversations.outbound import deliver_after_commit
+from api.cursors import MessageCursor
 from api.db import unit_of_work
 from api.errors import ContentGated
 from api.handoffs import service as handoffs
@@ -154,7 +155,7 @@ def detail_json(request: Request, handoff_id: str, ident: Inbox) -> HandoffDetai
 
 @router.get("/api/staff/inbox/{handoff_id}/messages")
 def messages_json(request: Request, handoff_id: str, ident: Inbox,
-                  after: Annotated[int, Query(ge=0)] = 0) -> MessagesRead:
+                  after: MessageCursor = 0) -> MessagesRead:
     """Polling fallback of the live relay: the same message shape and the same withholding rule."""
     state = app_state(request)
     with unit_of_work(state.session_factory) as session:

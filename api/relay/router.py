@@ -13,10 +13,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
+from api.cursors import MessageCursor
 from api.db import unit_of_work
 from api.errors import NotFound
 from api.relay import firewall, service
@@ -38,7 +39,7 @@ async def conversation_events(
     conversation_id: str,
     request: Request,
     ident: Annotated[StaffIdentity, Staff(*STREAM_ROLES)],
-    after: Annotated[int, Query(ge=0)] = 0,
+    after: MessageCursor = 0,
 ) -> StreamingResponse:
     state = app_state(request)
     relay = get_relay(state)

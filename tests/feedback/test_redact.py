@@ -17,6 +17,7 @@ from feedback.redact import (
     RedactingFilter,
     install_log_redaction,
     redact,
+    redact_log_text,
     uninstall_log_redaction,
 )
 
@@ -201,7 +202,7 @@ def test_access_log_client_addresses_are_masked(redacting_logs: object, caplog: 
         logger.info('%s - "%s %s HTTP/%s" %d', "203.0.113.77:50123", "GET", "/api/webchat/sessions/abc", "1.1", 200)
         logger.info('%s - "%s %s HTTP/%s" %d', "2001:db8::8a2e:370:7334", "GET", "/health", "1.1", 200)
     lines = [r.getMessage() for r in caplog.records]
-    assert lines[0] == '[ip] - "GET /api/webchat/sessions/abc HTTP/1.1" 200'
+    assert lines[0] == '[ip] - "GET /api/webchat/sessions/[secret] HTTP/1.1" 200'   # the session secret too
     assert "2001:db8" not in lines[1] and "[ip]" in lines[1]
 
 
@@ -252,4 +253,12 @@ def test_uvicorn_access_log_lines_still_format_with_the_client_masked() -> None:
     finally:
         uninstall_log_redaction()
     assert "203.0.113.7" not in line and "jo@example.com" not in line
-    assert "GET /api/webchat/sessions/abc/messages" in line and "200" in line
+    assert "GET /api/webchat/sessions/[secret]/messages" in line and "200" in line
+
+
+def test_secrets_in_urls_are_masked_in_log_lines() -> None:
+    line = '[ip] - "GET /api/webchat/sessions/Zx9-secretValue_1/events?after=12 HTTP/1.1" 200'
+    assert redact_log_text(line) == '[ip] - "GET /api/webchat/sessions/[secret]/events?after=12 HTTP/1.1" 200'
+    assert redact_log_text("GET /status?token=abc123&x=1") == "GET /status?token=[secret]&x=1"
+    assert redact_log_text("POST /rasa/webhook?Token=abc HTTP/1.1") == "POST /rasa/webhook?Token=[secret] HTTP/1.1"
+    assert redact_log_text("GET /api/webchat/messages?after=3") == "GET /api/webchat/messages?after=3"

@@ -22,7 +22,7 @@ import json
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi import APIRouter, Header, Request, Response
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
@@ -30,6 +30,7 @@ from starlette.concurrency import run_in_threadpool
 from api.channels.webchat.schemas import ButtonRead, MessageCreate, MessageRead, SessionRead, TurnRead
 from api.conversations import service as conversations
 from api.conversations.models import Conversation, InboxStatus, Message
+from api.cursors import MessageCursor
 from api.db import is_transient, unit_of_work
 from api.errors import InvalidInput, NotFound, Unauthorized
 from api.relay import service as relay
@@ -218,23 +219,18 @@ async def _events(request: Request, conv_id: str, session_id: str, after: int) -
     return sse_response(events(live, conv_id, cursor, read, probe=probe))
 
 
-# Ids past 2**63 are no message of ours (and overflow the database's integer): the same 422 as a
-# negative one, never a 500.
-After = Annotated[int, Query(ge=0, le=2**63 - 1)]
-
-
 @router.post("/api/webchat/messages")
 async def post_message(request: Request, session: SessionHeader = None) -> TurnRead:
     return await _post(request, _token(session))
 
 
 @router.get("/api/webchat/messages")
-async def list_messages(request: Request, after: After = 0, session: SessionHeader = None) -> TurnRead:
+async def list_messages(request: Request, after: MessageCursor = 0, session: SessionHeader = None) -> TurnRead:
     return await _list(request, _token(session), after)
 
 
 @router.get("/api/webchat/streams/{conversation_id}/events")
-async def message_events(request: Request, conversation_id: str, after: After = 0) -> StreamingResponse:
+async def message_events(request: Request, conversation_id: str, after: MessageCursor = 0) -> StreamingResponse:
     state = app_state(request)
     token = request.cookies.get(STREAM_COOKIE)
     if not token:
@@ -258,12 +254,12 @@ async def post_message_by_path(session_id: str, request: Request) -> TurnRead:
 
 
 @router.get("/api/webchat/sessions/{session_id}/messages", deprecated=True)
-async def list_messages_by_path(session_id: str, request: Request, after: After = 0) -> TurnRead:
+async def list_messages_by_path(session_id: str, request: Request, after: MessageCursor = 0) -> TurnRead:
     return await _list(request, session_id, after)
 
 
 @router.get("/api/webchat/sessions/{session_id}/events", deprecated=True)
-async def message_events_by_path(session_id: str, request: Request, after: After = 0) -> StreamingResponse:
+async def message_events_by_path(session_id: str, request: Request, after: MessageCursor = 0) -> StreamingResponse:
     live = get_relay(app_state(request))
 
     def conversation_id() -> str:
