@@ -130,16 +130,27 @@ def cmd_run(args: argparse.Namespace) -> int:
         settings = sandbox.configure(settings)
     # Acks in the api, everything after them in a worker process at lower CPU priority.
     settings = settings.model_copy(update={"whatsapp_worker": "process"})
-    rasa_proc = None
+    supervisor = None
     if not args.no_rasa:
+        from api.rasa.supervisor import PortTaken, RasaSupervisor
+
         model = process.ensure_model(settings)
         rasa_port = int(settings.rasa_url.rsplit(":", 1)[-1].split("/")[0])
         log_file = settings.var_dir / "log" / "rasa.log"
         log_file.parent.mkdir(parents=True, exist_ok=True)
-        rasa_proc = process.start_rasa(settings, model, port=rasa_port,
+        supervisor = RasaSupervisor(
+            lambda: process.start_rasa(settings, model, port=rasa_port,
                                        action_url=f"http://127.0.0.1:{settings.port}/rasa/webhook",
-                                       log_file=log_file)
-        print(f"Rasa starting on {settings.rasa_url} (model {model.name}, log {log_file})")
+                                       log_file=log_file),
+            url=settings.rasa_url, token=settings.rasa_token, pidfile=settings.var_dir / "rasa.pid")
+        try:
+            supervisor.start()
+        except PortTaken as exc:
+            print(f"Cannot start Rasa: {exc}", file=sys.stderr)
+            if sandbox is not None:
+                sandbox.stop()
+            return 2
+        print(f"Rasa starting on {settings.rasa_url} (model {model.name}, log {log_file}; restarted if it dies)")
 
     def _stop(*_: Any) -> None:
         raise KeyboardInterrupt
@@ -159,9 +170,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     worker = worker_process.start(settings)
     print(f"WhatsApp worker started (pid {worker.pid}, nice +{settings.worker_nice})")
     try:
-        if rasa_proc is not None:
-            process.wait_until_ready(settings.rasa_url, settings.rasa_token, proc=rasa_proc)
-            print("Rasa ready.")
+        if supervisor is not None:
+            if supervisor.wait_ready(420):
+                print("Rasa ready.")
+            else:
+                print("Rasa is not ready yet; the api answers with its fallback until it is.", file=sys.stderr)
         uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
     except KeyboardInterrupt:
         pass
@@ -169,8 +182,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         worker.terminate()
         worker.join(timeout=30)
         print("WhatsApp worker stopped.")
-        if rasa_proc is not None:
-            process.stop(rasa_proc)
+        if supervisor is not None:
+            supervisor.stop()
             print("Rasa stopped.")
         if sandbox is not None:
             sandbox.stop()

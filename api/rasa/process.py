@@ -17,6 +17,7 @@ from pathlib import Path
 
 import httpx
 
+from api.rasa.supervisor import die_with_parent
 from api.settings import REPO_ROOT, Settings
 
 TRAINING_SOURCES = ("bot/domain", "bot/data", "bot/components", "config.yml")
@@ -110,7 +111,8 @@ def start_rasa(settings: Settings, model: Path, *, port: int, action_url: str,
          "--endpoints", str(root / "bot" / "endpoints.yml"),
          "--credentials", str(root / "bot" / "credentials.yml")],
         cwd=root, env=rasa_env(settings, action_url), stdout=log, stderr=subprocess.STDOUT,
-        start_new_session=True,
+        # its own process group (stopped as a whole), and it dies with the process that started it
+        start_new_session=True, preexec_fn=die_with_parent,
     )
 
 
