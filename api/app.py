@@ -22,6 +22,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api.audit import service as audit
 from api.body_limit import BodyLimit
 from api.channels.webchat.router import STATIC as WEBCHAT_STATIC
 from api.channels.webchat.router import router as webchat_router
@@ -155,6 +156,26 @@ def _start_sla_sweeper(settings: Settings, factory: sessionmaker[Session],
     return _start_periodic("sla-alerts", settings.sla_sweep_interval_s, job)
 
 
+def _start_audit_checkpointer(settings: Settings, factory: sessionmaker[Session],
+                              clock: Clock) -> asyncio.Task[None] | None:
+    """A signed checkpoint of the audit chain head every ``audit_checkpoint_interval_s`` (api.audit.checkpoint),
+    only for a chain that verifies."""
+    from api.audit import checkpoint
+
+    def job() -> str | None:
+        key = audit.current_key()
+        with factory() as session:
+            result = audit.verify(session, key)
+            if not result.ok:
+                log.error("audit chain does not verify (%s at seq %s): no checkpoint written",
+                          result.reason, result.first_bad_seq)
+                return None
+            path = checkpoint.write(session, key, settings.resolved_audit_checkpoint_dir, clock.now())
+        return f"checkpoint {path.name} (seq {result.head_seq})" if path else None
+
+    return _start_periodic("audit-checkpoints", settings.audit_checkpoint_interval_s, job)
+
+
 def build_processor(settings: Settings, factory: Any, clock: Clock, rasa: RasaClient,
                     safety_hook: SafetyHook | None = None) -> TurnProcessor:
     """The turn pipeline (safety screen first, then Rasa), as the api and ``concierge worker`` run it."""
@@ -191,6 +212,7 @@ def create_app(
     settings = settings or Settings()
     # COMPLIANCE "No personal data in logs": every record's message and traceback go through redact().
     install_log_redaction()
+    audit.configure_from(settings)  # the audit chain's key (outside the database)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -222,6 +244,7 @@ def create_app(
             worker.on_turn_done = lambda _result: dispatcher.kick()
         rollup_task = _start_rollup_refresher(settings, factory, the_clock)
         sla_task = _start_sla_sweeper(settings, factory, the_clock)
+        checkpoint_task = _start_audit_checkpointer(settings, factory, the_clock)
         ingester = None
         if inline:
             ingester = whatsapp_ingester(settings, eng, factory, the_clock, worker, dispatcher)
@@ -235,7 +258,7 @@ def create_app(
         try:
             yield
         finally:
-            for task in (rollup_task, sla_task):
+            for task in (rollup_task, sla_task, checkpoint_task):
                 if task is not None:
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+from pathlib import Path
 from typing import Any
 
 from api.settings import Settings
@@ -43,21 +44,72 @@ def cmd_bot_hash(args: argparse.Namespace) -> int:
     return 0
 
 
+# `concierge audit verify` exit codes: scripts (and monitoring) tell "tampered" from "could not look".
+EXIT_INTACT, EXIT_TAMPERED, EXIT_CONFIG, EXIT_DB_BUSY = 0, 1, 2, 3
+
+
 def cmd_audit_verify(args: argparse.Namespace) -> int:
-    from api.audit.service import verify
+    from api.audit import checkpoint
+    from api.audit.service import configure_from, verify
+    from api.db import is_transient, make_engine, make_session_factory
+
+    settings = _settings()
+    key = configure_from(settings)
+    directory = args.checkpoints or settings.resolved_audit_checkpoint_dir
+    try:
+        latest = checkpoint.latest(directory, key)
+    except checkpoint.CheckpointTampered as exc:
+        print(f"audit checkpoint TAMPERED: {exc}", file=sys.stderr)
+        return EXIT_TAMPERED
+    engine = make_engine(settings.database_url)
+    try:
+        with make_session_factory(engine)() as session:
+            result = verify(session, key)
+            anchor = checkpoint.check(session, latest[0]) if latest is not None and result.ok else None
+    except Exception as exc:
+        if not is_transient(exc):
+            raise
+        print(f"audit chain NOT CHECKED: the database is busy or unreachable ({type(exc).__name__}); "
+              "nothing is concluded about the chain, try again", file=sys.stderr)
+        return EXIT_DB_BUSY
+    finally:
+        engine.dispose()
+    if not result.ok:
+        where = f" at seq {result.first_bad_seq}" if result.first_bad_seq is not None else ""
+        print(f"audit chain BROKEN{where}: {result.reason} ({result.checked} events verified before it)",
+              file=sys.stderr)
+        return EXIT_TAMPERED
+    if anchor is not None:
+        print(f"audit chain BROKEN: {anchor}", file=sys.stderr)
+        return EXIT_TAMPERED
+    against = (f"; matches checkpoint {latest[1].name} (seq {latest[0].seq})" if latest is not None
+               else f"; no checkpoint in {directory} yet (run `concierge audit checkpoint`)")
+    legacy = f", {result.unkeyed} of them from before the chain was keyed" if result.unkeyed else ""
+    print(f"audit chain intact: {result.checked} events{legacy}{against}")
+    return EXIT_INTACT
+
+
+def cmd_audit_checkpoint(args: argparse.Namespace) -> int:
+    from api.audit import checkpoint
+    from api.audit.service import configure_from, verify
+    from api.clock import utcnow
     from api.db import make_engine, make_session_factory
 
-    engine = make_engine(_settings().database_url)
-    with make_session_factory(engine)() as session:
-        result = verify(session)
-    engine.dispose()
-    if result.ok:
-        print(f"audit chain intact: {result.checked} events")
-        return 0
-    where = f" at seq {result.first_bad_seq}" if result.first_bad_seq is not None else ""
-    print(f"audit chain BROKEN{where}: {result.reason} ({result.checked} events verified before it)",
-          file=sys.stderr)
-    return 1
+    settings = _settings()
+    key = configure_from(settings)
+    directory = args.dir or settings.resolved_audit_checkpoint_dir
+    engine = make_engine(settings.database_url)
+    try:
+        with make_session_factory(engine)() as session:
+            result = verify(session, key)
+            if not result.ok:  # never sign a chain that does not verify
+                print(f"not checkpointed: the chain is broken ({result.reason})", file=sys.stderr)
+                return EXIT_TAMPERED
+            path = checkpoint.write(session, key, directory, utcnow())
+    finally:
+        engine.dispose()
+    print(f"checkpoint written: {path}" if path else f"nothing new to checkpoint (head {result.head_seq})")
+    return EXIT_INTACT
 
 
 def _load_demo_content(settings: Settings) -> None:
@@ -216,7 +268,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=cmd_bot_hash)
 
     audit = sub.add_parser("audit", help="the audit log").add_subparsers(dest="audit_command", required=True)
-    p = audit.add_parser("verify", help="check the hash chain; exit 1 if broken")
+    p = audit.add_parser("verify", help="check the keyed hash chain and the latest signed checkpoint; exit 0 "
+                                        "intact, 1 tampered, 3 database busy or unreachable (nothing concluded)")
+    p.add_argument("--checkpoints", type=Path, default=None,
+                   help="directory of checkpoints (default CONCIERGE_AUDIT_CHECKPOINT_DIR)")
     p.set_defaults(func=cmd_audit_verify)
+    p = audit.add_parser("checkpoint", help="write a signed checkpoint of the chain head (for write-once storage)")
+    p.add_argument("--dir", type=Path, default=None, help="where (default CONCIERGE_AUDIT_CHECKPOINT_DIR)")
+    p.set_defaults(func=cmd_audit_checkpoint)
 
 

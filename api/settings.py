@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -91,6 +91,22 @@ class Settings(BaseSettings):
         description="Runtime of the single-query MiniLM pass: torch (TorchScript) or onnx (ONNX Runtime, "
                     "model exported into <model dir>/onnx on first use; torch if onnxruntime/onnx are missing).",
     )
+
+    # audit
+    audit_key: SecretStr = Field(
+        default=SecretStr(""),
+        description="Key of the audit chain's HMAC (kept outside the database: without it, nobody with database "
+                    "write access can recompute the chain). Empty: the key in CONCIERGE_AUDIT_KEY_FILE.")
+    audit_key_file: Path | None = Field(
+        default=None, description="File holding the audit key (var/audit.key), created with a random key on first "
+                                  "use when CONCIERGE_AUDIT_KEY is not set. Back it up; keep it off the database host.")
+    audit_checkpoint_dir: Path | None = Field(
+        default=None, description="Where signed checkpoints of the chain head are written (var/audit-checkpoints); "
+                                  "point it at write-once storage. `concierge audit verify` checks the chain against "
+                                  "the latest one.")
+    audit_checkpoint_interval_s: float = Field(
+        default=3600.0, ge=0, description="How often the api writes a checkpoint of the audit chain head (0: never; "
+                                          "`concierge audit checkpoint` writes one on demand).")
 
     # webchat
     max_message_chars: int = 4096
@@ -196,6 +212,14 @@ class Settings(BaseSettings):
     @property
     def resolved_index_dir(self) -> Path:
         return self.index_dir or (self.var_dir / "index")
+
+    @property
+    def resolved_audit_key_file(self) -> Path:
+        return self.audit_key_file or (self.var_dir / "audit.key")
+
+    @property
+    def resolved_audit_checkpoint_dir(self) -> Path:
+        return self.audit_checkpoint_dir or (self.var_dir / "audit-checkpoints")
 
     @property
     def is_sqlite(self) -> bool:

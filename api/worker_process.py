@@ -39,6 +39,7 @@ async def run_worker(
 ) -> None:
     """Run ingest, turns and the WhatsApp dispatcher until ``stop`` is set."""
     from api.app import _whatsapp_dispatcher, build_processor, whatsapp_ingester
+    from api.audit.service import configure_from
     from api.clock import SystemClock
     from api.db import make_engine, make_session_factory
     from api.rasa.client import RasaClient
@@ -46,6 +47,7 @@ async def run_worker(
     from api.relay.hooks import install as install_relay
     from api.worker import ConversationWorker
 
+    configure_from(settings)  # the audit chain's key
     eng = engine or make_engine(settings.database_url)
     factory = make_session_factory(eng)
     clock = SystemClock()

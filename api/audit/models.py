@@ -24,6 +24,8 @@ class AuditEvent(Base):
     data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # Which key signed it (api.audit.service.key_id); NULL: written before the chain was keyed.
+    key_id: Mapped[str | None] = mapped_column(String(16))
 
 
 class AuditHead(Base):

@@ -1,17 +1,29 @@
-"""Append-only, hash-chained audit log.
+"""Append-only, keyed hash chain.
 
-Each record's hash covers its content and the previous record's hash, so a changed,
-deleted or reordered record breaks the chain from that point on. Writers take the
-chain head with an UPDATE first, which serialises them on every backend.
+Each record's hash is an HMAC-SHA256, under a key kept outside the database, of its content and
+the previous record's hash: a changed, deleted or reordered record breaks the chain from that point
+on, and somebody with write access to the database but not the key cannot recompute it. Writers
+take the chain head with an UPDATE first, which serialises them on every backend.
+
+Records written before the chain was keyed (``key_id`` NULL) were plain SHA-256; they are verified
+as such, but only before the first keyed record — an unkeyed record after it is tampering. Signed
+checkpoints of the head, written outside the database (``api.audit.checkpoint``), anchor the
+whole chain, the unkeyed start included.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
+import logging
+import os
+import secrets
+import threading
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -19,17 +31,78 @@ from sqlalchemy.orm import Session
 from api.audit.models import AuditEvent, AuditHead
 from api.clock import utcnow
 
+if TYPE_CHECKING:
+    from api.settings import Settings
+
+log = logging.getLogger("concierge.audit")
+
 GENESIS = "0" * 64
 
+_key_lock = threading.Lock()
+_key: list[bytes] = []
 
-def _digest(prev_hash: str, seq: int, at: datetime, actor_type: str, actor_id: str | None,
+
+def key_id(key: bytes) -> str:
+    """Names a key without revealing it (stored with each record it signed)."""
+    return hashlib.sha256(b"concierge-audit-key\0" + key).hexdigest()[:16]
+
+
+def load_key(configured: str, key_file: Path) -> bytes:
+    """The chain's key: ``configured`` (CONCIERGE_AUDIT_KEY) if set, else the key file, created with a
+    random key the first time (mode 0600)."""
+    if configured:
+        return configured.encode()
+    try:
+        return key_file.read_text().strip().encode()
+    except FileNotFoundError:
+        pass
+    key_file.parent.mkdir(parents=True, exist_ok=True)
+    fresh = secrets.token_hex(32)
+    try:
+        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process created it first: use theirs
+        return key_file.read_text().strip().encode()
+    with os.fdopen(fd, "w") as f:
+        f.write(fresh + "\n")
+    log.warning("created the audit key %s: back it up and keep it away from the database", key_file)
+    return fresh.encode()
+
+
+def configure(key: bytes) -> None:
+    """Set this process's chain key (each entry point does, from its settings)."""
+    if not key:
+        raise ValueError("the audit key is empty")
+    with _key_lock:
+        _key[:] = [key]
+
+
+def configure_from(settings: Settings) -> bytes:
+    """The key the settings name (CONCIERGE_AUDIT_KEY, else the key file), installed for this process."""
+    key = load_key(settings.audit_key.get_secret_value(), settings.resolved_audit_key_file)
+    configure(key)
+    return key
+
+
+def current_key() -> bytes:
+    with _key_lock:
+        if _key:
+            return _key[0]
+    # An entry point that did not configure one (a script): the same resolution from the environment.
+    from api.settings import Settings
+
+    return configure_from(Settings())
+
+
+def _digest(key: bytes | None, prev_hash: str, seq: int, at: datetime, actor_type: str, actor_id: str | None,
             action: str, subject_type: str, subject_id: str | None, data: dict[str, Any]) -> str:
     payload = json.dumps(
         [prev_hash, seq, at.isoformat(timespec="microseconds"), actor_type, actor_id, action,
          subject_type, subject_id, data],
         sort_keys=True, separators=(",", ":"), ensure_ascii=True, default=str,
-    )
-    return hashlib.sha256(payload.encode()).hexdigest()
+    ).encode()
+    if key is None:  # records from before the chain was keyed
+        return hashlib.sha256(payload).hexdigest()
+    return hmac.new(key, payload, hashlib.sha256).hexdigest()
 
 
 def record(
@@ -45,6 +118,7 @@ def record(
 ) -> AuditEvent:
     """Append one audit event in the caller's transaction."""
     at = at or utcnow()
+    key = current_key()
     data = json.loads(json.dumps(data or {}, default=str))
     bumped = session.execute(
         update(AuditHead).where(AuditHead.id == 1).values(seq=AuditHead.seq + 1)
@@ -56,11 +130,11 @@ def record(
         select(AuditHead).where(AuditHead.id == 1).execution_options(populate_existing=True)
     ).scalar_one()
     seq = head.seq
-    digest = _digest(head.last_hash, seq, at, actor_type, actor_id, action, subject_type, subject_id, data)
+    digest = _digest(key, head.last_hash, seq, at, actor_type, actor_id, action, subject_type, subject_id, data)
     event = AuditEvent(
         seq=seq, at=at, actor_type=actor_type, actor_id=actor_id, action=action,
         subject_type=subject_type, subject_id=subject_id, data=data,
-        prev_hash=head.last_hash, hash=digest,
+        prev_hash=head.last_hash, hash=digest, key_id=key_id(key),
     )
     head.last_hash = digest
     session.add(event)
@@ -74,27 +148,52 @@ class VerifyResult:
     checked: int
     first_bad_seq: int | None = None
     reason: str = ""
+    unkeyed: int = 0  # records from before the chain was keyed (verified as plain SHA-256)
+    head_seq: int = 0
+    head_hash: str = GENESIS
 
 
-def verify(session: Session) -> VerifyResult:
-    """Walk the chain in sequence order; report the first record that breaks it."""
+def verify(session: Session, key: bytes | None = None) -> VerifyResult:
+    """Walk the chain in sequence order up to the head read first (writers may go on meanwhile);
+    report the first record that breaks it."""
+    key = key or current_key()
+    kid = key_id(key)
+    head = session.get(AuditHead, 1)
+    limit = head.seq if head is not None else 0
     prev = GENESIS
     expected_seq = 1
-    checked = 0
-    rows = session.execute(select(AuditEvent).order_by(AuditEvent.seq)).scalars()
+    checked = unkeyed = 0
+    keyed_seen = False
+    rows = session.execute(select(AuditEvent).where(AuditEvent.seq <= limit).order_by(AuditEvent.seq)).scalars()
     for ev in rows:
+        problem = ""
         if ev.seq != expected_seq:
-            return VerifyResult(False, checked, ev.seq, f"gap: expected seq {expected_seq}, found {ev.seq}")
-        if ev.prev_hash != prev:
-            return VerifyResult(False, checked, ev.seq, "previous-hash link broken (deleted or reordered)")
-        digest = _digest(prev, ev.seq, ev.at, ev.actor_type, ev.actor_id, ev.action,
-                         ev.subject_type, ev.subject_id, ev.data)
-        if digest != ev.hash:
-            return VerifyResult(False, checked, ev.seq, "content changed")
+            problem = f"gap: expected seq {expected_seq}, found {ev.seq}"
+        elif ev.prev_hash != prev:
+            problem = "previous-hash link broken (deleted or reordered)"
+        elif ev.key_id is None and keyed_seen:
+            problem = "an unkeyed record after keyed ones (rewritten without the key)"
+        elif ev.key_id is not None and ev.key_id != kid:
+            problem = f"signed with another key ({ev.key_id}, this one is {kid})"
+        if problem:
+            return VerifyResult(False, checked, ev.seq, problem, unkeyed, limit)
+        if ev.key_id is None:
+            digest = _digest(None, prev, ev.seq, ev.at, ev.actor_type, ev.actor_id, ev.action,
+                             ev.subject_type, ev.subject_id, ev.data)
+            unkeyed += 1
+        else:
+            keyed_seen = True
+            digest = _digest(key, prev, ev.seq, ev.at, ev.actor_type, ev.actor_id, ev.action,
+                             ev.subject_type, ev.subject_id, ev.data)
+        if not hmac.compare_digest(digest, ev.hash):
+            return VerifyResult(False, checked, ev.seq, "content changed", unkeyed, limit)
         prev = ev.hash
         expected_seq += 1
         checked += 1
-    head = session.get(AuditHead, 1)
+    if checked != limit:
+        return VerifyResult(False, checked, None, f"chain tip missing: the head says {limit} records, found {checked}",
+                            unkeyed, limit)
     if head is not None and head.last_hash != prev:
-        return VerifyResult(False, checked, None, "chain tip does not match head (records removed at the end)")
-    return VerifyResult(True, checked)
+        return VerifyResult(False, checked, None, "chain tip does not match head (records removed at the end)",
+                            unkeyed, limit)
+    return VerifyResult(True, checked, unkeyed=unkeyed, head_seq=limit, head_hash=prev)

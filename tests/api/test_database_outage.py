@@ -119,7 +119,7 @@ def test_a_turn_cut_off_by_a_postgresql_outage_finishes_by_itself_when_the_datab
         sid = client.post("/api/webchat/sessions").json()["session_id"]
         url = f"/api/webchat/sessions/{sid}/messages"
         thread, out = _post_in_background(client, url, REPORT)
-        assert rasa.reached.wait(30)             # screened and committed; the turn is in Rasa now
+        assert rasa.reached.wait(120), out        # screened and committed; the turn is in Rasa now
         cluster.stop("fast")
         thread.join(30)
         assert out["status"] == 200 and out["seconds"] < 3.0 + 1.0 + 1.0   # no hang past deadline + margin
@@ -152,7 +152,7 @@ def test_shutting_down_during_an_outage_finishes_and_the_next_start_answers_the_
         sid = client.post("/api/webchat/sessions").json()["session_id"]
         url = f"/api/webchat/sessions/{sid}/messages"
         thread, out = _post_in_background(client, url, text)
-        assert rasa.reached.wait(30)
+        assert rasa.reached.wait(120), out
         cluster.stop("fast")
         thread.join(30)
         assert out["status"] == 200
