@@ -258,6 +258,7 @@ class TurnProcessor:
             audit.record(session, action="message.set_aside", subject_type="message", subject_id=str(msg.id),
                          data={"conversation_id": conv.id, "screened": inbox.screened_at is not None,
                                "error": error.split(":", 1)[0][:80]}, at=now)
+            inbox.screen = None
             drafts.append(ReplyDraft(text=copy.TURN_SET_ASIDE, buttons=[copy.TALK_TO_PERSON]))
             replies = self._queue(session, conv, msg, drafts, now)
             deliver_pending(session, conv.id, senders=self.senders, gate=self.gate, now=now)
@@ -349,6 +350,7 @@ class TurnProcessor:
                 msg.error = f"rasa {failure}"
             inbox.status = InboxStatus.done
             inbox.processed_at = now
+            inbox.screen = None  # only a pending turn needs it; it holds the message text
             return TurnResult(msg.id, reply_ids, failure)
 
     def _fallback(self, session: Session, conv: Conversation, msg: Message, now: datetime,

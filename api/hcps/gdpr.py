@@ -283,7 +283,7 @@ def erase(session: Session, hcp_id: str, *, now: datetime, actor: str) -> Erasur
         run("whatsapp_media", update(WhatsappMedia).where(WhatsappMedia.message_id.in_(media_of))
             .values(url=None, data=None))
         run("outbox", update(OutboxItem).where(OutboxItem.conversation_id.in_(cids)).values(last_error=None))
-        run("inbox", update(InboxItem).where(InboxItem.conversation_id.in_(cids)).values(error=None))
+        run("inbox", update(InboxItem).where(InboxItem.conversation_id.in_(cids)).values(error=None, screen=None))
         run("answer", update(Answer).where(Answer.conversation_id.in_(cids)).values(query=ERASED))
         for conv in p.conversations:
             pseudonym = f"erased:{conv.id}"
