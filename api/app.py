@@ -44,6 +44,7 @@ from api.rasa.client import RasaClient
 from api.rasa.router import router as rasa_router
 from api.relay.hooks import install as install_relay
 from api.relay.stream import Relay
+from api.security_headers import SecurityHeaders
 from api.settings import Settings
 from api.staff.auth import LoginRequired, check_routes_gated, current_identity, is_staff_path, login_redirect_url
 from api.state import AppState
@@ -275,6 +276,7 @@ def create_app(
 
     app = FastAPI(title="HCP Concierge", version="0.1.0", lifespan=lifespan)
     app.add_middleware(BodyLimit, default=settings.max_request_bytes, prefixes=body_limits(settings))
+    app.add_middleware(SecurityHeaders, https=settings.public_url.lower().startswith("https://"))
 
     @app.exception_handler(ConciergeError)
     async def concierge_error(request: Request, exc: ConciergeError) -> Response:

@@ -138,7 +138,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from api.app import create_app
 
     settings = _settings()
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info",
+                    proxy_headers=False)  # X-Forwarded-For: only from CONCIERGE_TRUSTED_PROXIES (api.net)
     return 0
 
 
@@ -227,7 +228,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                 print("Rasa ready.")
             else:
                 print("Rasa is not ready yet; the api answers with its fallback until it is.", file=sys.stderr)
-        uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+        uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info",
+                    proxy_headers=False)  # X-Forwarded-For: only from CONCIERGE_TRUSTED_PROXIES (api.net)
     except KeyboardInterrupt:
         pass
     finally:

@@ -108,6 +108,11 @@ class Settings(BaseSettings):
         default=3600.0, ge=0, description="How often the api writes a checkpoint of the audit chain head (0: never; "
                                           "`concierge audit checkpoint` writes one on demand).")
 
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="Proxies (addresses or CIDRs, JSON list) whose X-Forwarded-For is believed for the client "
+                    "address (rate limits, login throttling); from anyone else the header is ignored.")
+
     # webchat
     max_message_chars: int = 4096
     max_request_bytes: int = Field(
@@ -124,6 +129,19 @@ class Settings(BaseSettings):
                     "the HCP is told when a person will reply (the SLA starts then) and offered a callback or email.",
     )
     staff_timezone: str = Field(default="Europe/London", description="IANA timezone of CONCIERGE_STAFF_HOURS.")
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_trusted_proxies(cls, value: list[str]) -> list[str]:
+        from api.net import parse_networks
+
+        parse_networks(value)
+        return value
+
+    @property
+    def cookies_secure(self) -> bool:
+        """Cookies carry the Secure flag when asked to, and always when the public URL is https."""
+        return self.secure_cookies or self.public_url.lower().startswith("https://")
 
     @field_validator("staff_hours")
     @classmethod

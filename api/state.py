@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.requests import HTTPConnection
 
 from api.clock import Clock
+from api.net import Network, parse_networks
 from api.rasa.client import RasaClient
 from api.settings import Settings
 from api.worker import ConversationWorker
@@ -24,6 +25,11 @@ class AppState:
     rasa: RasaClient
     worker: ConversationWorker
     extras: dict[str, Any] = field(default_factory=dict)
+    # Proxies whose X-Forwarded-For is believed (api.net.client_address), parsed once.
+    trusted_proxies: list[Network] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.trusted_proxies = parse_networks(self.settings.trusted_proxies)
 
 
 def app_state(conn: HTTPConnection) -> AppState:

@@ -33,6 +33,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import signal
 import sys
 import tempfile
@@ -218,7 +219,11 @@ def _queue_handoffs(database_url: str, tokens: list[str]) -> list[tuple[str, str
 
 async def _login(client: httpx.AsyncClient, email: str) -> dict[str, str]:
     """The console login form; returns the headers later requests of this rep carry."""
-    res = await client.post("/console/login", data={"email": email, "password": PASSWORD, "next": "/console"})
+    page = await client.get("/console/login")  # sets the login form's CSRF cookie
+    token = re.search(r'name="csrf" value="([^"]*)"', page.text)
+    assert token, "login page without its CSRF field"
+    res = await client.post("/console/login", data={"email": email, "password": PASSWORD, "next": "/console",
+                                                    "csrf": token.group(1)})
     if res.status_code != 303:
         raise RuntimeError(f"login failed: {res.status_code} {res.text[:200]}")
     token = res.cookies.get(COOKIE)

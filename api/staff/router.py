@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import hmac
+import secrets
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -10,6 +12,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from api.consoles.render import render
 from api.db import unit_of_work
 from api.errors import ConciergeError
+from api.net import client_address
 from api.staff import service
 from api.staff.auth import COOKIE, AnyStaff, current_identity, public_route
 from api.staff.errors import TotpRequired
@@ -26,11 +29,24 @@ def _safe_next(next_url: str | None) -> str:
     return next_url
 
 
+# Login CSRF (double submit): the form carries the value of a cookie only this site can have set, so
+# another site cannot log a browser into an account of its choosing.
+LOGIN_CSRF_COOKIE = "concierge_login_csrf"
+
+
+def _login_page(request: Request, status_code: int = 200, **context: Any) -> Response:
+    token = request.cookies.get(LOGIN_CSRF_COOKIE) or secrets.token_urlsafe(24)
+    response = render(request, "login.html", None, status_code=status_code, login_csrf=token, **context)
+    response.set_cookie(LOGIN_CSRF_COOKIE, token, httponly=True, samesite="strict", path="/console/login",
+                        secure=app_state(request).settings.cookies_secure, max_age=2 * 3600)
+    return response
+
+
 @router.get("/console/login", response_class=HTMLResponse, dependencies=[Public])
 def login_page(request: Request, next: str = "/console") -> Response:
     if current_identity(request) is not None:
         return RedirectResponse(_safe_next(next), status_code=303)
-    return render(request, "login.html", None, next_url=_safe_next(next))
+    return _login_page(request, next_url=_safe_next(next))
 
 
 @router.post("/console/login", dependencies=[Public])
@@ -40,9 +56,14 @@ def login(
     password: Annotated[str, Form(max_length=1024)],
     totp: Annotated[str | None, Form(max_length=16)] = None,
     next: Annotated[str, Form(max_length=2000)] = "/console",
+    csrf: Annotated[str, Form(max_length=128)] = "",
 ) -> Response:
     state = app_state(request)
-    client = request.client.host if request.client else None
+    expected = request.cookies.get(LOGIN_CSRF_COOKIE, "")
+    if not expected or not hmac.compare_digest(expected, csrf):
+        return _login_page(request, status_code=403, error="This log-in form has expired; please log in again.",
+                           email=email, next_url=_safe_next(next))
+    client = client_address(request, state.trusted_proxies)
     error: ConciergeError | None = None
     token = ""
     # Commit even when the login fails: the failed attempt must count towards the throttle.
@@ -55,11 +76,12 @@ def login(
         except ConciergeError as exc:
             error = exc
     if error is not None:
-        return render(request, "login.html", None, status_code=error.status_code, error=error.message,
-                      email=email, next_url=_safe_next(next), need_totp=isinstance(error, TotpRequired) or bool(totp))
+        return _login_page(request, status_code=error.status_code, error=error.message, email=email,
+                           next_url=_safe_next(next), need_totp=isinstance(error, TotpRequired) or bool(totp))
     response = RedirectResponse(_safe_next(next), status_code=303)
-    response.set_cookie(COOKIE, token, httponly=True, samesite="strict", secure=state.settings.secure_cookies,
+    response.set_cookie(COOKIE, token, httponly=True, samesite="strict", secure=state.settings.cookies_secure,
                         max_age=int(service.SESSION_TTL.total_seconds()), path="/")
+    response.delete_cookie(LOGIN_CSRF_COOKIE, path="/console/login")
     return response
 
 

@@ -31,6 +31,8 @@ SESSION_TTL = timedelta(hours=12)
 THROTTLE_WINDOW = timedelta(minutes=15)
 MAX_FAILURES_PER_EMAIL = 5
 MAX_FAILURES_PER_CLIENT = 20
+SLOWDOWN_AFTER = 10
+SLOWDOWN_INTERVAL = timedelta(seconds=3)
 MIN_PASSWORD_LENGTH = 12
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
@@ -189,23 +191,48 @@ def enable_totp(session: Session, user: StaffUser, secret: str, code: str, *, no
 
 # --- login --------------------------------------------------------------------------------------
 
-def _failures_since(session: Session, column: object, value: str, since: datetime) -> int:
-    last_ok = select(func.max(LoginAttempt.at)).where(column == value, LoginAttempt.success.is_(True))  # type: ignore[arg-type]
-    q = select(func.count()).select_from(LoginAttempt).where(
-        column == value, LoginAttempt.success.is_(False), LoginAttempt.at >= since,  # type: ignore[arg-type]
-    )
-    ok_at = session.execute(last_ok).scalar()
-    if ok_at is not None:
-        q = q.where(LoginAttempt.at > ok_at)
+def _failures_since(session: Session, since: datetime, *, email: str | None = None, client: str | None = None,
+                    reset_on_success: bool = True) -> int:
+    """Failed attempts since ``since`` matching the email and/or client (and, when ``reset_on_success``,
+    after their last successful log-in)."""
+    match = [LoginAttempt.at >= since]
+    if email is not None:
+        match.append(LoginAttempt.email == email)
+    if client is not None:
+        match.append(LoginAttempt.client == client)
+    q = select(func.count()).select_from(LoginAttempt).where(LoginAttempt.success.is_(False), *match)
+    if reset_on_success:
+        ok_at = session.execute(select(func.max(LoginAttempt.at)).where(LoginAttempt.success.is_(True),
+                                                                       *match[1:])).scalar()
+        if ok_at is not None:
+            q = q.where(LoginAttempt.at > ok_at)
     return int(session.execute(q).scalar_one())
 
 
-def is_throttled(session: Session, email: str, client: str | None, now: datetime) -> bool:
+def throttle_reason(session: Session, email: str, client: str | None, now: datetime) -> str | None:
+    """Why this attempt may not be checked now, or None.
+
+    - This email from this client: locked for the window after MAX_FAILURES_PER_EMAIL failures (a
+      guesser locks out nobody but themselves: the staff member elsewhere still logs in).
+    - This client, any email: locked after MAX_FAILURES_PER_CLIENT failures (password spraying).
+    - This email from anywhere, after SLOWDOWN_AFTER failures in the window (guessing from many
+      addresses): at most one checked attempt every SLOWDOWN_INTERVAL — slowed, never locked.
+    """
     since = now - THROTTLE_WINDOW
-    if _failures_since(session, LoginAttempt.email, email, since) >= MAX_FAILURES_PER_EMAIL:
-        return True
-    return client is not None and _failures_since(session, LoginAttempt.client, client,
-                                                  since) >= MAX_FAILURES_PER_CLIENT
+    if client is not None and _failures_since(session, since, email=email, client=client) >= MAX_FAILURES_PER_EMAIL:
+        return "too many failed attempts for this account from here; wait 15 minutes or ask an admin to help"
+    if client is not None and _failures_since(session, since, client=client,
+                                              reset_on_success=False) >= MAX_FAILURES_PER_CLIENT:
+        return "too many failed attempts from here; wait 15 minutes and try again"
+    if _failures_since(session, since, email=email) >= SLOWDOWN_AFTER:
+        last = session.execute(select(func.max(LoginAttempt.at)).where(LoginAttempt.email == email)).scalar()
+        if last is not None and last > now - SLOWDOWN_INTERVAL:
+            return "this account is receiving many failed log-ins; wait a few seconds and try again"
+    return None
+
+
+def is_throttled(session: Session, email: str, client: str | None, now: datetime) -> bool:
+    return throttle_reason(session, email, client, now) is not None
 
 
 def authenticate(session: Session, *, email: str, password: str, totp_code: str | None, client: str | None,
@@ -216,10 +243,11 @@ def authenticate(session: Session, *, email: str, password: str, totp_code: str 
     otherwise failures would never count towards the throttle.
     """
     email = email.strip().lower()[:254]
-    if is_throttled(session, email, client, now):
+    reason = throttle_reason(session, email, client, now)
+    if reason is not None:
         audit.record(session, action="staff.login_throttled", subject_type="staff_user", subject_id=None,
-                     actor_type="anonymous", data={"email_hash": hash_token(email)[:16]}, at=now)
-        raise LoginThrottled("too many failed attempts; wait 15 minutes and try again")
+                     actor_type="anonymous", data={"email_hash": hash_token(email)[:16], "reason": reason}, at=now)
+        raise LoginThrottled(reason)
     user = session.execute(select(StaffUser).where(StaffUser.email == email)).scalar_one_or_none()
     try:
         _hasher.verify(user.password_hash if user else _DUMMY_HASH, password)

@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
@@ -73,12 +74,23 @@ def make_staff(engine: Engine) -> Callable[..., StaffAccount]:
     return make
 
 
+LOGIN_CSRF = re.compile(r'<input type="hidden" name="csrf" value="([^"]*)">')
+
+
+def post_login(client: httpx.Client, form: dict[str, str]) -> httpx.Response:
+    """Submit the login form as a browser does: the page first (it sets the form's CSRF cookie)."""
+    page = client.get("/console/login")
+    found = LOGIN_CSRF.search(page.text)
+    assert found, "the login page carries no CSRF field"
+    return client.post("/console/login", data={**form, "csrf": found.group(1)})
+
+
 def login(client: TestClient, account: StaffAccount, totp: str | None = None) -> str:
     """Log the client in; returns the session's CSRF token (as the pages embed it)."""
     form = {"email": account.email, "password": account.password, "next": "/console"}
     if totp:
         form["totp"] = totp
-    res = client.post("/console/login", data=form)
+    res = post_login(client, form)
     assert res.status_code == 303, res.text
     home = client.get("/console")
     assert home.status_code == 200, home.text

@@ -15,7 +15,7 @@ from api.audit.models import AuditEvent
 from api.errors import Conflict, InvalidInput
 from api.staff import service
 from api.staff.models import StaffRole, StaffSession, StaffUser
-from tests.consoles.conftest import PASSWORD, StaffAccount, login
+from tests.consoles.conftest import PASSWORD, StaffAccount, login, post_login
 
 Client = tuple[TestClient, StaffAccount, str]
 NEW_PASSWORD = "a much longer passphrase 42"
@@ -148,7 +148,7 @@ def test_deactivation_logs_the_user_out_everywhere_and_reactivation_lets_them_ba
     res = client.post(f"/console/admin/users/{victim.id}/active", data={"csrf_token": csrf, "active": "false"})
     assert res.status_code == 303 and res.headers["location"].endswith("done=deactivated")
     assert victim_client.get("/console").status_code == 303  # back to the login page
-    assert victim_client.post("/console/login", data={"email": victim.email, "password": victim.password}
+    assert post_login(victim_client, {"email": victim.email, "password": victim.password}
                               ).status_code == 401
     with factory() as s:
         assert all(r.revoked_at is not None for r in s.scalars(
@@ -169,7 +169,7 @@ def test_a_password_reset_replaces_the_password_and_ends_sessions(
                                                                          "password": NEW_PASSWORD})
     assert res.status_code == 303
     assert victim_client.get("/console").status_code == 303
-    assert victim_client.post("/console/login", data={"email": victim.email, "password": PASSWORD}
+    assert post_login(victim_client, {"email": victim.email, "password": PASSWORD}
                               ).status_code == 401
     login(victim_client, StaffAccount(victim.id, victim.email, NEW_PASSWORD, victim.roles))
     assert ("staff.password_set", admin.id) in actions_on(factory, victim.id)

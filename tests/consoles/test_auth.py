@@ -10,15 +10,15 @@ from datetime import UTC, datetime
 import pyotp
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import sessionmaker
 
 from api.audit.models import AuditEvent
 from api.db import unit_of_work
 from api.settings import Settings
 from api.staff import service
-from api.staff.models import StaffUser
-from tests.consoles.conftest import StaffAccount, login
+from api.staff.models import LoginAttempt, StaffUser
+from tests.consoles.conftest import StaffAccount, login, post_login
 
 
 def test_passwords_are_stored_as_argon2id_hashes(engine: Engine, make_staff: Callable[..., StaffAccount]) -> None:
@@ -33,7 +33,7 @@ def test_passwords_are_stored_as_argon2id_hashes(engine: Engine, make_staff: Cal
 def test_login_sets_an_httponly_samesite_cookie_and_lands_on_the_console(
         console: TestClient, make_staff: Callable[..., StaffAccount]) -> None:
     account = make_staff("rep")
-    res = console.post("/console/login", data={"email": account.email.upper(), "password": account.password,
+    res = post_login(console, {"email": account.email.upper(), "password": account.password,
                                                "next": "/console/account"})
     assert res.status_code == 303
     assert res.headers["location"] == "/console/account"
@@ -48,14 +48,14 @@ def test_secure_flag_is_set_when_configured(make_app_client: Callable[[], TestCl
     settings.secure_cookies = True
     client = make_app_client()
     account = make_staff("rep")
-    res = client.post("/console/login", data={"email": account.email, "password": account.password})
+    res = post_login(client, {"email": account.email, "password": account.password})
     assert "secure" in res.headers["set-cookie"].lower()
 
 
 def test_wrong_password_is_refused_and_audited(console: TestClient, engine: Engine,
                                                make_staff: Callable[..., StaffAccount]) -> None:
     account = make_staff("rep")
-    res = console.post("/console/login", data={"email": account.email, "password": "not the password!"})
+    res = post_login(console, {"email": account.email, "password": "not the password!"})
     assert res.status_code == 401
     assert "wrong email or password" in res.text
     assert "concierge_staff" not in res.headers.get("set-cookie", "")
@@ -65,7 +65,7 @@ def test_wrong_password_is_refused_and_audited(console: TestClient, engine: Engi
 
 
 def test_unknown_email_gets_the_same_answer_as_a_wrong_password(console: TestClient) -> None:
-    res = console.post("/console/login", data={"email": "nobody@halcyon.example", "password": "whatever-it-is"})
+    res = post_login(console, {"email": "nobody@halcyon.example", "password": "whatever-it-is"})
     assert res.status_code == 401 and "wrong email or password" in res.text
 
 
@@ -73,9 +73,9 @@ def test_five_failures_lock_the_account_for_fifteen_minutes_even_with_the_right_
         console: TestClient, make_staff: Callable[..., StaffAccount]) -> None:
     account = make_staff("rep")
     for _ in range(service.MAX_FAILURES_PER_EMAIL):
-        assert console.post("/console/login", data={"email": account.email, "password": "wrong-wrong-wrong"}
+        assert post_login(console, {"email": account.email, "password": "wrong-wrong-wrong"}
                             ).status_code == 401
-    res = console.post("/console/login", data={"email": account.email, "password": account.password})
+    res = post_login(console, {"email": account.email, "password": account.password})
     assert res.status_code == 429
     assert "too many failed attempts" in res.text
 
@@ -92,7 +92,7 @@ def test_pages_redirect_to_login_and_api_calls_get_401(console: TestClient) -> N
 def test_open_redirects_are_not_followed_after_login(console: TestClient,
                                                      make_staff: Callable[..., StaffAccount]) -> None:
     account = make_staff("rep")
-    res = console.post("/console/login", data={"email": account.email, "password": account.password,
+    res = post_login(console, {"email": account.email, "password": account.password,
                                                "next": "//evil.example/steal"})
     assert res.headers["location"] == "/console"
 
@@ -132,9 +132,9 @@ def test_totp_second_factor(logged_in: Callable[..., tuple[TestClient, StaffAcco
     assert good.status_code == 200 and "Two-factor authentication is on" in good.text
 
     other = make_app_client()
-    asked = other.post("/console/login", data={"email": account.email, "password": account.password})
+    asked = post_login(other, {"email": account.email, "password": account.password})
     assert asked.status_code == 401 and "authenticator" in asked.text
-    wrong = other.post("/console/login", data={"email": account.email, "password": account.password,
+    wrong = post_login(other, {"email": account.email, "password": account.password,
                                                "totp": "123456" if pyotp.TOTP(secret).now() != "123456" else "654321"})
     assert wrong.status_code == 401
     assert login(other, account, totp=pyotp.TOTP(secret).now())
@@ -165,3 +165,87 @@ def test_unknown_or_missing_roles_are_refused(engine: Engine, roles: list[str]) 
     with sessionmaker(bind=engine)() as s, pytest.raises(Exception, match="role"):
         service.create(s, email="r@halcyon.example", password="long enough password", roles=roles,
                        now=datetime.now(UTC))
+
+
+def _from(app_client: TestClient, address: str) -> TestClient:
+    """Another browser on another address, on the same running app."""
+    return TestClient(app_client.app, client=(address, 40000), follow_redirects=False)
+
+
+def test_a_login_post_without_the_forms_token_is_refused_and_nobody_is_logged_in(
+        console: TestClient, make_staff: Callable[..., StaffAccount]) -> None:
+    account = make_staff("rep")
+    console.get("/console/login")                                   # the cookie alone is not enough
+    res = console.post("/console/login", data={"email": account.email, "password": account.password,
+                                               "csrf": "forged-by-another-site"})
+    assert res.status_code == 403 and "expired" in res.text
+    assert "concierge_staff=" not in res.headers.get("set-cookie", "")
+    assert post_login(console, {"email": account.email, "password": account.password}).status_code == 303
+
+
+def test_failures_from_one_address_do_not_lock_the_staff_member_out_elsewhere(
+        console: TestClient, make_staff: Callable[..., StaffAccount]) -> None:
+    account = make_staff("safety")
+    guesser, colleague = _from(console, "198.51.100.7"), _from(console, "203.0.113.20")
+    for _ in range(service.MAX_FAILURES_PER_EMAIL):
+        assert post_login(guesser, {"email": account.email, "password": "a wrong guess"}).status_code == 401
+    locked = post_login(guesser, {"email": account.email, "password": account.password})
+    assert locked.status_code == 429 and "from here" in locked.text          # even the right password, here
+    assert post_login(colleague, {"email": account.email, "password": account.password}).status_code == 303
+
+
+def test_guessing_from_many_addresses_slows_the_account_down_without_locking_it(
+        console: TestClient, make_staff: Callable[..., StaffAccount], engine: Engine) -> None:
+    account = make_staff("rep")
+    for i in range(service.SLOWDOWN_AFTER):
+        post_login(_from(console, f"192.0.2.{i + 1}"), {"email": account.email, "password": "guess"})
+    slowed = post_login(_from(console, "192.0.2.200"), {"email": account.email, "password": account.password})
+    assert slowed.status_code == 429 and "wait a few seconds" in slowed.text
+    # A few seconds later the right password works, from anywhere.
+    factory = sessionmaker(bind=engine)
+    with unit_of_work(factory) as s:
+        s.execute(update(LoginAttempt).where(LoginAttempt.email == account.email)
+                  .values(at=datetime.now(UTC) - service.SLOWDOWN_INTERVAL * 2))
+    assert post_login(_from(console, "192.0.2.201"), {"email": account.email,
+                                                      "password": account.password}).status_code == 303
+
+
+def test_x_forwarded_for_is_believed_only_from_a_configured_proxy(
+        make_app_client: Callable[[], TestClient], settings: Settings, make_staff: Callable[..., StaffAccount],
+        engine: Engine) -> None:
+    settings.trusted_proxies = ["10.0.0.0/8"]
+    app_client = make_app_client()
+    account = make_staff("rep")
+    spoofer = _from(app_client, "198.51.100.50")          # not a proxy: its header is ignored
+    proxy = _from(app_client, "10.1.2.3")                 # the proxy passes the real client on
+    post_login(spoofer, {"email": account.email, "password": "x"})
+    spoofer.headers["x-forwarded-for"] = "203.0.113.99"
+    post_login(spoofer, {"email": account.email, "password": "y"})
+    proxy.headers["x-forwarded-for"] = "203.0.113.77, 10.9.9.9"
+    post_login(proxy, {"email": account.email, "password": "z"})
+    with sessionmaker(bind=engine)() as s:
+        clients = s.execute(select(LoginAttempt.client).where(LoginAttempt.email == account.email)
+                            .order_by(LoginAttempt.id)).scalars().all()
+    assert clients == ["198.51.100.50", "198.51.100.50", "203.0.113.77"]
+
+
+def test_cookies_are_secure_whenever_the_public_url_is_https(
+        make_app_client: Callable[[], TestClient], settings: Settings, make_staff: Callable[..., StaffAccount]) -> None:
+    settings.public_url = "https://concierge.example"
+    client = make_app_client()
+    page = client.get("/console/login")
+    assert "secure" in page.headers["set-cookie"].lower()
+    res = post_login(client, {"email": make_staff("rep").email, "password": "correct horse battery staple"})
+    assert "secure" in res.headers["set-cookie"].lower()
+    assert "secure" in client.post("/api/webchat/sessions").headers["set-cookie"].lower()
+
+
+@pytest.mark.parametrize("path", ["/console/login", "/", "/api/webchat/sessions", "/healthz", "/console/account"])
+def test_every_response_carries_the_security_headers(console: TestClient, path: str) -> None:
+    res = console.post(path) if path == "/api/webchat/sessions" else console.get(path)
+    csp = res.headers["content-security-policy"]
+    assert "default-src 'self'" in csp and "frame-ancestors 'none'" in csp and "unsafe-inline" not in csp
+    assert res.headers["x-frame-options"] == "DENY"
+    assert res.headers["x-content-type-options"] == "nosniff"
+    assert res.headers["referrer-policy"] == "no-referrer"
+    assert "strict-transport-security" not in res.headers   # only on https

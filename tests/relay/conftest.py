@@ -36,6 +36,7 @@ from api.settings import Settings
 from api.staff import service as staff_service
 from api.staff.auth import COOKIE
 from tests.conftest import LiveServer, free_port
+from tests.consoles.conftest import post_login
 from tests.fakes.rasa import FakeRasa
 
 PASSWORD = "correct horse battery staple"
@@ -264,7 +265,7 @@ def staff_login(factory: sessionmaker[Session]) -> Callable[..., StaffLogin]:
                                         territory=None, now=SystemClock().now())
             staff_id = user.id
         with httpx.Client(base_url=api.url, follow_redirects=False) as client:
-            res = client.post("/console/login", data={"email": email, "password": PASSWORD, "next": "/console"})
+            res = post_login(client, {"email": email, "password": PASSWORD, "next": "/console"})
             assert res.status_code == 303, res.text
             token = client.cookies.get(COOKIE)
             assert token

@@ -50,13 +50,9 @@ def stream_url(conversation_id: str) -> str:
     return f"/api/webchat/streams/{conversation_id}"
 
 
-def _secure(state: AppState) -> bool:
-    return state.settings.secure_cookies or state.settings.public_url.startswith("https://")
-
-
 def _give_stream_cookie(response: Response, state: AppState, conversation_id: str, token: str) -> None:
     response.set_cookie(STREAM_COOKIE, token, path=stream_url(conversation_id), max_age=STREAM_COOKIE_MAX_AGE,
-                        httponly=True, samesite="strict", secure=_secure(state))
+                        httponly=True, samesite="strict", secure=state.settings.cookies_secure)
 
 
 def _token(header: str | None) -> str:
