@@ -35,13 +35,14 @@ from api.content import make_send_gate
 from api.conversations.models import Conversation, Message
 from api.conversations.turn import SafetyHook, SafetyOutcomeLike, TurnProcessor
 from api.db import is_transient, make_engine, make_session_factory
-from api.errors import ConciergeError
+from api.errors import ConciergeError, RateLimited
 from api.handoffs.hours import staff_hours
 from api.handoffs.service import handoff_from_api
 from api.health.router import router as health_router
 from api.outbox import WebchatSender
 from api.rasa.client import RasaClient
 from api.rasa.router import router as rasa_router
+from api.ratelimit import make_limiter
 from api.relay.hooks import install as install_relay
 from api.relay.stream import Relay
 from api.security_headers import SecurityHeaders
@@ -230,7 +231,7 @@ def create_app(
         install_relay(factory, relay.bus)
         worker.on_processed = relay.bus.publish
         state = AppState(settings=settings, engine=eng, session_factory=factory, clock=the_clock,
-                         rasa=rasa, worker=worker)
+                         rasa=rasa, worker=worker, limiter=make_limiter(settings.redis_url))
         state.extras["relay"] = relay
         state.extras["safety_ready"] = getattr(processor.safety_hook, "ready", lambda: True)
         app.state.concierge = state
@@ -271,6 +272,7 @@ def create_app(
             if dispatcher is not None:
                 await dispatcher.close()
             await rasa.aclose()
+            await state.limiter.close()
             if engine is None:
                 eng.dispose()
 
@@ -289,7 +291,8 @@ def create_app(
         body: dict[str, Any] = {"code": exc.code, "message": exc.message}
         if exc.detail is not None:
             body["detail"] = exc.detail
-        return JSONResponse({"error": body}, status_code=exc.status_code)
+        headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, RateLimited) else None
+        return JSONResponse({"error": body}, status_code=exc.status_code, headers=headers)
 
     @app.exception_handler(sa_exc.DBAPIError)
     @app.exception_handler(sa_exc.TimeoutError)

@@ -53,3 +53,14 @@ class ChannelError(ConciergeError):
 class UpstreamUnavailable(ConciergeError):
     status_code = 503
     code = "upstream_unavailable"
+
+
+class RateLimited(ConciergeError):
+    """Too many requests from one session or client; ``retry_after`` seconds until the next is taken."""
+
+    status_code = 429
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        super().__init__(message, detail={"retry_after": max(1, round(retry_after + 0.49))})
+        self.retry_after = max(1, round(retry_after + 0.49))

@@ -115,6 +115,19 @@ class Settings(BaseSettings):
 
     # webchat
     max_message_chars: int = 4096
+    rate_limits: bool = Field(default=True, description="Rate-limit the web chat (429 + Retry-After); shared "
+                                                        "through Redis when CONCIERGE_REDIS_URL is set.")
+    rate_sessions_per_min: float = Field(default=20.0, gt=0,
+                                         description="New web chat sessions per client address per minute "
+                                                     "(burst 10).")
+    rate_messages_per_min: float = Field(default=30.0, gt=0,
+                                         description="Messages per web chat session per minute (burst 10).")
+    rate_client_messages_per_min: float = Field(default=120.0, gt=0,
+                                                description="Messages per client address per minute, all its "
+                                                            "sessions together (burst 40).")
+    rate_reads_per_min: float = Field(default=240.0, gt=0,
+                                      description="Message-list reads and stream opens per session per minute "
+                                                  "(burst 60; the page polls every 1.5 s at most).")
     max_request_bytes: int = Field(
         default=1024 * 1024, ge=1024,
         description="Largest request body any route accepts unless it has its own limit (web chat: from "

@@ -12,6 +12,7 @@ from starlette.requests import HTTPConnection
 from api.clock import Clock
 from api.net import Network, parse_networks
 from api.rasa.client import RasaClient
+from api.ratelimit import MemoryLimiter, RateLimiter
 from api.settings import Settings
 from api.worker import ConversationWorker
 
@@ -27,6 +28,8 @@ class AppState:
     extras: dict[str, Any] = field(default_factory=dict)
     # Proxies whose X-Forwarded-For is believed (api.net.client_address), parsed once.
     trusted_proxies: list[Network] = field(default_factory=list)
+    # Web chat rate limits (api.ratelimit): in this process, or shared through Redis.
+    limiter: RateLimiter = field(default_factory=MemoryLimiter)
 
     def __post_init__(self) -> None:
         self.trusted_proxies = parse_networks(self.settings.trusted_proxies)

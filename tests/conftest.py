@@ -24,6 +24,9 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 # The app's SLA sweeper would alert on other tests' late rows in the shared database (and audit
 # them) while a live app runs; tests/api/test_sla_alerts.py switches it on where it is tested.
 os.environ.setdefault("CONCIERGE_SLA_SWEEP_INTERVAL_S", "0")
+# The suite drives one session from one address far faster than a person types: rate limits are
+# switched on by the tests of the limits themselves (tests/api/test_rate_limits.py).
+os.environ.setdefault("CONCIERGE_RATE_LIMITS", "false")
 # One audit-chain key for every app, worker and CLI the suite starts (they share the test database).
 os.environ.setdefault("CONCIERGE_AUDIT_KEY", "test-suite-audit-key")
 

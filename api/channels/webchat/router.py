@@ -32,7 +32,8 @@ from api.conversations import service as conversations
 from api.conversations.models import Conversation, InboxStatus, Message
 from api.cursors import MessageCursor
 from api.db import is_transient, unit_of_work
-from api.errors import InvalidInput, NotFound, Unauthorized
+from api.errors import InvalidInput, NotFound, RateLimited, Unauthorized
+from api.net import client_address
 from api.relay import service as relay
 from api.relay.schemas import RelayState
 from api.relay.stream import events, get_relay, resume_cursor, sse_response
@@ -61,6 +62,46 @@ def _token(header: str | None) -> str:
     return header
 
 
+# (what, per-minute setting, burst). Checked before the body is read or the database asked, so a
+# flood costs a dictionary (or Redis) lookup per request, not a turn.
+async def _limit(request: Request, *checks: tuple[str, float, int]) -> None:
+    state = app_state(request)
+    if not state.settings.rate_limits:
+        return
+    for key, per_minute, burst in checks:
+        wait = await state.limiter.hit(key, per_minute, burst)
+        if wait > 0:
+            what = key.split(":", 1)[0]
+            raise RateLimited(_LIMIT_MESSAGES.get(what, "Too many requests; please wait a moment."), retry_after=wait)
+
+
+_LIMIT_MESSAGES = {
+    "sessions": "Too many new chats from here; please wait a moment and try again.",
+    "messages": "You are sending messages faster than we can read them: this one was not sent. Please wait a "
+                "moment and send it again.",
+    "client": "Too many messages from this network right now; please wait a moment and try again.",
+    "reads": "Too many requests for this chat; please wait a moment.",
+}
+
+
+def _client(request: Request) -> str:
+    return client_address(request, app_state(request).trusted_proxies) or "unknown"
+
+
+def _session_key(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()[:32]  # never the secret itself, not even in Redis
+
+
+async def _limit_message(request: Request, token: str) -> None:
+    s = app_state(request).settings
+    await _limit(request, (f"messages:{_session_key(token)}", s.rate_messages_per_min, 10),
+                 (f"client:{_client(request)}", s.rate_client_messages_per_min, 40))
+
+
+async def _limit_read(request: Request, token: str) -> None:
+    await _limit(request, (f"reads:{_session_key(token)}", app_state(request).settings.rate_reads_per_min, 60))
+
+
 def to_read(m: Message) -> MessageRead:
     return MessageRead(
         id=m.id, text=m.body, direction=m.direction, sender=m.sender_type, content_id=m.content_id,
@@ -78,6 +119,7 @@ def index() -> FileResponse:
 @router.post("/api/webchat/sessions", status_code=201)
 async def create_session(request: Request, response: Response) -> SessionRead:
     state = app_state(request)
+    await _limit(request, (f"sessions:{_client(request)}", state.settings.rate_sessions_per_min, 10))
 
     def create() -> tuple[str, str]:
         with unit_of_work(state.session_factory) as session:
@@ -217,12 +259,16 @@ async def _events(request: Request, conv_id: str, session_id: str, after: int) -
 
 @router.post("/api/webchat/messages")
 async def post_message(request: Request, session: SessionHeader = None) -> TurnRead:
-    return await _post(request, _token(session))
+    token = _token(session)
+    await _limit_message(request, token)
+    return await _post(request, token)
 
 
 @router.get("/api/webchat/messages")
 async def list_messages(request: Request, after: MessageCursor = 0, session: SessionHeader = None) -> TurnRead:
-    return await _list(request, _token(session), after)
+    token = _token(session)
+    await _limit_read(request, token)
+    return await _list(request, token, after)
 
 
 @router.get("/api/webchat/streams/{conversation_id}/events")
@@ -231,6 +277,7 @@ async def message_events(request: Request, conversation_id: str, after: MessageC
     token = request.cookies.get(STREAM_COOKIE)
     if not token:
         raise Unauthorized("no chat session for this stream (start or restore the chat first)")
+    await _limit_read(request, token)
 
     def owner() -> str:
         with get_relay(state).read_sessions() as session:
@@ -246,16 +293,19 @@ async def message_events(request: Request, conversation_id: str, after: MessageC
 
 @router.post("/api/webchat/sessions/{session_id}/messages", deprecated=True)
 async def post_message_by_path(session_id: str, request: Request) -> TurnRead:
+    await _limit_message(request, session_id)
     return await _post(request, session_id)
 
 
 @router.get("/api/webchat/sessions/{session_id}/messages", deprecated=True)
 async def list_messages_by_path(session_id: str, request: Request, after: MessageCursor = 0) -> TurnRead:
+    await _limit_read(request, session_id)
     return await _list(request, session_id, after)
 
 
 @router.get("/api/webchat/sessions/{session_id}/events", deprecated=True)
 async def message_events_by_path(session_id: str, request: Request, after: MessageCursor = 0) -> StreamingResponse:
+    await _limit_read(request, session_id)
     live = get_relay(app_state(request))
 
     def conversation_id() -> str:
