@@ -35,7 +35,7 @@ from api.content import make_send_gate
 from api.conversations.models import Conversation, Message
 from api.conversations.turn import SafetyHook, SafetyOutcomeLike, TurnProcessor
 from api.db import is_transient, make_engine, make_session_factory
-from api.errors import ConciergeError, RateLimited
+from api.errors import ConciergeError, DatabaseBusy, RateLimited
 from api.handoffs.hours import staff_hours
 from api.handoffs.service import handoff_from_api
 from api.health.router import router as health_router
@@ -291,7 +291,8 @@ def create_app(
         body: dict[str, Any] = {"code": exc.code, "message": exc.message}
         if exc.detail is not None:
             body["detail"] = exc.detail
-        headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, RateLimited) else None
+        headers = ({"Retry-After": str(exc.retry_after)} if isinstance(exc, RateLimited)
+                   else {"Retry-After": "2"} if isinstance(exc, DatabaseBusy) else None)
         return JSONResponse({"error": body}, status_code=exc.status_code, headers=headers)
 
     @app.exception_handler(sa_exc.DBAPIError)

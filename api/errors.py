@@ -64,3 +64,10 @@ class RateLimited(ConciergeError):
     def __init__(self, message: str, *, retry_after: float) -> None:
         super().__init__(message, detail={"retry_after": max(1, round(retry_after + 0.49))})
         self.retry_after = max(1, round(retry_after + 0.49))
+
+
+class DatabaseBusy(ConciergeError):
+    """The database did not answer in time; nothing is acknowledged, the client sends again."""
+
+    status_code = 503
+    code = "database_busy"

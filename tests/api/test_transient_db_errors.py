@@ -193,3 +193,30 @@ def test_a_turn_resumed_after_its_screen_committed_does_not_screen_again(
     with Session(engine) as s:
         texts = [s.get(Message, i).body for i in result.reply_ids]  # type: ignore[union-attr]
     assert texts[0] == "screen reply 1" and len(texts) == 2      # the stored safety reply, then Rasa's
+
+
+def test_a_message_the_database_cannot_store_in_time_is_refused_with_a_503_and_its_retry_is_stored_once(
+        make_client: Callable[..., TestClient], engine: Engine) -> None:
+    if engine.dialect.name != "sqlite":
+        pytest.skip("holds SQLite's write lock from another connection")
+    import sqlite3
+
+    client = make_client(FakeRasa(), rasa_timeout=1.0, reply_wait_margin_s=0.5)
+    sid = client.post("/api/webchat/sessions").json()["session_id"]
+    body = {"text": "stored once, after a busy moment", "client_message_id": "busy-1"}
+    holder = sqlite3.connect(str(engine.url.database), timeout=30)
+    holder.execute("BEGIN EXCLUSIVE")                 # a backup or an admin shell holding the lock
+    try:
+        started = time.monotonic()
+        r = client.post("/api/webchat/messages", json=body, headers={"X-Chat-Session": sid})
+        took = time.monotonic() - started
+    finally:
+        holder.rollback()
+        holder.close()
+    assert r.status_code == 503 and r.json()["error"]["code"] == "database_busy"
+    assert r.headers["retry-after"] == "2" and took < 1.0 + 0.5 + 1.0   # never past the deadline
+    again = client.post("/api/webchat/messages", json=body, headers={"X-Chat-Session": sid})
+    assert again.status_code == 200 and again.json()["messages"]
+    with Session(engine) as s:
+        stored = s.scalar(select(func.count()).select_from(Message).where(Message.body == body["text"]))
+    assert stored == 1

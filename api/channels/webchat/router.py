@@ -17,6 +17,7 @@ during a deprecation window; the access log never shows that path segment (``fee
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 from pathlib import Path
@@ -32,7 +33,7 @@ from api.conversations import service as conversations
 from api.conversations.models import Conversation, InboxStatus, Message
 from api.cursors import MessageCursor
 from api.db import is_transient, unit_of_work
-from api.errors import InvalidInput, NotFound, RateLimited, Unauthorized
+from api.errors import DatabaseBusy, InvalidInput, NotFound, RateLimited, Unauthorized
 from api.net import client_address
 from api.relay import service as relay
 from api.relay.schemas import RelayState
@@ -198,12 +199,22 @@ async def _post(request: Request, session_id: str) -> TurnRead:
                 channel_message_id=key, conflict_if_different=True)
             return conv.id, stored.message.id, stored.inbox.status
 
-    conv_id, message_id, status = await run_in_threadpool(persist)
+    # The whole request is bounded by the turn's deadline plus a margin: storing the message (which
+    # waits for the database: a lock, a busy SQLite file) and then waiting for its replies share it.
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + state.settings.rasa_timeout + state.settings.reply_wait_margin_s
+    try:
+        conv_id, message_id, status = await asyncio.wait_for(run_in_threadpool(persist),
+                                                             timeout=deadline - loop.time())
+    except TimeoutError:
+        # Not stored in time (it may still be, a moment later: a retry with the same
+        # client_message_id then gets that message's replies, never a second copy).
+        raise DatabaseBusy("We could not store your message in time; please send it again.") from None
     pending = False
     if status == InboxStatus.pending:  # a retried client_message_id gets the replies of the first delivery
-        # Bounded: the turn's own deadline plus a margin. A turn still running after that (the
-        # database is back from an outage, say) answers on the message stream instead.
-        wait = state.settings.rasa_timeout + state.settings.reply_wait_margin_s
+        # A turn still running at the deadline (the database is back from an outage, say) answers on
+        # the message stream instead.
+        wait = max(0.0, deadline - loop.time())
         pending = await state.worker.submit(conv_id, message_id, timeout=wait) is None
 
     def load() -> list[MessageRead]:
