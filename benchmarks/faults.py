@@ -90,7 +90,7 @@ class Run:
     sent: list[Sent] = field(default_factory=list)
     codes: dict[str, Counter[str]] = field(default_factory=dict)
     slow: Counter[str] = field(default_factory=Counter)
-    rasa_ok_at: dict[str, list[float]] = field(default_factory=dict)
+    rasa_ok: list[tuple[float, float]] = field(default_factory=list)
     stop: bool = False
 
     def code(self, status: int | str) -> None:
@@ -243,8 +243,8 @@ async def webchat_hcp(run: Run, api: str, address: str, think: float) -> None:
                 if r is not None and r.status_code == 200:
                     item.accepted = True
                     texts = [m["text"] for m in r.json()["messages"]]
-                    if texts and RASA_FALLBACK not in texts and took < 3.0:
-                        run.rasa_ok_at.setdefault(run.phase, []).append(time.time())
+                    if texts and RASA_FALLBACK not in texts:  # answered through Rasa: (started, ended)
+                        run.rasa_ok.append((time.time() - took, time.time()))
                 elif r is not None and r.status_code == 404:
                     secret = None  # the session is gone (never expected): start a new one
                     break
@@ -347,9 +347,11 @@ async def run_faults(product: Product, run: Run, phase_s: float, webchat: int, w
     run.stop = True
     await asyncio.gather(*tasks, return_exceptions=True)
 
+    # Time to recover: from the end of the fault (the kill, for a process the supervisor restarts;
+    # the restart or resume otherwise) to the first turn started after it that Rasa answered.
     recovered: dict[str, float | None] = {}
     for name, ended in fault_end.items():
-        later = [t for ts in run.rasa_ok_at.values() for t in ts if t >= ended]
+        later = [done for started, done in run.rasa_ok if started >= ended]
         recovered[name] = round(min(later) - ended, 1) if later else None
     return {"recovery_s": recovered, "restarts_of_rasa": product.rasa.restarts}
 

@@ -23,6 +23,7 @@ import json
 from pathlib import Path
 from typing import Annotated
 
+import anyio.to_thread
 from fastapi import APIRouter, Header, Request, Response
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from pydantic import ValidationError
@@ -204,8 +205,10 @@ async def _post(request: Request, session_id: str) -> TurnRead:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + state.settings.rasa_timeout + state.settings.reply_wait_margin_s
     try:
-        conv_id, message_id, status = await asyncio.wait_for(run_in_threadpool(persist),
-                                                             timeout=deadline - loop.time())
+        # abandon_on_cancel: the wait ends at the deadline even while the thread still waits on a lock
+        # (run_in_threadpool would hold the request until the thread returned).
+        conv_id, message_id, status = await asyncio.wait_for(
+            anyio.to_thread.run_sync(persist, abandon_on_cancel=True), timeout=deadline - loop.time())
     except TimeoutError:
         # Not stored in time (it may still be, a moment later: a retry with the same
         # client_message_id then gets that message's replies, never a second copy).
