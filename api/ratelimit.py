@@ -64,17 +64,20 @@ class MemoryLimiter:
         return None
 
 
-# KEYS[1]: the bucket; ARGV: rate (tokens/s), burst, now (s), ttl (s). Returns the wait in ms.
+# KEYS[1]: the bucket; ARGV: rate (tokens/s), burst, ttl (s). Returns the wait in ms. The time is
+# Redis's own (one clock for every api process, and one round trip per request).
 _LUA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local b = redis.call('HMGET', KEYS[1], 't', 's')
-local rate, burst, now = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local rate, burst = tonumber(ARGV[1]), tonumber(ARGV[2])
 local tokens, stamp = tonumber(b[1]), tonumber(b[2])
 if tokens == nil then tokens = burst; stamp = now end
 tokens = math.min(burst, tokens + math.max(0, now - stamp) * rate)
 local wait = 0
 if tokens >= 1 then tokens = tokens - 1 else wait = (1 - tokens) / rate end
 redis.call('HSET', KEYS[1], 't', tokens, 's', now)
-redis.call('EXPIRE', KEYS[1], ARGV[4])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
 return math.ceil(wait * 1000)
 """
 
@@ -95,9 +98,7 @@ class RedisLimiter:
         rate = per_minute / 60.0
         ttl = max(60, math.ceil(burst / rate) + 60)
         try:
-            # Redis's own clock (TIME), so processes with skewed clocks share one bucket correctly.
-            seconds, micros = await self._client.time()
-            wait_ms = await self._script(keys=[self.prefix + key], args=[rate, burst, seconds + micros / 1e6, ttl])
+            wait_ms = await self._script(keys=[self.prefix + key], args=[rate, burst, ttl])
         except Exception as exc:  # redis.RedisError, a refused connection, a timeout
             if self._redis_ok:
                 log.warning("rate limits: Redis unavailable (%s); limiting in this process until it is back",
