@@ -33,7 +33,7 @@ from api.channels.webchat.schemas import ButtonRead, MessageCreate, MessageRead,
 from api.conversations import service as conversations
 from api.conversations.models import Conversation, InboxStatus, Message
 from api.cursors import MessageCursor
-from api.db import is_transient, unit_of_work
+from api.db import is_transient, read_only, unit_of_work
 from api.errors import DatabaseBusy, InvalidInput, NotFound, RateLimited, Unauthorized
 from api.net import client_address
 from api.relay import service as relay
@@ -141,7 +141,7 @@ async def renew_stream_cookie(request: Request, response: Response, session: Ses
     token = _token(session)
 
     def find() -> str:
-        with state.session_factory() as db:
+        with read_only(state.engine) as db:
             return conversations.get_by_session_token(db, token).id
 
     conv_id = await run_in_threadpool(find)
@@ -221,14 +221,15 @@ async def _post(request: Request, session_id: str) -> TurnRead:
         pending = await state.worker.submit(conv_id, message_id, timeout=wait) is None
 
     def load() -> list[MessageRead]:
-        with state.session_factory() as session:
+        with read_only(state.engine) as session:
             return [to_read(m) for m in conversations.replies_to(session, message_id)
                     if m.status in ("sent", "delivered", "read")]
 
     try:
-        replies = await run_in_threadpool(load)
+        replies = await asyncio.wait_for(anyio.to_thread.run_sync(load, abandon_on_cancel=True),
+                                         timeout=max(0.5, deadline - loop.time()) + 1.0)
     except Exception as exc:
-        if not is_transient(exc):
+        if not (isinstance(exc, TimeoutError) or is_transient(exc)):
             raise
         # The message is stored (acknowledged); only reading its replies failed: they follow.
         return TurnRead(messages=[], pending=True)
@@ -239,7 +240,7 @@ async def _list(request: Request, session_id: str, after: int) -> TurnRead:
     state = app_state(request)
 
     def load() -> list[MessageRead]:
-        with state.session_factory() as session:
+        with read_only(state.engine) as session:
             conv = conversations.get_by_session_token(session, session_id)
             return [to_read(m) for m in conversations.list_after(session, conv, after)]
 
