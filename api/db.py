@@ -14,7 +14,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
-from api.sqlite_writes import WriteQueue
+from api.sqlite_writes import WriteQueue, reading
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -116,7 +116,7 @@ READ_ONLY = "concierge_read_only"
 def read_only(engine: Engine) -> Iterator[Session]:
     """A session for reads only. On SQLite it does not take the write lock (a deferred ``BEGIN``;
     WAL readers never block the writer), so a poll from another process does not delay an ack."""
-    with engine.connect() as conn:
+    with reading(), engine.connect() as conn:
         conn.execution_options(**{READ_ONLY: True})
         with Session(bind=conn) as session:
             yield session

@@ -26,7 +26,7 @@ class Settings(BaseSettings):
     rasa_token: str = Field(default="dev-rasa-token", description="Rasa HTTP API auth token.")
     rasa_timeout: float = Field(default=8.0, gt=0, description="Deadline (s) for one Rasa turn.")
     reply_wait_margin_s: float = Field(
-        default=2.0, ge=0,
+        default=1.5, ge=0,
         description="Web chat: a message's POST waits for its replies at most the Rasa deadline plus this; "
                     "after that it answers `pending: true` and the replies follow on the message stream.")
     turn_retry_deadline_s: float = Field(

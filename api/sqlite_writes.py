@@ -47,6 +47,19 @@ def _has_priority() -> bool:
     return bool(getattr(_local, "priority", False))
 
 
+@contextmanager
+def reading() -> Iterator[None]:
+    """Connections checked out by this thread inside the block only read (``api.db.read_only``: a
+    deferred BEGIN, beside the writer under WAL): they take no write turn, so a read never waits
+    behind a writer that waits for the database."""
+    previous = getattr(_local, "reading", False)
+    _local.reading = True
+    try:
+        yield
+    finally:
+        _local.reading = previous
+
+
 class WriteQueue:
     def __init__(self, *, burst: int = 8, timeout: float = 30.0) -> None:
         self.burst = burst
@@ -122,6 +135,8 @@ class WriteQueue:
 
         @event.listens_for(engine, "checkout")
         def _checkout(dbapi_conn: Any, record: Any, proxy: Any) -> None:
+            if getattr(_local, "reading", False):
+                return
             if self.acquire():
                 with self._lock:
                     holding.add(id(record))
