@@ -502,3 +502,28 @@ def test_the_index_refresher_coalesces_requests_and_ends_idle(factory: sessionma
         current = {(v.content_id, v.version) for v in s.scalars(
             select(ContentVersion).where(ContentVersion.is_current.is_(True)))}
     assert {(d.id, d.version) for d in fake_index.retriever.docs} == current
+
+
+def test_a_yaml_alias_bomb_upload_is_refused_with_file_and_line_and_nothing_loaded(
+        admin_client: Client, factory: sessionmaker[Session]) -> None:
+    client, _account, csrf = admin_client
+    good = item()
+    levels = ['a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    levels += [f"a{n}: &a{n} [" + ", ".join([f"*a{n - 1}"] * 9) + "]" for n in range(1, 9)]
+    bomb = "products:\n  zz:\n    display_name: Zz\n" + "\n".join(levels) + "\n"
+    data = make_zip({f"lib/{good['id']}.yaml": yaml_text(good), "lib/products.yaml": bomb.encode()})
+    res = upload(client, csrf, "bomb.zip", data, action="load")
+    assert res.status_code == 422
+    assert "bomb.zip/lib/products.yaml:" in res.text and "refused: the YAML expands to more than" in res.text
+    assert versions_of(factory, good["id"]) == []
+
+
+def test_a_jsonl_nesting_bomb_upload_is_a_4xx_naming_the_line(admin_client: Client,
+                                                              factory: sessionmaker[Session]) -> None:
+    client, _account, csrf = admin_client
+    good = item()
+    data = jsonl(good) + b'{"id": ' + b"[" * 200_000 + b"]" * 200_000 + b"}\n"
+    res = upload(client, csrf, "deep.jsonl", data, action="load")
+    assert res.status_code == 422
+    assert "deep.jsonl:2: refused: the JSON is nested too deep" in res.text
+    assert versions_of(factory, good["id"]) == []
