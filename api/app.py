@@ -51,6 +51,7 @@ from api.staff.auth import LoginRequired, check_routes_gated, current_identity, 
 from api.state import AppState
 from api.worker import ConversationWorker
 from feedback.redact import install_log_redaction
+from feedback.rollups import install as install_rollups
 
 log = logging.getLogger("concierge.app")
 
@@ -220,6 +221,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings.var_dir.mkdir(parents=True, exist_ok=True)
         eng = engine or make_engine(settings.database_url)
+        install_rollups()  # CX rollup days marked dirty on every flush
         factory = make_session_factory(eng)
         the_clock = clock or SystemClock()
         rasa = RasaClient(settings.rasa_url, settings.rasa_token, settings.rasa_timeout,

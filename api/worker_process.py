@@ -46,8 +46,10 @@ async def run_worker(
     from api.relay.bus import make_bus
     from api.relay.hooks import install as install_relay
     from api.worker import ConversationWorker
+    from feedback.rollups import install as install_rollups
 
     configure_from(settings)  # the audit chain's key
+    install_rollups()  # CX rollup days marked dirty on every flush
     eng = engine or make_engine(settings.database_url)
     factory = make_session_factory(eng)
     clock = SystemClock()

@@ -21,7 +21,8 @@ Tables (migration ``0015_cx_rollups``), counts, durations and ids only — no pe
 Maintenance:
 
 - Every ORM flush that adds, changes or deletes a row a count depends on marks the UTC day(s)
-  before today it counts on as dirty (:func:`_after_flush`; e.g. a late rating for an answer of last week marks the
+  before today it counts on as dirty (:func:`_after_flush`, installed by :func:`install`; e.g. a
+  late rating for an answer of last week marks the
   rating's day and the answer's day; a handoff marks its own day and its conversation's day), and
   a new answer records its conversation's product.
 - :func:`refresh` (run by the app every ``cx_rollup_interval_s`` and by
@@ -268,7 +269,12 @@ def _after_flush(session: Session, _ctx: Any) -> None:
     mark_dirty(session, (d for d in t.days if d < today))
 
 
-event.listen(Session, "after_flush", _after_flush)
+def install() -> None:
+    """From now on every ORM flush in this process marks the rollup days it changes dirty. Called by
+    the wiring (``create_app``, the worker process, the ``concierge`` command line, the test suite),
+    not at import: ``api.db`` stays free of domains. Installing twice is harmless."""
+    if not event.contains(Session, "after_flush", _after_flush):
+        event.listen(Session, "after_flush", _after_flush)
 
 
 # ---------------------------------------------------------------- conversation → product
