@@ -33,13 +33,14 @@ from api.consoles.render import STATIC as CONSOLE_STATIC
 from api.consoles.render import render as render_console
 from api.content import make_send_gate
 from api.conversations.models import Conversation, Message
-from api.conversations.turn import SafetyHook, SafetyOutcomeLike, TurnProcessor
 from api.db import is_transient, make_engine, make_session_factory
 from api.errors import ConciergeError, DatabaseBusy, RateLimited
 from api.handoffs.hours import staff_hours
 from api.handoffs.service import handoff_from_api
 from api.health.router import router as health_router
 from api.outbox import WebchatSender
+from api.pipeline.turn import SafetyHook, SafetyOutcomeLike, TurnProcessor
+from api.pipeline.worker import ConversationWorker
 from api.rasa.client import RasaClient
 from api.rasa.router import router as rasa_router
 from api.ratelimit import make_limiter
@@ -49,7 +50,6 @@ from api.security_headers import SecurityHeaders
 from api.settings import Settings
 from api.staff.auth import LoginRequired, check_routes_gated, current_identity, is_staff_path, login_redirect_url
 from api.state import AppState
-from api.worker import ConversationWorker
 from feedback.redact import install_log_redaction
 from feedback.rollups import install as install_rollups
 

@@ -11,10 +11,10 @@ from starlette.requests import HTTPConnection
 
 from api.clock import Clock
 from api.net import Network, parse_networks
+from api.pipeline.worker import ConversationWorker
 from api.rasa.client import RasaClient
 from api.ratelimit import MemoryLimiter, RateLimiter
 from api.settings import Settings
-from api.worker import ConversationWorker
 
 
 @dataclass

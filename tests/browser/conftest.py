@@ -20,7 +20,7 @@ import uvicorn
 from sqlalchemy import Engine
 
 from api.app import create_app
-from api.conversations.turn import null_safety_hook
+from api.pipeline.turn import null_safety_hook
 from api.settings import Settings
 from tests.browser.fake_api import FakeChatApi
 from tests.conftest import REPO

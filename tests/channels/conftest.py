@@ -12,8 +12,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api.app import create_app
 from api.clock import Clock
-from api.conversations.turn import null_safety_hook
 from api.db import make_session_factory
+from api.pipeline.turn import null_safety_hook
 from api.settings import Settings
 from tests.conftest import LiveServer, free_port
 from tests.fakes.rasa import FakeRasa
