@@ -16,7 +16,6 @@ from sqlalchemy.orm import Session
 from api.audit import service as audit
 from api.consoles.render import render
 from api.conversations.models import Conversation, Message
-from api.conversations.outbound import deliver_after_commit
 from api.cursors import MessageCursor
 from api.db import unit_of_work
 from api.errors import ContentGated
@@ -40,6 +39,7 @@ from api.handoffs.schemas import (
     TransferCreate,
 )
 from api.hcps.models import Hcp
+from api.pipeline.delivery import deliver_after_commit
 from api.staff.auth import Staff, api_routes
 from api.staff.models import StaffRole
 from api.staff.service import StaffIdentity

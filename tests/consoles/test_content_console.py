@@ -23,8 +23,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from api.audit.models import AuditEvent
 from api.conversations import service as conversations
 from api.conversations.models import Message, MessageStatus, OutboxItem, OutboxStatus
-from api.conversations.outbound import deliver_after_commit, send_staff_content
+from api.conversations.outbound import send_staff_content
 from api.db import unit_of_work
+from api.pipeline.delivery import deliver_after_commit
 from api.settings import Settings
 from api.staff.models import StaffRole
 from knowledge import admin as kadmin
