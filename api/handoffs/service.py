@@ -629,7 +629,7 @@ def transcript(session: Session, conv: Conversation, ident: StaffIdentity, *, af
     """The conversation as this staff member may read it, by the live relay's rule (the polling
     fallback must never show more than the stream): for reps, medical and safety messages are
     placeholders; messages still being screened wait. Showing medical content is audited."""
-    from api.relay import firewall
+    from api.safety import firewall
 
     rows = firewall.settled(session, list_after(session, conv, after))
     medical = firewall.medical_ids(session, conv.id, rows)
