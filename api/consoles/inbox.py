@@ -40,6 +40,7 @@ from api.handoffs.schemas import (
 )
 from api.hcps.models import Hcp
 from api.pipeline.delivery import deliver_after_commit
+from api.safety import firewall
 from api.staff.auth import Staff, api_routes
 from api.staff.models import StaffRole
 from api.staff.service import StaffIdentity
@@ -93,12 +94,12 @@ def _detail(session: Session, handoff_id: str, ident: StaffIdentity, now: dateti
     card = handoffs.profile_card(session, conv, ident, now)
     audit.record(session, action="handoff.viewed", subject_type="handoff", subject_id=h.id, actor_type="staff",
                  actor_id=ident.id, data={"reference": h.reference,
-                                          "medical_content_shown": handoffs.sees_medical_content(ident)}, at=now)
+                                          "medical_content_shown": firewall.sees_medical_content(ident)}, at=now)
     return HandoffDetailRead(
         handoff=_read(session, h, conv, session.get(Hcp, h.hcp_id) if h.hcp_id else None, ident, now),
         card=card,
         colleagues=[ColleagueRead(**c) for c in handoffs.transfer_options(session, ident)],
-        medical_content_withheld=not handoffs.sees_medical_content(ident),
+        medical_content_withheld=not firewall.sees_medical_content(ident),
     )
 
 
@@ -127,7 +128,7 @@ def handoff_page(request: Request, handoff_id: str, ident: Inbox) -> Response:
     return render(request, "inbox_detail.html", ident, d=detail, h=detail.handoff, card=detail.card,
                   messages=messages, last_id=messages[-1].id if messages else 0, relay=relay,
                   outcomes=handoffs.OUTCOMES, teams=[str(t) for t in HandoffTarget],
-                  withheld_text=handoffs.WITHHELD_TEXT)
+                  withheld_text=firewall.WITHHELD_NOTE)
 
 
 @router.post("/console/inbox/{handoff_id}/claim")

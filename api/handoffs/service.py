@@ -29,6 +29,7 @@ from api.handoffs.hours import DEFAULT_HOURS, StaffHours
 from api.handoffs.models import Handoff, HandoffStatus, HandoffTarget
 from api.handoffs.schemas import ProfileCardRead
 from api.hcps.models import Hcp
+from api.safety import firewall
 from api.staff import notes
 from api.staff.models import StaffRole, StaffUser
 from api.staff.service import StaffIdentity, list_available
@@ -57,8 +58,6 @@ TARGETS_FOR_ROLE = {role: target for target, role in ROLE_FOR_TARGET.items()}
 INBOX_ROLES = frozenset(ROLE_FOR_TARGET.values())
 
 OUTCOMES = ("resolved", "follow_up_by_phone", "follow_up_by_email", "no_reply_from_hcp", "other")
-
-WITHHELD_TEXT = "a medical or safety message, routed to Medical/Safety; not shown"
 
 # ---------------------------------------------------------------- what the HCP is told
 
@@ -103,47 +102,6 @@ def contact_buttons() -> list[Button]:
 # ---------------------------------------------------------------- bot side
 
 
-def _linked_to_case(session: Session, message_ids: set[int]) -> set[int]:
-    """Messages that an adverse event or a medical inquiry was captured from."""
-    from api.safety.models import AdverseEventMessage, MedicalInquiry
-
-    if not message_ids:
-        return set()
-    ae = session.execute(select(AdverseEventMessage.message_id)
-                         .where(AdverseEventMessage.message_id.in_(message_ids))).scalars()
-    mi = session.execute(select(MedicalInquiry.message_id)
-                         .where(MedicalInquiry.message_id.in_(message_ids))).scalars()
-    return {m for m in [*ae, *mi] if m is not None}
-
-
-def _medical_message_ids(session: Session, message_ids: list[int]) -> set[int]:
-    """Messages a rep must not read (commercial/medical firewall), among ``message_ids``.
-
-    An inbound message that carried an adverse event or a medical inquiry; the replies queued to
-    such a message (they can echo it); and a staff message that delivered a medical inquiry's answer.
-    """
-    from api.safety.models import MedicalInquiry
-
-    if not message_ids:
-        return set()
-    found = _linked_to_case(session, set(message_ids))
-    outbound = session.execute(
-        select(Message.id, Message.conversation_id, Message.sender_type, Message.body, Message.in_reply_to)
-        .where(Message.id.in_(message_ids), Message.direction == Direction.outbound)
-    ).all()
-    replied_to = {r.in_reply_to for r in outbound if r.in_reply_to is not None}
-    medical_sources = (replied_to & found) | _linked_to_case(session, replied_to - found)
-    found |= {r.id for r in outbound if r.in_reply_to in medical_sources}
-    staff_out = [r for r in outbound if r.sender_type == SenderType.staff]
-    if staff_out:
-        answers = {(a or "").strip() for a in session.execute(
-            select(MedicalInquiry.response).where(
-                MedicalInquiry.conversation_id.in_({r.conversation_id for r in staff_out}),
-                MedicalInquiry.response.is_not(None))).scalars()}
-        found |= {r.id for r in staff_out if r.body.strip() in answers}
-    return found
-
-
 def summarise(session: Session, conv: Conversation, *, target: str = HandoffTarget.rep, limit: int = 6) -> str:
     """One paragraph for the human: what the HCP said recently, oldest first.
 
@@ -154,11 +112,11 @@ def summarise(session: Session, conv: Conversation, *, target: str = HandoffTarg
         select(Message).where(Message.conversation_id == conv.id, Message.direction == Direction.inbound)
         .order_by(Message.id.desc()).limit(limit)
     ).scalars().all()
-    withheld = _medical_message_ids(session, [m.id for m in rows]) if target == HandoffTarget.rep else set()
+    withheld = firewall.medical_message_ids(session, [m.id for m in rows]) if target == HandoffTarget.rep else set()
     said = []
     for m in reversed(rows):
         if m.id in withheld:
-            said.append(f"[{WITHHELD_TEXT}]")
+            said.append(firewall.WITHHELD_TEXT)
         elif m.body.strip():
             said.append('"' + m.body.strip().replace("\n", " ")[:200] + '"')
     channel = "WhatsApp" if conv.channel == "whatsapp" else "web chat"
@@ -323,11 +281,6 @@ def targets_for(ident: StaffIdentity) -> set[str]:
     return {str(TARGETS_FOR_ROLE[StaffRole(r)]) for r in ident.roles if r in TARGETS_FOR_ROLE}
 
 
-def sees_medical_content(ident: StaffIdentity) -> bool:
-    """MSLs and medical reviewers read medical and safety messages; anyone who is a rep never does."""
-    return StaffRole.rep not in ident.roles and bool(ident.roles & {StaffRole.msl, StaffRole.medical_reviewer})
-
-
 def _visible_clause(ident: StaffIdentity) -> ColumnElement[bool]:
     clause: ColumnElement[bool] = Handoff.target.in_(targets_for(ident))
     if ident.territory:
@@ -392,7 +345,7 @@ def get_for_staff(session: Session, handoff_id: str, ident: StaffIdentity) -> Ha
 
 def summary_for(session: Session, handoff: Handoff, conv: Conversation, ident: StaffIdentity) -> str:
     """The stored summary, or, for whoever may not read medical content, one that withholds it."""
-    if sees_medical_content(ident):
+    if firewall.sees_medical_content(ident):
         return handoff.summary
     return summarise(session, conv, target=HandoffTarget.rep)
 
@@ -629,11 +582,9 @@ def transcript(session: Session, conv: Conversation, ident: StaffIdentity, *, af
     """The conversation as this staff member may read it, by the live relay's rule (the polling
     fallback must never show more than the stream): for reps, medical and safety messages are
     placeholders; messages still being screened wait. Showing medical content is audited."""
-    from api.safety import firewall
-
     rows = firewall.settled(session, list_after(session, conv, after))
     medical = firewall.medical_ids(session, conv.id, rows)
-    hide = not sees_medical_content(ident)
+    hide = not firewall.sees_medical_content(ident)
     out = [StaffMessage(m.id, m.direction, m.sender_type, None if (hide and m.id in medical) else m.body,
                         m.approval_code, m.created_at, hide and m.id in medical) for m in rows]
     shown = sorted(medical) if not hide else []
@@ -671,7 +622,7 @@ def profile_card(session: Session, conv: Conversation, ident: StaffIdentity, now
         + [{"kind": "comment", "category": c.category, "text": c.text, "at": c.created_at} for c in comments])
     recent.sort(key=lambda f: f["at"], reverse=True)
     whose_mi = (MedicalInquiry.hcp_id == conv.hcp_id) if conv.hcp_id else (MedicalInquiry.conversation_id == conv.id)
-    medical = sees_medical_content(ident)
+    medical = firewall.sees_medical_content(ident)
     inquiries = []
     for mi in session.execute(select(MedicalInquiry).where(whose_mi)
                               .order_by(MedicalInquiry.created_at.desc()).limit(10)).scalars():

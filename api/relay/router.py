@@ -45,7 +45,7 @@ async def conversation_events(
     state = app_state(request)
     relay = get_relay(state)
     cursor = resume_cursor(request, after)
-    medical_viewer = firewall.sees_medical(ident)
+    medical_viewer = firewall.sees_medical_content(ident)
     token = request.cookies.get(COOKIE, "")
 
     def open_stream() -> None:
