@@ -88,10 +88,6 @@ TRANSFERRED_TO_TEAM = ("I've passed this conversation to {who} (reference {refer
                        "They will reply here by {due}.")
 TRANSFERRED_TO_PERSON = "{name} from our team will continue this conversation (reference {reference})."
 CLOSED = "Thank you for talking with us. {name} has closed this conversation (reference {reference})."
-CSAT_QUESTION = "How satisfied are you with how our team handled this conversation? 1 = poor, 5 = excellent."
-# The same payload the bot's own CSAT uses: Rasa's action_give_score records it, and so does the
-# api when Rasa is down (answer_score_without_rasa).
-CSAT_BUTTONS = [Button(str(n), f'/give_score{{"score": "{n}"}}') for n in range(1, 6)]
 SCORE_THANKS = "Thank you for the rating — it helps us improve."
 
 
@@ -528,10 +524,9 @@ def close(session: Session, handoff_id: str, ident: StaffIdentity, now: datetime
     conv.assigned_staff_id = None
     conv.failed_turns = 0
     _notice(session, conv, CLOSED.format(name=ident.name, reference=handoff.reference), now)
-    survey = feedback.ask_survey(session, conv, kind="csat", now=now)
-    add_outbound(session, conv, text=CSAT_QUESTION, now=now + timedelta(microseconds=1),
-                 buttons=[b.as_dict() for b in CSAT_BUTTONS])
-    _audit(session, "handoff.closed", handoff, ident, now, outcome=outcome, survey_id=survey.id,
+    csat = feedback.ask_csat(session, conv, about="handoff", now=now)
+    add_outbound(session, conv, text=csat.question, now=now + timedelta(microseconds=1), buttons=csat.buttons)
+    _audit(session, "handoff.closed", handoff, ident, now, outcome=outcome, survey_id=csat.survey.id,
            **notes.keep(session, (note or "").strip()[:500], subject_type="handoff", subject_id=handoff.id,
                         field="note", author_id=ident.id, at=now))
     return handoff

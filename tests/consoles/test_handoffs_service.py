@@ -25,6 +25,7 @@ from api.safety.service import apply
 from api.settings import Settings
 from api.staff.models import StaffUser
 from api.staff.service import StaffIdentity
+from feedback import service as feedback
 from feedback.models import SurveyResponse
 from tests.bot.conftest import tracker
 from tests.consoles.handoff_factory import MONDAY_MORNING, SATURDAY, mark_screened
@@ -297,7 +298,7 @@ def test_csat_asked_on_close_is_recorded_by_rasas_give_score_action(session: Ses
     handoffs.close(session, handoff.id, rep, MONDAY_MORNING, outcome="resolved")
     question = session.execute(select(Message).where(Message.conversation_id == conv.id)
                                .order_by(Message.id.desc()).limit(1)).scalar_one()
-    assert question.body == handoffs.CSAT_QUESTION
+    assert question.body == feedback.CSAT_QUESTIONS["handoff"]
     assert [b["title"] for b in question.buttons or []] == ["1", "2", "3", "4", "5"]
     ctx = ActionContext(session=session, settings=settings, conversation=conv, now=MONDAY_MORNING,
                         tracker=tracker('/give_score{"score": "4"}', intent="give_score",
