@@ -331,17 +331,10 @@ def _tell_hcp(session: Session, row: ServiceRequest, ident: StaffIdentity,
         text = CANNOT_FULFIL_TEXT.format(label=label, reference=row.reference,
                                          reason=reason if reason.endswith((".", "!", "?")) else reason + ".")
     text = f"{text} {csat.question}"
-    template: str | None = None
-    if conv.channel == Channel.whatsapp and not wa.in_session_window(conv, now):
-        # Business-initiated now: the dispatcher sends the approved template (it needs the HCP's
-        # opt-in for service messages), or holds the message and tells its owner why.
-        template = WHATSAPP_PURPOSE
-        msg = wa.queue_business_message(session, conv, purpose=template, text=text, now=now,
-                                        variables={"1": row.reference}, sender_type=SenderType.staff,
-                                        sender_id=ident.id, buttons=csat.buttons)
-    else:
-        msg = add_outbound(session, conv, text=text, now=now, sender_type=SenderType.staff, sender_id=ident.id,
-                           buttons=csat.buttons)
+    msg = add_outbound(session, conv, text=text, now=now, sender_type=SenderType.staff, sender_id=ident.id,
+                       buttons=csat.buttons)
+    template = wa.business_initiated_if_window_closed(session, conv, msg, purpose=WHATSAPP_PURPOSE,
+                                                      variables={"1": row.reference}, now=now)
     audit.record(session, action="staff.message_sent", subject_type="conversation", subject_id=conv.id,
                  actor_type="staff", actor_id=ident.id,
                  data={"message_id": msg.id, "purpose": "request-update", "kind": "request_outcome",
