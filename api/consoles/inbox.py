@@ -20,8 +20,10 @@ from api.cursors import MessageCursor
 from api.db import unit_of_work
 from api.errors import ContentGated
 from api.handoffs import service as handoffs
+from api.handoffs.content_search import search_content
 from api.handoffs.hours import staff_hours
 from api.handoffs.models import Handoff, HandoffStatus, HandoffTarget
+from api.handoffs.profile import profile_card
 from api.handoffs.schemas import (
     CloseCreate,
     ColleagueRead,
@@ -91,7 +93,7 @@ def _detail(session: Session, handoff_id: str, ident: StaffIdentity, now: dateti
     h = handoffs.get_for_staff(session, handoff_id, ident)
     conv = session.get(Conversation, h.conversation_id)
     assert conv is not None
-    card = handoffs.profile_card(session, conv, ident, now)
+    card = profile_card(session, conv, ident, now)
     audit.record(session, action="handoff.viewed", subject_type="handoff", subject_id=h.id, actor_type="staff",
                  actor_id=ident.id, data={"reference": h.reference,
                                           "medical_content_shown": firewall.sees_medical_content(ident)}, at=now)
@@ -255,7 +257,7 @@ def content_search_json(request: Request, handoff_id: str, ident: Inbox,
         h = handoffs.get_for_staff(session, handoff_id, ident)
         conv = session.get(Conversation, h.conversation_id)
         assert conv is not None
-        found = handoffs.search_content(session, conv, q, now=state.clock.now(),
+        found = search_content(session, conv, q, now=state.clock.now(),
                                         default_market=state.settings.default_market)
         return ContentChoicesRead(items=[ContentChoiceRead(**c.as_dict()) for c in found])
 

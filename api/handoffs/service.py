@@ -1,5 +1,7 @@
 """Handoffs to a human: the bot side (open, summarise, acknowledge) and the staff side
-(queue, claim, release, transfer, hand back, close, reply), with the commercial/medical firewall.
+(queue, claim, release, transfer, hand back, close, reply), with the commercial/medical firewall
+(``api.safety.firewall``). What the HCP is told: ``copy``; the profile card: ``profile``; content
+staff can send: ``content_search``.
 
 Services take a session and never commit; the caller's unit of work commits once. Every staff
 action is an audit event with the staff member as actor.
@@ -24,10 +26,24 @@ from api.conversations.drafts import Button, ReplyDraft
 from api.conversations.models import Conversation, ConversationState, Direction, Message, SenderType
 from api.conversations.service import add_outbound, list_after
 from api.errors import InvalidInput, NotFound
+from api.handoffs.copy import (
+    CLOSED,
+    CONTACT_CHOICES,
+    CONTACT_NOTED,
+    CONTACT_PAYLOAD,
+    HANDED_BACK,
+    HANDOFF_NOBODY_AVAILABLE,
+    HANDOFF_OUT_OF_HOURS,
+    NO_OPEN_HANDOFF,
+    SCORE_THANKS,
+    STAFF_JOINED,
+    TRANSFERRED_TO_PERSON,
+    TRANSFERRED_TO_TEAM,
+    contact_buttons,
+)
 from api.handoffs.errors import AlreadyClaimed, NotClaimed, NotHolder
 from api.handoffs.hours import DEFAULT_HOURS, StaffHours
 from api.handoffs.models import Handoff, HandoffStatus, HandoffTarget
-from api.handoffs.schemas import ProfileCardRead
 from api.hcps.models import Hcp
 from api.safety import firewall
 from api.staff import notes
@@ -58,42 +74,6 @@ TARGETS_FOR_ROLE = {role: target for target, role in ROLE_FOR_TARGET.items()}
 INBOX_ROLES = frozenset(ROLE_FOR_TARGET.values())
 
 OUTCOMES = ("resolved", "follow_up_by_phone", "follow_up_by_email", "no_reply_from_hcp", "other")
-
-# ---------------------------------------------------------------- what the HCP is told
-
-HANDOFF_OUT_OF_HOURS = (
-    "Thank you. I've asked {who} to join this conversation (reference {reference}), but our team is "
-    "not at work right now (hours: {hours}). A person will pick this up when we open at {opens} and "
-    "reply here by {due}. If you prefer, we can call you back or email you instead."
-)
-HANDOFF_NOBODY_AVAILABLE = (
-    "Thank you. I've asked {who} to join this conversation (reference {reference}), but nobody is free "
-    "right now. A person will reply here by {due} at the latest. If you prefer, we can call you back "
-    "or email you instead."
-)
-CONTACT_PAYLOAD = "/handoff_contact"
-CONTACT_CHOICES = {"callback": "Call me back", "email": "Email me instead", "chat": "Wait for a reply here"}
-CONTACT_NOTED = {
-    "callback": "Noted: {who} will call you back instead (reference {reference}). If we may not have your "
-                "number, reply here with the best number and time to call.",
-    "email": "Noted: {who} will reply by email instead (reference {reference}). If we may not have your "
-             "email address, reply here with it.",
-    "chat": "Noted: a person will reply here in this conversation (reference {reference}).",
-}
-NO_OPEN_HANDOFF = "There is no open request for a person in this conversation right now. Would you like one?"
-STAFF_JOINED = "{name} from our team has joined the conversation."
-HANDED_BACK = ("{name} has handed this conversation back to the automated assistant. Ask me anything, "
-               "or tap 'Talk to a person' if you need us again.")
-TRANSFERRED_TO_TEAM = ("I've passed this conversation to {who} (reference {reference}). "
-                       "They will reply here by {due}.")
-TRANSFERRED_TO_PERSON = "{name} from our team will continue this conversation (reference {reference})."
-CLOSED = "Thank you for talking with us. {name} has closed this conversation (reference {reference})."
-SCORE_THANKS = "Thank you for the rating — it helps us improve."
-
-
-def contact_buttons() -> list[Button]:
-    return [Button(title, f'{CONTACT_PAYLOAD}{{"via": "{via}"}}') for via, title in CONTACT_CHOICES.items()]
-
 
 # ---------------------------------------------------------------- bot side
 
@@ -588,101 +568,6 @@ def transcript(session: Session, conv: Conversation, ident: StaffIdentity, *, af
                      subject_id=conv.id, actor_type="staff", actor_id=ident.id, data={"message_ids": shown},
                      at=now)
     return out
-
-
-def profile_card(session: Session, conv: Conversation, ident: StaffIdentity, now: datetime) -> ProfileCardRead:
-    """Who the HCP is and what is open for them. Medical inquiries: for reps the metadata only
-    (reference, status, date), never the text; for MSLs and medical reviewers the text too (audited)."""
-    from api.requests.models import RequestStatus, ServiceRequest
-    from api.safety.models import AdverseEvent, MedicalInquiry
-    from feedback import service as feedback
-    from feedback.models import AnswerRating, FeedbackComment, SurveyResponse, SurveyStatus
-
-    hcp = session.get(Hcp, conv.hcp_id) if conv.hcp_id else None
-    mine = (ServiceRequest.hcp_id == conv.hcp_id) if conv.hcp_id else (ServiceRequest.conversation_id == conv.id)
-    requests = session.execute(
-        select(ServiceRequest).where(mine, ServiceRequest.status.in_((RequestStatus.open, RequestStatus.in_progress)))
-        .order_by(ServiceRequest.sla_due_at).limit(20)).scalars()
-    subject = feedback.subject_for(conv)
-    scores = session.execute(
-        select(SurveyResponse).where(SurveyResponse.subject == subject, SurveyResponse.status == SurveyStatus.answered)
-        .order_by(SurveyResponse.answered_at.desc()).limit(5)).scalars()
-    ratings = session.execute(select(AnswerRating).where(AnswerRating.subject == subject)
-                              .order_by(AnswerRating.created_at.desc()).limit(5)).scalars()
-    comments = session.execute(select(FeedbackComment).where(FeedbackComment.subject == subject)
-                               .order_by(FeedbackComment.created_at.desc()).limit(5)).scalars()
-    recent: list[dict[str, Any]] = (
-        [{"kind": s.kind, "score": s.score, "at": s.answered_at} for s in scores]
-        + [{"kind": "answer_rating", "helpful": r.helpful, "reason": r.reason, "at": r.created_at} for r in ratings]
-        + [{"kind": "comment", "category": c.category, "text": c.text, "at": c.created_at} for c in comments])
-    recent.sort(key=lambda f: f["at"], reverse=True)
-    whose_mi = (MedicalInquiry.hcp_id == conv.hcp_id) if conv.hcp_id else (MedicalInquiry.conversation_id == conv.id)
-    medical = firewall.sees_medical_content(ident)
-    inquiries = []
-    for mi in session.execute(select(MedicalInquiry).where(whose_mi)
-                              .order_by(MedicalInquiry.created_at.desc()).limit(10)).scalars():
-        row: dict[str, Any] = {"reference": mi.reference, "status": mi.status, "created_at": mi.created_at}
-        if medical:
-            row.update(text=mi.text, product=mi.product, response=mi.response)
-        inquiries.append(row)
-    if medical and inquiries:
-        audit.record(session, action="medical_inquiry.viewed", subject_type="conversation", subject_id=conv.id,
-                     actor_type="staff", actor_id=ident.id,
-                     data={"references": [i["reference"] for i in inquiries], "where": "handoff profile card"},
-                     at=now)
-    whose_ae = (AdverseEvent.hcp_id == conv.hcp_id) if conv.hcp_id else (AdverseEvent.conversation_id == conv.id)
-    ae_count = len(session.execute(select(AdverseEvent.id).where(whose_ae)).all())
-    return ProfileCardRead(
-        identified=hcp is not None, name=hcp.name if hcp else None, specialty=hcp.specialty if hcp else None,
-        country=hcp.country if hcp else None, territory=hcp.territory if hcp else None,
-        verification=hcp.verification_status if hcp else "not identified", channel=conv.channel,
-        market=conv.market, preferences=feedback.profile(session, conv),
-        open_requests=[{"reference": r.reference, "kind": r.kind, "status": r.status, "team": r.team,
-                        "sla_due_at": r.sla_due_at} for r in requests],
-        recent_feedback=recent[:8], inquiries=inquiries, adverse_events=ae_count,
-    )
-
-
-@dataclass(frozen=True)
-class ContentChoice:
-    content_id: str
-    version: int
-    title: str
-    product: str
-    kind: str
-    approval_code: str
-    excerpt: str
-    sendable: bool
-    reason: str | None
-
-    def as_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
-
-def search_content(session: Session, conv: Conversation, query: str, *, now: datetime, default_market: str,
-                   limit: int = 20) -> list[ContentChoice]:
-    """Current approved items whose title, questions or text contain every word of ``query``,
-    each marked with whether the send-time gate lets it go to this HCP today."""
-    from api.content import recipient_for
-    from knowledge.gate import gate_reason
-    from knowledge.library import Status
-    from knowledge.models import ContentVersion
-
-    words = [w for w in re.split(r"\s+", query.lower().strip()) if w]
-    recipient = recipient_for(session, conv, default_market)
-    found: list[ContentChoice] = []
-    rows = session.execute(select(ContentVersion).where(ContentVersion.is_current.is_(True),
-                                                        ContentVersion.status == Status.approved)
-                           .order_by(ContentVersion.content_id)).scalars()
-    for v in rows:
-        haystack = " ".join([v.content_id, v.title, v.product, *v.questions, v.body]).lower()
-        if not all(w in haystack for w in words):
-            continue
-        reason = gate_reason(v, recipient, now.date())
-        found.append(ContentChoice(v.content_id, v.version, v.title, v.product, v.kind, v.approval_code,
-                                   v.body[:240], reason is None, reason))
-    found.sort(key=lambda c: (not c.sendable, c.content_id))
-    return found[:limit]
 
 
 def transfer_options(session: Session, ident: StaffIdentity) -> list[dict[str, Any]]:

@@ -17,6 +17,7 @@ from api.handoffs import service as handoffs
 from api.handoffs.errors import NotHolder
 from api.handoffs.hours import DEFAULT_HOURS, StaffHours, parse_windows
 from api.handoffs.models import Handoff
+from api.handoffs.profile import profile_card
 from api.hcps.models import Hcp
 from api.rasa.actions import give_score, request_handoff
 from api.rasa.actions.protocol import ActionContext
@@ -278,12 +279,12 @@ def test_the_profile_card_gives_reps_inquiry_metadata_only(session: Session) -> 
     hcp = _hcp(session, territory="north", verification_status="verified")
     conv = _conv(session, hcp=hcp)
     _with_medical_question(session, conv, canary)
-    card = handoffs.profile_card(session, conv, rep, MONDAY_MORNING)
+    card = profile_card(session, conv, rep, MONDAY_MORNING)
     assert card.specialty == "cardiology" and card.territory == "north" and card.verification == "verified"
     (inquiry,) = card.inquiries
     assert set(inquiry) == {"reference", "status", "created_at"}
     assert canary not in repr(card.model_dump(mode="json"))
-    full = handoffs.profile_card(session, conv, reviewer, MONDAY_MORNING)
+    full = profile_card(session, conv, reviewer, MONDAY_MORNING)
     assert canary in full.inquiries[0]["text"]
 
 
