@@ -10,7 +10,7 @@ import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from fastapi import FastAPI, Request
@@ -53,6 +53,9 @@ from api.state import AppState
 from feedback.redact import install_log_redaction
 from feedback.rollups import install as install_rollups
 
+if TYPE_CHECKING:
+    from api.safety.classifier import RuleModelScreen
+
 log = logging.getLogger("concierge.app")
 
 
@@ -66,13 +69,22 @@ def default_safety_hook(settings: Settings) -> SafetyHook:
     # Train or load now, in the background, so the first HCP message does not wait for it.
     threading.Thread(target=screen.warm_up, name="safety-warmup", daemon=True).start()
 
-    def hook(session: Session, conv: Conversation, msg: Message, now: datetime) -> SafetyOutcomeLike:
-        outcome: SafetyOutcomeLike = apply(session, conversation=conv, message=msg,
-                                           result=screen.screen(msg.body), now=now)
-        return outcome
+    return ScreenHook(screen, apply)
 
-    hook.ready = screen.ready  # type: ignore[attr-defined]
-    return hook
+
+class ScreenHook:
+    """The default safety hook: the classifier screen, its findings persisted by ``apply``; ``ready``
+    tells the readiness probe whether the screen has loaded."""
+
+    def __init__(self, screen: RuleModelScreen, apply: Callable[..., SafetyOutcomeLike]) -> None:
+        self.screen = screen
+        self.apply = apply
+
+    def __call__(self, session: Session, conv: Conversation, msg: Message, now: datetime) -> SafetyOutcomeLike:
+        return self.apply(session, conversation=conv, message=msg, result=self.screen.screen(msg.body), now=now)
+
+    def ready(self) -> bool:
+        return self.screen.ready()
 
 
 def _warm_knowledge(state: AppState) -> None:
@@ -80,7 +92,7 @@ def _warm_knowledge(state: AppState) -> None:
         from knowledge.service import get_knowledge_base
 
         kb = get_knowledge_base(state.settings.resolved_index_dir)
-        state.extras["knowledge_ready"] = kb.ready
+        state.knowledge_ready = kb.ready
         with state.session_factory() as session:
             kb.warm_up(session)
     except Exception:
@@ -232,10 +244,10 @@ def create_app(
         relay = await Relay.start(settings.redis_url, eng)
         install_relay(factory, relay.bus)
         worker.on_processed = relay.bus.publish
+        hook = processor.safety_hook
         state = AppState(settings=settings, engine=eng, session_factory=factory, clock=the_clock,
-                         rasa=rasa, worker=worker, limiter=make_limiter(settings.redis_url))
-        state.extras["relay"] = relay
-        state.extras["safety_ready"] = getattr(processor.safety_hook, "ready", lambda: True)
+                         rasa=rasa, worker=worker, limiter=make_limiter(settings.redis_url), relay=relay,
+                         safety_ready=hook.ready if isinstance(hook, ScreenHook) else lambda: True)
         app.state.concierge = state
         if warm_knowledge:
             threading.Thread(target=_warm_knowledge, args=(state,), name="kb-warmup", daemon=True).start()
@@ -243,7 +255,7 @@ def create_app(
         inline = settings.whatsapp_worker == "inline"
         dispatcher = _whatsapp_dispatcher(settings, factory, the_clock) if inline else None
         if dispatcher is not None:
-            state.extras["whatsapp_dispatcher"] = dispatcher
+            state.whatsapp_dispatcher = dispatcher
             dispatcher.start()
             worker.on_turn_done = lambda _result: dispatcher.kick()
         rollup_task = _start_rollup_refresher(settings, factory, the_clock)
@@ -252,7 +264,7 @@ def create_app(
         ingester = None
         if inline:
             ingester = whatsapp_ingester(settings, eng, factory, the_clock, worker, dispatcher)
-            state.extras["whatsapp_ingester"] = ingester
+            state.whatsapp_ingester = ingester
             ingester.start()
         skip = () if inline else ("whatsapp",)
         recovered = worker.recover(skip_channels=skip)

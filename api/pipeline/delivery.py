@@ -14,6 +14,6 @@ def deliver_after_commit(state: AppState, conversation_id: str) -> None:
     with unit_of_work(state.session_factory) as session:
         deliver_pending(session, conversation_id, senders=processor.senders, gate=processor.gate,
                         now=state.clock.now())
-    dispatcher = state.extras.get("whatsapp_dispatcher")
+    dispatcher = state.whatsapp_dispatcher
     if dispatcher is not None:
         dispatcher.kick()

@@ -23,7 +23,7 @@ from api.errors import NotFound
 from api.relay import service
 from api.relay.schemas import RelayState
 from api.relay.service import Batch
-from api.relay.stream import events, get_relay, resume_cursor, sse_response
+from api.relay.stream import events, resume_cursor, sse_response
 from api.safety import firewall
 from api.staff import service as staff_service
 from api.staff.auth import COOKIE, Staff
@@ -43,7 +43,7 @@ async def conversation_events(
     after: MessageCursor = 0,
 ) -> StreamingResponse:
     state = app_state(request)
-    relay = get_relay(state)
+    relay = state.live_relay()
     cursor = resume_cursor(request, after)
     medical_viewer = firewall.sees_medical_content(ident)
     token = request.cookies.get(COOKIE, "")

@@ -87,7 +87,7 @@ def make_wa_client(engine: Engine, wa_settings: Settings) -> Iterator[Callable[.
 
 def ingested(client: TestClient, timeout: float = 30.0) -> None:
     """Wait until the app's WhatsApp ingester has turned every stored webhook into a message."""
-    ingester = client.app.state.concierge.extras["whatsapp_ingester"]  # type: ignore[attr-defined]
+    ingester = client.app.state.concierge.whatsapp_ingester  # type: ignore[attr-defined]
     client.portal.call(ingester.idle, timeout)  # type: ignore[union-attr]
 
 
