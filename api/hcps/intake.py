@@ -10,7 +10,7 @@ after it, though never on two turns in a row. SKIP stops the intake. When the th
 from ``collecting`` to ``pending`` (the verification console lists it) — the same outcome as the
 Rasa verification form (``action_submit_verification``).
 
-The order in ``api.conversations.turn`` keeps the compliance rules first: the safety screen runs
+The order in ``api.pipeline.turn`` keeps the compliance rules first: the safety screen runs
 before this, and a message the screen acted on (adverse event, opt-out/in, HELP, off-label) is
 never read as an answer and never starts the intake on that turn. Services flush, never commit.
 """

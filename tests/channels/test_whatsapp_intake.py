@@ -21,13 +21,13 @@ from api.channels.whatsapp import service as wa
 from api.clock import FakeClock
 from api.content import make_send_gate
 from api.conversations.models import Conversation, InboxItem, Message
-from api.conversations.turn import TurnProcessor
 from api.db import unit_of_work
 from api.handoffs.service import open_handoff
 from api.hcps import intake
 from api.hcps.models import ChannelIdentity, Hcp
 from api.hcps.verification import list_pending
 from api.outbox import WebchatSender
+from api.pipeline.turn import TurnProcessor
 from api.rasa.actions.submit_verification import REPLY
 from api.rasa.client import RasaClient
 from api.safety.screen import ScreenResult

@@ -23,8 +23,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from api.audit.models import AuditEvent
 from api.conversations import service as conversations
 from api.conversations.models import Message, MessageStatus, OutboxItem, OutboxStatus
-from api.conversations.outbound import deliver_after_commit, send_staff_content
+from api.conversations.outbound import send_staff_content
 from api.db import unit_of_work
+from api.pipeline.delivery import deliver_after_commit
 from api.settings import Settings
 from api.staff.models import StaffRole
 from knowledge import admin as kadmin
@@ -100,7 +101,7 @@ def admin_client(fake_index: KnowledgeBase, logged_in: Callable[..., Client]) ->
     """A logged-in content admin; background index refreshes are finished before the fake index goes."""
     client = logged_in("content_admin")
     yield client
-    refresher = client[0].app.state.concierge.extras.get("knowledge_refresher")  # type: ignore[attr-defined]
+    refresher = client[0].app.state.concierge.knowledge_refresher  # type: ignore[attr-defined]
     if refresher is not None:
         assert refresher.wait(60)
 
@@ -201,7 +202,7 @@ def test_load_applies_a_jsonl_library_and_the_running_index_picks_it_up(
     [event] = audits(factory, "content.library_loaded", sha256(data))
     assert event.actor_id == account.id and event.data["new_versions"] == [f"{it['id']}@1"]
 
-    refresher = client.app.state.concierge.extras["knowledge_refresher"]  # type: ignore[attr-defined]
+    refresher = client.app.state.concierge.knowledge_refresher  # type: ignore[attr-defined]
     assert refresher.wait(60) and refresher.last_error is None
     indexed = {(d.id, d.version) for d in fake_index.retriever.docs}
     assert (it["id"], 1) in indexed  # rebuilt in the background, not on the bot's next question
