@@ -45,6 +45,7 @@ from api.conversations.models import (
 )
 from api.db import is_transient, unit_of_work
 from api.errors import ContentGated
+from api.handoffs import routing
 from api.handoffs import service as handoffs
 from api.hcps import intake
 from api.outbox import ChannelSender, SendGate, deliver_pending
@@ -318,6 +319,10 @@ class TurnProcessor:
             # The text Rasa sees: a clicked quick reply sends its payload (e.g. "/request_human"); typed
             # text with misspelt product names corrected (the stored message stays as written).
             rasa_text = msg.payload or spelling.correct(msg.body)
+            if not msg.payload and conv.failed_turns >= 1 and routing.asks_for_person(msg.body):
+                # A plain request for a person right after a turn we got wrong: hand over at once,
+                # whatever the NLU would make of it (action_request_handoff reads the team from the text).
+                rasa_text = "/request_human"
             safety_replies = list(outcome.replies)
             ae_found = getattr(outcome, "adverse_event_id", None) is not None and not msg.payload
             if ae_found and ask_rasa:
