@@ -90,3 +90,15 @@ def test_patient_support_is_offered_as_a_request_not_a_chat_handoff(
     result = run_action("action_request_handoff", "talk to patient support", intent="request_human")
     assert session.execute(select(Handoff).where(Handoff.conversation_id == conversation.id)).first() is None
     assert result.responses[0]["custom"]["buttons"] == [PATIENT_SUPPORT_BUTTON]
+
+
+@pytest.mark.parametrize(("who", "team"), [("the science liaison", "msl"), ("someone medical", "msl"),
+                                           ("our usual rep", "rep")])
+def test_a_meeting_in_everyday_words_goes_to_the_right_team(run_action: RunAction, session: Session,
+                                                            conversation: Conversation, who: str, team: str) -> None:
+    from api.requests.models import ServiceRequest
+
+    run_action("action_submit_meeting", "wednesday lunchtime", intent="inform",
+               slots={"meeting_with": who, "preferred_times": "wednesday lunchtime"})
+    row = session.execute(select(ServiceRequest).where(ServiceRequest.conversation_id == conversation.id)).scalar_one()
+    assert row.team == team
