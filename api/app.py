@@ -58,6 +58,7 @@ log = logging.getLogger("concierge.app")
 def default_safety_hook(settings: Settings) -> SafetyHook:
     """The screen every inbound message passes, with its findings persisted by the service."""
     from api.safety.classifier import build_screen
+    from api.safety.context import screen_context
     from api.safety.service import apply
 
     products = settings.library_path / "products.yaml"
@@ -66,8 +67,9 @@ def default_safety_hook(settings: Settings) -> SafetyHook:
     threading.Thread(target=screen.warm_up, name="safety-warmup", daemon=True).start()
 
     def hook(session: Session, conv: Conversation, msg: Message, now: datetime) -> SafetyOutcomeLike:
-        outcome: SafetyOutcomeLike = apply(session, conversation=conv, message=msg,
-                                           result=screen.screen(msg.body), now=now)
+        # The screen knows what the bot had just asked: a form answer is screened as that answer.
+        result = screen.screen(msg.body, context=screen_context(session, conv, msg))
+        outcome: SafetyOutcomeLike = apply(session, conversation=conv, message=msg, result=result, now=now)
         return outcome
 
     hook.ready = screen.ready  # type: ignore[attr-defined]

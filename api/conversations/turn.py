@@ -93,18 +93,21 @@ class ScreenedTurn:
     safety_replies: list[ReplyDraft]
     done: TurnResult | None = None
     intake: intake.IntakeTurn | None = None
+    # The screen read a typed ask for a person ("talk to a human"): honoured without Rasa too.
+    handoff: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {"rasa_text": self.rasa_text, "ask_rasa": self.ask_rasa,
                 "safety_replies": [r.to_dict() for r in self.safety_replies],
-                "intake": None if self.intake is None else self.intake.to_dict()}
+                "intake": None if self.intake is None else self.intake.to_dict(), "handoff": self.handoff}
 
     @classmethod
     def from_dict(cls, conversation_id: str, message_id: int, data: dict[str, Any]) -> ScreenedTurn:
         step = data.get("intake")
         return cls(conversation_id, message_id, str(data.get("rasa_text", "")), bool(data.get("ask_rasa")),
                    [ReplyDraft.from_dict(r) for r in data.get("safety_replies", [])],
-                   intake=None if step is None else intake.IntakeTurn.from_dict(step))
+                   intake=None if step is None else intake.IntakeTurn.from_dict(step),
+                   handoff=bool(data.get("handoff")))
 
 
 def drafts_from_rasa(messages: list[dict[str, Any]]) -> tuple[list[ReplyDraft], bool]:
@@ -311,7 +314,8 @@ class TurnProcessor:
             # The text Rasa sees: a clicked quick reply sends its payload (e.g. "/request_human").
             rasa_text = msg.payload or msg.body
             screened = ScreenedTurn(conv.id, msg.id, rasa_text, ask_rasa, [*outcome.replies, *(api_replies or [])],
-                                    intake=step if step is not None and not step.consumed else None)
+                                    intake=step if step is not None and not step.consumed else None,
+                                    handoff=bool(getattr(outcome, "handoff_requested", False)))
             inbox.screened_at = now
             inbox.screen = screened.to_dict()
             return screened
@@ -331,7 +335,7 @@ class TurnProcessor:
                 return TurnResult(msg.id, [m.id for m in conversations.replies_to(session, msg.id)], failure)
             drafts = list(screened.safety_replies)
             if failure is not None:
-                drafts.extend(self._fallback(session, conv, msg, now, failure))
+                drafts.extend(self._fallback(session, conv, msg, now, failure, handoff=screened.handoff))
             elif screened.ask_rasa:
                 rasa_drafts, turn_failed = drafts_from_rasa(rasa_messages)
                 drafts.extend(rasa_drafts)
@@ -354,12 +358,12 @@ class TurnProcessor:
             return TurnResult(msg.id, reply_ids, failure)
 
     def _fallback(self, session: Session, conv: Conversation, msg: Message, now: datetime,
-                  failure: str) -> list[ReplyDraft]:
+                  failure: str, *, handoff: bool = False) -> list[ReplyDraft]:
         audit.record(session, action="rasa.failed", subject_type="message", subject_id=str(msg.id),
                      data={"conversation_id": conv.id, "reason": failure}, at=now)
         log.warning("rasa failed for conversation %s: %s", conv.id, failure)
-        # Asking for a person must work without Rasa.
-        if msg.payload == copy.TALK_TO_PERSON.payload and self.handoff_hook is not None:
+        # Asking for a person must work without Rasa: the button, or the words the screen read.
+        if (msg.payload == copy.TALK_TO_PERSON.payload or handoff) and self.handoff_hook is not None:
             return [self.handoff_hook(session, conv, msg, now, "rasa_unavailable")]
         # A CSAT/NPS answer is recorded even when Rasa is down.
         scored = handoffs.answer_score_without_rasa(session, conv, msg, now)
