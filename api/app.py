@@ -81,7 +81,11 @@ class ScreenHook:
         self.apply = apply
 
     def __call__(self, session: Session, conv: Conversation, msg: Message, now: datetime) -> SafetyOutcomeLike:
-        return self.apply(session, conversation=conv, message=msg, result=self.screen.screen(msg.body), now=now)
+        from api.safety.context import screen_context
+
+        # The screen knows what the bot had just asked: a form answer is screened as that answer.
+        result = self.screen.screen(msg.body, context=screen_context(session, conv, msg))
+        return self.apply(session, conversation=conv, message=msg, result=result, now=now)
 
     def ready(self) -> bool:
         return self.screen.ready()

@@ -1,13 +1,27 @@
-"""Safety-screen benchmark: AE recall / precision / F1 and per-message latency.
+"""Safety-screen benchmark: one table of the figures the screen is judged on.
 
 Run from the repo root::
 
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/safety_screen.py [--model-dir DIR] [--out FILE]
 
-Sets: PsyTAR dev (``../shared/eval/psytar/dev.jsonl``; the model is trained on PsyTAR *train*
-only, shipped under ``api/safety/data/``) and our own held-out HCP set
-(``benchmarks/data/safety_heldout.jsonl``, never used for training or tuning). Latency is the
-wall time of one ``screen(text)`` call per message, model already loaded.
+Headline rows (data nobody here fitted on):
+
+- PsyTAR dev (``../shared/eval/psytar/dev.jsonl``): AE recall / precision. The model is fitted on
+  PsyTAR *train* only (shipped under ``api/safety/data/``); its threshold is chosen on out-of-fold
+  probabilities of the training data. Dev is never read by training.
+- Blind special situations (``benchmarks/blind/special_situations.jsonl``, FROZEN): every line must
+  open a case; recall overall and per category (as the set labels it).
+- Blind benign HCP (``benchmarks/blind/benign_hcp.jsonl``, FROZEN): no line may open a case; the
+  false-case rate. Each line is screened with its ``after`` field as the form slot the bot had just
+  asked for (``none`` = free text).
+
+The blind files are evaluation only: this script prints aggregate figures for them and never their
+errors (``--show-errors`` lists errors of our own sets only).
+
+Own regression rows (written by us, labelled as such, never headline): the HCP held-out set and the
+own special-situation / benign sets under ``benchmarks/data/``.
+
+Latency: wall time of one ``screen()`` call per message over every row above, model loaded.
 """
 
 from __future__ import annotations
@@ -17,62 +31,105 @@ import json
 import statistics
 import sys
 import time
+from collections import Counter
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from api.safety.classifier import build_screen  # noqa: E402
+from api.safety.classifier import RuleModelScreen, build_screen  # noqa: E402
+from api.safety.screen import ScreenContext  # noqa: E402
 
 PSYTAR_DEV = REPO.parent / "shared" / "eval" / "psytar" / "dev.jsonl"
-HELDOUT = REPO / "benchmarks" / "data" / "safety_heldout.jsonl"
+BLIND = REPO / "benchmarks" / "blind"
+BLIND_SPECIAL = BLIND / "special_situations.jsonl"
+BLIND_BENIGN = BLIND / "benign_hcp.jsonl"
+OWN = REPO / "benchmarks" / "data"
+HELDOUT = OWN / "safety_heldout.jsonl"
+OWN_SPECIAL = OWN / "safety_special_own.jsonl"
+OWN_BENIGN = OWN / "safety_benign_own.jsonl"
 FIXTURE_PRODUCTS = REPO / "tests" / "safety" / "data" / "products.yaml"
 
 
-def load(path: Path) -> list[dict[str, object]]:
+def load(path: Path) -> list[dict[str, Any]]:
     with path.open(encoding="utf-8") as fh:
         return [json.loads(line) for line in fh if line.strip()]
 
 
-def evaluate(screen: object, rows: list[dict[str, object]]) -> dict[str, float]:
-    tp = fp = fn = tn = 0
-    latencies: list[float] = []
-    errors: list[tuple[str, bool]] = []
-    for row in rows:
+def context_of(row: dict[str, Any]) -> ScreenContext | None:
+    after = row.get("after")
+    if not after or after == "none":
+        return None
+    return ScreenContext(asked=str(after))
+
+
+class Timer:
+    def __init__(self) -> None:
+        self.ms: list[float] = []
+
+    def run(self, screen: RuleModelScreen, row: dict[str, Any]) -> bool:
         start = time.perf_counter()
-        result = screen.screen(str(row["text"]))  # type: ignore[attr-defined]
-        latencies.append((time.perf_counter() - start) * 1000)
-        truth = bool(row["adverse_event"])
-        if result.adverse_event and truth:
+        result = screen.screen(str(row["text"]), context=context_of(row))
+        self.ms.append((time.perf_counter() - start) * 1000)
+        return result.adverse_event
+
+    def p95(self) -> float:
+        s = sorted(self.ms)
+        return s[min(len(s) - 1, int(0.95 * len(s)))] if s else 0.0
+
+
+def binary(screen: RuleModelScreen, rows: list[dict[str, Any]], timer: Timer,
+           errors: list[str] | None) -> dict[str, float]:
+    tp = fp = fn = 0
+    for row in rows:
+        flagged = timer.run(screen, row)
+        truth = bool(row.get("adverse_event", True))
+        if flagged and truth:
             tp += 1
-        elif result.adverse_event:
+        elif flagged:
             fp += 1
-            errors.append((str(row["text"]), False))
         elif truth:
             fn += 1
-            errors.append((str(row["text"]), True))
-        else:
-            tn += 1
-    recall = tp / max(tp + fn, 1)
-    precision = tp / max(tp + fp, 1)
-    f1 = 2 * precision * recall / max(precision + recall, 1e-9)
-    latencies.sort()
-    return {
-        "n": len(rows), "positives": tp + fn, "tp": tp, "fp": fp, "fn": fn, "tn": tn,
-        "recall": recall, "precision": precision, "f1": f1,
-        "p50_ms": statistics.median(latencies),
-        "p95_ms": latencies[min(len(latencies) - 1, int(0.95 * len(latencies)))],
-        "errors": errors,  # type: ignore[dict-item]
-    }
+        if errors is not None and flagged != truth:
+            errors.append(("FALSE+  " if flagged else "MISSED  ") + str(row["text"]))
+    return {"n": len(rows), "pos": tp + fn, "recall": tp / max(tp + fn, 1), "precision": tp / max(tp + fp, 1),
+            "fp": fp, "fn": fn}
+
+
+def must_open(screen: RuleModelScreen, rows: list[dict[str, Any]], timer: Timer,
+              errors: list[str] | None) -> tuple[float, dict[str, tuple[int, int]]]:
+    per: dict[str, list[int]] = {}
+    for row in rows:
+        hit = timer.run(screen, row)
+        cell = per.setdefault(str(row.get("category", "?")), [0, 0])
+        cell[0] += int(hit)
+        cell[1] += 1
+        if errors is not None and not hit:
+            errors.append(f"MISSED  [{row.get('category')}] {row['text']}")
+    caught = sum(c[0] for c in per.values())
+    total = sum(c[1] for c in per.values())
+    return caught / max(total, 1), {k: (v[0], v[1]) for k, v in sorted(per.items())}
+
+
+def must_not_open(screen: RuleModelScreen, rows: list[dict[str, Any]], timer: Timer,
+                  errors: list[str] | None) -> tuple[float, Counter[str]]:
+    false_by_kind: Counter[str] = Counter()
+    for row in rows:
+        if timer.run(screen, row):
+            false_by_kind[str(row.get("kind", "?"))] += 1
+            if errors is not None:
+                errors.append(f"FALSE+  [{row.get('after')}/{row.get('kind')}] {row['text']}")
+    return sum(false_by_kind.values()) / max(len(rows), 1), false_by_kind
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model-dir", type=Path, default=REPO / "var" / "models")
     parser.add_argument("--products", type=Path, default=None,
                         help="products.yaml (default: knowledge/content/products.yaml, else the test fixture)")
-    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "RESULTS-safety.md")
-    parser.add_argument("--show-errors", action="store_true")
+    parser.add_argument("--out", type=Path, default=None, help="also write the table to this file")
+    parser.add_argument("--show-errors", action="store_true", help="errors of OUR OWN sets (never the blind ones)")
     args = parser.parse_args()
 
     products = args.products
@@ -83,54 +140,74 @@ def main() -> int:
     t0 = time.perf_counter()
     screen.warm_up()
     warm = time.perf_counter() - t0
+    timer = Timer()
+    own_errors: list[str] | None = [] if args.show_errors else None
 
-    sets = []
+    rows_md: list[str] = []
+    targets: list[tuple[str, bool]] = []
     if PSYTAR_DEV.is_file():
-        sets.append(("PsyTAR dev (612)", load(PSYTAR_DEV)))
-    sets.append(("HCP held-out (ours)", load(HELDOUT)))
+        r = binary(screen, load(PSYTAR_DEV), timer, None)
+        rows_md.append(f"| PsyTAR dev (headline) | {r['n']} | recall {r['recall']:.3f} / precision "
+                       f"{r['precision']:.3f} (FN {r['fn']}, FP {r['fp']}) | recall ≥ 0.97 at precision ≥ 0.65 |")
+        targets.append(("PsyTAR dev", r["recall"] >= 0.97 and r["precision"] >= 0.65))
+    per_cat: dict[str, tuple[int, int]] = {}
+    if BLIND_SPECIAL.is_file():
+        rec, per_cat = must_open(screen, load(BLIND_SPECIAL), timer, None)
+        n = sum(v[1] for v in per_cat.values())
+        rows_md.append(f"| Blind special situations (headline) | {n} | recall {rec:.3f} | ≥ 0.97 |")
+        targets.append(("special situations", rec >= 0.97))
+    false_kinds: Counter[str] = Counter()
+    if BLIND_BENIGN.is_file():
+        benign = load(BLIND_BENIGN)
+        rate, false_kinds = must_not_open(screen, benign, timer, None)
+        rows_md.append(f"| Blind benign HCP (headline) | {len(benign)} | false cases {rate:.1%} "
+                       f"({sum(false_kinds.values())}) | ≤ 3 % |")
+        targets.append(("benign", rate <= 0.03))
+    own_lines: list[str] = []
+    if HELDOUT.is_file():
+        r = binary(screen, load(HELDOUT), timer, own_errors)
+        own_lines.append(f"| HCP held-out (own) | {r['n']} | recall {r['recall']:.3f} / precision "
+                         f"{r['precision']:.3f} (FN {r['fn']}, FP {r['fp']}) | regression |")
+    if OWN_SPECIAL.is_file():
+        rec, _ = must_open(screen, load(OWN_SPECIAL), timer, own_errors)
+        own_lines.append(f"| Special situations (own) | {len(load(OWN_SPECIAL))} | recall {rec:.3f} | regression |")
+    if OWN_BENIGN.is_file():
+        own_benign = load(OWN_BENIGN)
+        rate, _ = must_not_open(screen, own_benign, timer, own_errors)
+        own_lines.append(f"| Benign HCP (own) | {len(own_benign)} | false cases {rate:.1%} | regression |")
+    p95 = timer.p95()
+    targets.append(("p95", p95 <= 15.0))
     shown = products.relative_to(REPO) if products.is_relative_to(REPO) else products
-    lines = [
-        "# Safety screen benchmark",
-        "",
-        f"Command: `.venv/bin/python benchmarks/safety_screen.py` — products file: `{shown}`",
-        f"Model: TF-IDF word+char → logistic regression, threshold {screen.model.threshold:.3f} "
-        f"(out-of-fold recall target {screen.model.meta.get('target_recall', 0.965)}), unioned with lexical rules.",
-        f"Model load/train at first use: {warm:.1f} s.",
-        "",
-        "| set | n | AE positives | recall | precision | F1 | FP | FN | p50 ms | p95 ms |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for name, rows in sets:
-        r = evaluate(screen, rows)
-        lines.append(
-            f"| {name} | {r['n']} | {r['positives']} | {r['recall']:.3f} | {r['precision']:.3f} | "
-            f"{r['f1']:.3f} | {r['fp']} | {r['fn']} | {r['p50_ms']:.2f} | {r['p95_ms']:.2f} |"
-        )
-        if args.show_errors:
-            for text, missed in r["errors"]:  # type: ignore[attr-defined]
-                print(("MISSED  " if missed else "FALSE+  ") + f"[{name}] {text}", file=sys.stderr)
     meta = screen.model.meta
+    lines = [
+        "| set | n | result | target |",
+        "|---|---|---|---|",
+        *rows_md,
+        f"| screen latency, all rows | {len(timer.ms)} | p50 {statistics.median(timer.ms):.2f} ms / "
+        f"p95 {p95:.2f} ms | p95 ≤ 15 ms |",
+        *own_lines,
+        "",
+        "Targets met: " + ", ".join(f"{name} {'yes' if ok else 'NO'}" for name, ok in targets),
+        "",
+    ]
+    if per_cat:
+        lines.append("Blind special situations, caught per category: " + ", ".join(
+            f"{k} {c}/{t}" for k, (c, t) in per_cat.items()))
+    if false_kinds:
+        lines.append("Blind benign false cases per kind: " + ", ".join(
+            f"{k} {v}" for k, v in sorted(false_kinds.items())))
     lines += [
         "",
-        "Targets: recall ≥ 0.95, precision ≥ 0.60, p95 ≤ 15 ms per message (2 shared CPU cores).",
-        "",
-        "Notes",
-        "",
-        f"- Training: {meta.get('rows')} sentences ({meta.get('positives')} positive) from `api/safety/data/` "
-        "(PsyTAR train, our HCP examples, CLINC150 negatives); threshold picked on 5-fold out-of-fold "
-        f"probabilities (OOF recall {meta.get('oof_recall', 0):.3f}, OOF precision "
-        f"{meta.get('oof_precision', 0):.3f}).",
-        "- PsyTAR dev is never trained on. The HCP held-out set (`benchmarks/data/safety_heldout.jsonl`, "
-        "written before the first run) is never trained on; its errors were looked at once during "
-        "development, which led to adding generic negatives (CLINC150 chit-chat, 'my patient' product "
-        "questions) to the training data — none of its sentences.",
-        "- A sentence counts as flagged when `screen(text).adverse_event` is true (model ∪ rules, minus the "
-        "general-question veto). Latency = one `screen()` call, model loaded.",
-        "",
+        f"Products file `{shown}`; model threshold {screen.model.threshold:.3f} (chosen on out-of-fold "
+        f"probabilities of the training data: OOF recall {meta.get('oof_recall', 0):.3f}, precision "
+        f"{meta.get('oof_precision', 0):.3f}); model load/train {warm:.1f} s.",
     ]
     text = "\n".join(lines)
     print(text)
-    args.out.write_text(text, encoding="utf-8")
+    if own_errors:
+        print("\n".join(own_errors), file=sys.stderr)
+    if args.out is not None:
+        args.out.write_text(text + "\n", encoding="utf-8")
     return 0
 
 

@@ -56,6 +56,16 @@ def fmt_time(value: datetime | None) -> str:
 templates.env.filters["when"] = fmt_time
 
 
+def category_labels(codes: list[str] | None) -> str:
+    """A case's categories (adverse reaction, special situations, quality complaint) in words."""
+    from api.safety.screen import category_label
+
+    return "; ".join(category_label(c) for c in codes or []) or "—"
+
+
+templates.env.filters["categories"] = category_labels
+
+
 T = TypeVar("T")
 
 # A console list's page (1-based) and an API list's offset: lists are ordered by urgency, so page 1

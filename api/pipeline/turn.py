@@ -99,12 +99,14 @@ class ScreenedTurn:
     ae_turn: bool = False
     # An adverse-event message that also asked something.
     ae_question: bool = False
+    # The screen read a typed ask for a person ("talk to a human"): honoured without Rasa too.
+    handoff: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {"rasa_text": self.rasa_text, "ask_rasa": self.ask_rasa,
                 "safety_replies": [r.to_dict() for r in self.safety_replies],
                 "intake": None if self.intake is None else self.intake.to_dict(),
-                "ae_turn": self.ae_turn, "ae_question": self.ae_question}
+                "ae_turn": self.ae_turn, "ae_question": self.ae_question, "handoff": self.handoff}
 
     @classmethod
     def from_dict(cls, conversation_id: str, message_id: int, data: dict[str, Any]) -> ScreenedTurn:
@@ -112,7 +114,8 @@ class ScreenedTurn:
         return cls(conversation_id, message_id, str(data.get("rasa_text", "")), bool(data.get("ask_rasa")),
                    [ReplyDraft.from_dict(r) for r in data.get("safety_replies", [])],
                    intake=None if step is None else intake.IntakeTurn.from_dict(step),
-                   ae_turn=bool(data.get("ae_turn")), ae_question=bool(data.get("ae_question")))
+                   ae_turn=bool(data.get("ae_turn")), ae_question=bool(data.get("ae_question")),
+                   handoff=bool(data.get("handoff")))
 
 
 def drafts_from_rasa(messages: list[dict[str, Any]]) -> tuple[list[ReplyDraft], bool]:
@@ -332,7 +335,8 @@ class TurnProcessor:
             screened = ScreenedTurn(conv.id, msg.id, rasa_text, ask_rasa, [*safety_replies, *(api_replies or [])],
                                     intake=step if step is not None and not step.consumed else None,
                                     ae_turn=ae_found and ask_rasa,
-                                    ae_question=ae_found and ask_rasa and rasa_text != ae_turn.AE_INTENT)
+                                    ae_question=ae_found and ask_rasa and rasa_text != ae_turn.AE_INTENT,
+                                    handoff=bool(getattr(outcome, "handoff_requested", False)))
             inbox.screened_at = now
             inbox.screen = screened.to_dict()
             return screened
@@ -362,7 +366,7 @@ class TurnProcessor:
                 # Reporting a problem is not a failed turn, whatever Rasa made of it.
                 conv.failed_turns = 0
             elif failure is not None:
-                drafts.extend(self._fallback(session, conv, msg, now, failure))
+                drafts.extend(self._fallback(session, conv, msg, now, failure, handoff=screened.handoff))
             elif screened.ask_rasa:
                 rasa_drafts, turn_failed = drafts_from_rasa(rasa_messages)
                 drafts.extend(rasa_drafts)
@@ -392,10 +396,10 @@ class TurnProcessor:
         log.warning("rasa failed for conversation %s: %s", conv.id, failure)
 
     def _fallback(self, session: Session, conv: Conversation, msg: Message, now: datetime,
-                  failure: str) -> list[ReplyDraft]:
+                  failure: str, *, handoff: bool = False) -> list[ReplyDraft]:
         self._record_rasa_failure(session, conv, msg, now, failure)
-        # Asking for a person must work without Rasa.
-        if msg.payload == copy.TALK_TO_PERSON.payload and self.handoff_hook is not None:
+        # Asking for a person must work without Rasa: the button, or the words the screen read.
+        if (msg.payload == copy.TALK_TO_PERSON.payload or handoff) and self.handoff_hook is not None:
             return [self.handoff_hook(session, conv, msg, now, "rasa_unavailable")]
         # A CSAT/NPS answer is recorded even when Rasa is down.
         scored = handoffs.answer_score_without_rasa(session, conv, msg, now)

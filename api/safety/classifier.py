@@ -29,7 +29,7 @@ import numpy as np
 
 from api.safety import rules
 from api.safety.products import Catalogue, load_catalogue, off_label_reasons, products_path_default
-from api.safety.screen import ScreenResult
+from api.safety.screen import ScreenContext, ScreenResult
 
 CODE_VERSION = "safety-screen-2026.11.3"
 DATA_DIR = Path(__file__).resolve().parent / "data"
@@ -264,7 +264,12 @@ class RuleModelScreen:
     def ready(self) -> bool:
         return self._model is not None
 
-    def screen(self, text: str) -> ScreenResult:
+    def screen(self, text: str, context: ScreenContext | None = None) -> ScreenResult:
+        """Screen one inbound message; ``context`` says what the bot had just asked, if anything.
+
+        An answer to a form question (name, address, licence, date, quantity …) is screened as that
+        answer: only a narrative inside it (a patient, an event, a drug link) can make it a report.
+        """
         norm = rules.normalise(text)
         if not norm:
             return ScreenResult()
@@ -273,10 +278,19 @@ class RuleModelScreen:
             return ScreenResult(opt_in=True)
         if rules.is_help(norm):
             return ScreenResult(help=True)
+        form_slot = context.form_slot if context is not None else None
         opt_out = rules.is_opt_out(norm)
+        handoff = rules.is_handoff_request(norm, form_slot=form_slot)
         mentioned = self.catalogue.mentioned(norm)
-        hits = rules.evaluate(norm, product_mentioned=bool(mentioned))
         score = self.model.score(norm)
+        if form_slot is not None and not rules.slot_answer_is_narrative(norm):
+            # "Dr Sarah Stroke", "Burns Unit, 12 Castle Rd", "GMC 1234567", "5 packs": an answer.
+            return ScreenResult(ae_score=round(score, 4), opt_out=opt_out, handoff=handoff,
+                                products=tuple(p.key for p in mentioned), screened_as=form_slot)
+        reasons = list(off_label_reasons(norm, mentioned))
+        if rules.is_explicit_off_label(norm):
+            reasons.append("explicit")
+        hits = rules.evaluate(norm, product_mentioned=bool(mentioned), off_label=bool(reasons))
         model_hit = score >= self.model.threshold
         rep_request = rules.is_rep_request(norm)
         if model_hit and score < WEAK_HIT_CEILING and (
@@ -293,15 +307,14 @@ class RuleModelScreen:
             # Short form answers ("3 boxes", "United Kingdom", "Dr Ada Jones") carry no event; a
             # short report still names a symptom, a drug link or a person ("dizzy since dose 2").
             model_hit = False
+        if model_hit and not hits.strong and handoff and not rules.has_event_trace(norm, personal_counts=False):
+            model_hit = False  # "can I talk to a real person" is an ask, not a report
         adverse_event = (hits.strong or model_hit) and not hits.general_question
         if opt_out and not hits.categories:
             # "stop messaging me" carries no event; the model must not read one into it.
             adverse_event = False
         categories = hits.categories or (("side_effect",) if adverse_event else ())
         serious = rules.serious_terms(norm) if adverse_event else ()
-        reasons = list(off_label_reasons(norm, mentioned))
-        if rules.is_explicit_off_label(norm):
-            reasons.append("explicit")
         return ScreenResult(
             adverse_event=adverse_event,
             ae_categories=categories if adverse_event else (),
@@ -313,6 +326,7 @@ class RuleModelScreen:
             serious_terms=serious,
             off_label_reasons=tuple(reasons),
             rep_request=rep_request and not adverse_event,
+            handoff=handoff,
         )
 
 

@@ -128,7 +128,8 @@ _PREGNANT_USE = re.compile(r"\bpregnan(t|cy)\b|\bbreast[- ]?feed|\blactat")
 
 # Conditions an HCP might name as a (mis)use; matched only right after a treatment cue.
 _CONDITIONS = (
-    "type 1 diabetes", "type 2 diabetes", "t1dm", "t2dm", "diabetes", "prediabetes", "obesity",
+    "type 1 diabetes", "type 2 diabetes", "type 1 diabetic", "type 2 diabetic", "t1dm", "t2dm", "diabetes",
+    "prediabetes", "obesity",
     "weight loss", "weight management", "pcos", "polycystic ovary", "fatty liver", "nash", "nafld",
     "heart failure", "hypertension", "high blood pressure", "atrial fibrillation", "angina",
     "hypercholesterolaemia", "hypercholesterolemia", "high cholesterol", "dyslipidaemia", "dyslipidemia",
@@ -148,7 +149,8 @@ _TREATMENT_CUE = re.compile(
     r"\b(for|to treat|treating|treat|treatment of|in the treatment of|indicated (for|in)|approved (for|in)"
     r"|use(d)? (it |this |\w+ )?(for|in)|using (it |\w+ )?(for|in)|prescrib\w* (it |\w+ )?(for|in)|give (it )?"
     r"(for|in)|help (with)?|works? (for|in)|effective (for|in)|efficacy (for|in)|data (for|in|on)|evidence (for|in)"
-    r"|manage|managing|in patients with|in people with)"
+    r"|manage|managing|in patients with|in people with|(patient|pt|man|woman|lady|someone|person|girl|boy|adult"
+    r"|child|teen|teenager) with)"
     r"\s+(?:[a-z'/-]+\s+){0,3}$"
 )
 _DOSE = re.compile(r"\b(\d+(?:\.\d+)?)\s*(mg|milligrams?)\b")
@@ -168,6 +170,8 @@ _LAY_NAMES = {
     "high blood pressure": "hypertension",
     "t2dm": "type 2 diabetes",
     "t1dm": "type 1 diabetes",
+    "type 1 diabetic": "type 1 diabetes",
+    "type 2 diabetic": "type 2 diabetes",
     "hypercholesterolemia": "hypercholesterolaemia",
     "dyslipidemia": "dyslipidaemia",
     "hypertriglyceridemia": "hypertriglyceridaemia",

@@ -146,6 +146,10 @@ LACK_OF_EFFICACY = _rx(
     r"|\b(ldl|cholesterol|lipids|hba1c|a1c|glucose|sugars?|eosinophils|exacerbations?|asthma|levels?)"
     r"\s+(\w+\s+)?(still|remain(s|ed)?|went up|unchanged|no better|not coming down|getting worse|worse)"
     r"|\bstill (having|getting) (exacerbations|attacks|flares|high (sugars|ldl|cholesterol))"
+    r"|\b(doesn'?t|does not|didn'?t|did not|isn'?t|is not|not) (seem to |really |actually )?(do|doing) (anything|much)"
+    r"|\b(hasn'?t|has not|haven'?t|didn'?t|did not) (moved|changed|budged|improved|come down|dropped)\b"
+    r"|\b(zero|no|little|minimal) (benefit|effect|response|improvement|change|difference)\b"
+    r"|\b(isn'?t|not) controlling\b|\bstopped working\b|\bno longer (works|working|effective)\b"
 )
 
 OVERDOSE = _rx(
@@ -160,6 +164,10 @@ OVERDOSE = _rx(
     r"|\b(\d+|two|three) (doses|injections|pens) (in one|on the same|the same) (day|week)\b"
     r"|\baccidental(ly)?\s+(took|ingest|inject|swallow|given|gave|overdose|double)"
     r"|\b(whole|entire) (pack|box|bottle|strip)\b"
+    r"|\b(whole|entire) (week'?s?|month'?s?) (supply|worth)\b|\bhandful of\b|\bin one go\b|\ball at once\b"
+    r"|\bdouble[- ]dos(ed|ing|e)\b|\btook too much\b|\bmore than (the )?(prescribed|recommended|maximum|max)\b"
+    r"|\b(above|over|exceed\w*) the (max(imum)?|recommended) (dose|daily dose)\b"
+    r"|\b\d+(\.\d+)?\s*mg\b.{0,30}\binstead of \d+(\.\d+)?\s*mg\b"
 )
 BY_MISTAKE = _rx(r"\b(by mistake|by accident|accidentally|in error|mistakenly)\b")
 DOSE_WORD = _rx(r"\b(dose|doses|tablets?|pills?|capsules?|injections?|injected|took|taken|pen|mg)\b")
@@ -168,16 +176,94 @@ MISUSE = _rx(
     r"\bmisus(e|ed|ing)\b|\babus(e|ed|ing)\b|\brecreational(ly)?\b|\bto get high\b|\bsnort"
     r"|\bcrush(ed|ing)? (and|to) (inject|snort)|\bsomeone else'?s (pen|tablets|pills|prescription|medication)"
     r"|\bshar(ed|ing) (his|her|their|a) (pen|needle|tablets)|\bwithout a prescription\b"
+    r"|\b(selling|sells|sold|reselling|diverting|diverted|diversion)\b|\bbought (it |them |\w+ )?(from|online|off)\b"
+    r"|\b(on purpose|deliberately|intentionally)\b|\baddict\w*|\bdrug[- ]seeking\b"
+    r"|\b(his|her|their|my) (sister|brother|friend|mum|mom|mother|father|dad|husband|wife|partner|flatmate)'?s"
+    r" (\w+ )?(pens?|tablets|pills|injections|prescription|medication)\b"
+    r"|\b(to|for) (cut|lose|losing) weight\b.{0,40}\bno(t| )(diabet\w*|prescri\w*)|\bno diabetes\b"
 )
 
 PREGNANCY = _rx(
     r"\bpregnan(t|cy)\b|\bconceived\b|\bexpecting a baby\b|\bbreast[- ]?feed(ing)?\b|\blactating\b"
     r"|\bnursing (mother|her baby|an infant)\b|\bin utero\b|\bexposed during pregnancy\b|\bgave birth\b"
+    r"|\bbreast ?fe(e)?d\w*|\blactation\b|\bmilk transfer\b|\btrimester\b|\bconception\b"
+    r"|\b(is|was|am|she's) expecting( a baby| twins)?\s*($|[,.;!?]| and\b| but\b| with\b| since\b)"
+    r"|\bnursing (her|his|a|an|the)\b|\bgestation\b"
 )
 PREGNANCY_EXPOSURE_LINK = _rx(
     r"\b(while|when|whilst) (on|taking|using|being treated)|\b(on|taking|using|took|started)\s+[a-z]+"
     r"|\bexpos(ed|ure)\b|\bbecame pregnant\b|\bgot pregnant\b|\bfound out (she|i) (is|was|am)\b"
     r"|\b(she|i)('s| is| was| am) pregnant\b|\bweeks pregnant\b"
+)
+
+# The father's exposure counts too (GVP VI: paternal exposure).
+PATERNAL_PREGNANCY = _rx(
+    r"\b(partner|wife|girlfriend|spouse)('s| is| was| has| had| became| got)\b.{0,40}\bpregnan"
+    r"|\bpregnan\w*.{0,60}\b(he|father|husband|dad)\b.{0,30}\b(was|is|has been|had been) (on|taking|using)\b"
+    r"|\b(father|husband|dad)\b.{0,40}\b(on|taking|using)\b.{0,40}\b(conceiv|conception|pregnan)"
+    r"|\bpaternal (exposure|use)\b|\b(at|around|before) (the time of )?conception\b"
+)
+# Someone is (or was) pregnant / breastfeeding, said as a fact — not "if she becomes pregnant".
+PREGNANCY_STATEMENT = _rx(
+    r"\b(she|patient|pt|lady|woman|mum|mom|mother|wife|partner|i)('s| is| was| has been| had been| became|"
+    r" got| am| found out (she|i) (is|was|am))\s+(\w+\s+){0,3}(pregnant|breast ?feeding|expecting|nursing)"
+    r"|\b\d{1,2}\s*(\+\d\s*)?(weeks?|wks?|w)\s*(pregnant|gestation|pg)\b|\b(first|second|third|1st|2nd|3rd)"
+    r" trimester\b|\bpregnant (patient|pt|woman|lady|mum|mom)\b|\bbreast ?fe(e)?d(ing)? (mum|mom|mother|patient|pt)"
+    r"|\bconceived\b|\bfound out (she|i) (is|was|am) (pregnant|expecting)\b|\bdelivered a (healthy )?(baby|boy|girl)"
+    r"|\bgave birth\b|\bnursing (her|a|an|his)\b|\bmilk transfer\b|\bbreast ?fed (baby|infant)\b"
+)
+PREGNANCY_CONDITIONAL = _rx(
+    r"\bif\b|\bin case\b|\bplanning\b|\bplans to\b|\btrying (to conceive|for a baby|to get pregnant)"
+    r"|\bwants? to (conceive|get pregnant|breast ?feed)|\bthinking (about|of)\b|\bconsidering\b"
+)
+
+MEDICATION_ERROR = _rx(
+    r"\b(medication|dosing|dose|dispensing|prescribing|prescription|administration|pharmacy|transcription)"
+    r" error\b|\bnear[- ]miss\b|\bwrong (drug|medicine|medication|patient|route|dose|strength|product|pen"
+    r"|tablets?|person|injection site|formulation|dosage)\b|\b(dispensed|given|gave|handed|supplied|prescribed"
+    r"|administered|injected|picked)\b.{0,40}\binstead of\b|\binstead of\b.{0,40}\b(dispensed|given|prescribed)\b"
+    r"|\bmix(ed)?[- ]?up\b|\bconfused (it |\w+ )?with\b|\b(given|gave|administered|injected)\b.{0,30}\b(iv|i\.v\.|"
+    r"intravenous(ly)?|intramuscular(ly)?|im)\b.{0,30}\b(rather than|instead of|not)\b|\bexpired\b.{0,40}"
+    r"\b(used|given|gave|taken|took|injected|dispensed|administered|using)\b|\b(used|given|gave|taken|took"
+    r"|injected|dispensed|administered|using)\b.{0,40}\bexpired\b|\bwithout removing\b"
+    r"|\bincorrect(ly)? (dose|dosage|strength|product|route|technique|(\w+ )?(administered|given|injected|dispensed"
+    r"|prescribed|used|stored|taken))\b"
+    r"|\bnearly (given|gave|handed|dispensed|administered)\b|\bcaught (it )?(at the counter|before (it was )?"
+    r"(given|administered|dispensed|injected|taken))\b"
+    r"|\b(written|prescribed) as\b|\bwritten instead\b|\b(forgot|forgotten) (that )?(she|he|they|i) had"
+    r"|\b(used|injected|given|stored) (it |the pen |them )?(wrong(ly)?|incorrectly)\b"
+)
+
+OCCUPATIONAL = _rx(
+    r"\bneedle[- ]?stick|\bsharps injury\b|\boccupational(ly)? (expos\w*|injury|incident)\b"
+    r"|\bsplash(ed|es)? (\w+ ){0,3}(in|into|on) (her|his|my|their|the) (eyes?|face|skin|hands?|mouth)\b"
+    r"|\b(accidentally |inadvertently )?(injected|pricked|stabbed|jabbed|exposed) (herself|himself|myself|themselves"
+    r"|themself|ourselves)\b|\b(nurse|pharmacist|colleague|staff|technician|carer|caregiver|healthcare assistant"
+    r"|hca|porter|cleaner|paramedic|doctor|student)\b.{0,60}\b(accidentally|inhaled|splash|exposed|got (it|some)"
+    r" on|on (her|his|their) (skin|hands?|eyes?))"
+    r"|\bwhile (preparing|reconstituting|handling|crushing|drawing up|dispensing|mixing)\b.{0,60}\b(exposed|splash"
+    r"|inhaled|got|spilled|spilt)|\binhaled (the )?(powder|dust|aerosol|spray)\b"
+)
+
+INFECTIOUS = _rx(
+    r"\btransmi(ssion|tted|tting)\b.{0,40}\b(infect\w*|agent|virus|bacteria|pathogen|prion|disease)"
+    r"|\binfectious agent\b|\bcontaminat\w*\b.{0,80}\b(infect\w*|fever|rigors|sepsis|septic|bacteri\w*|fung\w*"
+    r"|organism|grew|culture)|\b(infect\w*|fever|rigors|sepsis|septic|abscess|bacteri\w*|fung\w*)\b.{0,80}"
+    r"\bcontaminat\w*|\b(bacterial|fungal|viral) contamination\b|\bgrew\b.{0,30}\b[a-z]+(ococcus|ococci|monas"
+    r"|bacter|bacillus|candida)|\b(same|one|the same|single) (lot|batch|vial)\b.{0,80}\b(infect\w*|abscess|sepsis"
+    r"|fever)|\b(infect\w*|abscess|sepsis|hepatitis|hiv)\b.{0,80}\b(same|one|single) (lot|batch|vial)\b"
+    r"|\b(vial|pen|batch|lot|product|infusion)\b.{0,40}\b(the )?source\b"
+)
+
+OFF_LABEL_USE = _rx(
+    r"\b(used|using|tried|trying|gave|given|giving|started|starting|prescribed|put (him|her|them) on|been on"
+    r"|treated|treating|injected|switched)\b"
+)
+OUTCOME = _rx(
+    r"\b(worked|works|working|improved|improvement|better|worse|worsened|responded|response|resolved|shrank"
+    r"|shrunk|dropped|fell|reduced|reduction|lost|gained|fewer|more|no effect|no change|nothing|cleared"
+    r"|developed|ended up|had|has|got|fainted|died|admitted|hospitali[sz]ed|side effects?|reaction|symptoms?"
+    r"|outcome|result(ed|s)?|went (up|down)|came down|normalised|normalized|success(ful(ly)?)?|failed)\b"
 )
 
 DEVICE_WORDS = _rx(
@@ -192,6 +278,8 @@ DEFECT_WORDS = _rx(
     r"|wrong (label|tablet|tablets|strength|product|colou?r)|empty|frozen|melted|expired when"
     r"|smell(s|ed)? (odd|strange|bad|funny)|(won'?t|wouldn'?t|didn'?t|does not|doesn'?t|did not|failed to)"
     r" (click|inject|fire|activate|work|dispense|open|release))\b"
+    r"|\b(chipped|specks?|floating|spins freely|arrived (warm|hot|frozen)|cold chain|temperature excursion"
+    r"|different colou?r|wrong colou?r|embossed|won'?t lock|(label|pack|box|carton|bottle) says\b.{0,40}\bbut)\b"
 )
 ARRIVAL = _rx(r"\b(arrived|received|delivered|opened|came|shipped|dispensed|picked up|box|batch|lot)\b")
 
@@ -209,7 +297,26 @@ SERIOUS = _rx(
 QUESTION_START = _rx(
     r"^(what|which|how|does|do|can|could|is|are|should|will|would|any|has anyone|have there|were there"
     r"|was there|where|when|why|tell me|i'?d like to know|i want to know|i wanted to ask|quick question"
-    r"|question)\b"
+    r"|question|if|i'?d like|i would like|could you|can you|please send|send me|do you have|looking for|any (data"
+    r"|papers?|literature|studies|publications|evidence))\b"
+)
+# Asking for literature / data is a question about the topic, however it is phrased.
+LITERATURE_REQUEST = _rx(
+    r"\b(papers?|publications?|literature|studies|articles?|reprints?|references?|meta[- ]analys[ie]s"
+    r"|systematic reviews?|review articles?|abstracts?|posters?|(phase (1|2|3|i|ii|iii|iv)|trial|clinical|registry"
+    r"|real[- ]world|pivotal|safety) data|data (on|about|for|regarding)|evidence (on|about|for|regarding))\b"
+)
+# Instructions to the bot itself (including attempts to switch safety logging off).
+BOT_INSTRUCTION = _rx(
+    r"\b(ignore|disregard|forget) (all |any |your |the |previous |prior )*(instructions|rules|prompts?|guidelines)"
+    r"|^system\s*:|\bpretend (you|to be)\b|\bdo not (log|record|report|flag)\b|\bdon'?t (log|record|report|flag)\b"
+    r"|\b(skip|disable|turn off|switch off|bypass)\b.{0,30}\b(safety|logging|reporting|adverse|pharmacovigilance)"
+    r"|\b(safety|adverse event) (logging|reporting) (is )?(disabled|off)\b|\btell me\b|\bact as\b|\bjailbreak"
+)
+# Plural, generic people in a question ("should I warn pts about ...") are a population, not a patient.
+GENERIC_PEOPLE = _rx(
+    r"(?<!of my )(?<!of our )(?<!\d )\b(pts|patients|people|adults|women|men|children|kids|diabetics"
+    r"|asthmatics|elderly|users)\b"
 )
 GENERAL_QUESTION = _rx(
     r"\b(what are|what is|list|common|frequency|incidence|how (often|common|likely)|risk of|rates? of"
@@ -226,7 +333,8 @@ HYPOTHETICAL = _rx(
 AGE_ONLY = _rx(r"\b\d{1,3}\s*(yo|y/o|y\.o\.|year[- ]old|yr[- ]old|years old|yrs old)s?\b")
 SPECIFIC_EVENT = _rx(
     r"\b(developed|experienced|arrived|received|delivered|happened|noticed|found|died|hospitali[sz]ed"
-    r"|admitted|took|injected|swallowed|broke out|came out in|got)\b"
+    r"|admitted|took|injected|swallowed|broke out|came out in|got|fainted|collapsed|ended up|conceived|became"
+    r"|dispensed|tried|restarted|switched|stopped|been taking|been on|been using|had been)\b"
 )
 
 # Any trace of something having happened to someone (used to gate weak model-only hits).
@@ -274,42 +382,84 @@ class RuleHits:
     strong: bool  # a rule that fires regardless of the model
 
 
+# "how often is respizan injected", "can it be stopped": the regimen, not an event.
+_PASSIVE_REGIMEN = _rx(
+    r"\b(is|are|be|being|should|can|gets?)\s+(\w+\s+){0,2}(injected|taken|given|received|delivered|admitted"
+    r"|stopped|switched|dispensed|tried|restarted)\b"
+)
+
+
 def is_general_question(norm: str) -> bool:
-    """A question about the product in general, not about something that happened to someone."""
-    questiony = norm.rstrip().endswith("?") or bool(QUESTION_START.search(norm))
+    """A question about the product in general, not about something that happened to someone.
+
+    Asking for literature or data on a topic, and instructions addressed to the bot, count as
+    questions however they are phrased; a message that says something happened (a past-tense
+    event, someone who has been taking the product) never does.
+    """
+    hypothetical = bool(HYPOTHETICAL.search(norm))
+    questiony = (norm.rstrip().endswith("?") or bool(QUESTION_START.search(norm)) or hypothetical
+                 or bool(LITERATURE_REQUEST.search(norm)) or bool(BOT_INSTRUCTION.search(norm)))
     if not questiony:
         return False
-    if SPECIFIC_EVENT.search(norm):
+    if SPECIFIC_EVENT.search(_PASSIVE_REGIMEN.sub(" ", norm)):
         return False
-    if HYPOTHETICAL.search(norm):
+    if hypothetical:
         return True
-    # An age alone in a question is a population ("a 10 year old"), not a particular patient.
-    return not PERSONAL_CONTEXT.search(AGE_ONLY.sub(" ", norm))
+    # An age alone in a question is a population ("a 10 year old"), not a particular patient; so
+    # are plural people ("what should I tell pts").
+    return not PERSONAL_CONTEXT.search(GENERIC_PEOPLE.sub(" ", AGE_ONLY.sub(" ", norm)))
 
 
-def evaluate(norm: str, *, product_mentioned: bool) -> RuleHits:
-    """Apply the AE category rules to normalised text."""
+def is_pregnancy_statement(norm: str) -> bool:
+    """Someone is (or was) pregnant or breastfeeding — a fact, not "if she becomes pregnant"."""
+    return bool(PREGNANCY_STATEMENT.search(norm) or PATERNAL_PREGNANCY.search(norm)) and not (
+        PREGNANCY_CONDITIONAL.search(norm)
+    )
+
+
+def evaluate(norm: str, *, product_mentioned: bool, off_label: bool = False) -> RuleHits:
+    """Apply the AE and special-situation category rules to normalised text.
+
+    ``off_label``: the message describes a use outside the label (``api.safety.products``); with an
+    outcome reported it is the special situation ``off_label_outcome``.
+    """
     general = is_general_question(norm)
     personal = bool(PERSONAL_CONTEXT.search(norm))
     patient = bool(PATIENT_CONTEXT.search(norm))
     drug_link = bool(DRUG_LINK.search(norm))
+    # A pregnancy (or breastfeeding) during treatment is reported even when the HCP frames it as a
+    # question ("she is 8 weeks pregnant on X - what now?").
+    pregnancy_fact = is_pregnancy_statement(norm) and (product_mentioned or drug_link or patient)
+    if pregnancy_fact:
+        general = False
+    # Special situations need something to hang on: one of our products, a patient, a dose or a device.
+    anchored = product_mentioned or patient or personal or drug_link or bool(
+        DOSE_WORD.search(norm) or DEVICE_WORDS.search(norm))
     cats: list[str] = []
     if not general:
         # quality complaint: a defect in a device / pack
         if DEFECT_WORDS.search(norm) and DEVICE_WORDS.search(norm):
             cats.append("quality_complaint")
-        if OVERDOSE.search(norm) or (BY_MISTAKE.search(norm) and DOSE_WORD.search(norm)):
+        if OVERDOSE.search(norm):
             cats.append("overdose")
-        if MISUSE.search(norm):
+        if anchored and (MEDICATION_ERROR.search(norm) or (BY_MISTAKE.search(norm) and DOSE_WORD.search(norm))):
+            cats.append("medication_error")
+        if anchored and MISUSE.search(norm):
             cats.append("misuse")
-        if PREGNANCY.search(norm) and (
+        if anchored and OCCUPATIONAL.search(norm):
+            cats.append("occupational_exposure")
+        if anchored and INFECTIOUS.search(norm):
+            cats.append("infectious_transmission")
+        if pregnancy_fact or (PREGNANCY.search(norm) and (
             PREGNANCY_EXPOSURE_LINK.search(norm) or patient or product_mentioned
-        ):
+        ) and not PREGNANCY_CONDITIONAL.search(norm)):
             cats.append("pregnancy_exposure")
         if LACK_OF_EFFICACY.search(norm) and (product_mentioned or patient) and not (
             "quality_complaint" in cats and not product_mentioned
         ):
             cats.append("lack_of_efficacy")
+        if off_label and OFF_LABEL_USE.search(norm) and OUTCOME.search(norm):
+            cats.append("off_label_outcome")
         side_effect = any((
             bool(SIDE_EFFECT_WORDS.search(norm)) and (personal or drug_link or product_mentioned),
             bool(SYMPTOMS.search(norm)) and (patient or drug_link)
@@ -367,3 +517,58 @@ def has_patient_identifier(norm: str) -> bool:
 
 def has_reporter_identifier(norm: str) -> bool:
     return bool(REPORTER_IDENTIFIER.search(norm))
+
+
+# ---------------------------------------------------------------- asking for a person
+
+# A whole message that is only an ask for a person ("human", "agent please").
+HANDOFF_WORDS = frozenset({
+    "human", "a human", "person", "a person", "agent", "an agent", "operator", "real person", "a real person",
+    "live agent", "live person", "human agent", "human being", "someone", "somebody", "staff",
+    "human please", "person please", "agent please", "speak to someone", "talk to someone",
+})
+_HANDOFF_PHRASE = _rx(
+    r"\b(talk|speak|chat|get through|be put through)\s+(to|with)\s+(a |an |the |your |some )?(real |live |actual"
+    r" |human |proper )?(person|human|agent|operator|someone|somebody|human being|member of (the |your )?staff"
+    r"|staff member|people)\b"
+    r"|\b(connect|transfer|put|pass|hand)\s+me\s+(on\s+)?(to|through to|over to)\s+(a |an |the )?(real |live |human )?"
+    r"(person|human|agent|operator|someone|somebody)\b"
+    r"|\b(want|need|like|get me|give me|is there)\s+(to talk to |to speak to |to speak with )?(a |an )(real |live |"
+    r"actual )?(person|human|agent|operator|human being)\b"
+    r"|\b(real|live|actual) (person|human|agent)\b|\bhuman please\b|\bnot a (bot|robot|machine)\b"
+)
+
+
+def is_handoff_request(norm: str, *, form_slot: str | None = None) -> bool:
+    """The HCP asks for a person in words (the typed twin of the "Talk to a person" button).
+
+    Answering a form question, a lone word is an answer: "Person" or "Agent" given as a name is a
+    name. The explicit phrases ("talk to a person") count in every context.
+    """
+    if _HANDOFF_PHRASE.search(norm):
+        return True
+    return form_slot is None and _keyword_form(norm) in HANDOFF_WORDS
+
+
+# ---------------------------------------------------------------- answers to form questions
+
+SLOT_ANSWER_MAX_WORDS = 20
+# What makes a form answer a narrative after all: someone, something happening, a link to a drug.
+_SLOT_PATIENT = _rx(
+    r"\b(patient|pt|client|my patients|one of (my|our) patients|son|daughter|wife|husband|baby|child|infant)\b"
+    r"|\b(he|she|they|i|we)('s| has| had| is| was| were| have| took| developed| experienced| got| became| felt"
+    r"| feels| feel| injected| noticed| ended)\b"
+)
+
+
+def slot_answer_is_narrative(norm: str) -> bool:
+    """True when an answer to a form question also tells of something that happened.
+
+    "Burns Unit, 12 Castle Rd" or "Dr Sarah Death" answer the question; "5 packs - the last pen
+    leaked" or "Dr Lee, my patient got a rash on it" also report something and are screened as free text.
+    """
+    if len(norm.split()) > SLOT_ANSWER_MAX_WORDS:
+        return True
+    if _SLOT_PATIENT.search(norm) or EVENT_VERB.search(norm) or DRUG_LINK.search(norm):
+        return True
+    return bool(DEFECT_WORDS.search(norm) and DEVICE_WORDS.search(norm) and len(norm.split()) > 3)

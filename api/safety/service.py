@@ -84,6 +84,8 @@ class SafetyOutcome:
     adverse_event_id: str | None = None
     medical_inquiry_id: str | None = None
     consent_changed: list[str] = field(default_factory=list)
+    # The HCP asked for a person in words: the turn hands over even when Rasa cannot be asked.
+    handoff_requested: bool = False
 
 
 @dataclass(frozen=True)
@@ -510,14 +512,15 @@ def apply(
     session: Session, *, conversation: Conversation, message: Message, result: ScreenResult, now: datetime
 ) -> SafetyOutcome:
     """Persist what the screen found for ``message`` and say what to tell the HCP now."""
-    outcome = SafetyOutcome(replies=[], stop_processing=False)
+    outcome = SafetyOutcome(replies=[], stop_processing=False, handoff_requested=result.handoff)
     # Evidence that this message was screened, whatever it contained (no free text in audit).
     audit.record(
         session, action="safety.screened", subject_type="message", subject_id=str(message.id),
         data={"conversation_id": conversation.id, "state": conversation.state, "route": result.route,
               "adverse_event": result.adverse_event, "categories": list(result.ae_categories),
               "off_label": result.off_label, "opt_out": result.opt_out, "opt_in": result.opt_in,
-              "help": result.help, "score": result.ae_score, "products": list(result.products)},
+              "help": result.help, "score": result.ae_score, "products": list(result.products),
+              "handoff": result.handoff, "screened_as": result.screened_as},
         at=now,
     )
 
