@@ -18,9 +18,9 @@ from api.content import make_send_gate
 from api.conversations import ae_turn
 from api.conversations import service as conversations
 from api.conversations.models import Conversation, Message
-from api.pipeline.turn import TurnProcessor
 from api.db import unit_of_work
 from api.outbox import WebchatSender
+from api.pipeline.turn import TurnProcessor
 from api.rasa.actions.fallback import NOT_UNDERSTOOD
 from api.rasa.client import RasaClient
 from api.safety.screen import ScreenResult

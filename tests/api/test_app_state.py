@@ -26,16 +26,20 @@ class _Screen:
     def ready(self) -> bool:
         return self.loaded
 
-    def screen(self, text: str) -> str:
+    def screen(self, text: str, context: Any = None) -> str:
         self.seen.append(text)
-        return f"screened:{text}"
+        return f"screened:{text}:{context}"
 
 
 class _Msg:
     body = "my patient had a rash"
 
 
-def test_the_screen_hook_applies_the_screen_and_reports_readiness() -> None:
+def test_the_screen_hook_applies_the_screen_and_reports_readiness(monkeypatch: pytest.MonkeyPatch) -> None:
+    import api.safety.context
+
+    # What the bot last asked (a form question) goes to the screen with the text.
+    monkeypatch.setattr(api.safety.context, "screen_context", lambda session, conv, msg: "slot:name")
     screen = _Screen()
     calls: list[dict[str, Any]] = []
 
@@ -51,7 +55,8 @@ def test_the_screen_hook_applies_the_screen_and_reports_readiness() -> None:
     msg = _Msg()
     assert hook(None, "conv", msg, now) == "outcome"  # type: ignore[arg-type]
     assert screen.seen == ["my patient had a rash"]
-    assert calls == [{"conversation": "conv", "message": msg, "result": "screened:my patient had a rash", "now": now}]
+    assert calls == [{"conversation": "conv", "message": msg, "result": "screened:my patient had a rash:slot:name",
+                      "now": now}]
 
 
 def test_the_live_relay_must_be_running_to_be_used() -> None:
