@@ -114,11 +114,8 @@ def cmd_audit_checkpoint(args: argparse.Namespace) -> int:
 
 def _load_demo_content(settings: Settings) -> None:
     """Load the shipped demo library if the database has none yet."""
-    try:
-        from knowledge.service import list_items, load_library
-    except ImportError:
-        return
     from api.db import make_engine, make_session_factory, unit_of_work
+    from knowledge.service import list_items, load_library
 
     engine = make_engine(settings.database_url)
     try:

@@ -37,9 +37,8 @@ for the purely raw computation.
 
 from __future__ import annotations
 
-import importlib
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, timedelta
 from typing import Any, Protocol
@@ -473,16 +472,11 @@ def _mask(text: str, redact: Callable[[str], str] | None) -> str:
 
 
 def themes(session: Session, f: KpiFilter, *, redact: Callable[[str], str] | None = None) -> Themes:
-    """Feedback themes from the theme job (``feedback.themes.latest_themes``) when it is installed."""
-    try:
-        theme_job = importlib.import_module("feedback.themes")
-    except ImportError:
-        return Themes(False)
-    latest: Callable[..., Iterable[ThemeLike]] | None = getattr(theme_job, "latest_themes", None)
-    if latest is None:
-        return Themes(False)
+    """Feedback themes from the theme job (``feedback.themes.latest_themes``)."""
+    from feedback.themes import latest_themes  # the theme job's numpy/embedder stack, only when asked
+
     found = []
-    for t in latest(session, since=f.since, until=f.until):
+    for t in latest_themes(session, since=f.since, until=f.until):
         found.append(Theme(
             key=str(t.key), label=_mask(str(t.label), redact) if redact else str(t.label),
             terms=[str(x) for x in t.terms], count=int(t.count),

@@ -7,13 +7,15 @@ A circle is a strongly connected component of more than one module in the graph 
 ``__init__`` files, but those edges are not counted: a circle is one the code wrote.
 
 The core (``api/db.py``, ``api/settings.py``, ``api/errors.py``, ``api/clock.py``,
-``api/timewindows.py``, ``api/migrations/env.py``) imports no domain (``knowledge``, ``feedback``, ``bot``, a sub-package of
-``api``), not even through a top-level helper of ``api``.
+``api/timewindows.py``, ``api/migrations/env.py``) imports no domain (``knowledge``, ``feedback``,
+``bot``, a sub-package of ``api``), not even through a top-level helper of ``api``.
 
     python scripts/import_cycles.py [--budget N] [--core-budget N] [--root DIR]
 
-prints each circle and the core's domain imports; exits 1 when there are more circles than the
-budget or more core imports of a domain than the core budget (default 0).
+prints each circle, the core's domain imports and the domain modules that import the layer above
+them (``api.pipeline``, ``api.app``, ``api.worker_process``, ``api.state``; console pages, routers,
+commands and the staff login gate are edges and may); exits 1 when there are more circles than the
+budget, more core imports of a domain than the core budget (default 0), or any such upward import.
 """
 
 from __future__ import annotations
@@ -170,6 +172,25 @@ def core_violations(graph: Mapping[str, Iterable[str]]) -> list[tuple[str, str]]
     return sorted(found)
 
 
+# Above the domains: the turn pipeline, the app and the process state. Only edges may import them.
+UPPER = ("api.pipeline", "api.app", "api.worker_process", "api.state")
+
+
+def is_edge(module: str) -> bool:
+    """Where requests and commands come in: console pages, routers, commands, the staff login gate."""
+    return module.startswith("api.consoles.") or module.rsplit(".", 1)[-1] in ("router", "cli", "auth")
+
+
+def layer_violations(graph: Mapping[str, Iterable[str]]) -> list[tuple[str, str]]:
+    """(domain module, module above the domains it imports): the pipeline, the app or api.state."""
+    def upper(module: str) -> bool:
+        return any(module == u or module.startswith(u + ".") for u in UPPER)
+
+    return sorted((module, imported) for module, imports in graph.items()
+                  if is_domain(module) and not is_edge(module) and not upper(module)
+                  for imported in imports if upper(imported))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--budget", type=int, default=DEFAULT_BUDGET, help="most circles allowed")
@@ -185,13 +206,17 @@ def main(argv: list[str] | None = None) -> int:
     graph = import_graph(args.root)
     found = circles(graph)
     violations = core_violations(graph)
+    upward = layer_violations(graph)
     for number, component in enumerate(found, 1):
         print(f"circle {number} ({len(component)} modules): {' '.join(component)}")
     for core, imported in violations:
         print(f"core module {core} imports {imported}")
+    for module, imported in upward:
+        print(f"domain module {module} imports {imported} (above the domains)")
     print(f"{len(found)} import circle(s) in {len(graph)} modules (budget {args.budget}); "
-          f"{len(violations)} core import(s) of a domain")
-    return 1 if len(found) > args.budget or len(violations) > args.core_budget else 0
+          f"{len(violations)} core import(s) of a domain; {len(upward)} domain import(s) of the pipeline, "
+          "app or state")
+    return 1 if len(found) > args.budget or len(violations) > args.core_budget or upward else 0
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """The staff side of service requests: who works which requests, notes, status changes, and
 telling the HCP (with a CSAT question) when a request is closed.
 
-Who works what (business policy, also in the README):
+Who works what (business policy, also in docs/consoles.md):
 
 * **rep** — samples, patient support / copay enrolment, reimbursement & access, contact-detail
   updates, and meetings the HCP asked to have with their representative. There is no separate

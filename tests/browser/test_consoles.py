@@ -1,7 +1,7 @@
 """The staff consoles in Debian Chromium against the real api (Rasa faked: the humans are the point).
 
 Two browser contexts play the two sides: an HCP on the web chat page and a staff member in a
-console. Screenshots of each console go to docs/screens/ (shown in the README).
+console. Screenshots of each console go to docs/screens/ (shown in docs/consoles.md).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The CX dashboard in Debian Chromium: a cx_analyst sees KPI tiles and charts over demo data, filters change them.
 
 The demo generator (``api.demo.seed``) fills the last 90 days with a batch of its own; the
-screenshot goes to docs/screens/console-cx.png (shown in the README).
+screenshot goes to docs/screens/console-cx.png (shown in docs/consoles.md).
 """
 
 from __future__ import annotations

@@ -143,7 +143,8 @@ def test_totp_second_factor(logged_in: Callable[..., tuple[TestClient, StaffAcco
 
 def test_staff_create_command_makes_the_first_admin(settings: Settings, engine: Engine) -> None:
     email = f"first-admin-{datetime.now(UTC).timestamp():.0f}@halcyon.example"
-    # The command signs its audit records: with the suite's key, or the shared chain would fail verify.
+    # The suite's audit key too: without it the command would sign with the key file of <repo>/var
+    # and break the shared test database's chain for every later verify.
     env = {"CONCIERGE_DATABASE_URL": settings.database_url, "PATH": "/usr/bin:/bin",
            "CONCIERGE_AUDIT_KEY": os.environ["CONCIERGE_AUDIT_KEY"]}
     done = subprocess.run([sys.executable, "-m", "api.cli", "staff", "create", "--email", email, "--role", "admin",

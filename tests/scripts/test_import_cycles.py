@@ -83,6 +83,24 @@ def test_the_core_may_use_a_helper_but_not_a_domain_behind_it(tmp_path: Path) ->
     assert cycles.core_violations(cycles.import_graph(root)) == [("api.settings", "api.util")]
 
 
+def test_only_edges_import_the_pipeline_the_app_or_the_process_state(tmp_path: Path) -> None:
+    root = _tree(tmp_path, {
+        "api/state.py": "",
+        "api/app.py": "from api.state import AppState\n",
+        "api/pipeline/__init__.py": "",
+        "api/pipeline/delivery.py": "import api.state\n",
+        "api/orders/__init__.py": "",
+        "api/orders/router.py": "from api.state import app_state\n",
+        "api/orders/service.py": "def ship():\n    from api.pipeline.delivery import deliver\n",
+        "api/consoles/__init__.py": "",
+        "api/consoles/orders.py": "from api.pipeline import delivery\n",
+        "feedback/report.py": "from api import app\n",
+    })
+    assert cycles.layer_violations(cycles.import_graph(root)) == [
+        ("api.orders.service", "api.pipeline.delivery"), ("feedback.report", "api.app")]
+    assert cycles.main(["--root", str(root)]) == 1
+
+
 def test_exit_status_follows_the_budgets(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     root = _tree(tmp_path, {
         "api/x.py": "import api.y\n",
