@@ -137,8 +137,9 @@ def safety_home(request: Request, ident: SafetyStaff, status: str = "open", kind
                                               "assignee": assignee or None}, now=now)
         rows = [(c, review.case_clock(c, now), review.case_criteria(c)) for c in cases]
         names = review.staff_names(session, [c.assignee_id for c in cases])
+        undecided = duplicates.undecided_counts(session, {c.id for c in cases})
         return render(request, "safety.html", ident, rows=rows, status=status, kind=kind, assignee=assignee,
-                      names=names,
+                      names=names, duplicate_cases=[c for c in cases if undecided.get(c.id)],
                       statuses=list(AeStatus), kinds=list(AeKind), pager=pager,
                       due_soon_days=review.DUE_SOON_DAYS)
 

@@ -128,6 +128,8 @@ def test_the_case_page_lists_the_possible_duplicate_and_the_reviewer_confirms_it
     listed = pv.get("/api/staff/safety/cases", params={"status": "open"}, headers=JSON).json()["cases"]
     counts = {c["id"]: c["possible_duplicates"] for c in listed if c["id"] in (first.id, second.id)}
     assert counts == {first.id: 1, second.id: 1}
+    queue = pv.get("/console/safety").text
+    assert f'data-duplicate-case="{first.id}"' in queue and f'data-duplicate-case="{second.id}"' in queue
 
     res = pv.post(f"/console/safety/{second.id}/duplicates/{link_id}",
                   data={"csrf_token": csrf, "decision": "confirmed", "reason": "same reaction reported twice"})
@@ -142,6 +144,7 @@ def test_the_case_page_lists_the_possible_duplicate_and_the_reviewer_confirms_it
     assert trail[0]["data"]["reason"] == "same reaction reported twice"
     # Both cases stay as they were: a confirmed duplicate is linked, not deleted or closed.
     assert world.case(first.id).status == world.case(second.id).status == "new"
+    assert f'data-duplicate-case="{second.id}"' not in pv.get("/console/safety").text  # decided: off the list
 
 
 def test_rejecting_needs_a_reason_and_a_second_decision_is_a_conflict(world: ReviewWorld) -> None:
