@@ -198,3 +198,17 @@ def test_list_for_case_shows_the_link_from_both_ends(
     assert not from_old.this_is_newer and from_old.other.id == second.id
     assert "cardiovex" in from_new.reasons_label and "hive" in from_new.reasons_label
     assert duplicates.undecided_counts(session, {first.id, second.id}) == {first.id: 1, second.id: 1}
+
+
+def test_a_follow_up_that_names_the_product_makes_the_case_a_possible_duplicate(
+        session: Session, make_conversation: MakeConversation, make_message: MakeMessage) -> None:
+    hcp = _hcp(session)
+    first = _report(session, make_conversation(hcp_id=hcp.id), make_message, "hives on cardiovex", at=T0)
+    conv = make_conversation(hcp_id=hcp.id)
+    second = _report(session, conv, make_message, "my patient has hives", at=T0 + timedelta(days=1), products=())
+    assert _links(session, second) == []  # no product yet: nothing to compare
+    again = _report(session, conv, make_message, "the hives started with cardiovex",
+                    at=T0 + timedelta(days=1, hours=2))
+    assert again.id == second.id  # a follow-up of the same case
+    [link] = _links(session, second)
+    assert link.candidate_id == first.id and link.reasons["products"] == ["cardiovex"]

@@ -252,3 +252,19 @@ def test_every_mandatory_element_id_has_a_rule() -> None:
 
 def test_a_document_that_is_not_an_e2b_batch_is_reported() -> None:
     assert e2b.check(ET.fromstring("<ichicsr/>")) == ["the root is ichicsr, not an E2B(R3) batch (MCCI_IN200100UV01)"]
+
+
+def test_an_erased_reporters_name_is_masked(
+        session: Session, make_conversation: MakeConversation, make_message: MakeMessage) -> None:
+    conv = _hcp_conversation(session, make_conversation)
+    hcp = session.get(Hcp, conv.hcp_id)
+    assert hcp is not None
+    case = _complete(_case(session, conv, make_message, "rash on cardiovex"))
+    named = _export(session, case)
+    family = e2b.select_all(named, f"{e2b._SOURCE}/hl7:assignedPerson/hl7:name/hl7:family")
+    assert [n.text for n in family] == ["Lindqvist"]
+    hcp.name, hcp.erased_at = None, NOW
+    masked = _export(session, case)
+    [name] = e2b.select_all(masked, f"{e2b._SOURCE}/hl7:assignedPerson/hl7:name")
+    assert name.get("nullFlavor") == "MSK" and not list(name)
+    assert e2b.check(masked) == []
