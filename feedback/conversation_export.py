@@ -5,6 +5,8 @@ once (the dashboard's containment population, ``feedback.kpis``), optionally one
 Columns (``COLUMNS``):
 
 - ``products``: products of questions answered or escalated in it (``conversation_product``);
+- ``outcome``: the first handoff's outcome when it was closed with one, else ``handoff <status>``;
+  without a handoff ``medical information`` (a question went to Medical) or ``contained``;
 - ``handoff`` / ``handoff_status`` / ``handoff_outcome``: the first handoff's target, status and
   outcome (``none`` when nobody was asked for); ``handoffs``: how many;
 - ``time_to_human_s``: first handoff created → claimed, seconds (empty when never claimed);
@@ -41,7 +43,7 @@ from feedback.models import AnswerRating, FeedbackComment, SurveyKind, SurveyRes
 from feedback.rollups import conversation_product
 
 COLUMNS = ("conversation_id", "started_at", "channel", "market", "state", "products", "messages_in",
-           "messages_out", "handoff", "handoff_status", "handoff_outcome", "handoffs", "time_to_human_s",
+           "messages_out", "outcome", "handoff", "handoff_status", "handoff_outcome", "handoffs", "time_to_human_s",
            "medical_inquiry", "contained", "csat", "nps", "answers_helpful", "answers_not_helpful", "themes")
 FREE_TEXT_COLUMN = "comments"
 # Which roles may have free text in the export, and through which filter ("redacted": feedback.redact).
@@ -143,11 +145,18 @@ def rows(session: Session, *, since: datetime, until: datetime, channel: str | N
     return list(out.values())
 
 
+def _outcome(row: Row) -> str:
+    h = row.handoff
+    if h is not None:
+        return h.outcome.replace("_", " ") if h.outcome else f"handoff {h.status.replace('_', ' ')}"
+    return "medical information" if row.medical_inquiry else "contained"
+
+
 def _cells(row: Row) -> list[Any]:
     c, h = row.conversation, row.handoff
     to_human = (h.claimed_at - h.created_at).total_seconds() if h is not None and h.claimed_at else None
     return [c.id, c.created_at.isoformat(), c.channel, c.market, c.state, ";".join(sorted(row.products)),
-            row.messages_in, row.messages_out, h.target if h else "none", h.status if h else "",
+            row.messages_in, row.messages_out, _outcome(row), h.target if h else "none", h.status if h else "",
             (h.outcome or "") if h else "", row.handoffs, "" if to_human is None else round(to_human),
             "yes" if row.medical_inquiry else "no", "no" if (row.handoffs or row.medical_inquiry) else "yes",
             row.csat, row.nps, row.helpful, row.not_helpful, ";".join(sorted(row.themes or ()))]

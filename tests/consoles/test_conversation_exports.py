@@ -216,6 +216,7 @@ def test_cx_csv_has_one_row_per_conversation_and_no_free_text_by_default(world: 
     assert list(rows[0].keys()) == list(COLUMNS)
     [row] = [r for r in rows if r["conversation_id"] == p.chat.conversation_id]
     assert row["channel"] == "webchat" and row["handoff"] == "rep" and row["handoff_status"] == "claimed"
+    assert row["outcome"] == "handoff claimed"
     assert row["time_to_human_s"] == "420"
     assert row["medical_inquiry"] == "yes" and row["contained"] == "no"
     assert row["csat"] == "4" and row["answers_not_helpful"] == "1"

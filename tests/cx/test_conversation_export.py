@@ -64,6 +64,7 @@ def test_comments_are_read_only_when_asked_and_every_cell_is_formula_safe(sessio
     [row] = list(csv.DictReader(io.StringIO(export.to_csv(found, redact=lambda t: t))))
     assert row["comments"] == "'=1+2 second line"
     assert row["handoff"] == "none" and row["contained"] == "yes" and row["time_to_human_s"] == ""
+    assert row["outcome"] == "contained"
 
 
 def test_a_window_with_too_many_conversations_is_refused(session: Session, monkeypatch: pytest.MonkeyPatch) -> None:
