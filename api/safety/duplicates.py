@@ -57,14 +57,23 @@ def _singular(term: str) -> str:
     return term
 
 
-def event_keys(case: AdverseEvent) -> set[str]:
-    """What the case says happened, as comparable keys (``term:rash``, ``category:overdose``)."""
+def event_terms(case: AdverseEvent) -> dict[str, str]:
+    """What the case says happened: comparable key (``term:rash``, ``category:overdose``) → the words used."""
     norm = rules.normalise(case.raw_text or "")
-    terms = {m.group(0) for m in rules.SYMPTOMS.finditer(norm)}
-    terms |= set(rules.serious_terms(norm)) | set(case.serious_terms or [])
-    keys = {f"term:{_singular(t)}" for t in terms if t.strip()}
-    keys |= {f"category:{c}" for c in case.categories or [] if c not in UNSPECIFIC_CATEGORIES}
-    return keys
+    terms = [m.group(0) for m in rules.SYMPTOMS.finditer(norm)]
+    terms += [*rules.serious_terms(norm), *(case.serious_terms or [])]
+    found: dict[str, str] = {}
+    for term in terms:
+        if term.strip():
+            found.setdefault(f"term:{_singular(term)}", " ".join(term.lower().split()))
+    for category in case.categories or []:
+        if category not in UNSPECIFIC_CATEGORIES:
+            found.setdefault(f"category:{category}", category.replace("_", " "))
+    return found
+
+
+def event_keys(case: AdverseEvent) -> set[str]:
+    return set(event_terms(case))
 
 
 def match(case: AdverseEvent, other: AdverseEvent) -> dict[str, Any] | None:
@@ -81,13 +90,14 @@ def match(case: AdverseEvent, other: AdverseEvent) -> dict[str, Any] | None:
     products = sorted(set(case.products or []) & set(other.products or []))
     if not products:
         return None
-    events = sorted(event_keys(case) & event_keys(other))
-    if not events:
-        return None
     apart = abs(case.day0_at - other.day0_at)
     if apart > WINDOW:
         return None
-    return {"same": same, "products": products, "events": events,
+    mine = event_terms(case)
+    events = sorted(set(mine) & event_keys(other))
+    if not events:
+        return None
+    return {"same": same, "products": products, "events": events, "event_words": [mine[e] for e in events],
             "days_apart": round(apart.total_seconds() / 86400, 1)}
 
 
@@ -157,8 +167,10 @@ class DuplicateLink:
     @property
     def reasons_label(self) -> str:
         r = self.link.reasons or {}
-        events = ", ".join(e.split(":", 1)[-1].replace("_", " ") for e in r.get("events", []))
-        return (f"same {' and '.join(r.get('same', []))}; product {', '.join(r.get('products', []))}; "
+        words = r.get("event_words") or [e.split(":", 1)[-1].replace("_", " ") for e in r.get("events", [])]
+        events = ", ".join(words)
+        same = " and ".join("HCP" if x == "hcp" else x for x in r.get("same", []))
+        return (f"same {same}; product {', '.join(r.get('products', []))}; "
                 f"event {events}; day 0 {r.get('days_apart', '?')} days apart")
 
     def as_dict(self) -> dict[str, Any]:
