@@ -17,6 +17,7 @@ CONSOLE_MODULES: tuple[str, ...] = (
     "api.consoles.requests",
     "api.consoles.safety",
     "api.consoles.cx",
+    "api.consoles.exports",
     "api.hcps.router",
 )
 

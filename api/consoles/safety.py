@@ -3,7 +3,9 @@
 The queue shows day 0, the 15/90-day clock, the four minimum criteria and the status; a case
 page shows the source messages verbatim, the conversation, the audit trail, and the forms to
 assess and move the case. ``GET /api/staff/safety/cases/{id}/export`` downloads one case as
-JSON. Cases are never deleted and their legal hold is never lifted here. Every read and every
+JSON, ``…/export/e2b`` as an ICH E2B(R3) ICSR message (``api.safety.e2b``). Possible duplicates
+(``api.safety.duplicates``) are listed on the case and confirmed or rejected there. Cases are
+never deleted and their legal hold is never lifted here. Every read and every
 change (refusals included) is audited.
 """
 
@@ -26,8 +28,8 @@ from api.consoles.jsonbody import JsonBody, parse
 from api.consoles.render import Offset, PageNo, fetch_page, page_of, render
 from api.db import unit_of_work
 from api.errors import ConciergeError, NotFound
-from api.safety import review
-from api.safety.models import AdverseEvent, AeKind, AeStatus
+from api.safety import duplicates, e2b, review
+from api.safety.models import AdverseEvent, AdverseEventDuplicate, AeKind, AeStatus
 from api.staff.auth import Staff
 from api.staff.service import StaffIdentity
 from api.state import AppState, app_state
@@ -36,7 +38,8 @@ router = APIRouter()
 SafetyStaff = Annotated[StaffIdentity, Staff("safety")]
 T = TypeVar("T")
 
-DONE_FLASH = {"status": "Status updated.", "assessment": "Assessment saved.", "unchanged": "Nothing changed.",
+DONE_FLASH = {"duplicate": "Duplicate decision recorded.",
+              "status": "Status updated.", "assessment": "Assessment saved.", "unchanged": "Nothing changed.",
               "taken": "The case is yours.", "released": "The case is back in the team's queue."}
 SAFE_FILENAME = re.compile(r"[^A-Za-z0-9._-]")
 
@@ -52,6 +55,12 @@ class AssignmentIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     take: StrictBool
     expected: str | None = None  # the assignee the staff member saw ("" or null: nobody)
+
+
+class DuplicateDecisionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    decision: str
+    reason: str | None = None
 
 
 class AssessmentIn(BaseModel):
@@ -88,6 +97,15 @@ def _assess(state: AppState, ident: StaffIdentity, case_id: str, data: Assessmen
     return _act(state, ident, case_id, "assessment", run)
 
 
+def _decide_duplicate(state: AppState, ident: StaffIdentity, case_id: str, link_id: str,
+                      data: DuplicateDecisionIn) -> AdverseEventDuplicate:
+    def run(session: Session) -> AdverseEventDuplicate:
+        return duplicates.decide(session, case_id, link_id, decision=data.decision, reason=data.reason,
+                                 actor_id=ident.id, now=state.clock.now())
+
+    return _act(state, ident, case_id, "duplicate", run)
+
+
 def _case_json(case: AdverseEvent, clock: review.CaseClock) -> dict[str, Any]:
     return {
         "id": case.id, "reference": case.reference, "kind": case.kind, "status": case.status,
@@ -119,8 +137,9 @@ def safety_home(request: Request, ident: SafetyStaff, status: str = "open", kind
                                               "assignee": assignee or None}, now=now)
         rows = [(c, review.case_clock(c, now), review.case_criteria(c)) for c in cases]
         names = review.staff_names(session, [c.assignee_id for c in cases])
+        undecided = duplicates.undecided_counts(session, {c.id for c in cases})
         return render(request, "safety.html", ident, rows=rows, status=status, kind=kind, assignee=assignee,
-                      names=names,
+                      names=names, duplicate_cases=[c for c in cases if undecided.get(c.id)],
                       statuses=list(AeStatus), kinds=list(AeKind), pager=pager,
                       due_soon_days=review.DUE_SOON_DAYS)
 
@@ -133,6 +152,7 @@ def _case_page(request: Request, ident: StaffIdentity, case_id: str, *, status_c
         holder = view.case.assignee_id
         return render(request, "safety_case.html", ident, status_code=status_code, view=view, case=view.case,
                       assignee_name=review.staff_names(session, [holder]).get(holder) if holder else None,
+                      duplicates=duplicates.list_for_case(session, view.case.id),
                       flash=flash, flash_kind=flash_kind, reason=reason, seriousness_options=review.ASSESSED)
 
 
@@ -172,6 +192,20 @@ def assignment_form(request: Request, case_id: str, ident: SafetyStaff, take: An
                             status_code=303)
 
 
+@router.post("/console/safety/{case_id}/duplicates/{link_id}")
+def duplicate_form(request: Request, case_id: str, link_id: str, ident: SafetyStaff,
+                   decision: Annotated[str, Form()] = "", reason: Annotated[str, Form()] = "") -> Response:
+    try:
+        _decide_duplicate(app_state(request), ident, case_id, link_id,
+                          DuplicateDecisionIn(decision=decision, reason=reason))
+    except ConciergeError as exc:
+        if isinstance(exc, NotFound):
+            raise
+        return _case_page(request, ident, case_id, status_code=exc.status_code, flash=exc.message,
+                          flash_kind="error")
+    return RedirectResponse(f"/console/safety/{case_id}?done=duplicate", status_code=303)
+
+
 @router.post("/console/safety/{case_id}/assessment")
 async def assessment_form(request: Request, case_id: str, ident: SafetyStaff) -> Response:
     # Checkboxes are absent when unticked, so the criteria come from the whole form.
@@ -206,7 +240,9 @@ def list_api(request: Request, ident: SafetyStaff, status: str = "open", kind: s
         review.record_case_list_view(session, cases, staff_id=ident.id,
                                      filters={"status": status or None, "kind": kind or None,
                                               "assignee": assignee or None}, now=now)
-        return {"now": now, "cases": [_case_json(c, review.case_clock(c, now)) for c in cases],
+        undecided = duplicates.undecided_counts(session, {c.id for c in cases})
+        return {"now": now, "cases": [{**_case_json(c, review.case_clock(c, now)),
+                                       "possible_duplicates": undecided.get(c.id, 0)} for c in cases],
                 "next_offset": offset + len(cases) if more else None}
 
 
@@ -220,6 +256,7 @@ def detail_api(request: Request, case_id: str, ident: SafetyStaff) -> dict[str, 
             "serious_terms": list(view.case.serious_terms or []), "categories": list(view.case.categories or []),
             "hcp": asdict(view.hcp), "source_messages": [asdict(s) for s in view.sources],
             "transcript": [asdict(line) for line in view.transcript], "audit_trail": [asdict(e) for e in view.trail],
+            "duplicates": [d.as_dict() for d in duplicates.list_for_case(session, view.case.id)],
         }
 
 
@@ -244,6 +281,29 @@ def assessment_api(request: Request, case_id: str, ident: SafetyStaff, body: Jso
     with state.session_factory() as session:
         case = review.get_case(session, case_id)
         return {**_case_json(case, review.case_clock(case, state.clock.now())), "changed": changed}
+
+
+@router.post("/api/staff/safety/cases/{case_id}/duplicates/{link_id}")
+def duplicate_api(request: Request, case_id: str, link_id: str, ident: SafetyStaff, body: JsonBody) -> dict[str, Any]:
+    state = app_state(request)
+    _decide_duplicate(state, ident, case_id, link_id, parse(DuplicateDecisionIn, body))
+    with state.session_factory() as session:
+        return {"duplicates": [d.as_dict() for d in duplicates.list_for_case(session, case_id)]}
+
+
+@router.get("/api/staff/safety/cases/{case_id}/export/e2b")
+def export_e2b_api(request: Request, case_id: str, ident: SafetyStaff) -> Response:
+    """The case as an ICH E2B(R3) ICSR (XML); a case that cannot be one gets a 409 naming what is missing."""
+    state = app_state(request)
+
+    def run(session: Session) -> e2b.Icsr:
+        return e2b.export_case(session, case_id, staff_id=ident.id, now=state.clock.now(),
+                               default_market=state.settings.default_market)
+
+    icsr = _act(state, ident, case_id, "export", run)
+    return Response(icsr.xml, media_type="application/xml",
+                    headers={"content-disposition": f'attachment; filename="{SAFE_FILENAME.sub("_", icsr.filename)}"',
+                             "cache-control": "no-store"})
 
 
 @router.get("/api/staff/safety/cases/{case_id}/export")

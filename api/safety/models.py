@@ -174,3 +174,31 @@ class SafetyCounter(Base):
 
     key: Mapped[str] = mapped_column(String(16), primary_key=True)  # e.g. "AE-2026"
     value: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class DuplicateStatus(StrEnum):
+    possible = "possible"
+    confirmed = "confirmed"
+    rejected = "rejected"
+
+
+class AdverseEventDuplicate(Base):
+    """A new case that may report the same event as an earlier open one (``api.safety.duplicates``).
+
+    Found automatically, decided by a safety reviewer (confirmed or rejected, once); neither case
+    is changed or deleted by the link. No free text here: the reviewer's reason is a staff note.
+    """
+
+    __tablename__ = "adverse_event_duplicate"
+    __table_args__ = (UniqueConstraint("case_id", "candidate_id"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    # The newer case, and the earlier open case it may duplicate.
+    case_id: Mapped[str] = mapped_column(ForeignKey("adverse_event.id"), index=True)
+    candidate_id: Mapped[str] = mapped_column(ForeignKey("adverse_event.id"), index=True)
+    # Why they matched: {"same": ["hcp"|"conversation"], "products": [...], "events": [...], "days_apart": n}
+    reasons: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    status: Mapped[str] = mapped_column(String(16), default=DuplicateStatus.possible, index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    decided_by: Mapped[str | None] = mapped_column(String(32))
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

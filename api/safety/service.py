@@ -24,7 +24,7 @@ from api.audit import service as audit
 from api.conversations.drafts import ReplyDraft
 from api.conversations.models import Conversation, Message
 from api.errors import InvalidInput, NotFound
-from api.safety import rules
+from api.safety import duplicates, rules
 from api.safety.models import (
     REQUIRED_CRITERIA,
     AdverseEvent,
@@ -250,6 +250,8 @@ def create_or_link_case(
                   "seriousness": existing.seriousness, "categories": list(result.ae_categories)},
             at=now,
         )
+        # New evidence (a product, an event) can make it match an earlier case.
+        duplicates.flag_possible_duplicates(session, existing, now)
         return existing, False
     seriousness = Seriousness.serious if result.serious else Seriousness.unknown
     prefix = "PQC" if kind == AeKind.quality_complaint else "AE"
@@ -289,6 +291,7 @@ def create_or_link_case(
               "missing": missing_criteria(case)},
         at=now,
     )
+    duplicates.flag_possible_duplicates(session, case, now)
     return case, True
 
 

@@ -1,0 +1,68 @@
+"""Exports of conversations: the per-conversation transcript (Inbox roles) and the CX CSV.
+
+``GET /console/conversations/{id}/transcript`` — the whole conversation as a printable page (print
+CSS: no console chrome, every message, page breaks between messages), for whoever may read it in
+the Inbox and exactly as the Inbox shows it to them (``api.conversations.transcript``: a rep's copy
+withholds medical and safety messages). ``GET /api/cx/conversations.csv`` — one row per
+conversation for CX analysts (``feedback.conversation_export``): no message text, and comments only
+redacted and only on request (``free_text=1``). Both are audited.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, Response
+
+from api.audit import service as audit
+from api.consoles.cx import parse_period, redactor
+from api.consoles.render import render
+from api.conversations import transcript
+from api.db import unit_of_work
+from api.errors import InvalidInput
+from api.staff.auth import Staff
+from api.staff.models import StaffRole
+from api.staff.service import StaffIdentity
+from api.state import app_state
+from feedback import conversation_export as cx_export
+from feedback.kpis import CHANNELS
+
+router = APIRouter()
+TranscriptReader = Annotated[StaffIdentity, Staff(StaffRole.rep, StaffRole.msl, StaffRole.medical_reviewer)]
+CxAnalyst = Annotated[StaffIdentity, Staff(StaffRole.cx_analyst)]
+
+
+@router.get("/console/conversations/{conversation_id}/transcript", response_class=HTMLResponse)
+def transcript_page(request: Request, conversation_id: str, ident: TranscriptReader) -> Response:
+    state = app_state(request)
+    with unit_of_work(state.session_factory) as session:
+        doc = transcript.build(session, conversation_id, ident, now=state.clock.now())
+        response = render(request, "transcript.html", ident, t=doc, conv=doc.conversation)
+    response.headers["cache-control"] = "no-store"
+    return response
+
+
+@router.get("/api/cx/conversations.csv")
+def conversations_csv(request: Request, ident: CxAnalyst, days: str | None = None, since: str | None = None,
+                      until: str | None = None, channel: str | None = None, free_text: str = "") -> Response:
+    state = app_state(request)
+    now = state.clock.now()
+    period = parse_period(now, days, since, until)
+    if channel and channel not in CHANNELS:
+        raise InvalidInput(f"channel must be one of {', '.join(CHANNELS)}")
+    if free_text not in ("", "0", "1"):
+        raise InvalidInput("free_text is 1 (include redacted comments) or 0")
+    redact = redactor()
+    mode = cx_export.free_text_mode(ident.roles, free_text == "1", redact)
+    with unit_of_work(state.session_factory) as session:
+        found = cx_export.rows(session, since=period.since, until=period.until, channel=channel or None,
+                               with_comments=mode is not None)
+        body = cx_export.to_csv(found, redact=redact if mode == "redacted" else None)
+        audit.record(session, action="cx.conversations_exported", subject_type="cx_dashboard", subject_id=None,
+                     actor_type="staff", actor_id=ident.id,
+                     data={"since": period.first.isoformat(), "until": period.last.isoformat(),
+                           "channel": channel or None, "rows": len(found), "free_text": mode}, at=now)
+    name = f"conversations-{period.first.isoformat()}-{period.last.isoformat()}.csv"
+    return Response(body, media_type="text/csv; charset=utf-8",
+                    headers={"content-disposition": f'attachment; filename="{name}"', "cache-control": "no-store"})
