@@ -45,12 +45,50 @@ class Product:
         object.__setattr__(self, "pattern", re.compile(rf"\b({alt})\b"))
 
 
+def within_edits(a: str, b: str, limit: int) -> bool:
+    """Optimal-string-alignment distance of ``a`` and ``b`` is at most ``limit`` (typos: a letter
+    dropped, doubled, swapped with its neighbour or mistyped)."""
+    if abs(len(a) - len(b)) > limit:
+        return False
+    prev2: list[int] = []
+    prev = list(range(len(b) + 1))
+    for i in range(1, len(a) + 1):
+        cur = [i] + [0] * len(b)
+        for j in range(1, len(b) + 1):
+            cost = 0 if a[i - 1] == b[j - 1] else 1
+            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                cur[j] = min(cur[j], prev2[j - 2] + 1)
+        if min(cur) > limit:
+            return False
+        prev2, prev = prev, cur
+    return prev[-1] <= limit
+
+
+def typo_budget(name: str) -> int:
+    """Edits a misspelt product name may carry and still be recognised (none for short names)."""
+    return 0 if len(name) < 6 else 1 if len(name) < 9 else 2
+
+
+_WORD = re.compile(r"[a-z]+")
+
+
 @dataclass(frozen=True)
 class Catalogue:
     products: tuple[Product, ...] = ()
 
     def mentioned(self, norm: str) -> tuple[Product, ...]:
-        return tuple(p for p in self.products if p.pattern.search(norm))
+        """Products named in the text, also when misspelt ("glucorell", "respisan", "cardiovx")."""
+        found = [p for p in self.products if p.pattern.search(norm)]
+        rest = [p for p in self.products if p not in found]
+        if rest:
+            words = set(_WORD.findall(norm))
+            for product in rest:
+                if any(within_edits(word, name, typo_budget(name)) for name in product.names
+                       if typo_budget(name) for word in words if abs(len(word) - len(name)) <= typo_budget(name)
+                       and word[0] == name[0]):
+                    found.append(product)
+        return tuple(p for p in self.products if p in found)
 
 
 def _min_age(populations: list[str]) -> int:

@@ -168,6 +168,10 @@ OVERDOSE = _rx(
     r"|\bdouble[- ]dos(ed|ing|e)\b|\btook too much\b|\bmore than (the )?(prescribed|recommended|maximum|max)\b"
     r"|\b(above|over|exceed\w*) the (max(imum)?|recommended) (dose|daily dose)\b"
     r"|\b\d+(\.\d+)?\s*mg\b.{0,30}\binstead of \d+(\.\d+)?\s*mg\b"
+    r"|\b(took|swallowed|ate|taken|had) (\d+|two|three|four|five|six|seven|eight|nine|ten|several|lots) "
+    r"(of )?(his |her "
+    r"|their |my |the )?(\w+ )?(tabs|tablets|pills|capsules|pens|doses)\b|\bod(ed|'d)? (on|of|with)\b|\btook an od\b"
+    r"|\b(ingest(ed|ion)|ate some|got hold of)\b"
 )
 BY_MISTAKE = _rx(r"\b(by mistake|by accident|accidentally|in error|mistakenly)\b")
 DOSE_WORD = _rx(r"\b(dose|doses|tablets?|pills?|capsules?|injections?|injected|took|taken|pen|mg)\b")
@@ -181,6 +185,9 @@ MISUSE = _rx(
     r"|\b(his|her|their|my) (sister|brother|friend|mum|mom|mother|father|dad|husband|wife|partner|flatmate)'?s"
     r" (\w+ )?(pens?|tablets|pills|injections|prescription|medication)\b"
     r"|\b(to|for) (cut|lose|losing) weight\b.{0,40}\bno(t| )(diabet\w*|prescri\w*)|\bno diabetes\b"
+    r"|\bstockpil\w*|\b(injecting|taking|using|injects|takes|uses) extra\b"
+    r"|\b(taking|using|injecting|took|used|injected|on) (his|her|their|my) (sister|brother|friend|mum|mom|mother"
+    r"|father|dad|husband|wife|partner|flatmate|grandad|granddad|grandma|gran)'?s\b"
 )
 
 PREGNANCY = _rx(
@@ -189,6 +196,8 @@ PREGNANCY = _rx(
     r"|\bbreast ?fe(e)?d\w*|\blactation\b|\bmilk transfer\b|\btrimester\b|\bconception\b"
     r"|\b(is|was|am|she's) expecting( a baby| twins)?\s*($|[,.;!?]| and\b| but\b| with\b| since\b)"
     r"|\bnursing (her|his|a|an|the)\b|\bgestation\b"
+    r"|\b(preg(nancy)? test (was |is )?positive|positive preg(nancy)? test)\b"
+    r"|\blmp\b"
 )
 PREGNANCY_EXPOSURE_LINK = _rx(
     r"\b(while|when|whilst) (on|taking|using|being treated)|\b(on|taking|using|took|started)\s+[a-z]+"
@@ -211,6 +220,7 @@ PREGNANCY_STATEMENT = _rx(
     r" trimester\b|\bpregnant (patient|pt|woman|lady|mum|mom)\b|\bbreast ?fe(e)?d(ing)? (mum|mom|mother|patient|pt)"
     r"|\bconceived\b|\bfound out (she|i) (is|was|am) (pregnant|expecting)\b|\bdelivered a (healthy )?(baby|boy|girl)"
     r"|\bgave birth\b|\bnursing (her|a|an|his)\b|\bmilk transfer\b|\bbreast ?fed (baby|infant)\b"
+    r"|\b(preg(nancy)? test (was |is )?positive|positive preg(nancy)? test)\b|\blmp\b"
 )
 PREGNANCY_CONDITIONAL = _rx(
     r"\bif\b|\bin case\b|\bplanning\b|\bplans to\b|\btrying (to conceive|for a baby|to get pregnant)"
@@ -232,6 +242,11 @@ MEDICATION_ERROR = _rx(
     r"(given|administered|dispensed|injected|taken))\b"
     r"|\b(written|prescribed) as\b|\bwritten instead\b|\b(forgot|forgotten) (that )?(she|he|they|i) had"
     r"|\b(used|injected|given|stored) (it |the pen |them )?(wrong(ly)?|incorrectly)\b"
+    r"|\bwrong (bed|room|arm|eye|day|time|frequency|schedule|label|instructions)\b"
+    r"|\b(daily|weekly|monthly|twice a day|once a week) instead of (daily|weekly|monthly|once a week|once a day)\b"
+    r"|\blabel (said|says|read|reads)\b.{0,40}\bbut\b|\b(injected|took|taken|used|given) (it )?(daily|every day)"
+    r"\b.{0,40}\b(weekly|once a week)\b|\b(weekly|once a week)\b.{0,60}\b(injected|took|taken|used|given) (it )?"
+    r"(daily|every day)\b"
 )
 
 OCCUPATIONAL = _rx(
@@ -253,6 +268,8 @@ INFECTIOUS = _rx(
     r"|bacter|bacillus|candida)|\b(same|one|the same|single) (lot|batch|vial)\b.{0,80}\b(infect\w*|abscess|sepsis"
     r"|fever)|\b(infect\w*|abscess|sepsis|hepatitis|hiv)\b.{0,80}\b(same|one|single) (lot|batch|vial)\b"
     r"|\b(vial|pen|batch|lot|product|infusion)\b.{0,40}\b(the )?source\b"
+    r"|\bseroconver\w*|\b(hiv|hepatitis [abc]|hep [abc]|hcv|hbv|cjd|prion\w*)\b.{0,40}\b(after|following|from|via)"
+    r"\b.{0,30}\b(infusion|injection|dose|vial|pen|batch|lot|product|syringe)"
 )
 
 OFF_LABEL_USE = _rx(
@@ -263,7 +280,8 @@ OUTCOME = _rx(
     r"\b(worked|works|working|improved|improvement|better|worse|worsened|responded|response|resolved|shrank"
     r"|shrunk|dropped|fell|reduced|reduction|lost|gained|fewer|more|no effect|no change|nothing|cleared"
     r"|developed|ended up|had|has|got|fainted|died|admitted|hospitali[sz]ed|side effects?|reaction|symptoms?"
-    r"|outcome|result(ed|s)?|went (up|down)|came down|normalised|normalized|success(ful(ly)?)?|failed)\b"
+    r"|outcome|result(ed|s)?|went (up|down)|came down|normalised|normalized|success(ful(ly)?)?|failed"
+    r"|at target|is up|are up|rose|raised|elevated|great|well|fine|no (exacerbations|attacks|symptoms)|nauseous)\b"
 )
 
 DEVICE_WORDS = _rx(
@@ -295,10 +313,21 @@ SERIOUS = _rx(
 
 # Questions asked in general, with no specific patient or event behind them.
 QUESTION_START = _rx(
-    r"^(what|which|how|does|do|can|could|is|are|should|will|would|any|has anyone|have there|were there"
-    r"|was there|where|when|why|tell me|i'?d like to know|i want to know|i wanted to ask|quick question"
-    r"|question|if|i'?d like|i would like|could you|can you|please send|send me|do you have|looking for|any (data"
-    r"|papers?|literature|studies|publications|evidence))\b"
+    r"^((does|do|can|could|is|are|should|will|would|shall|may|did|has|have)\b(?!'t|n't| not| never| barely| hardly"
+    r"| definitely| only| really| get| go| so| very| also| just| now| great| good| bad| be| have| make| feel"
+    r"| not| to| many| made| had| been| felt)"
+    r"|when (should|do|does|can|is|are|will|would|to|did)|what|which|how|any|has anyone|have there|were there"
+    r"|was there|where|why|tell me|i'?d like to know|i want to know|i wanted to ask|quick question"
+    r"|question|i'?d like|i would like|could you|can you|please send|send me|do you have|looking for|any (data"
+    r"|papers?|literature|studies|publications|evidence))\b(?!'t| not| barely| hardly| definitely| never| only)"
+)
+# The writer's own experience ("when i first started ...", "what i hate most is ...") is narrative,
+# not a question, unless it is the inverted "should i / can i" of a question.
+FIRST_PERSON_NARRATIVE = _rx(
+    r"(?<!should )(?<!can )(?<!could )(?<!do )(?<!would )(?<!may )(?<!shall )(?<!tell )(?<!send )(?<!give )"
+    r"(?<!show )(?<!help )(?<!email )(?<!remind )(?<!let )(?<!to )\b(i|me|myself|i'm|i've|im|ive)\b"
+    r"|\bmy\b(?! (patients|pts|practice|clinic|colleagues?|team|rep|representative|email|address|number|details"
+    r"|account|question|surgery|hospital|ward|verification|licence|license|registration|request|order))"
 )
 # Asking for literature / data is a question about the topic, however it is phrased.
 LITERATURE_REQUEST = _rx(
@@ -334,7 +363,7 @@ AGE_ONLY = _rx(r"\b\d{1,3}\s*(yo|y/o|y\.o\.|year[- ]old|yr[- ]old|years old|yrs 
 SPECIFIC_EVENT = _rx(
     r"\b(developed|experienced|arrived|received|delivered|happened|noticed|found|died|hospitali[sz]ed"
     r"|admitted|took|injected|swallowed|broke out|came out in|got|fainted|collapsed|ended up|conceived|became"
-    r"|dispensed|tried|restarted|switched|stopped|been taking|been on|been using|had been)\b"
+    r"|dispensed|tried|restarted|switched|stopped|been taking|been on|been using|had been|caused)\b"
 )
 
 # Any trace of something having happened to someone (used to gate weak model-only hits).
@@ -364,6 +393,19 @@ REP_REQUEST = _rx(
     r"|\bpatient (materials|leaflets)\b|\bspeaker (program|programme|event)\b"
 )
 
+# Service asks that are not about a patient: verification, contact details, access, callbacks.
+SERVICE_ASK = _rx(
+    r"\b(verif(y|ied|ication)|registered|registration|licen[cs]e|gmc|npi|lanr|my (details|email|phone|number|address"
+    r"|account|access|password|login)|update (my|the)|change (my|the)|call (me )?back|callback|ring me|contact me"
+    r"|access|log ?in|password|prior auth\w*|co-?pay|reimburse\w*|formulary|webinar|newsletter|unsubscribe"
+    r"|meeting|appointment|prefer(ence)?|email me|whatsapp me)\b"
+)
+
+
+def is_service_ask(norm: str) -> bool:
+    return bool(SERVICE_ASK.search(norm))
+
+
 OFF_LABEL_EXPLICIT = _rx(
     r"\boff[- ]label\b|\bunlicen[sc]ed (use|indication|for)\b|\bnot (approved|licen[sc]ed|indicated) (for|in)\b"
     r"|\boutside (the|its) (label|licen[sc]e|indication|smpc|pi)\b|\bunapproved (use|indication)\b"
@@ -382,6 +424,18 @@ class RuleHits:
     strong: bool  # a rule that fires regardless of the model
 
 
+# Asking on someone's behalf, or wondering, without a question mark.
+ASKING = _rx(
+    r"\b((would|'d) like to know|wants? to know|wanted to know|asked (me )?(if|whether|about)|is asking|are asking"
+    r"|asking (if|whether|about)|wonder(s|ing)? (if|whether))\b"
+)
+# Figures from trials / the label are about a population, even in the past tense.
+TRIAL_POPULATION = _rx(
+    r"\b(in|from|during|across) (the |its |their )?(clinical |pivotal |phase \w+ |registration )?(trials?|studies"
+    r"|study|programme|program|registry|label|smpc|pi|prescribing information)\b"
+)
+
+
 # "how often is respizan injected", "can it be stopped": the regimen, not an event.
 _PASSIVE_REGIMEN = _rx(
     r"\b(is|are|be|being|should|can|gets?)\s+(\w+\s+){0,2}(injected|taken|given|received|delivered|admitted"
@@ -397,17 +451,27 @@ def is_general_question(norm: str) -> bool:
     event, someone who has been taking the product) never does.
     """
     hypothetical = bool(HYPOTHETICAL.search(norm))
-    questiony = (norm.rstrip().endswith("?") or bool(QUESTION_START.search(norm)) or hypothetical
+    asks = bool(QUESTION_START.search(norm)) and not FIRST_PERSON_NARRATIVE.search(norm)
+    questiony = (norm.rstrip().endswith("?") or asks or hypothetical or bool(ASKING.search(norm))
                  or bool(LITERATURE_REQUEST.search(norm)) or bool(BOT_INSTRUCTION.search(norm)))
     if not questiony:
         return False
-    if SPECIFIC_EVENT.search(_PASSIVE_REGIMEN.sub(" ", norm)):
+    about_trials = bool(TRIAL_POPULATION.search(norm))
+    if not about_trials and SPECIFIC_EVENT.search(_PASSIVE_REGIMEN.sub(" ", norm)):
         return False
-    if hypothetical:
+    if hypothetical or about_trials:
         return True
     # An age alone in a question is a population ("a 10 year old"), not a particular patient; so
     # are plural people ("what should I tell pts").
-    return not PERSONAL_CONTEXT.search(GENERIC_PEOPLE.sub(" ", AGE_ONLY.sub(" ", norm)))
+    if not PERSONAL_CONTEXT.search(GENERIC_PEOPLE.sub(" ", AGE_ONLY.sub(" ", norm))):
+        return True
+    # A question about a particular patient is still a question while nothing has happened to
+    # them ("my patient has HIV - can he take X?"); a symptom, a drug link or a special
+    # situation makes it a report with a question in it.
+    return not any(rx.search(norm) for rx in _EVENT_IN_QUESTION)
+
+
+_EVENT_IN_QUESTION: tuple[re.Pattern[str], ...] = ()  # filled in below, once every pattern exists
 
 
 def is_pregnancy_statement(norm: str) -> bool:
@@ -458,7 +522,9 @@ def evaluate(norm: str, *, product_mentioned: bool, off_label: bool = False) -> 
             "quality_complaint" in cats and not product_mentioned
         ):
             cats.append("lack_of_efficacy")
-        if off_label and OFF_LABEL_USE.search(norm) and OUTCOME.search(norm):
+        if off_label and (OUTCOME.search(norm) or SYMPTOMS.search(norm)) and (
+                OFF_LABEL_USE.search(norm) or patient or personal or drug_link or OFF_LABEL_EXPLICIT.search(norm)
+                or AGE_ONLY.search(norm)):
             cats.append("off_label_outcome")
         side_effect = any((
             bool(SIDE_EFFECT_WORDS.search(norm)) and (personal or drug_link or product_mentioned),
@@ -572,3 +638,9 @@ def slot_answer_is_narrative(norm: str) -> bool:
     if _SLOT_PATIENT.search(norm) or EVENT_VERB.search(norm) or DRUG_LINK.search(norm):
         return True
     return bool(DEFECT_WORDS.search(norm) and DEVICE_WORDS.search(norm) and len(norm.split()) > 3)
+
+
+_EVENT_IN_QUESTION = (
+    SYMPTOMS, SIDE_EFFECT_WORDS, SERIOUS, DRUG_LINK, EVENT_VERB, LACK_OF_EFFICACY, OVERDOSE, MEDICATION_ERROR,
+    MISUSE, OCCUPATIONAL, INFECTIOUS, PREGNANCY_STATEMENT, PATERNAL_PREGNANCY, DEFECT_WORDS, BY_MISTAKE,
+)
