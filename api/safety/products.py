@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from functools import lru_cache
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -79,16 +80,26 @@ class Catalogue:
 
     def mentioned(self, norm: str) -> tuple[Product, ...]:
         """Products named in the text, also when misspelt ("glucorell", "respisan", "cardiovx")."""
-        found = [p for p in self.products if p.pattern.search(norm)]
-        rest = [p for p in self.products if p not in found]
-        if rest:
-            words = set(_WORD.findall(norm))
-            for product in rest:
-                if any(within_edits(word, name, typo_budget(name)) for name in product.names
-                       if typo_budget(name) for word in words if abs(len(word) - len(name)) <= typo_budget(name)
-                       and word[0] == name[0]):
-                    found.append(product)
-        return tuple(p for p in self.products if p in found)
+        found = {p.key for p in self.products if p.pattern.search(norm)}
+        if len(found) < len(self.products):
+            for word in set(_WORD.findall(norm)):
+                if len(word) < 5:
+                    continue
+                for name, budget, key in _fuzzy_names(self.products):
+                    if key not in found and word[0] == name[0] and abs(len(word) - len(name)) <= budget \
+                            and _near(word, name, budget):
+                        found.add(key)
+        return tuple(p for p in self.products if p.key in found)
+
+
+@lru_cache(maxsize=64)
+def _fuzzy_names(products: tuple[Product, ...]) -> tuple[tuple[str, int, str], ...]:
+    return tuple((name, typo_budget(name), p.key) for p in products for name in p.names if typo_budget(name))
+
+
+@lru_cache(maxsize=8192)
+def _near(word: str, name: str, budget: int) -> bool:
+    return word != name and within_edits(word, name, budget)
 
 
 def _min_age(populations: list[str]) -> int:

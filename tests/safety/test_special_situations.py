@@ -176,3 +176,25 @@ def test_the_case_stores_the_special_situation_category(
     case = session.get(AdverseEvent, outcome.adverse_event_id)
     assert case is not None
     assert "occupational_exposure" in case.categories
+
+
+# ---------------------------------------------------------------- misspelt product names
+
+@pytest.mark.parametrize(("text", "key"), [
+    ("pt on cardiovx 20 has cramps", "cardiovex"), ("glucorell pen", "glucorel"), ("respizna shot", "respizan"),
+    ("vellostatin", "cardiovex"), ("ferlaglutid 1mg", "glucorel"),
+])
+def test_misspelt_product_names_are_recognised(screen: RuleModelScreen, text: str, key: str) -> None:
+    assert key in screen.screen(text).products
+
+
+@pytest.mark.parametrize("text", ["cardiovascular risk", "respiratory clinic", "glucose levels", "glucagon kit"])
+def test_ordinary_words_near_a_product_name_are_not_products(screen: RuleModelScreen, text: str) -> None:
+    assert screen.screen(text).products == ()
+
+
+def test_a_report_naming_a_misspelt_product_used_off_label_with_an_outcome_is_a_case(
+    screen: RuleModelScreen
+) -> None:
+    result = screen.screen("used respisan in an 8 year old, cough got better but she had a rash")
+    assert result.adverse_event and "off_label_outcome" in result.ae_categories
