@@ -69,7 +69,8 @@ def default_safety_hook(settings: Settings) -> SafetyHook:
     def hook(session: Session, conv: Conversation, msg: Message, now: datetime) -> SafetyOutcomeLike:
         # The screen knows what the bot had just asked: a form answer is screened as that answer.
         result = screen.screen(msg.body, context=screen_context(session, conv, msg))
-        outcome: SafetyOutcomeLike = apply(session, conversation=conv, message=msg, result=result, now=now)
+        outcome: SafetyOutcomeLike = apply(session, conversation=conv, message=msg, result=result, now=now,
+                                           review_rate=settings.ae_review_sample_rate)
         return outcome
 
     hook.ready = screen.ready  # type: ignore[attr-defined]
