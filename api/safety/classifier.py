@@ -297,10 +297,13 @@ class RuleModelScreen:
         handoff = rules.is_handoff_request(norm, form_slot=form_slot)
         mentioned = self.catalogue.mentioned(norm)
         score = self.model.score(norm)
-        if form_slot is not None and not rules.slot_answer_is_narrative(norm):
+        topic_slot = context is not None and context.topic_slot
+        if (form_slot is not None and not rules.slot_answer_is_narrative(norm)) or (
+                topic_slot and not rules.has_event_evidence(_without_generic_people(norm))):
             # "Dr Sarah Stroke", "Burns Unit, 12 Castle Rd", "GMC 1234567", "5 packs": an answer.
             return ScreenResult(ae_score=round(score, 4), opt_out=opt_out, handoff=handoff,
-                                products=tuple(p.key for p in mentioned), screened_as=form_slot)
+                                products=tuple(p.key for p in mentioned),
+                                screened_as=form_slot or (context.asked if context is not None else None))
         reasons = list(off_label_reasons(norm, mentioned))
         if rules.is_explicit_off_label(norm):
             reasons.append("explicit")
@@ -322,8 +325,11 @@ class RuleModelScreen:
             # Short form answers ("3 boxes", "United Kingdom", "Dr Ada Jones") carry no event; a
             # short report still names a symptom, a drug link or a person ("dizzy since dose 2").
             model_hit = False
-        if model_hit and not hits.strong and handoff and not rules.has_event_trace(norm, personal_counts=False):
-            model_hit = False  # "can I talk to a real person" is an ask, not a report
+        if model_hit and not hits.strong and (handoff or rules.is_about_the_service(norm)) \
+                and not rules.has_event_evidence(norm):
+            # "can I talk to a real person", "the bot kept misunderstanding me", "send sharps bins for
+            # the pens": asks and feedback, not reports, while nothing happened to anyone in them.
+            model_hit = False
         adverse_event = (hits.strong or model_hit) and not hits.general_question
         if opt_out and not hits.categories:
             # "stop messaging me" carries no event; the model must not read one into it.
@@ -343,6 +349,11 @@ class RuleModelScreen:
             rep_request=rep_request and not adverse_event,
             handoff=handoff,
         )
+
+
+def GENERIC_PEOPLE_SUB(norm: str) -> str:
+    """Plural, generic people ("outcomes in patients on X") are a topic's population, not a patient."""
+    return rules.GENERIC_PEOPLE.sub(" ", norm)
 
 
 _MODELS: dict[Path, AeModel] = {}

@@ -133,7 +133,7 @@ SYMPTOMS = _rx(
     r"|thrombo|dvt|pulmonary embol|joint pain|arthralgia|back pain|sore throat|infection|pneumonia"
     r"|nosebleed|epistaxis|blister|peeling|sjs|stevens|dark urine|memory (loss|problems)|confus(ed|ion)"
     r"|hallucinat|mood (changes?|swings)|irritab|loss of appetite|bloat|reflux|heartburn|gallstones?"
-    r"|skin (reaction|lesions?)|lump|nodule|pain)\b"
+    r"|skin (reaction|lesions?)|lump|nodule|pain|sweat(s|ing|y)?|night sweats|brain zaps|zaps)\b"
 )
 
 LACK_OF_EFFICACY = _rx(
@@ -341,6 +341,17 @@ BOT_INSTRUCTION = _rx(
     r"|^system\s*:|\bpretend (you|to be)\b|\bdo not (log|record|report|flag)\b|\bdon'?t (log|record|report|flag)\b"
     r"|\b(skip|disable|turn off|switch off|bypass)\b.{0,30}\b(safety|logging|reporting|adverse|pharmacovigilance)"
     r"|\b(safety|adverse event) (logging|reporting) (is )?(disabled|off)\b|\btell me\b|\bact as\b|\bjailbreak"
+    r"|\b(admin|developer|debug|god) (override|mode)\b|\bsystem prompt\b|\b(reply|respond) with the\b"
+    r"|\b(dump|print|export|show me) (the |your )?(raw |whole |entire )?(database|logs?|records|prompt)\b"
+)
+# Feedback about the bot or the service itself.
+BOT_FEEDBACK = _rx(
+    r"\b(the |this |your )?(bot|chat ?bot|chat|service|app|tool|assistant|answers?|replies|reply|response|info"
+    r"|information)\b.{0,40}\b(useful|helpful|unhelpful|frustrat\w*|slow|quick|fast|great|good|poor|confusing"
+    r"|misunderst\w*|understand\w*|easy|hard|clunky|long|short|stars?|thanks?|excellent|awful|rubbish)\b"
+    r"|\b(useful|helpful|unhelpful|frustrat\w*|slow|quick|great|confusing|excellent|easy to use)\b.{0,40}\b(bot"
+    r"|chat|service|app|tool|answers?|replies|response|info|information)\b"
+    r"|\b(kept|keeps) (misunderstanding|asking|repeating)\b|\b\d ?/ ?(5|10)\b|\b\d stars?\b"
 )
 # Plural, generic people in a question ("should I warn pts about ...") are a population, not a patient.
 GENERIC_PEOPLE = _rx(
@@ -348,7 +359,7 @@ GENERIC_PEOPLE = _rx(
     r"|asthmatics|elderly|users)\b"
 )
 GENERAL_QUESTION = _rx(
-    r"\b(what are|what is|list|common|frequency|incidence|how (often|common|likely)|risk of|rates? of"
+    r"\b(what are|what is|list|common|frequency|incidence|how (often|common|likely)|risks? (of|with)|rates? of"
     r"|known|reported (with|for)|(can|does|do|could|might) (\w+ ){0,2}cause|associated with|is there"
     r"|are there|safety profile|label(l)?ing|warnings?|precautions?|contraindicat\w*|monitor(ing)?)\b"
 )
@@ -402,6 +413,13 @@ SERVICE_ASK = _rx(
 )
 
 
+SERVICE_DELIVERY = _rx(
+    r"\b(arrange|organi[sz]e|book|schedule|deliver|send|post|drop off|provide|order|register|enrol\w*|sign (me|my"
+    r" \w+) up)\b.{0,60}\b(call|meeting|visit|bins?|diar(y|ies)|leaflets?|materials?|training|pens? for training"
+    r"|demo|programme|program|copay|support|replacement|nurse|msl|rep)\b"
+)
+
+
 def is_service_ask(norm: str) -> bool:
     return bool(SERVICE_ASK.search(norm))
 
@@ -424,6 +442,7 @@ class RuleHits:
     strong: bool  # a rule that fires regardless of the model
 
 
+TOPIC_MAX_WORDS = 8
 # Asking on someone's behalf, or wondering, without a question mark.
 ASKING = _rx(
     r"\b((would|'d) like to know|wants? to know|wanted to know|asked (me )?(if|whether|about)|is asking|are asking"
@@ -452,7 +471,10 @@ def is_general_question(norm: str) -> bool:
     """
     hypothetical = bool(HYPOTHETICAL.search(norm))
     asks = bool(QUESTION_START.search(norm)) and not FIRST_PERSON_NARRATIVE.search(norm)
-    questiony = (norm.rstrip().endswith("?") or asks or hypothetical or bool(ASKING.search(norm))
+    # A short noun phrase naming a topic ("myopathy risk with X + fibrates") asks about it.
+    topic = (len(norm.split()) <= TOPIC_MAX_WORDS and bool(GENERAL_QUESTION.search(norm))
+             and not FIRST_PERSON_NARRATIVE.search(norm))
+    questiony = (norm.rstrip().endswith("?") or asks or hypothetical or bool(ASKING.search(norm)) or topic
                  or bool(LITERATURE_REQUEST.search(norm)) or bool(BOT_INSTRUCTION.search(norm)))
     if not questiony:
         return False
@@ -644,3 +666,21 @@ _EVENT_IN_QUESTION = (
     SYMPTOMS, SIDE_EFFECT_WORDS, SERIOUS, DRUG_LINK, EVENT_VERB, LACK_OF_EFFICACY, OVERDOSE, MEDICATION_ERROR,
     MISUSE, OCCUPATIONAL, INFECTIOUS, PREGNANCY_STATEMENT, PATERNAL_PREGNANCY, DEFECT_WORDS, BY_MISTAKE,
 )
+
+
+# Evidence that something happened to someone — the words of a report, not of a topic ("side
+# effect info in a table" names a topic; "she came out in a rash" reports).
+_STRICT_EVENT = (
+    SYMPTOMS, SERIOUS, DRUG_LINK, EVENT_VERB, PATIENT_CONTEXT, LACK_OF_EFFICACY, OVERDOSE, MEDICATION_ERROR,
+    MISUSE, OCCUPATIONAL, INFECTIOUS, PREGNANCY_STATEMENT, PATERNAL_PREGNANCY, BY_MISTAKE,
+)
+
+
+def has_event_evidence(norm: str) -> bool:
+    return any(rx.search(norm) for rx in _STRICT_EVENT) or bool(DEFECT_WORDS.search(norm) and DEVICE_WORDS.search(norm))
+
+
+def is_about_the_service(norm: str) -> bool:
+    """Feedback on the bot, instructions to it, or a service / rep ask."""
+    return bool(BOT_FEEDBACK.search(norm) or BOT_INSTRUCTION.search(norm) or SERVICE_ASK.search(norm)
+                or REP_REQUEST.search(norm) or SERVICE_DELIVERY.search(norm))
