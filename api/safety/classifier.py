@@ -351,7 +351,7 @@ class RuleModelScreen:
         )
 
 
-def GENERIC_PEOPLE_SUB(norm: str) -> str:
+def _without_generic_people(norm: str) -> str:
     """Plural, generic people ("outcomes in patients on X") are a topic's population, not a patient."""
     return rules.GENERIC_PEOPLE.sub(" ", norm)
 
