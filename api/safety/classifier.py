@@ -307,7 +307,8 @@ class RuleModelScreen:
         reasons = list(off_label_reasons(norm, mentioned))
         if rules.is_explicit_off_label(norm):
             reasons.append("explicit")
-        hits = rules.evaluate(norm, product_mentioned=bool(mentioned), off_label=bool(reasons))
+        hits = rules.evaluate(norm, product_mentioned=bool(mentioned), off_label=bool(reasons),
+                              above_max_dose="dose" in reasons)
         model_hit = score >= self.model.threshold
         rep_request = rules.is_rep_request(norm)
         if model_hit and score < WEAK_HIT_CEILING and (
@@ -325,6 +326,8 @@ class RuleModelScreen:
             # Short form answers ("3 boxes", "United Kingdom", "Dr Ada Jones") carry no event; a
             # short report still names a symptom, a drug link or a person ("dizzy since dose 2").
             model_hit = False
+        if model_hit and not hits.strong and rules.is_greeting_only(norm):
+            model_hit = False  # "hey, Tom Sick from the ICU pharmacy": a greeting, whatever the names say
         if model_hit and not hits.strong and (handoff or rules.is_about_the_service(norm)) \
                 and not rules.has_event_evidence(norm):
             # "can I talk to a real person", "the bot kept misunderstanding me", "send sharps bins for

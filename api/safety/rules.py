@@ -150,6 +150,8 @@ LACK_OF_EFFICACY = _rx(
     r"|\b(hasn'?t|has not|haven'?t|didn'?t|did not) (moved|changed|budged|improved|come down|dropped)\b"
     r"|\b(zero|no|little|minimal) (benefit|effect|response|improvement|change|difference)\b"
     r"|\b(isn'?t|not) controlling\b|\bstopped working\b|\bno longer (works|working|effective)\b"
+    r"|\b(doesn'?t|does not|didn'?t|did not|isn'?t|not) help(ing|ed)?\b|\b(does|did|doing) nothing\b|\buseless\b"
+    r"|\buncontrolled\b|\b(keeps|kept|still) (having|getting) (\w+ )?(attacks|exacerbations|flares|hypos|high)"
 )
 
 OVERDOSE = _rx(
@@ -186,6 +188,11 @@ MISUSE = _rx(
     r" (\w+ )?(pens?|tablets|pills|injections|prescription|medication)\b"
     r"|\b(to|for) (cut|lose|losing) weight\b.{0,40}\bno(t| )(diabet\w*|prescri\w*)|\bno diabetes\b"
     r"|\bstockpil\w*|\b(injecting|taking|using|injects|takes|uses) extra\b"
+    r"|\b(bought|buys|buying|got|gets|getting|ordered|ordering|obtained|sourced)\b.{0,30}\b(from|off|via) (the )?"
+    r"(internet|dark ?web|black market|social media|instagram|tiktok|a gym|the gym|a website|a friend)\b"
+    r"|\b(without|no) (a )?prescription\b"
+    r"|\b(more|higher doses?) than (prescribed|told|recommended|advised)\b|\b(lend|lending|lent|borrow\w*) (\w+ )?"
+    r"(pens?|tablets|pills|injections)\b|\bdealing\b|\bfor (bodybuilding|cosmetic|performance|a high)\b"
     r"|\b(taking|using|injecting|took|used|injected|on) (his|her|their|my) (sister|brother|friend|mum|mom|mother"
     r"|father|dad|husband|wife|partner|flatmate|grandad|granddad|grandma|gran)'?s\b"
 )
@@ -281,7 +288,9 @@ OUTCOME = _rx(
     r"|shrunk|dropped|fell|reduced|reduction|lost|gained|fewer|more|no effect|no change|nothing|cleared"
     r"|developed|ended up|had|has|got|fainted|died|admitted|hospitali[sz]ed|side effects?|reaction|symptoms?"
     r"|outcome|result(ed|s)?|went (up|down)|came down|normalised|normalized|success(ful(ly)?)?|failed"
-    r"|at target|is up|are up|rose|raised|elevated|great|well|fine|no (exacerbations|attacks|symptoms)|nauseous)\b"
+    r"|at target|is up|are up|rose|raised|elevated|great|well|fine|no (exacerbations|attacks|symptoms)|nauseous"
+    r"|help(ed|ing)?|effective|benefit(ed|s)?|remission|controlled|tolerated|no (side )?effects|no problems"
+    r"|no issues|recovered|cleared|disappeared|went away|stable|kg)\b"
 )
 
 DEVICE_WORDS = _rx(
@@ -426,7 +435,8 @@ def is_service_ask(norm: str) -> bool:
 
 OFF_LABEL_EXPLICIT = _rx(
     r"\boff[- ]label\b|\bunlicen[sc]ed (use|indication|for)\b|\bnot (approved|licen[sc]ed|indicated) (for|in)\b"
-    r"|\boutside (the|its) (label|licen[sc]e|indication|smpc|pi)\b|\bunapproved (use|indication)\b"
+    r"|\boutside (the|its) (label|licen[sc]e|indication|smpc|pi|marketing authori[sz]ation)\b"
+    r"|\bunapproved (use|indication)\b|\bunlicen[sc]ed\b|\bnot (approved|licen[sc]ed|indicated)\b"
 )
 
 
@@ -503,7 +513,13 @@ def is_pregnancy_statement(norm: str) -> bool:
     )
 
 
-def evaluate(norm: str, *, product_mentioned: bool, off_label: bool = False) -> RuleHits:
+INTAKE = _rx(
+    r"\b(took|taken|takes|taking|injected|injecting|swallowed|given|gave|received|administered|used|using|been on|on)\b"
+)
+
+
+def evaluate(norm: str, *, product_mentioned: bool, off_label: bool = False,
+             above_max_dose: bool = False) -> RuleHits:
     """Apply the AE and special-situation category rules to normalised text.
 
     ``off_label``: the message describes a use outside the label (``api.safety.products``); with an
@@ -526,7 +542,8 @@ def evaluate(norm: str, *, product_mentioned: bool, off_label: bool = False) -> 
         # quality complaint: a defect in a device / pack
         if DEFECT_WORDS.search(norm) and DEVICE_WORDS.search(norm):
             cats.append("quality_complaint")
-        if OVERDOSE.search(norm):
+        if OVERDOSE.search(norm) or (above_max_dose and INTAKE.search(norm)):
+            # a stated amount above the label's maximum that someone took is an overdose
             cats.append("overdose")
         if anchored and (MEDICATION_ERROR.search(norm) or (BY_MISTAKE.search(norm) and DOSE_WORD.search(norm))):
             cats.append("medication_error")
@@ -666,6 +683,20 @@ _EVENT_IN_QUESTION = (
     SYMPTOMS, SIDE_EFFECT_WORDS, SERIOUS, DRUG_LINK, EVENT_VERB, LACK_OF_EFFICACY, OVERDOSE, MEDICATION_ERROR,
     MISUSE, OCCUPATIONAL, INFECTIOUS, PREGNANCY_STATEMENT, PATERNAL_PREGNANCY, DEFECT_WORDS, BY_MISTAKE,
 )
+
+
+# A greeting or an introduction ("hi, Tom Sick from the ICU pharmacy"): names and departments in it
+# carry alarming words that report nothing.
+GREETING_INTRO = _rx(
+    r"^(hi|hello|hey|hiya|good (morning|afternoon|evening|day)|greetings|dear|guten (tag|morgen)|hallo|morning"
+    r"|evening)\b|\b(this is|here from|speaking|calling from|writing from|greetings from)\b"
+)
+_INTRO_EVENT = (PATIENT_CONTEXT, DRUG_LINK, EVENT_VERB, SIDE_EFFECT_WORDS)
+
+
+def is_greeting_only(norm: str) -> bool:
+    """A greeting / introduction with no patient, no drug link and no event verb in it."""
+    return bool(GREETING_INTRO.search(norm)) and not any(rx.search(norm) for rx in _INTRO_EVENT)
 
 
 # Evidence that something happened to someone — the words of a report, not of a topic ("side

@@ -215,3 +215,25 @@ def test_an_answer_to_a_topic_question_is_a_topic_unless_it_tells_of_a_patient(s
     topic = ScreenContext(asked="literature_topic")
     assert not screen.screen("pregnancy outcomes after exposure to biologics", context=topic).adverse_event
     assert screen.screen("my patient on respizan had a seizure, anything on that?", context=topic).adverse_event
+
+
+@pytest.mark.parametrize(("text", "category"), [
+    ("she swallowed 160 mg of cardiovex in one evening", "overdose"),
+    ("zelvamab really doesn't help this lady, still on steroids", "lack_of_efficacy"),
+    ("he got glucorel from a website without any prescription", "misuse"),
+    ("tried glucorel outside its licence for fatty liver, transaminases came down", "off_label_outcome"),
+])
+def test_more_shapes_of_special_situations(screen: RuleModelScreen, text: str, category: str) -> None:
+    result = screen.screen(text)
+    assert result.adverse_event and category in result.ae_categories, result.ae_categories
+
+
+def test_a_dose_above_the_label_asked_about_is_a_medical_question_not_an_overdose(screen: RuleModelScreen) -> None:
+    result = screen.screen("could I give 80 mg of cardiovex to a very high risk patient?")
+    assert not result.adverse_event and "dose" in result.off_label_reasons
+
+
+@pytest.mark.parametrize("text", ["hiya, Rob Sick from the ICU pharmacy",
+                                  "good morning, Dr Payne here from the pain clinic"])
+def test_a_greeting_with_alarming_names_is_not_a_report(screen: RuleModelScreen, text: str) -> None:
+    assert not screen.screen(text).adverse_event
