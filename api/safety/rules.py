@@ -136,6 +136,15 @@ SYMPTOMS = _rx(
     r"|skin (reaction|lesions?)|lump|nodule|pain|sweat(s|ing|y)?|night sweats|brain zaps|zaps)\b"
 )
 
+# An abnormal laboratory value is an adverse event too ("ALT 5x ULN", "eGFR dropped to 38").
+LAB_ABNORMAL = _rx(
+    r"\b(alt|ast|ck|cpk|lipase|amylase|creatinine|egfr|potassium|sodium|inr|platelets?|neutrophils?|wbc|hb"
+    r"|ha?emoglobin|bilirubin|ggt|alp|tsh|troponin|lfts?|transaminases?|liver (tests|enzymes))\b.{0,25}"
+    r"(\b\d+(\.\d+)? ?x ?(uln|upper limit|normal)\b|\bx ?uln\b|\b(raised|elevated|abnormal|deranged|dropped|fell|low"
+    r"|high|increased|decreased|spiked|doubled|tripled|rose)\b)"
+    r"|\bderanged (lfts?|bloods|liver)\b|\b\d+(\.\d+)? ?x ?uln\b|\bupper limit of normal\b"
+)
+
 LACK_OF_EFFICACY = _rx(
     r"\b(not|isn't|wasn't|hasn't been|haven't been|aren't|no longer|never|didn't|doesn't|did not|does not"
     r"|stopped|has stopped)\s+(\w+\s+)?(work|working|worked|effective|helping|helped|respond|responding"
@@ -187,6 +196,8 @@ MISUSE = _rx(
     r"|\b(his|her|their|my) (sister|brother|friend|mum|mom|mother|father|dad|husband|wife|partner|flatmate)'?s"
     r" (\w+ )?(pens?|tablets|pills|injections|prescription|medication)\b"
     r"|\b(to|for) (cut|lose|losing) weight\b.{0,40}\bno(t| )(diabet\w*|prescri\w*)|\bno diabetes\b"
+    r"|\b(not|non)[- ]?diabetic\b.{0,40}\bweight\b"
+    r"|\bweight\b.{0,40}\b(not|non)[- ]?diabetic\b"
     r"|\bstockpil\w*|\b(injecting|taking|using|injects|takes|uses) extra\b"
     r"|\b(bought|buys|buying|got|gets|getting|ordered|ordering|obtained|sourced)\b.{0,30}\b(from|off|via) (the )?"
     r"(internet|dark ?web|black market|social media|instagram|tiktok|a gym|the gym|a website|a friend)\b"
@@ -294,7 +305,7 @@ OUTCOME = _rx(
 )
 
 DEVICE_WORDS = _rx(
-    r"\b(pens?|auto-?injectors?|needles?|vials?|syringes?|cartridges?|packs?|packaging|blisters?|boxe?s?"
+    r"\b(pens?|auto-?injectors?|needles?|vials?|syringes?|cartridges?|packs?|packaging|blisters?|boxe?s?|tabs"
     r"|cartons?|caps?|labels?|seals?|inhalers?|devices?|tablets?|pills?|capsules?|bottles?|shipment"
     r"|delivery|batch|lot)\b"
 )
@@ -303,7 +314,8 @@ DEFECT_WORDS = _rx(
     r"|discolou?r(ed|ation)?|cloudy|particles?|particulate|foreign (body|matter|object|material)"
     r"|contaminat(ed|ion)|crumbl(ed|ing)|mislabel(l)?ed|counterfeit|fake|tampered|bent|missing"
     r"|wrong (label|tablet|tablets|strength|product|colou?r)|empty|frozen|melted|expired when"
-    r"|smell(s|ed)? (odd|strange|bad|funny)|(won'?t|wouldn'?t|didn'?t|does not|doesn'?t|did not|failed to)"
+    r"|smell(s|ed)? (odd|strange|bad|funny)|smell(s|ed)? (strongly |strange(ly)? )?(of|like)"
+    r"|(won'?t|wouldn'?t|didn'?t|does not|doesn'?t|did not|failed to)"
     r" (click|inject|fire|activate|work|dispense|open|release))\b"
     r"|\b(chipped|specks?|floating|spins freely|arrived (warm|hot|frozen)|cold chain|temperature excursion"
     r"|different colou?r|wrong colou?r|embossed|won'?t lock|(label|pack|box|carton|bottle) says\b.{0,40}\bbut)\b"
@@ -437,6 +449,7 @@ OFF_LABEL_EXPLICIT = _rx(
     r"\boff[- ]label\b|\bunlicen[sc]ed (use|indication|for)\b|\bnot (approved|licen[sc]ed|indicated) (for|in)\b"
     r"|\boutside (the|its) (label|licen[sc]e|indication|smpc|pi|marketing authori[sz]ation)\b"
     r"|\bunapproved (use|indication)\b|\bunlicen[sc]ed\b|\bnot (approved|licen[sc]ed|indicated)\b"
+    r"|\b(higher|above|more) than (the )?(licen[sc]ed|label(led)?|approved|max(imum)?)( dose)?\b"
 )
 
 
@@ -571,6 +584,7 @@ def evaluate(norm: str, *, product_mentioned: bool, off_label: bool = False,
             and (patient or product_mentioned or bool(EVENT_VERB.search(norm))),
             bool(SERIOUS.search(norm)) and (patient or product_mentioned or drug_link),
             patient and drug_link and bool(EVENT_VERB.search(norm)),
+            bool(LAB_ABNORMAL.search(norm)) and (patient or product_mentioned or drug_link),
         ))
         if side_effect:
             cats.append("side_effect")

@@ -237,3 +237,14 @@ def test_a_dose_above_the_label_asked_about_is_a_medical_question_not_an_overdos
                                   "good morning, Dr Payne here from the pain clinic"])
 def test_a_greeting_with_alarming_names_is_not_a_report(screen: RuleModelScreen, text: str) -> None:
     assert not screen.screen(text).adverse_event
+
+
+@pytest.mark.parametrize("text", [
+    "glucorel: amylase 3x ULN at the 6 week bloods", "transaminases raised after starting velostatin in this man",
+])
+def test_an_abnormal_lab_value_on_our_product_is_an_adverse_event(screen: RuleModelScreen, text: str) -> None:
+    assert screen.screen(text).adverse_event, text
+
+
+def test_a_lab_question_in_general_is_not_a_report(screen: RuleModelScreen) -> None:
+    assert not screen.screen("how often should ALT be checked on cardiovex?").adverse_event
