@@ -466,6 +466,16 @@ class RuleHits:
 
 
 TOPIC_MAX_WORDS = 8
+CONDITIONAL = _rx(
+    r"\b(if|in case|in the event|what if|suppose|supposing|should a|when a|whenever|history of|previous(ly)?"
+    r"|pre-?existing|known|last (year|month)|years ago|in the past|before (starting|taking|treatment)|prior to)\b"
+)
+# The patient is (or was) on a product: "on X", "taking", "since starting", "after the dose".
+EXPOSURE = _rx(
+    r"\b(on|taking|takes|took|using|uses|used|been on|started|since|after|while on|injecting|injected|given|"
+    r"received|receiving|treated with)\b"
+)
+_INDEFINITE_PERSON = _rx(r"\b(a|an|any|some)\s+(\w+\s+)?(patients?|pts?|man|woman|lady|gentleman|child|person)\b")
 # Asking on someone's behalf, or wondering, without a question mark.
 ASKING = _rx(
     r"\b((would|'d) like to know|wants? to know|wanted to know|asked (me )?(if|whether|about)|is asking|are asking"
@@ -504,8 +514,16 @@ def is_general_question(norm: str) -> bool:
     about_trials = bool(TRIAL_POPULATION.search(norm))
     if not about_trials and SPECIFIC_EVENT.search(_PASSIVE_REGIMEN.sub(" ", norm)):
         return False
-    if hypothetical or about_trials:
+    if about_trials:
         return True
+    if hypothetical:
+        # "can I give ...", "is it safe to continue?" asked about a particular patient to whom
+        # something is happening is a report with a question in it; "if a patient develops ..."
+        # or "a patient with a history of ..." stays a question.
+        specific = PATIENT_CONTEXT.search(_INDEFINITE_PERSON.sub(" ", GENERIC_PEOPLE.sub(" ", norm)))
+        exposed = bool(EXPOSURE.search(norm))
+        return bool(CONDITIONAL.search(norm)) or not (
+            specific and exposed and any(rx.search(norm) for rx in _EVENT_IN_QUESTION))
     # An age alone in a question is a population ("a 10 year old"), not a particular patient; so
     # are plural people ("what should I tell pts").
     if not PERSONAL_CONTEXT.search(GENERIC_PEOPLE.sub(" ", AGE_ONLY.sub(" ", norm))):
@@ -513,7 +531,7 @@ def is_general_question(norm: str) -> bool:
     # A question about a particular patient is still a question while nothing has happened to
     # them ("my patient has HIV - can he take X?"); a symptom, a drug link or a special
     # situation makes it a report with a question in it.
-    return not any(rx.search(norm) for rx in _EVENT_IN_QUESTION)
+    return not (EXPOSURE.search(norm) and any(rx.search(norm) for rx in _EVENT_IN_QUESTION))
 
 
 _EVENT_IN_QUESTION: tuple[re.Pattern[str], ...] = ()  # filled in below, once every pattern exists
@@ -696,6 +714,7 @@ def slot_answer_is_narrative(norm: str) -> bool:
 _EVENT_IN_QUESTION = (
     SYMPTOMS, SIDE_EFFECT_WORDS, SERIOUS, DRUG_LINK, EVENT_VERB, LACK_OF_EFFICACY, OVERDOSE, MEDICATION_ERROR,
     MISUSE, OCCUPATIONAL, INFECTIOUS, PREGNANCY_STATEMENT, PATERNAL_PREGNANCY, DEFECT_WORDS, BY_MISTAKE,
+    LAB_ABNORMAL,
 )
 
 
@@ -717,7 +736,7 @@ def is_greeting_only(norm: str) -> bool:
 # effect info in a table" names a topic; "she came out in a rash" reports).
 _STRICT_EVENT = (
     SYMPTOMS, SERIOUS, DRUG_LINK, EVENT_VERB, PATIENT_CONTEXT, LACK_OF_EFFICACY, OVERDOSE, MEDICATION_ERROR,
-    MISUSE, OCCUPATIONAL, INFECTIOUS, PREGNANCY_STATEMENT, PATERNAL_PREGNANCY, BY_MISTAKE,
+    MISUSE, OCCUPATIONAL, INFECTIOUS, PREGNANCY_STATEMENT, PATERNAL_PREGNANCY, BY_MISTAKE, LAB_ABNORMAL,
 )
 
 

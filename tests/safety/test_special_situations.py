@@ -248,3 +248,22 @@ def test_an_abnormal_lab_value_on_our_product_is_an_adverse_event(screen: RuleMo
 
 def test_a_lab_question_in_general_is_not_a_report(screen: RuleModelScreen) -> None:
     assert not screen.screen("how often should ALT be checked on cardiovex?").adverse_event
+
+
+@pytest.mark.parametrize("text", [
+    "pt on respizan since march now has shingles - ok to give the next dose?",
+    "my patient on glucorel has had diarrhoea for a week, should I reduce the dose?",
+    "he is on cardiovex and his CK is raised, is it safe to carry on?",
+])
+def test_a_report_with_a_question_in_it_is_still_a_report(screen: RuleModelScreen, text: str) -> None:
+    assert screen.screen(text).adverse_event, text
+
+
+@pytest.mark.parametrize("text", [
+    "if a patient gets a rash on respizan, what should I do?",
+    "can I use glucorel in a patient with a history of pancreatitis?",
+    "my patient has type 2 diabetes and kidney disease, can I start glucorel?",
+    "my patient gets migraines, is cardiovex suitable for her?",
+])
+def test_a_question_about_a_patient_not_on_the_product_is_a_question(screen: RuleModelScreen, text: str) -> None:
+    assert not screen.screen(text).adverse_event, text
