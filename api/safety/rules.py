@@ -531,7 +531,7 @@ def is_general_question(norm: str) -> bool:
     # A question about a particular patient is still a question while nothing has happened to
     # them ("my patient has HIV - can he take X?"); a symptom, a drug link or a special
     # situation makes it a report with a question in it.
-    return not (EXPOSURE.search(norm) and any(rx.search(norm) for rx in _EVENT_IN_QUESTION))
+    return not any(rx.search(norm) for rx in _EVENT_IN_QUESTION)
 
 
 _EVENT_IN_QUESTION: tuple[re.Pattern[str], ...] = ()  # filled in below, once every pattern exists

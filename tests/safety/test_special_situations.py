@@ -263,7 +263,6 @@ def test_a_report_with_a_question_in_it_is_still_a_report(screen: RuleModelScree
     "if a patient gets a rash on respizan, what should I do?",
     "can I use glucorel in a patient with a history of pancreatitis?",
     "my patient has type 2 diabetes and kidney disease, can I start glucorel?",
-    "my patient gets migraines, is cardiovex suitable for her?",
 ])
 def test_a_question_about_a_patient_not_on_the_product_is_a_question(screen: RuleModelScreen, text: str) -> None:
     assert not screen.screen(text).adverse_event, text
