@@ -69,23 +69,26 @@ def default_safety_hook(settings: Settings) -> SafetyHook:
     # Train or load now, in the background, so the first HCP message does not wait for it.
     threading.Thread(target=screen.warm_up, name="safety-warmup", daemon=True).start()
 
-    return ScreenHook(screen, apply)
+    return ScreenHook(screen, apply, review_rate=settings.ae_review_sample_rate)
 
 
 class ScreenHook:
     """The default safety hook: the classifier screen, its findings persisted by ``apply``; ``ready``
     tells the readiness probe whether the screen has loaded."""
 
-    def __init__(self, screen: RuleModelScreen, apply: Callable[..., SafetyOutcomeLike]) -> None:
+    def __init__(self, screen: RuleModelScreen, apply: Callable[..., SafetyOutcomeLike], *,
+                 review_rate: float = 0.0) -> None:
         self.screen = screen
         self.apply = apply
+        self.review_rate = review_rate  # the share of unflagged inbound drawn for the blinded AE review
 
     def __call__(self, session: Session, conv: Conversation, msg: Message, now: datetime) -> SafetyOutcomeLike:
         from api.safety.context import screen_context
 
         # The screen knows what the bot had just asked: a form answer is screened as that answer.
         result = self.screen.screen(msg.body, context=screen_context(session, conv, msg))
-        return self.apply(session, conversation=conv, message=msg, result=result, now=now)
+        return self.apply(session, conversation=conv, message=msg, result=result, now=now,
+                          review_rate=self.review_rate)
 
     def ready(self) -> bool:
         return self.screen.ready()

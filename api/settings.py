@@ -196,6 +196,14 @@ class Settings(BaseSettings):
             parse_timezone(name)
         return {k.upper(): v for k, v in value.items()}
 
+    # Blinded AE review queue (api.safety.recall): live recall / precision of the safety screen
+    ae_review_sample_rate: float = Field(
+        default=0.02, ge=0, le=1, description="Share of inbound messages the screen did NOT flag that go to the "
+                                              "blinded AE review queue (every flagged message goes).")
+    ae_review_recall_floor: float = Field(
+        default=0.95, ge=0, le=1, description="Alert (SLA-style, team safety) when the lower 95 % bound of the "
+                                              "screen's live recall drops below this.")
+
     # SLA alerts (api.sla): overdue handoffs / requests, adverse-event cases near their deadline
     sla_sweep_interval_s: float = Field(
         default=60.0, ge=0, description="Seconds between SLA sweeps in the app (0: off; `concierge sla sweep` "

@@ -28,7 +28,7 @@ from api.consoles.jsonbody import JsonBody, parse
 from api.consoles.render import Offset, PageNo, fetch_page, page_of, render
 from api.db import unit_of_work
 from api.errors import ConciergeError, NotFound
-from api.safety import duplicates, e2b, review
+from api.safety import duplicates, e2b, recall, review
 from api.safety.models import AdverseEvent, AdverseEventDuplicate, AeKind, AeStatus
 from api.staff.auth import Staff
 from api.staff.service import StaffIdentity
@@ -315,3 +315,80 @@ def export_api(request: Request, case_id: str, ident: SafetyStaff) -> Response:
     return Response(json.dumps(document, ensure_ascii=False, indent=2, default=str), media_type="application/json",
                     headers={"content-disposition": f'attachment; filename="{name}.json"',
                              "cache-control": "no-store"})
+
+
+# ---------------------------------------------------------------- blinded AE review (live recall)
+
+
+class ReviewLabelIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    label: str
+
+
+def _interval_json(interval: recall.Interval) -> dict[str, float | None]:
+    return {"point": interval.point, "low": interval.low, "high": interval.high}
+
+
+def _metrics_json(live: recall.LiveMetrics) -> dict[str, Any]:
+    return {
+        "window_days": live.window_days, "since": live.since, "flagged": live.flagged,
+        "flagged_reviewed": live.flagged_reviewed, "true_positive": live.true_positive,
+        "false_positive": live.false_positive, "unflagged_sampled": live.unflagged_sampled,
+        "unflagged_reviewed": live.unflagged_reviewed, "false_negative": live.false_negative,
+        "unflagged_volume": live.unflagged_volume, "precision": _interval_json(live.precision),
+        "recall": _interval_json(live.recall), "recall_floor": live.recall_floor,
+        "enough_reviews": live.enough_reviews, "alert": live.below_floor,
+    }
+
+
+def _live(state: AppState, session: Session) -> recall.LiveMetrics:
+    return recall.check_recall_alert(session, now=state.clock.now(), floor=state.settings.ae_review_recall_floor)
+
+
+def _label(state: AppState, ident: StaffIdentity, sample_id: str, verdict: str) -> recall.LiveMetrics:
+    def run(session: Session) -> recall.LiveMetrics:
+        recall.label(session, sample_id, verdict=verdict, reviewer_id=ident.id, now=state.clock.now())
+        return _live(state, session)
+
+    return audited_change(state, ident, subject_type="ae_review_sample", subject_id=sample_id, action="label", fn=run)
+
+
+@router.get("/console/safety-review", response_class=HTMLResponse)
+def review_page(request: Request, ident: SafetyStaff, done: str = "") -> Response:
+    state = app_state(request)
+    with unit_of_work(state.session_factory) as session:
+        live = _live(state, session)
+        items = recall.queue(session)
+        return render(request, "safety_review.html", ident, live=live, items=items,
+                      flash="Label saved." if done == "labelled" else None, flash_kind="ok")
+
+
+@router.post("/console/safety-review/{sample_id}")
+def review_form(request: Request, sample_id: str, ident: SafetyStaff,
+                label: Annotated[str, Form()] = "") -> Response:
+    state = app_state(request)
+    try:
+        _label(state, ident, sample_id, label)
+    except ConciergeError as exc:
+        if isinstance(exc, NotFound):
+            raise
+        with unit_of_work(state.session_factory) as session:
+            return render(request, "safety_review.html", ident, status_code=exc.status_code,
+                          live=_live(state, session), items=recall.queue(session), flash=exc.message,
+                          flash_kind="error")
+    return RedirectResponse("/console/safety-review?done=labelled", status_code=303)
+
+
+@router.get("/api/staff/safety/review")
+def review_api(request: Request, ident: SafetyStaff) -> dict[str, Any]:
+    state = app_state(request)
+    with unit_of_work(state.session_factory) as session:
+        live = _live(state, session)
+        return {"metrics": _metrics_json(live), "queue": [asdict(i) for i in recall.queue(session)]}
+
+
+@router.post("/api/staff/safety/review/{sample_id}")
+def review_label_api(request: Request, sample_id: str, ident: SafetyStaff, body: JsonBody) -> dict[str, Any]:
+    state = app_state(request)
+    live = _label(state, ident, sample_id, parse(ReviewLabelIn, body).label)
+    return {"metrics": _metrics_json(live)}

@@ -31,12 +31,16 @@ from api.safety import rules
 from api.safety.products import Catalogue, load_catalogue, off_label_reasons, products_path_default
 from api.safety.screen import ScreenContext, ScreenResult
 
-CODE_VERSION = "safety-screen-2026.11.3"
+CODE_VERSION = "safety-screen-2026.12.1"
 DATA_DIR = Path(__file__).resolve().parent / "data"
 TRAINING_FILES = ("psytar_train.jsonl", "hcp_train.jsonl", "clinc_negatives.jsonl")
 # HCP phrasing is what production sees; it is scarce, so each example counts more.
 HCP_WEIGHT = 3.0
-TARGET_RECALL = 0.965
+# Chosen on out-of-fold probabilities of the PsyTAR *train* sentences only (the free-form
+# reports the model exists for; our HCP rows are easier and would loosen it). 0.975 leaves a
+# margin over the 0.97 the screen must reach on unseen reports.
+TARGET_RECALL = 0.975
+THRESHOLD_SOURCE = "psytar"
 ARTIFACT_PREFIX = "safety-ae-"
 # Model-only hits below this score need some trace of an event when one of our products is named.
 SHORT_ANSWER_WORDS = 5
@@ -49,6 +53,7 @@ HYPER: dict[str, Any] = {
     "C": 4.0,
     "folds": 5,
     "target_recall": TARGET_RECALL,
+    "threshold_source": THRESHOLD_SOURCE,
     "hcp_weight": HCP_WEIGHT,
 }
 
@@ -58,6 +63,7 @@ class TrainingRow:
     text: str
     label: bool
     weight: float
+    source: str = ""
 
 
 def load_training_rows(data_dir: Path = DATA_DIR) -> list[TrainingRow]:
@@ -69,7 +75,8 @@ def load_training_rows(data_dir: Path = DATA_DIR) -> list[TrainingRow]:
                 if not line.strip():
                     continue
                 obj = json.loads(line)
-                rows.append(TrainingRow(rules.normalise(obj["text"]), bool(obj["adverse_event"]), weight))
+                rows.append(TrainingRow(rules.normalise(obj["text"]), bool(obj["adverse_event"]), weight,
+                                        name.split("_", 1)[0]))
     return rows
 
 
@@ -186,14 +193,18 @@ def train(rows: list[TrainingRow], fingerprint: str) -> AeModel:
         fold_model = _pipeline()
         fold_model.fit(list(texts[fit_idx]), labels[fit_idx], logisticregression__sample_weight=weights[fit_idx])
         oof[val_idx] = fold_model.predict_proba(list(texts[val_idx]))[:, 1]
-    # The threshold is set on the positives we will be judged on (reports), all sources.
-    positives = np.sort(oof[labels])
+    # The threshold is set on the free-form reports (PsyTAR train) when there are any, else all rows.
+    sources = np.array([r.source for r in rows], dtype=object)
+    judged = labels & (sources == THRESHOLD_SOURCE) if (labels & (sources == THRESHOLD_SOURCE)).any() else labels
+    positives = np.sort(oof[judged])
     miss = int(np.floor(len(positives) * (1.0 - TARGET_RECALL)))
     threshold = float(positives[miss]) if len(positives) else 0.5
     final = _pipeline()
     final.fit(list(texts), labels, logisticregression__sample_weight=weights)
     predicted = oof >= threshold
     tp = int((predicted & labels).sum())
+    on_source = sources == THRESHOLD_SOURCE
+    src_tp = int((predicted & labels & on_source).sum())
     meta = {
         "code_version": CODE_VERSION,
         "rows": len(rows),
@@ -201,6 +212,9 @@ def train(rows: list[TrainingRow], fingerprint: str) -> AeModel:
         "oof_recall": tp / max(int(labels.sum()), 1),
         "oof_precision": tp / max(int(predicted.sum()), 1),
         "threshold": threshold,
+        "target_recall": TARGET_RECALL,
+        "oof_recall_psytar": src_tp / max(int((labels & on_source).sum()), 1),
+        "oof_precision_psytar": src_tp / max(int((predicted & on_source).sum()), 1),
     }
     parts, intercept = _flatten(final)
     model = AeModel(parts=parts, intercept=intercept, threshold=threshold, fingerprint=fingerprint, meta=meta)
@@ -283,21 +297,26 @@ class RuleModelScreen:
         handoff = rules.is_handoff_request(norm, form_slot=form_slot)
         mentioned = self.catalogue.mentioned(norm)
         score = self.model.score(norm)
-        if form_slot is not None and not rules.slot_answer_is_narrative(norm):
+        topic_slot = context is not None and context.topic_slot
+        if (form_slot is not None and not rules.slot_answer_is_narrative(norm)) or (
+                topic_slot and not rules.has_event_evidence(_without_generic_people(norm))):
             # "Dr Sarah Stroke", "Burns Unit, 12 Castle Rd", "GMC 1234567", "5 packs": an answer.
             return ScreenResult(ae_score=round(score, 4), opt_out=opt_out, handoff=handoff,
-                                products=tuple(p.key for p in mentioned), screened_as=form_slot)
+                                products=tuple(p.key for p in mentioned),
+                                screened_as=form_slot or (context.asked if context is not None else None))
         reasons = list(off_label_reasons(norm, mentioned))
         if rules.is_explicit_off_label(norm):
             reasons.append("explicit")
-        hits = rules.evaluate(norm, product_mentioned=bool(mentioned), off_label=bool(reasons))
+        hits = rules.evaluate(norm, product_mentioned=bool(mentioned), off_label=bool(reasons),
+                              above_max_dose="dose" in reasons)
         model_hit = score >= self.model.threshold
         rep_request = rules.is_rep_request(norm)
         if model_hit and score < WEAK_HIT_CEILING and (
             (mentioned and not rules.has_event_trace(norm))
-            or (rep_request and not rules.has_event_trace(norm, personal_counts=False))
+            or ((rep_request or rules.is_service_ask(norm))
+                and not rules.has_event_trace(norm, personal_counts=False))
         ):
-            # A message naming one of our products, or asking for samples / a visit, with no
+            # A message naming one of our products, or asking for samples / a visit / a service, with no
             # trace of an event ("respizan for a 14 year old with severe asthma") is product or
             # service talk; PsyTAR-style reports never name our products, so this costs no recall
             # there.
@@ -307,8 +326,13 @@ class RuleModelScreen:
             # Short form answers ("3 boxes", "United Kingdom", "Dr Ada Jones") carry no event; a
             # short report still names a symptom, a drug link or a person ("dizzy since dose 2").
             model_hit = False
-        if model_hit and not hits.strong and handoff and not rules.has_event_trace(norm, personal_counts=False):
-            model_hit = False  # "can I talk to a real person" is an ask, not a report
+        if model_hit and not hits.strong and rules.is_greeting_only(norm):
+            model_hit = False  # "hey, Tom Sick from the ICU pharmacy": a greeting, whatever the names say
+        if model_hit and not hits.strong and (handoff or rules.is_about_the_service(norm)) \
+                and not rules.has_event_evidence(norm):
+            # "can I talk to a real person", "the bot kept misunderstanding me", "send sharps bins for
+            # the pens": asks and feedback, not reports, while nothing happened to anyone in them.
+            model_hit = False
         adverse_event = (hits.strong or model_hit) and not hits.general_question
         if opt_out and not hits.categories:
             # "stop messaging me" carries no event; the model must not read one into it.
@@ -328,6 +352,11 @@ class RuleModelScreen:
             rep_request=rep_request and not adverse_event,
             handoff=handoff,
         )
+
+
+def _without_generic_people(norm: str) -> str:
+    """Plural, generic people ("outcomes in patients on X") are a topic's population, not a patient."""
+    return rules.GENERIC_PEOPLE.sub(" ", norm)
 
 
 _MODELS: dict[Path, AeModel] = {}

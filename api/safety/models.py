@@ -202,3 +202,36 @@ class AdverseEventDuplicate(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     decided_by: Mapped[str | None] = mapped_column(String(32))
     decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class ReviewLabel(StrEnum):
+    ae = "ae"
+    not_ae = "not_ae"
+
+
+class ReviewReason(StrEnum):
+    flagged = "flagged"  # the screen opened (or linked) a case: every such message is reviewed
+    random = "random"    # an unflagged message drawn at the sampling rate
+
+
+class AeReviewSample(Base):
+    """One inbound message in the blinded AE review queue (live recall / precision of the screen).
+
+    ``reason``, ``screen_flagged`` and ``sample_rate`` are never shown to the reviewer, who sees the
+    message text only and labels it AE / not AE. ``sample_rate`` is the probability with which the
+    message was drawn (1.0 for flagged ones), so unflagged traffic can be re-weighted.
+    """
+
+    __tablename__ = "ae_review_sample"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    message_id: Mapped[int] = mapped_column(ForeignKey("message.id"), unique=True)
+    conversation_id: Mapped[str] = mapped_column(ForeignKey("conversation.id"), index=True)
+    channel: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(String(16))
+    screen_flagged: Mapped[bool] = mapped_column(Boolean)
+    sample_rate: Mapped[float] = mapped_column(Float)
+    sampled_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    label: Mapped[str | None] = mapped_column(String(16), index=True)
+    reviewer_id: Mapped[str | None] = mapped_column(String(32))
+    reviewed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -45,12 +46,60 @@ class Product:
         object.__setattr__(self, "pattern", re.compile(rf"\b({alt})\b"))
 
 
+def within_edits(a: str, b: str, limit: int) -> bool:
+    """Optimal-string-alignment distance of ``a`` and ``b`` is at most ``limit`` (typos: a letter
+    dropped, doubled, swapped with its neighbour or mistyped)."""
+    if abs(len(a) - len(b)) > limit:
+        return False
+    prev2: list[int] = []
+    prev = list(range(len(b) + 1))
+    for i in range(1, len(a) + 1):
+        cur = [i] + [0] * len(b)
+        for j in range(1, len(b) + 1):
+            cost = 0 if a[i - 1] == b[j - 1] else 1
+            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                cur[j] = min(cur[j], prev2[j - 2] + 1)
+        if min(cur) > limit:
+            return False
+        prev2, prev = prev, cur
+    return prev[-1] <= limit
+
+
+def typo_budget(name: str) -> int:
+    """Edits a misspelt product name may carry and still be recognised (none for short names)."""
+    return 0 if len(name) < 6 else 1 if len(name) < 9 else 2
+
+
+_WORD = re.compile(r"[a-z]+")
+
+
 @dataclass(frozen=True)
 class Catalogue:
     products: tuple[Product, ...] = ()
 
     def mentioned(self, norm: str) -> tuple[Product, ...]:
-        return tuple(p for p in self.products if p.pattern.search(norm))
+        """Products named in the text, also when misspelt ("glucorell", "respisan", "cardiovx")."""
+        found = {p.key for p in self.products if p.pattern.search(norm)}
+        if len(found) < len(self.products):
+            for word in set(_WORD.findall(norm)):
+                if len(word) < 5:
+                    continue
+                for name, budget, key in _fuzzy_names(self.products):
+                    if key not in found and word[0] == name[0] and abs(len(word) - len(name)) <= budget \
+                            and _near(word, name, budget):
+                        found.add(key)
+        return tuple(p for p in self.products if p.key in found)
+
+
+@lru_cache(maxsize=64)
+def _fuzzy_names(products: tuple[Product, ...]) -> tuple[tuple[str, int, str], ...]:
+    return tuple((name, typo_budget(name), p.key) for p in products for name in p.names if typo_budget(name))
+
+
+@lru_cache(maxsize=8192)
+def _near(word: str, name: str, budget: int) -> bool:
+    return word != name and within_edits(word, name, budget)
 
 
 def _min_age(populations: list[str]) -> int:

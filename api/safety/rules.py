@@ -133,7 +133,16 @@ SYMPTOMS = _rx(
     r"|thrombo|dvt|pulmonary embol|joint pain|arthralgia|back pain|sore throat|infection|pneumonia"
     r"|nosebleed|epistaxis|blister|peeling|sjs|stevens|dark urine|memory (loss|problems)|confus(ed|ion)"
     r"|hallucinat|mood (changes?|swings)|irritab|loss of appetite|bloat|reflux|heartburn|gallstones?"
-    r"|skin (reaction|lesions?)|lump|nodule|pain)\b"
+    r"|skin (reaction|lesions?)|lump|nodule|pain|sweat(s|ing|y)?|night sweats|brain zaps|zaps)\b"
+)
+
+# An abnormal laboratory value is an adverse event too ("ALT 5x ULN", "eGFR dropped to 38").
+LAB_ABNORMAL = _rx(
+    r"\b(alt|ast|ck|cpk|lipase|amylase|creatinine|egfr|potassium|sodium|inr|platelets?|neutrophils?|wbc|hb"
+    r"|ha?emoglobin|bilirubin|ggt|alp|tsh|troponin|lfts?|transaminases?|liver (tests|enzymes))\b.{0,25}"
+    r"(\b\d+(\.\d+)? ?x ?(uln|upper limit|normal)\b|\bx ?uln\b|\b(raised|elevated|abnormal|deranged|dropped|fell|low"
+    r"|high|increased|decreased|spiked|doubled|tripled|rose)\b)"
+    r"|\bderanged (lfts?|bloods|liver)\b|\b\d+(\.\d+)? ?x ?uln\b|\bupper limit of normal\b"
 )
 
 LACK_OF_EFFICACY = _rx(
@@ -150,6 +159,8 @@ LACK_OF_EFFICACY = _rx(
     r"|\b(hasn'?t|has not|haven'?t|didn'?t|did not) (moved|changed|budged|improved|come down|dropped)\b"
     r"|\b(zero|no|little|minimal) (benefit|effect|response|improvement|change|difference)\b"
     r"|\b(isn'?t|not) controlling\b|\bstopped working\b|\bno longer (works|working|effective)\b"
+    r"|\b(doesn'?t|does not|didn'?t|did not|isn'?t|not) help(ing|ed)?\b|\b(does|did|doing) nothing\b|\buseless\b"
+    r"|\buncontrolled\b|\b(keeps|kept|still) (having|getting) (\w+ )?(attacks|exacerbations|flares|hypos|high)"
 )
 
 OVERDOSE = _rx(
@@ -168,6 +179,10 @@ OVERDOSE = _rx(
     r"|\bdouble[- ]dos(ed|ing|e)\b|\btook too much\b|\bmore than (the )?(prescribed|recommended|maximum|max)\b"
     r"|\b(above|over|exceed\w*) the (max(imum)?|recommended) (dose|daily dose)\b"
     r"|\b\d+(\.\d+)?\s*mg\b.{0,30}\binstead of \d+(\.\d+)?\s*mg\b"
+    r"|\b(took|swallowed|ate|taken|had) (\d+|two|three|four|five|six|seven|eight|nine|ten|several|lots) "
+    r"(of )?(his |her "
+    r"|their |my |the )?(\w+ )?(tabs|tablets|pills|capsules|pens|doses)\b|\bod(ed|'d)? (on|of|with)\b|\btook an od\b"
+    r"|\b(ingest(ed|ion)|ate some|got hold of)\b"
 )
 BY_MISTAKE = _rx(r"\b(by mistake|by accident|accidentally|in error|mistakenly)\b")
 DOSE_WORD = _rx(r"\b(dose|doses|tablets?|pills?|capsules?|injections?|injected|took|taken|pen|mg)\b")
@@ -181,6 +196,16 @@ MISUSE = _rx(
     r"|\b(his|her|their|my) (sister|brother|friend|mum|mom|mother|father|dad|husband|wife|partner|flatmate)'?s"
     r" (\w+ )?(pens?|tablets|pills|injections|prescription|medication)\b"
     r"|\b(to|for) (cut|lose|losing) weight\b.{0,40}\bno(t| )(diabet\w*|prescri\w*)|\bno diabetes\b"
+    r"|\b(not|non)[- ]?diabetic\b.{0,40}\bweight\b"
+    r"|\bweight\b.{0,40}\b(not|non)[- ]?diabetic\b"
+    r"|\bstockpil\w*|\b(injecting|taking|using|injects|takes|uses) extra\b"
+    r"|\b(bought|buys|buying|got|gets|getting|ordered|ordering|obtained|sourced)\b.{0,30}\b(from|off|via) (the )?"
+    r"(internet|dark ?web|black market|social media|instagram|tiktok|a gym|the gym|a website|a friend)\b"
+    r"|\b(without|no) (a )?prescription\b"
+    r"|\b(more|higher doses?) than (prescribed|told|recommended|advised)\b|\b(lend|lending|lent|borrow\w*) (\w+ )?"
+    r"(pens?|tablets|pills|injections)\b|\bdealing\b|\bfor (bodybuilding|cosmetic|performance|a high)\b"
+    r"|\b(taking|using|injecting|took|used|injected|on) (his|her|their|my) (sister|brother|friend|mum|mom|mother"
+    r"|father|dad|husband|wife|partner|flatmate|grandad|granddad|grandma|gran)'?s\b"
 )
 
 PREGNANCY = _rx(
@@ -189,6 +214,8 @@ PREGNANCY = _rx(
     r"|\bbreast ?fe(e)?d\w*|\blactation\b|\bmilk transfer\b|\btrimester\b|\bconception\b"
     r"|\b(is|was|am|she's) expecting( a baby| twins)?\s*($|[,.;!?]| and\b| but\b| with\b| since\b)"
     r"|\bnursing (her|his|a|an|the)\b|\bgestation\b"
+    r"|\b(preg(nancy)? test (was |is )?positive|positive preg(nancy)? test)\b"
+    r"|\blmp\b"
 )
 PREGNANCY_EXPOSURE_LINK = _rx(
     r"\b(while|when|whilst) (on|taking|using|being treated)|\b(on|taking|using|took|started)\s+[a-z]+"
@@ -211,6 +238,7 @@ PREGNANCY_STATEMENT = _rx(
     r" trimester\b|\bpregnant (patient|pt|woman|lady|mum|mom)\b|\bbreast ?fe(e)?d(ing)? (mum|mom|mother|patient|pt)"
     r"|\bconceived\b|\bfound out (she|i) (is|was|am) (pregnant|expecting)\b|\bdelivered a (healthy )?(baby|boy|girl)"
     r"|\bgave birth\b|\bnursing (her|a|an|his)\b|\bmilk transfer\b|\bbreast ?fed (baby|infant)\b"
+    r"|\b(preg(nancy)? test (was |is )?positive|positive preg(nancy)? test)\b|\blmp\b"
 )
 PREGNANCY_CONDITIONAL = _rx(
     r"\bif\b|\bin case\b|\bplanning\b|\bplans to\b|\btrying (to conceive|for a baby|to get pregnant)"
@@ -232,6 +260,11 @@ MEDICATION_ERROR = _rx(
     r"(given|administered|dispensed|injected|taken))\b"
     r"|\b(written|prescribed) as\b|\bwritten instead\b|\b(forgot|forgotten) (that )?(she|he|they|i) had"
     r"|\b(used|injected|given|stored) (it |the pen |them )?(wrong(ly)?|incorrectly)\b"
+    r"|\bwrong (bed|room|arm|eye|day|time|frequency|schedule|label|instructions)\b"
+    r"|\b(daily|weekly|monthly|twice a day|once a week) instead of (daily|weekly|monthly|once a week|once a day)\b"
+    r"|\blabel (said|says|read|reads)\b.{0,40}\bbut\b|\b(injected|took|taken|used|given) (it )?(daily|every day)"
+    r"\b.{0,40}\b(weekly|once a week)\b|\b(weekly|once a week)\b.{0,60}\b(injected|took|taken|used|given) (it )?"
+    r"(daily|every day)\b"
 )
 
 OCCUPATIONAL = _rx(
@@ -253,6 +286,8 @@ INFECTIOUS = _rx(
     r"|bacter|bacillus|candida)|\b(same|one|the same|single) (lot|batch|vial)\b.{0,80}\b(infect\w*|abscess|sepsis"
     r"|fever)|\b(infect\w*|abscess|sepsis|hepatitis|hiv)\b.{0,80}\b(same|one|single) (lot|batch|vial)\b"
     r"|\b(vial|pen|batch|lot|product|infusion)\b.{0,40}\b(the )?source\b"
+    r"|\bseroconver\w*|\b(hiv|hepatitis [abc]|hep [abc]|hcv|hbv|cjd|prion\w*)\b.{0,40}\b(after|following|from|via)"
+    r"\b.{0,30}\b(infusion|injection|dose|vial|pen|batch|lot|product|syringe)"
 )
 
 OFF_LABEL_USE = _rx(
@@ -263,11 +298,14 @@ OUTCOME = _rx(
     r"\b(worked|works|working|improved|improvement|better|worse|worsened|responded|response|resolved|shrank"
     r"|shrunk|dropped|fell|reduced|reduction|lost|gained|fewer|more|no effect|no change|nothing|cleared"
     r"|developed|ended up|had|has|got|fainted|died|admitted|hospitali[sz]ed|side effects?|reaction|symptoms?"
-    r"|outcome|result(ed|s)?|went (up|down)|came down|normalised|normalized|success(ful(ly)?)?|failed)\b"
+    r"|outcome|result(ed|s)?|went (up|down)|came down|normalised|normalized|success(ful(ly)?)?|failed"
+    r"|at target|is up|are up|rose|raised|elevated|great|well|fine|no (exacerbations|attacks|symptoms)|nauseous"
+    r"|help(ed|ing)?|effective|benefit(ed|s)?|remission|controlled|tolerated|no (side )?effects|no problems"
+    r"|no issues|recovered|cleared|disappeared|went away|stable|kg)\b"
 )
 
 DEVICE_WORDS = _rx(
-    r"\b(pens?|auto-?injectors?|needles?|vials?|syringes?|cartridges?|packs?|packaging|blisters?|boxe?s?"
+    r"\b(pens?|auto-?injectors?|needles?|vials?|syringes?|cartridges?|packs?|packaging|blisters?|boxe?s?|tabs"
     r"|cartons?|caps?|labels?|seals?|inhalers?|devices?|tablets?|pills?|capsules?|bottles?|shipment"
     r"|delivery|batch|lot)\b"
 )
@@ -276,7 +314,8 @@ DEFECT_WORDS = _rx(
     r"|discolou?r(ed|ation)?|cloudy|particles?|particulate|foreign (body|matter|object|material)"
     r"|contaminat(ed|ion)|crumbl(ed|ing)|mislabel(l)?ed|counterfeit|fake|tampered|bent|missing"
     r"|wrong (label|tablet|tablets|strength|product|colou?r)|empty|frozen|melted|expired when"
-    r"|smell(s|ed)? (odd|strange|bad|funny)|(won'?t|wouldn'?t|didn'?t|does not|doesn'?t|did not|failed to)"
+    r"|smell(s|ed)? (odd|strange|bad|funny)|smell(s|ed)? (strongly |strange(ly)? )?(of|like)"
+    r"|(won'?t|wouldn'?t|didn'?t|does not|doesn'?t|did not|failed to)"
     r" (click|inject|fire|activate|work|dispense|open|release))\b"
     r"|\b(chipped|specks?|floating|spins freely|arrived (warm|hot|frozen)|cold chain|temperature excursion"
     r"|different colou?r|wrong colou?r|embossed|won'?t lock|(label|pack|box|carton|bottle) says\b.{0,40}\bbut)\b"
@@ -295,10 +334,21 @@ SERIOUS = _rx(
 
 # Questions asked in general, with no specific patient or event behind them.
 QUESTION_START = _rx(
-    r"^(what|which|how|does|do|can|could|is|are|should|will|would|any|has anyone|have there|were there"
-    r"|was there|where|when|why|tell me|i'?d like to know|i want to know|i wanted to ask|quick question"
-    r"|question|if|i'?d like|i would like|could you|can you|please send|send me|do you have|looking for|any (data"
-    r"|papers?|literature|studies|publications|evidence))\b"
+    r"^((does|do|can|could|is|are|should|will|would|shall|may|did|has|have)\b(?!'t|n't| not| never| barely| hardly"
+    r"| definitely| only| really| get| go| so| very| also| just| now| great| good| bad| be| have| make| feel"
+    r"| not| to| many| made| had| been| felt)"
+    r"|when (should|do|does|can|is|are|will|would|to|did)|what|which|how|any|has anyone|have there|were there"
+    r"|was there|where|why|tell me|i'?d like to know|i want to know|i wanted to ask|quick question"
+    r"|question|i'?d like|i would like|could you|can you|please send|send me|do you have|looking for|any (data"
+    r"|papers?|literature|studies|publications|evidence))\b(?!'t| not| barely| hardly| definitely| never| only)"
+)
+# The writer's own experience ("when i first started ...", "what i hate most is ...") is narrative,
+# not a question, unless it is the inverted "should i / can i" of a question.
+FIRST_PERSON_NARRATIVE = _rx(
+    r"(?<!should )(?<!can )(?<!could )(?<!do )(?<!would )(?<!may )(?<!shall )(?<!tell )(?<!send )(?<!give )"
+    r"(?<!show )(?<!help )(?<!email )(?<!remind )(?<!let )(?<!to )\b(i|me|myself|i'm|i've|im|ive)\b"
+    r"|\bmy\b(?! (patients|pts|practice|clinic|colleagues?|team|rep|representative|email|address|number|details"
+    r"|account|question|surgery|hospital|ward|verification|licence|license|registration|request|order))"
 )
 # Asking for literature / data is a question about the topic, however it is phrased.
 LITERATURE_REQUEST = _rx(
@@ -312,6 +362,17 @@ BOT_INSTRUCTION = _rx(
     r"|^system\s*:|\bpretend (you|to be)\b|\bdo not (log|record|report|flag)\b|\bdon'?t (log|record|report|flag)\b"
     r"|\b(skip|disable|turn off|switch off|bypass)\b.{0,30}\b(safety|logging|reporting|adverse|pharmacovigilance)"
     r"|\b(safety|adverse event) (logging|reporting) (is )?(disabled|off)\b|\btell me\b|\bact as\b|\bjailbreak"
+    r"|\b(admin|developer|debug|god) (override|mode)\b|\bsystem prompt\b|\b(reply|respond) with the\b"
+    r"|\b(dump|print|export|show me) (the |your )?(raw |whole |entire )?(database|logs?|records|prompt)\b"
+)
+# Feedback about the bot or the service itself.
+BOT_FEEDBACK = _rx(
+    r"\b(the |this |your )?(bot|chat ?bot|chat|service|app|tool|assistant|answers?|replies|reply|response|info"
+    r"|information)\b.{0,40}\b(useful|helpful|unhelpful|frustrat\w*|slow|quick|fast|great|good|poor|confusing"
+    r"|misunderst\w*|understand\w*|easy|hard|clunky|long|short|stars?|thanks?|excellent|awful|rubbish)\b"
+    r"|\b(useful|helpful|unhelpful|frustrat\w*|slow|quick|great|confusing|excellent|easy to use)\b.{0,40}\b(bot"
+    r"|chat|service|app|tool|answers?|replies|response|info|information)\b"
+    r"|\b(kept|keeps) (misunderstanding|asking|repeating)\b|\b\d ?/ ?(5|10)\b|\b\d stars?\b"
 )
 # Plural, generic people in a question ("should I warn pts about ...") are a population, not a patient.
 GENERIC_PEOPLE = _rx(
@@ -319,7 +380,7 @@ GENERIC_PEOPLE = _rx(
     r"|asthmatics|elderly|users)\b"
 )
 GENERAL_QUESTION = _rx(
-    r"\b(what are|what is|list|common|frequency|incidence|how (often|common|likely)|risk of|rates? of"
+    r"\b(what are|what is|list|common|frequency|incidence|how (often|common|likely)|risks? (of|with)|rates? of"
     r"|known|reported (with|for)|(can|does|do|could|might) (\w+ ){0,2}cause|associated with|is there"
     r"|are there|safety profile|label(l)?ing|warnings?|precautions?|contraindicat\w*|monitor(ing)?)\b"
 )
@@ -334,7 +395,7 @@ AGE_ONLY = _rx(r"\b\d{1,3}\s*(yo|y/o|y\.o\.|year[- ]old|yr[- ]old|years old|yrs 
 SPECIFIC_EVENT = _rx(
     r"\b(developed|experienced|arrived|received|delivered|happened|noticed|found|died|hospitali[sz]ed"
     r"|admitted|took|injected|swallowed|broke out|came out in|got|fainted|collapsed|ended up|conceived|became"
-    r"|dispensed|tried|restarted|switched|stopped|been taking|been on|been using|had been)\b"
+    r"|dispensed|tried|restarted|switched|stopped|been taking|been on|been using|had been|caused)\b"
 )
 
 # Any trace of something having happened to someone (used to gate weak model-only hits).
@@ -364,9 +425,31 @@ REP_REQUEST = _rx(
     r"|\bpatient (materials|leaflets)\b|\bspeaker (program|programme|event)\b"
 )
 
+# Service asks that are not about a patient: verification, contact details, access, callbacks.
+SERVICE_ASK = _rx(
+    r"\b(verif(y|ied|ication)|registered|registration|licen[cs]e|gmc|npi|lanr|my (details|email|phone|number|address"
+    r"|account|access|password|login)|update (my|the)|change (my|the)|call (me )?back|callback|ring me|contact me"
+    r"|access|log ?in|password|prior auth\w*|co-?pay|reimburse\w*|formulary|webinar|newsletter|unsubscribe"
+    r"|meeting|appointment|prefer(ence)?|email me|whatsapp me)\b"
+)
+
+
+SERVICE_DELIVERY = _rx(
+    r"\b(arrange|organi[sz]e|book|schedule|deliver|send|post|drop off|provide|order|register|enrol\w*|sign (me|my"
+    r" \w+) up)\b.{0,60}\b(call|meeting|visit|bins?|diar(y|ies)|leaflets?|materials?|training|pens? for training"
+    r"|demo|programme|program|copay|support|replacement|nurse|msl|rep)\b"
+)
+
+
+def is_service_ask(norm: str) -> bool:
+    return bool(SERVICE_ASK.search(norm))
+
+
 OFF_LABEL_EXPLICIT = _rx(
     r"\boff[- ]label\b|\bunlicen[sc]ed (use|indication|for)\b|\bnot (approved|licen[sc]ed|indicated) (for|in)\b"
-    r"|\boutside (the|its) (label|licen[sc]e|indication|smpc|pi)\b|\bunapproved (use|indication)\b"
+    r"|\boutside (the|its) (label|licen[sc]e|indication|smpc|pi|marketing authori[sz]ation)\b"
+    r"|\bunapproved (use|indication)\b|\bunlicen[sc]ed\b|\bnot (approved|licen[sc]ed|indicated)\b"
+    r"|\b(higher|above|more) than (the )?(licen[sc]ed|label(led)?|approved|max(imum)?)( dose)?\b"
 )
 
 
@@ -380,6 +463,29 @@ class RuleHits:
     personal_context: bool
     patient_context: bool
     strong: bool  # a rule that fires regardless of the model
+
+
+TOPIC_MAX_WORDS = 8
+CONDITIONAL = _rx(
+    r"\b(if|in case|in the event|what if|suppose|supposing|should a|when a|whenever|history of|previous(ly)?"
+    r"|pre-?existing|known|last (year|month)|years ago|in the past|before (starting|taking|treatment)|prior to)\b"
+)
+# The patient is (or was) on a product: "on X", "taking", "since starting", "after the dose".
+EXPOSURE = _rx(
+    r"\b(on|taking|takes|took|using|uses|used|been on|started|since|after|while on|injecting|injected|given|"
+    r"received|receiving|treated with)\b"
+)
+_INDEFINITE_PERSON = _rx(r"\b(a|an|any|some)\s+(\w+\s+)?(patients?|pts?|man|woman|lady|gentleman|child|person)\b")
+# Asking on someone's behalf, or wondering, without a question mark.
+ASKING = _rx(
+    r"\b((would|'d) like to know|wants? to know|wanted to know|asked (me )?(if|whether|about)|is asking|are asking"
+    r"|asking (if|whether|about)|wonder(s|ing)? (if|whether))\b"
+)
+# Figures from trials / the label are about a population, even in the past tense.
+TRIAL_POPULATION = _rx(
+    r"\b(in|from|during|across) (the |its |their )?(clinical |pivotal |phase \w+ |registration )?(trials?|studies"
+    r"|study|programme|program|registry|label|smpc|pi|prescribing information)\b"
+)
 
 
 # "how often is respizan injected", "can it be stopped": the regimen, not an event.
@@ -397,17 +503,38 @@ def is_general_question(norm: str) -> bool:
     event, someone who has been taking the product) never does.
     """
     hypothetical = bool(HYPOTHETICAL.search(norm))
-    questiony = (norm.rstrip().endswith("?") or bool(QUESTION_START.search(norm)) or hypothetical
+    asks = bool(QUESTION_START.search(norm)) and not FIRST_PERSON_NARRATIVE.search(norm)
+    # A short noun phrase naming a topic ("myopathy risk with X + fibrates") asks about it.
+    topic = (len(norm.split()) <= TOPIC_MAX_WORDS and bool(GENERAL_QUESTION.search(norm))
+             and not FIRST_PERSON_NARRATIVE.search(norm))
+    questiony = (norm.rstrip().endswith("?") or asks or hypothetical or bool(ASKING.search(norm)) or topic
                  or bool(LITERATURE_REQUEST.search(norm)) or bool(BOT_INSTRUCTION.search(norm)))
     if not questiony:
         return False
-    if SPECIFIC_EVENT.search(_PASSIVE_REGIMEN.sub(" ", norm)):
+    about_trials = bool(TRIAL_POPULATION.search(norm))
+    if not about_trials and SPECIFIC_EVENT.search(_PASSIVE_REGIMEN.sub(" ", norm)):
         return False
-    if hypothetical:
+    if about_trials:
         return True
+    if hypothetical:
+        # "can I give ...", "is it safe to continue?" asked about a particular patient to whom
+        # something is happening is a report with a question in it; "if a patient develops ..."
+        # or "a patient with a history of ..." stays a question.
+        specific = PATIENT_CONTEXT.search(_INDEFINITE_PERSON.sub(" ", GENERIC_PEOPLE.sub(" ", norm)))
+        exposed = bool(EXPOSURE.search(norm))
+        return bool(CONDITIONAL.search(norm)) or not (
+            specific and exposed and any(rx.search(norm) for rx in _EVENT_IN_QUESTION))
     # An age alone in a question is a population ("a 10 year old"), not a particular patient; so
     # are plural people ("what should I tell pts").
-    return not PERSONAL_CONTEXT.search(GENERIC_PEOPLE.sub(" ", AGE_ONLY.sub(" ", norm)))
+    if not PERSONAL_CONTEXT.search(GENERIC_PEOPLE.sub(" ", AGE_ONLY.sub(" ", norm))):
+        return True
+    # A question about a particular patient is still a question while nothing has happened to
+    # them ("my patient has HIV - can he take X?"); a symptom, a drug link or a special
+    # situation makes it a report with a question in it.
+    return not any(rx.search(norm) for rx in _EVENT_IN_QUESTION)
+
+
+_EVENT_IN_QUESTION: tuple[re.Pattern[str], ...] = ()  # filled in below, once every pattern exists
 
 
 def is_pregnancy_statement(norm: str) -> bool:
@@ -417,7 +544,13 @@ def is_pregnancy_statement(norm: str) -> bool:
     )
 
 
-def evaluate(norm: str, *, product_mentioned: bool, off_label: bool = False) -> RuleHits:
+INTAKE = _rx(
+    r"\b(took|taken|takes|taking|injected|injecting|swallowed|given|gave|received|administered|used|using|been on|on)\b"
+)
+
+
+def evaluate(norm: str, *, product_mentioned: bool, off_label: bool = False,
+             above_max_dose: bool = False) -> RuleHits:
     """Apply the AE and special-situation category rules to normalised text.
 
     ``off_label``: the message describes a use outside the label (``api.safety.products``); with an
@@ -440,7 +573,8 @@ def evaluate(norm: str, *, product_mentioned: bool, off_label: bool = False) -> 
         # quality complaint: a defect in a device / pack
         if DEFECT_WORDS.search(norm) and DEVICE_WORDS.search(norm):
             cats.append("quality_complaint")
-        if OVERDOSE.search(norm):
+        if OVERDOSE.search(norm) or (above_max_dose and INTAKE.search(norm)):
+            # a stated amount above the label's maximum that someone took is an overdose
             cats.append("overdose")
         if anchored and (MEDICATION_ERROR.search(norm) or (BY_MISTAKE.search(norm) and DOSE_WORD.search(norm))):
             cats.append("medication_error")
@@ -458,7 +592,9 @@ def evaluate(norm: str, *, product_mentioned: bool, off_label: bool = False) -> 
             "quality_complaint" in cats and not product_mentioned
         ):
             cats.append("lack_of_efficacy")
-        if off_label and OFF_LABEL_USE.search(norm) and OUTCOME.search(norm):
+        if off_label and (OUTCOME.search(norm) or SYMPTOMS.search(norm)) and (
+                OFF_LABEL_USE.search(norm) or patient or personal or drug_link or OFF_LABEL_EXPLICIT.search(norm)
+                or AGE_ONLY.search(norm)):
             cats.append("off_label_outcome")
         side_effect = any((
             bool(SIDE_EFFECT_WORDS.search(norm)) and (personal or drug_link or product_mentioned),
@@ -466,6 +602,7 @@ def evaluate(norm: str, *, product_mentioned: bool, off_label: bool = False) -> 
             and (patient or product_mentioned or bool(EVENT_VERB.search(norm))),
             bool(SERIOUS.search(norm)) and (patient or product_mentioned or drug_link),
             patient and drug_link and bool(EVENT_VERB.search(norm)),
+            bool(LAB_ABNORMAL.search(norm)) and (patient or product_mentioned or drug_link),
         ))
         if side_effect:
             cats.append("side_effect")
@@ -572,3 +709,42 @@ def slot_answer_is_narrative(norm: str) -> bool:
     if _SLOT_PATIENT.search(norm) or EVENT_VERB.search(norm) or DRUG_LINK.search(norm):
         return True
     return bool(DEFECT_WORDS.search(norm) and DEVICE_WORDS.search(norm) and len(norm.split()) > 3)
+
+
+_EVENT_IN_QUESTION = (
+    SYMPTOMS, SIDE_EFFECT_WORDS, SERIOUS, DRUG_LINK, EVENT_VERB, LACK_OF_EFFICACY, OVERDOSE, MEDICATION_ERROR,
+    MISUSE, OCCUPATIONAL, INFECTIOUS, PREGNANCY_STATEMENT, PATERNAL_PREGNANCY, DEFECT_WORDS, BY_MISTAKE,
+    LAB_ABNORMAL,
+)
+
+
+# A greeting or an introduction ("hi, Tom Sick from the ICU pharmacy"): names and departments in it
+# carry alarming words that report nothing.
+GREETING_INTRO = _rx(
+    r"^(hi|hello|hey|hiya|good (morning|afternoon|evening|day)|greetings|dear|guten (tag|morgen)|hallo|morning"
+    r"|evening)\b|\b(this is|here from|speaking|calling from|writing from|greetings from)\b"
+)
+_INTRO_EVENT = (PATIENT_CONTEXT, DRUG_LINK, EVENT_VERB, SIDE_EFFECT_WORDS)
+
+
+def is_greeting_only(norm: str) -> bool:
+    """A greeting / introduction with no patient, no drug link and no event verb in it."""
+    return bool(GREETING_INTRO.search(norm)) and not any(rx.search(norm) for rx in _INTRO_EVENT)
+
+
+# Evidence that something happened to someone — the words of a report, not of a topic ("side
+# effect info in a table" names a topic; "she came out in a rash" reports).
+_STRICT_EVENT = (
+    SYMPTOMS, SERIOUS, DRUG_LINK, EVENT_VERB, PATIENT_CONTEXT, LACK_OF_EFFICACY, OVERDOSE, MEDICATION_ERROR,
+    MISUSE, OCCUPATIONAL, INFECTIOUS, PREGNANCY_STATEMENT, PATERNAL_PREGNANCY, BY_MISTAKE, LAB_ABNORMAL,
+)
+
+
+def has_event_evidence(norm: str) -> bool:
+    return any(rx.search(norm) for rx in _STRICT_EVENT) or bool(DEFECT_WORDS.search(norm) and DEVICE_WORDS.search(norm))
+
+
+def is_about_the_service(norm: str) -> bool:
+    """Feedback on the bot, instructions to it, or a service / rep ask."""
+    return bool(BOT_FEEDBACK.search(norm) or BOT_INSTRUCTION.search(norm) or SERVICE_ASK.search(norm)
+                or REP_REQUEST.search(norm) or SERVICE_DELIVERY.search(norm))

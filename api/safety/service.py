@@ -24,7 +24,7 @@ from api.audit import service as audit
 from api.conversations.drafts import ReplyDraft
 from api.conversations.models import Conversation, Message
 from api.errors import InvalidInput, NotFound
-from api.safety import duplicates, rules
+from api.safety import duplicates, recall, rules
 from api.safety.models import (
     REQUIRED_CRITERIA,
     AdverseEvent,
@@ -512,9 +512,14 @@ def _change_consent(
 
 
 def apply(
-    session: Session, *, conversation: Conversation, message: Message, result: ScreenResult, now: datetime
+    session: Session, *, conversation: Conversation, message: Message, result: ScreenResult, now: datetime,
+    review_rate: float = recall.DEFAULT_RATE,
 ) -> SafetyOutcome:
-    """Persist what the screen found for ``message`` and say what to tell the HCP now."""
+    """Persist what the screen found for ``message`` and say what to tell the HCP now.
+
+    ``review_rate``: the share of unflagged messages drawn for the blinded AE review queue
+    (``api.safety.recall``); every flagged message goes there.
+    """
     outcome = SafetyOutcome(replies=[], stop_processing=False, handoff_requested=result.handoff)
     # Evidence that this message was screened, whatever it contained (no free text in audit).
     audit.record(
@@ -549,6 +554,10 @@ def apply(
         )
         if case_updated is not None:
             outcome.adverse_event_id = case_updated.id
+    if not (result.opt_out or result.opt_in or result.help):
+        # Live recall: flagged messages and a random share of the rest go to the blinded review.
+        recall.sample(session, conversation=conversation, message=message, flagged=result.adverse_event,
+                      rate=review_rate, now=now)
 
     if result.off_label:
         inquiry = create_medical_inquiry(

@@ -40,9 +40,10 @@ log = logging.getLogger("concierge.sla")
 MAX_ATTEMPTS = 10
 LEASE = timedelta(seconds=60)
 CONSOLE_PATHS = {"handoff": "/console/inbox/{id}", "service_request": "/console/requests/{id}",
-                 "adverse_event": "/console/safety/{id}"}
+                 "adverse_event": "/console/safety/{id}", "ae_screen": "/console/safety-review"}
 WHAT = {"handoff": "handoff not claimed", "service_request": "service request not completed",
-        "adverse_event": "adverse-event case not submitted"}
+        "adverse_event": "adverse-event case not submitted",
+        "ae_screen": "safety screen live recall (lower 95 % bound) below its floor:"}
 
 
 @dataclass(frozen=True)
@@ -118,7 +119,7 @@ def payload(alert: SlaAlert, now: datetime, public_url: str) -> dict[str, Any]:
     late = now - alert.due_at
     when = (f"due {alert.due_at:%Y-%m-%d %H:%M} UTC" if late < timedelta(0)
             else f"{_duration(late)} past due ({alert.due_at:%Y-%m-%d %H:%M} UTC)")
-    label = "Due soon" if alert.kind == AlertKind.due_soon else "Overdue"
+    label = {AlertKind.due_soon: "Due soon", "recall_low": "Alert"}.get(alert.kind, "Overdue")
     return {
         "text": f"{label}: {WHAT[alert.subject_type]} {alert.reference} (team {alert.team}), {when}. {link}",
         "alert": {"id": alert.id, "kind": alert.kind, "subject_type": alert.subject_type,
