@@ -44,7 +44,7 @@ _PERSON = re.compile(
     r"real one|mensch\w*|mitarbeiter\w*)\b", re.IGNORECASE)
 _WANT = re.compile(
     r"\b(?:talk|speak|chat|connect|put me through|transfer|get|give|want|need|let me|pass me|hand me|"
-    r"switch|escalate|prefer|sprechen|can i|could i|may i|i'?d like)\b|\bpls\b|\bplease\b|\bnow\b"
+    r"switch|escalate|prefer|rather|sprechen|can i|could i|may i|i'?d like)\b|\bpls\b|\bplease\b|\bnow\b"
     r"|^\W*(?:an? |any |some )?(?:real |actual |live )?(?:person|human|agent|operator|somebody|someone)\W*$",
     re.IGNORECASE)
 
