@@ -70,3 +70,13 @@ def asks_for_person(text: str) -> bool:
         return False
     named_team = any(p.search(text) for t, p in _TEAMS if t != PATIENT_SUPPORT)
     return bool((_PERSON.search(text) or named_team) and (_WANT.search(text) or wants_callback(text)))
+
+
+_CONNECT = re.compile(
+    r"\b(?:connect|put (?:me )?through|transfer|speak|talk|chat with|hand me|pass me|get me|patch me|"
+    r"verbinden|sprechen)\b", re.IGNORECASE)
+
+
+def wants_to_be_connected(text: str) -> bool:
+    """"connect me with …", "put me through to …", "can I speak to …": a person, not a written answer."""
+    return bool(_CONNECT.search(text or "") or wants_callback(text))

@@ -16,7 +16,7 @@ from api.conversations.models import ConversationState
 from api.handoffs.models import Handoff
 from api.requests.models import ServiceRequest
 from tests.conftest import LiveStack
-from tests.e2e.test_conversation_flows import Chat, _texts
+from tests.e2e.test_conversation_flows import Chat, _texts, demo_library  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.rasa
 
