@@ -319,16 +319,17 @@ class TurnProcessor:
             # The text Rasa sees: a clicked quick reply sends its payload (e.g. "/request_human"); typed
             # text with misspelt product names corrected (the stored message stays as written).
             rasa_text = msg.payload or spelling.correct(msg.body)
-            if not msg.payload and conv.failed_turns >= 1 and routing.asks_for_person(msg.body):
-                # A plain request for a person right after a turn we got wrong: hand over at once,
-                # whatever the NLU would make of it (action_request_handoff reads the team from the text).
-                rasa_text = "/request_human"
             safety_replies = list(outcome.replies)
             ae_found = getattr(outcome, "adverse_event_id", None) is not None and not msg.payload
             if ae_found and ask_rasa:
                 rasa_text = ae_turn.rasa_text(rasa_text)
                 if not safety_replies:  # a detail for an open report (the patient's age, the product …)
                     safety_replies.append(ReplyDraft(text=ae_turn.FOLLOW_UP_THANKS))
+            if not msg.payload and conv.failed_turns >= 1 and routing.asks_for_person(msg.body):
+                # A plain request for a person right after a turn we got wrong: hand over at once,
+                # whatever the NLU (or the screen) made of it; action_request_handoff reads the team
+                # from the stored text.
+                rasa_text = "/request_human"
             screened = ScreenedTurn(conv.id, msg.id, rasa_text, ask_rasa, [*safety_replies, *(api_replies or [])],
                                     intake=step if step is not None and not step.consumed else None,
                                     ae_turn=ae_found and ask_rasa,

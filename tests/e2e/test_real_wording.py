@@ -63,7 +63,7 @@ def test_asking_for_somebody_real_after_a_miss_hands_over_at_once(live_stack: Li
     chat = Chat(live_stack.api_url)
     missed = _texts(chat.say("zzkq vbnm plork"))
     assert "didn't quite get that" in missed or "outside what I can help with" in missed
-    chat.say("honestly I'd rather sort this out with somebody real")
+    chat.say("fine, can I get hold of somebody real please")
     with Session(engine) as s:
         conv = chat.conversation(s)
         assert conv.state == ConversationState.queued
@@ -79,4 +79,4 @@ def test_an_adverse_event_with_a_question_gets_one_acknowledgement_then_the_answ
     assert "reference AE-" in texts[0] and "To complete the report" in texts[0], texts
     assert replies[1]["approval_code"] == "HAL-CVX-001-INT-2601", texts
     assert len(replies) == 2
-    assert not any("didn't quite get that" in t or "anything else" in t for t in texts)
+    assert not any("didn't quite get that" in t or "Is there anything else I can help" in t for t in texts)
