@@ -333,7 +333,7 @@ class TurnProcessor:
             screened = ScreenedTurn(conv.id, msg.id, rasa_text, ask_rasa, [*safety_replies, *(api_replies or [])],
                                     intake=step if step is not None and not step.consumed else None,
                                     ae_turn=ae_found and ask_rasa,
-                                    ae_question=ae_found and ask_rasa and rasa_text != ae_turn.AE_INTENT)
+                                    ae_question=ae_found and ask_rasa and rasa_text != spelling.correct(msg.body))
             inbox.screened_at = now
             inbox.screen = screened.to_dict()
             return screened
@@ -359,7 +359,8 @@ class TurnProcessor:
                     if screened.ae_question:
                         drafts.append(ReplyDraft(text=ae_turn.QUESTION_WHILE_RASA_DOWN, buttons=[copy.TALK_TO_PERSON]))
                 else:
-                    drafts.extend(drafts_from_rasa(ae_turn.substantive(rasa_messages))[0])
+                    drafts.extend(drafts_from_rasa(ae_turn.substantive(rasa_messages,
+                                                                        asked=screened.ae_question))[0])
                 # Reporting a problem is not a failed turn, whatever Rasa made of it.
                 conv.failed_turns = 0
             elif failure is not None:
