@@ -219,7 +219,7 @@ def main() -> int:
     ]
     # The hand-written reading of the figures below the generated part is kept.
     notes = RESULTS.read_text().split(NOTES_HEADING, 1) if RESULTS.exists() else []
-    args.out.write_text("\n".join(lines) + (f"{NOTES_HEADING}{notes[1]}" if len(notes) == 2 else ""))
+    args.out.write_text("\n".join(lines) + (f"\n{NOTES_HEADING}{notes[1]}" if len(notes) == 2 else ""))
     print("\n".join(lines))
     return 0
 
