@@ -67,11 +67,6 @@ def _products(text: str) -> list[str]:
     return [n for n in spelling.names if re.search(rf"\b{re.escape(n)}\b", low)]
 
 
-def rasa_text(body: str) -> str:
-    """What Rasa is given for an adverse-event message: its question, or the message itself."""
-    return embedded_question(body) or body
-
-
 def one_acknowledgement(drafts: Iterable[ReplyDraft]) -> list[ReplyDraft]:
     """The screen's text replies (acknowledgement, missing criteria) as one message."""
     merged: list[ReplyDraft] = []

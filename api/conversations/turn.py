@@ -321,8 +321,10 @@ class TurnProcessor:
             rasa_text = msg.payload or spelling.correct(msg.body)
             safety_replies = list(outcome.replies)
             ae_found = getattr(outcome, "adverse_event_id", None) is not None and not msg.payload
+            ae_question = None
             if ae_found and ask_rasa:
-                rasa_text = ae_turn.rasa_text(rasa_text)
+                ae_question = ae_turn.embedded_question(rasa_text)
+                rasa_text = ae_question or rasa_text
                 if not safety_replies:  # a detail for an open report (the patient's age, the product …)
                     safety_replies.append(ReplyDraft(text=ae_turn.FOLLOW_UP_THANKS))
             if not msg.payload and conv.failed_turns >= 1 and routing.asks_for_person(msg.body):
@@ -333,7 +335,7 @@ class TurnProcessor:
             screened = ScreenedTurn(conv.id, msg.id, rasa_text, ask_rasa, [*safety_replies, *(api_replies or [])],
                                     intake=step if step is not None and not step.consumed else None,
                                     ae_turn=ae_found and ask_rasa,
-                                    ae_question=ae_found and ask_rasa and rasa_text != spelling.correct(msg.body))
+                                    ae_question=ae_question is not None)
             inbox.screened_at = now
             inbox.screen = screened.to_dict()
             return screened

@@ -136,6 +136,12 @@ def test_a_question_inside_the_report_is_answered_after_the_acknowledgement(chat
     assert chat.rasa.seen == ["Should the next dose be delayed (respizan)?"]
 
 
+def test_a_message_that_is_all_question_is_still_answered_after_the_acknowledgement(chat: Chat) -> None:
+    # The screen took a dosing question for a report: the question is answered all the same.
+    replies = chat.say("how soon can the respizan dose be repeated?", _rash())
+    assert len(replies) == 2 and replies[1].startswith(NO_ANSWER)
+
+
 def test_a_question_clause_in_the_same_sentence_is_the_one_rasa_gets() -> None:
     asked = ae_turn.embedded_question("pt developed swollen ankles on cardiovex, can she keep taking it?")
     assert asked == "can she keep taking it (cardiovex)?"
