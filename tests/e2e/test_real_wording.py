@@ -80,3 +80,11 @@ def test_an_adverse_event_with_a_question_gets_one_acknowledgement_then_the_answ
     assert replies[1]["approval_code"] == "HAL-CVX-001-INT-2601", texts
     assert len(replies) == 2
     assert not any("didn't quite get that" in t or "Is there anything else I can help" in t for t in texts)
+
+
+@pytest.mark.usefixtures("demo_library")
+def test_an_excipient_question_is_offered_to_medical_information(live_stack: LiveStack) -> None:
+    chat = Chat(live_stack.api_url)
+    replies = chat.say("which excipients are in the glucorel pen? checking for polysorbate before I prescribe")
+    assert "didn't quite get that" not in _texts(replies)
+    assert any(b["payload"] == "/ask_medical_information" for m in replies for b in m["buttons"]), replies
