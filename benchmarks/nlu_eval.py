@@ -125,6 +125,7 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", type=Path, default=None)
     ap.add_argument("--clinc-limit", type=int, default=0, help="0 = all of CLINC150 val")
+    ap.add_argument("--out", type=Path, default=RESULTS, help="where to write the report")
     args = ap.parse_args()
     settings = Settings()
     model = args.model or process.ensure_model(settings)
@@ -218,7 +219,7 @@ def main() -> int:
     ]
     # The hand-written reading of the figures below the generated part is kept.
     notes = RESULTS.read_text().split(NOTES_HEADING, 1) if RESULTS.exists() else []
-    RESULTS.write_text("\n".join(lines) + (f"{NOTES_HEADING}{notes[1]}" if len(notes) == 2 else ""))
+    args.out.write_text("\n".join(lines) + (f"\n{NOTES_HEADING}{notes[1]}" if len(notes) == 2 else ""))
     print("\n".join(lines))
     return 0
 

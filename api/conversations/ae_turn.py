@@ -5,11 +5,12 @@ criteria, then, if they also asked something, the answer to that question. They 
 talk filler ("anything else?") or a "didn't get that" after the acknowledgement:
 
 - Rasa is given the question embedded in the message (with the product named, if the question
-  itself does not name it), or, when there is none, the ``/report_adverse_event`` intent, so that
-  a form in progress still asks its next question;
-- of Rasa's replies only the substantive ones are kept: an approved answer, an honest "no approved
-  answer" with its offers, a form's question, a handoff confirmation (custom payloads); plain
-  small-talk responses and failed turns are dropped;
+  itself does not name it), or, when there is none, the message itself, so that a form in progress
+  still takes its answer (a delivery address the screen took for a report) or asks again;
+- of Rasa's replies only the substantive ones are kept: with a question, an approved answer or an
+  honest "no approved answer" with its offers; always, a form's question or confirmation and a
+  handoff (custom payloads). Plain small-talk responses and failed turns are dropped, and so is a
+  library answer to a report that asked nothing;
 - when Rasa is down, an embedded question gets a plain "I can't look that up right now" with a person
   one tap away, and a report without a question gets nothing more than the acknowledgement.
 """
@@ -23,7 +24,6 @@ from typing import Any
 from api.conversations.drafts import ReplyDraft
 from api.conversations.spelling import for_catalogue
 
-AE_INTENT = "/report_adverse_event"
 FOLLOW_UP_THANKS = "Thank you — I've added that to the safety report."
 QUESTION_WHILE_RASA_DOWN = ("I can't look up the answer to your question right now. It is saved; a person from our "
                             "team can pick it up.")
@@ -67,11 +67,6 @@ def _products(text: str) -> list[str]:
     return [n for n in spelling.names if re.search(rf"\b{re.escape(n)}\b", low)]
 
 
-def rasa_text(body: str) -> str:
-    """What Rasa is given for an adverse-event message."""
-    return embedded_question(body) or AE_INTENT
-
-
 def one_acknowledgement(drafts: Iterable[ReplyDraft]) -> list[ReplyDraft]:
     """The screen's text replies (acknowledgement, missing criteria) as one message."""
     merged: list[ReplyDraft] = []
@@ -86,11 +81,14 @@ def one_acknowledgement(drafts: Iterable[ReplyDraft]) -> list[ReplyDraft]:
     return merged
 
 
-def substantive(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def substantive(messages: list[dict[str, Any]], *, asked: bool) -> list[dict[str, Any]]:
     """Rasa's replies worth sending after an acknowledgement (see the module docstring)."""
     kept = []
     for m in messages:
         custom = m.get("custom")
-        if isinstance(custom, dict) and not custom.get("turn_failed"):
-            kept.append(m)
+        if not isinstance(custom, dict) or custom.get("turn_failed"):
+            continue
+        if not asked and ("content_ref" in custom or custom.get("escalated")):
+            continue
+        kept.append(m)
     return kept

@@ -44,7 +44,7 @@ _PERSON = re.compile(
     r"real one|mensch\w*|mitarbeiter\w*)\b", re.IGNORECASE)
 _WANT = re.compile(
     r"\b(?:talk|speak|chat|connect|put me through|transfer|get|give|want|need|let me|pass me|hand me|"
-    r"switch|escalate|prefer|sprechen|can i|could i|may i|i'?d like)\b|\bpls\b|\bplease\b|\bnow\b"
+    r"switch|escalate|prefer|rather|sprechen|can i|could i|may i|i'?d like)\b|\bpls\b|\bplease\b|\bnow\b"
     r"|^\W*(?:an? |any |some )?(?:real |actual |live )?(?:person|human|agent|operator|somebody|someone)\W*$",
     re.IGNORECASE)
 
@@ -70,3 +70,13 @@ def asks_for_person(text: str) -> bool:
         return False
     named_team = any(p.search(text) for t, p in _TEAMS if t != PATIENT_SUPPORT)
     return bool((_PERSON.search(text) or named_team) and (_WANT.search(text) or wants_callback(text)))
+
+
+_CONNECT = re.compile(
+    r"\b(?:connect|put (?:me )?through|transfer|speak|talk|chat with|hand me|pass me|get me|patch me|"
+    r"verbinden|sprechen)\b", re.IGNORECASE)
+
+
+def wants_to_be_connected(text: str) -> bool:
+    """"connect me with …", "put me through to …", "can I speak to …": a person, not a written answer."""
+    return bool(_CONNECT.search(text or "") or wants_callback(text))

@@ -322,20 +322,23 @@ class TurnProcessor:
             # The text Rasa sees: a clicked quick reply sends its payload (e.g. "/request_human"); typed
             # text with misspelt product names corrected (the stored message stays as written).
             rasa_text = msg.payload or spelling.correct(msg.body)
-            if not msg.payload and conv.failed_turns >= 1 and routing.asks_for_person(msg.body):
-                # A plain request for a person right after a turn we got wrong: hand over at once,
-                # whatever the NLU would make of it (action_request_handoff reads the team from the text).
-                rasa_text = "/request_human"
             safety_replies = list(outcome.replies)
             ae_found = getattr(outcome, "adverse_event_id", None) is not None and not msg.payload
+            ae_question = None
             if ae_found and ask_rasa:
-                rasa_text = ae_turn.rasa_text(rasa_text)
+                ae_question = ae_turn.embedded_question(rasa_text)
+                rasa_text = ae_question or rasa_text
                 if not safety_replies:  # a detail for an open report (the patient's age, the product …)
                     safety_replies.append(ReplyDraft(text=ae_turn.FOLLOW_UP_THANKS))
+            if not msg.payload and conv.failed_turns >= 1 and routing.asks_for_person(msg.body):
+                # A plain request for a person right after a turn we got wrong: hand over at once,
+                # whatever the NLU (or the screen) made of it; action_request_handoff reads the team
+                # from the stored text.
+                rasa_text = "/request_human"
             screened = ScreenedTurn(conv.id, msg.id, rasa_text, ask_rasa, [*safety_replies, *(api_replies or [])],
                                     intake=step if step is not None and not step.consumed else None,
                                     ae_turn=ae_found and ask_rasa,
-                                    ae_question=ae_found and ask_rasa and rasa_text != ae_turn.AE_INTENT,
+                                    ae_question=ae_question is not None,
                                     handoff=bool(getattr(outcome, "handoff_requested", False)))
             inbox.screened_at = now
             inbox.screen = screened.to_dict()
@@ -362,7 +365,8 @@ class TurnProcessor:
                     if screened.ae_question:
                         drafts.append(ReplyDraft(text=ae_turn.QUESTION_WHILE_RASA_DOWN, buttons=[copy.TALK_TO_PERSON]))
                 else:
-                    drafts.extend(drafts_from_rasa(ae_turn.substantive(rasa_messages))[0])
+                    drafts.extend(drafts_from_rasa(ae_turn.substantive(rasa_messages,
+                                                                        asked=screened.ae_question))[0])
                 # Reporting a problem is not a failed turn, whatever Rasa made of it.
                 conv.failed_turns = 0
             elif failure is not None:

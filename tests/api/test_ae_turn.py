@@ -45,8 +45,13 @@ class ScriptedRasa:
         self.seen.append(text)
         if self.mode == "error":
             return httpx.Response(500, text="down")
-        if text == ae_turn.AE_INTENT:
-            body: list[dict[str, Any]] = [{"recipient_id": "x", "text": FILLER}]
+        if text.startswith("fill:"):  # a form still asking: its question comes back
+            body: list[dict[str, Any]] = [{"recipient_id": "x", "custom": {"text": "Where should we deliver them?",
+                                                                           "asks": "delivery_address"}}]
+        elif "hives" in text:
+            body = [{"recipient_id": "x", "text": FILLER}]
+        elif "fainted" in text:  # the NLU took the narrative for a question: the library abstains
+            body = [{"recipient_id": "x", "custom": {"text": NO_ANSWER, "escalated": True}}]
         elif text.endswith("?"):
             body = [{"recipient_id": "x", "custom": {"text": NO_ANSWER, "escalated": True,
                                                      "buttons": [{"title": "Ask Medical Information",
@@ -107,7 +112,19 @@ def test_a_report_alone_gets_one_message_that_thanks_and_asks_for_what_is_missin
     (only,) = replies
     assert only.startswith("Thank you for telling us.") and "To complete the report" in only
     assert FILLER not in only and NOT_UNDERSTOOD not in only
-    assert chat.rasa.seen == [ae_turn.AE_INTENT]  # the narrative itself is not Rasa's to misread
+    assert chat.rasa.seen == ["one of my patients came out in hives the week she started respizan"]
+
+
+def test_a_report_without_a_question_gets_no_library_answer_or_abstention(chat: Chat) -> None:
+    replies = chat.say("my patient fainted an hour after her respizan injection", _rash())
+    assert len(replies) == 1 and replies[0].startswith("Thank you for telling us.")
+
+
+def test_a_form_in_progress_keeps_asking_after_a_report(chat: Chat) -> None:
+    text = "fill: 4 Mill Lane, Leeds (a pt there had a rash on respizan)"
+    replies = chat.say(text, _rash())
+    assert replies[0].startswith("Thank you for telling us.")
+    assert replies[1:] == ["Where should we deliver them?"]
 
 
 def test_a_question_inside_the_report_is_answered_after_the_acknowledgement(chat: Chat) -> None:
@@ -117,6 +134,12 @@ def test_a_question_inside_the_report_is_answered_after_the_acknowledgement(chat
     assert replies[0].startswith("Thank you for telling us.") and "To complete the report" in replies[0]
     assert replies[1].startswith(NO_ANSWER)
     assert chat.rasa.seen == ["Should the next dose be delayed (respizan)?"]
+
+
+def test_a_message_that_is_all_question_is_still_answered_after_the_acknowledgement(chat: Chat) -> None:
+    # The screen took a dosing question for a report: the question is answered all the same.
+    replies = chat.say("how soon can the respizan dose be repeated?", _rash())
+    assert len(replies) == 2 and replies[1].startswith(NO_ANSWER)
 
 
 def test_a_question_clause_in_the_same_sentence_is_the_one_rasa_gets() -> None:

@@ -30,3 +30,16 @@ def test_a_name_after_a_miss_is_not_taken_for_a_request(engine: Engine) -> None:
         s.get_one(Conversation, chat.conversation_id).failed_turns = 1
     chat.say("Oskar Person")
     assert chat.rasa.seen == ["Oskar Person"]
+
+
+def test_a_request_for_a_person_after_a_miss_wins_even_when_the_screen_opens_a_case(engine: Engine) -> None:
+    from api.safety.screen import ScreenResult
+
+    chat = Chat(engine, ScriptedRasa())
+    with unit_of_work(chat.factory) as s:
+        s.get_one(Conversation, chat.conversation_id).failed_turns = 1
+    words = "my patient on respizan is unwell, I need to talk to a person now"
+    replies = chat.say(words, ScreenResult(adverse_event=True, ae_categories=("side_effect",),
+                                           products=("respizan",), ae_score=0.9))
+    assert chat.rasa.seen == ["/request_human"]
+    assert replies[0].startswith("Thank you for telling us.")  # the case is still acknowledged first

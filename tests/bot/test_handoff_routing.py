@@ -102,3 +102,24 @@ def test_a_meeting_in_everyday_words_goes_to_the_right_team(run_action: RunActio
                slots={"meeting_with": who, "preferred_times": "wednesday lunchtime"})
     row = session.execute(select(ServiceRequest).where(ServiceRequest.conversation_id == conversation.id)).scalar_one()
     assert row.team == team
+
+
+def test_being_put_through_to_medical_information_is_a_handoff_to_medical_information(
+        run_action: RunAction, session: Session, conversation: Conversation) -> None:
+    body = "could you patch me through to med info"
+    run_action("action_ask_medical_information", body, intent="ask_medical_information",
+               message_id=_typed(session, conversation, body))
+    handoff = session.execute(select(Handoff).where(Handoff.conversation_id == conversation.id)).scalar_one()
+    assert handoff.target == "medical_information"
+
+
+def test_a_question_for_medical_information_still_becomes_an_inquiry(
+        run_action: RunAction, session: Session, conversation: Conversation) -> None:
+    from api.safety.models import MedicalInquiry
+
+    body = "please ask medical information whether the tablets can be crushed for a feeding tube"
+    run_action("action_ask_medical_information", body, intent="ask_medical_information",
+               message_id=_typed(session, conversation, body))
+    assert session.execute(select(Handoff).where(Handoff.conversation_id == conversation.id)).first() is None
+    assert session.execute(select(MedicalInquiry).where(MedicalInquiry.conversation_id == conversation.id)
+                           ).scalar_one().text == body

@@ -9,6 +9,10 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from api.conversations.models import Message
+from api.handoffs import routing
+from api.handoffs import service as handoffs
+from api.handoffs.hours import staff_hours
+from api.handoffs.models import HandoffTarget
 from api.rasa.actions.protocol import ActionContext, ActionResult, text
 from api.safety import service as safety
 from api.safety.screen import ScreenResult
@@ -46,7 +50,24 @@ def _products(ctx: ActionContext) -> tuple[str, ...]:
     return (str(product),) if product else ()
 
 
+def _typed(ctx: ActionContext) -> str:
+    if ctx.message_id is not None:
+        msg = ctx.session.get(Message, ctx.message_id)
+        if msg is not None and msg.body:
+            return msg.body
+    return ctx.latest_text
+
+
 def run(ctx: ActionContext) -> ActionResult:
+    typed = _typed(ctx)
+    if not typed.startswith("/") and routing.wants_to_be_connected(typed) and "?" not in typed:
+        # "Put me through to medical information": a person from Medical Information (never a rep).
+        hours = staff_hours(ctx.settings)
+        handoff = handoffs.open_handoff(ctx.session, ctx.conversation, target=HandoffTarget.medical_information,
+                                        reason="hcp_request", now=ctx.now, hours=hours)
+        draft = handoffs.reply_draft(ctx.session, handoff, now=ctx.now, hours=hours)
+        return ActionResult(responses=[text(draft.text, [b.as_dict() for b in draft.buttons],
+                                            handoff=handoff.reference)])
     message = _question_message(ctx)
     if message is None:
         return ActionResult(responses=[text(NOTHING_TO_ASK)])
