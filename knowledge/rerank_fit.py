@@ -5,10 +5,10 @@
 Data (no dev or test split is read):
 
 * MedQuAD **train** (``../shared/eval/medquad/train.jsonl``) against the whole MedQuAD library,
-  split by topic (the ``focus`` of the expected item, hashed) into three disjoint parts:
+  split by topic (the ``focus`` of the expected item, hashed) into disjoint parts:
   A (50 %) trains the two aspect classifiers — questions labelled with their expected item's
   ``qtype``, bodies of A's items with their own ``qtype`` (labels used here only);
-  B-fit (35 %) fits the pair scorer; B-tune (15 %) chooses the threshold.
+  fit (15 %) fits the pair scorer; tune (10 %) chooses the threshold; 25 % spare (unused).
   Aspect features of B are therefore out-of-sample, as they are on any new library.
 * CLINC150 **train** (a 4,000-utterance sample incl. all oos) against the MedQuAD library:
   every candidate is a negative; split 70/30 into fit / tune.
@@ -167,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dry-run", action="store_true", help="print, do not write rerank.json")
     parser.add_argument("--c", type=float, default=1.0)
     parser.add_argument("--b-topics-library", action="store_true",
-                        help="MedQuAD library = the items of the B topics only (development aid)")
+                        help="MedQuAD library = the items of the fit + tune topics only (fewer distractors)")
     args = parser.parse_args(argv)
     from sklearn.linear_model import LogisticRegression
 
@@ -181,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def part(q: LabelledQuery) -> str:
         b = _bucket(focus[sorted(q.expected)[0]])
-        return "A" if b < 0.5 else ("fit" if b < 0.85 else "tune")
+        return "A" if b < 0.5 else "fit" if b < 0.65 else "tune" if b < 0.75 else "spare"
 
     parts = {q.id: part(q) for q in train}
     a_queries = [q for q in train if parts[q.id] == "A"]
@@ -200,10 +200,10 @@ def main(argv: list[str] | None = None) -> int:
     kb_dir = settings.resolved_index_dir
     library = parse_library(lib_path)
     if args.b_topics_library:
-        b_foci = {focus[e] for q in train if parts[q.id] != "A" for e in q.expected}
+        b_foci = {focus[e] for q in train if parts[q.id] in ("fit", "tune") for e in q.expected}
         library = Library([i for i in library.items if focus[i.id] in b_foci], library.products)
     med = LibraryKnowledgeBase(library, KnowledgeBase(kb_dir))
-    b_queries = [(q, f"medquad-{parts[q.id]}") for q in train if parts[q.id] != "A"]
+    b_queries = [(q, f"medquad-{parts[q.id]}") for q in train if parts[q.id] in ("fit", "tune")]
     clinc = read_clinc(SHARED / "clinc150" / "train.jsonl", limit=4000)
     c_queries = [(q, "clinc-fit" if _bucket(q.text) < 0.7 else "clinc-tune") for q in clinc]
     pools = pools_for(med, stage, b_queries + c_queries, cache)
