@@ -159,7 +159,7 @@ class KnowledgeBase:
             hybrid = Ranking("hybrid", [Candidate(int(index[j]), float(x[j, 0]), fusion.dense(x[j, 1], x[j, 2]),
                                                   float(x[j, 5])) for j in range(min(len(index), k))])
             answer, confidence = self.policy.decide(hybrid)
-            return Ranking("hybrid", cands), answer and order[0] == 0, confidence
+            return Ranking("hybrid", cands), bool(answer and order[0] == 0), confidence
         return Ranking("hybrid", cands), best >= reranker.scorer.threshold, best
 
 
