@@ -37,7 +37,7 @@ import json
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -83,8 +83,6 @@ def medquad(dev_topics_only: bool = False) -> tuple[Library, list[LabelledQuery]
 
 def covid_body() -> tuple[Library, list[LabelledQuery]]:
     """covid_faq without ``questions`` and ``title``; queried with its own FAQ questions."""
-    from dataclasses import replace
-
     path = SHARED / "covid_faq" / "library.jsonl"
     library = parse_library(path)
     by_question: dict[str, set[str]] = {}
@@ -113,7 +111,9 @@ def run_set(lkb: LibraryKnowledgeBase, queries: Sequence[LabelledQuery], cache: 
     vectors = _vectors(cache, lkb, [q.text for q in queries])
     policy = load_policy()
     retriever = lkb.kb.retriever
-    out: dict[str, list[Result]] = {"bm25": [], "dense": [], "product": []}
+    out: dict[str, list[Result]] = {"bm25": [], "dense": [], "product": [], "before": []}
+    staged = lkb.kb.policy if lkb.kb.policy.reranker is not None else None
+    before = replace(lkb.kb.policy, reranker=None)
     masks: dict[tuple[str, str], set[tuple[str, int]]] = {}
     for q in queries:
         key = (q.market, q.audience)
@@ -130,6 +130,14 @@ def run_set(lkb: LibraryKnowledgeBase, queries: Sequence[LabelledQuery], cache: 
         d = lkb.kb.decide(q.text, allowed, vectors=vectors)
         top = d.candidate_ids[0][0] if d.candidate_ids else None
         out["product"].append(Result(d.answer, top, d.confidence))
+        if staged is not None:  # the product as it was before the second stage, for comparison
+            lkb.kb.policy = before
+            try:
+                d = lkb.kb.decide(q.text, allowed, vectors=vectors)
+            finally:
+                lkb.kb.policy = staged
+            top = d.candidate_ids[0][0] if d.candidate_ids else None
+            out["before"].append(Result(d.answer, top, d.confidence))
     return out
 
 
@@ -184,10 +192,15 @@ def table(sets: list[tuple[str, LibraryKnowledgeBase, list[LabelledQuery], dict[
         prod_row, prod_wrong = _row(name, "**product**", queries, res["product"], focus)
         at, _ = _row(name, f"raw dense @ product's wrong rate ({100 * prod_wrong:.1f}%)", queries, res["dense"],
                      focus, dense_at(res["dense"], queries, prod_wrong))
-        print("\n".join([rows["bm25"], rows["dense"], at, prod_row]))
+        lines = [rows["bm25"], rows["dense"], at]
+        if res["before"]:
+            lines.append(_row(name, "product before the second stage", queries, res["before"], focus)[0])
+        print("\n".join([*lines, prod_row]))
         oos = run_set(lkb, clinc, cache)
-        for m, label in (("bm25", "BM25"), ("dense", "raw dense"), ("product", "**product**")):
-            print(_row(f"CLINC150 val → {name} library", label, clinc, oos[m], None)[0])
+        for m, label in (("bm25", "BM25"), ("dense", "raw dense"), ("before", "product before the second stage"),
+                         ("product", "**product**")):
+            if oos[m]:
+                print(_row(f"CLINC150 val → {name} library", label, clinc, oos[m], None)[0])
         print(f"<!-- {name}: {elapsed / max(len(queries), 1) * 1000:.1f} ms per query, all methods -->",
               file=sys.stderr)
 
@@ -224,8 +237,10 @@ def main(argv: list[str] | None = None) -> int:
         print(HEADER)
         for name, lkb, queries, _ in reg:
             res = run_set(lkb, queries, cache)
-            for m, label in (("bm25", "BM25"), ("dense", "raw dense"), ("product", "**product**")):
-                print(_row(name, label, queries, res[m], None)[0])
+            for m, label in (("bm25", "BM25"), ("dense", "raw dense"), ("before", "product before the second stage"),
+                             ("product", "**product**")):
+                if res[m]:
+                    print(_row(name, label, queries, res[m], None)[0])
     print(f"\n(ran in {time.perf_counter() - started:.0f} s)")
     return 0
 

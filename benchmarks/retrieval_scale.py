@@ -6,7 +6,9 @@ For each size: index build rate (embedding + faiss + BM25), index memory, and th
 one full hybrid query — query normalisation, query embedding with all-MiniLM-L6-v2 on CPU
 (the product's single-query path, its LRU cache switched off and every query distinct, so each
 one is really embedded), gate mask (5% of items gated), faiss search restricted to allowed
-passages, BM25, fusion — p50/p95 over ``--queries`` queries, one at a time; also the CPU time
+passages, BM25, fusion, and the second stage (``knowledge/rerank.json``: aspect features and
+the pair scorer over the top 10; body aspects computed once at build) — p50/p95 over
+``--queries`` queries, one at a time; also the CPU time
 of the query thread (less sensitive to other processes than wall time) and the machine's load
 average while the queries ran.
 
@@ -29,6 +31,7 @@ import os
 import random
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +48,7 @@ from knowledge.embedding import (  # noqa: E402
 )
 from knowledge.expand import expand_query  # noqa: E402
 from knowledge.policy import load_policy  # noqa: E402
+from knowledge.rerank import candidate_features  # noqa: E402
 from knowledge.retrieval import HybridRetriever, IndexDoc  # noqa: E402
 
 TOPICS = [
@@ -180,29 +184,57 @@ def measure(n: int, index: VectorIndex, docs: list[IndexDoc], texts: list[str], 
         if q not in seen:
             seen.add(q)
             queries.append(q)
-    lat, cpu, emb_lat, search_lat, tops = [], [], [], [], []
+    reranker = load_policy().reranker
+    memo: dict[int, np.ndarray] = {}
+    t2 = time.perf_counter()
+    if reranker is not None:  # body aspects: once per index, as KnowledgeBase.sync does
+        memo = {i: reranker.body_aspects_of(d.body) for i, d in enumerate(docs)}
+    build_other_s += time.perf_counter() - t2
+
+    def answer(q: str, vectors: Callable[[str], np.ndarray] | None = None) -> int | None:
+        """The product's query: hybrid ranking, then the second stage when one is shipped."""
+        if reranker is None:
+            ranking = retriever.rank(q, mask, method="hybrid", k=5, vectors=vectors)
+            return ranking.candidates[0].index if ranking.candidates else None
+        index, x = candidate_features(reranker, retriever, memo, q, mask, vectors)
+        if len(index) == 0:
+            return None
+        p = reranker.scorer.probability(x)
+        return int(index[int(np.argmax(p))])
+
+    lat, cpu, emb_lat, search_lat, stage2, tops = [], [], [], [], [], []
     load0 = os.getloadavg()[0]
     for q in queries:
         s, c = time.perf_counter(), time.thread_time()
-        ranking = retriever.rank(q, mask, method="hybrid", k=5)
+        top = answer(q)
         lat.append((time.perf_counter() - s) * 1000)
         cpu.append((time.thread_time() - c) * 1000)
-        tops.append(docs[ranking.candidates[0].index].id if ranking.candidates else "")
+        tops.append(docs[top].id if top is not None else "")
         s = time.perf_counter()
         qv = embedder.embed([expand_query(q)])
         emb_lat.append((time.perf_counter() - s) * 1000)
         s = time.perf_counter()
-        retriever.rank(q, mask, method="hybrid", k=5, vectors=lambda _t, v=qv: v)
+        answer(q, vectors=_fixed(qv))
         search_lat.append((time.perf_counter() - s) * 1000)
+        s = time.perf_counter()
+        retriever.rank(q, mask, method="hybrid", k=10, vectors=_fixed(qv))
+        stage2.append(search_lat[-1] - (time.perf_counter() - s) * 1000)
     load1 = os.getloadavg()[0]
     p50, p95 = np.percentile(lat, [50, 95])
     c50, c95 = np.percentile(cpu, [50, 95])
     e50, e95 = np.percentile(emb_lat, [50, 95])
     s50, s95 = np.percentile(search_lat, [50, 95])
+    print(f"  {n} items: second stage (aspect features + pair scorer over the top 10) p50 / p95 "
+          f"{np.percentile(stage2, 50):.2f} / {np.percentile(stage2, 95):.2f} ms "
+          f"({'on' if reranker is not None else 'off: no knowledge/rerank.json'})", flush=True)
     total_build = embed_s + build_other_s
     print(f"{n} items ({kind}) done: p50 {p50:.1f} ms p95 {p95:.1f} ms", file=sys.stderr, flush=True)
     return (f"{n:,} ({kind})", len(texts), p50, p95, c50, c95, e50, e95, s50, s95, f"{load0:.1f} → {load1:.1f}",
             len(texts) / total_build, embed_s, build_other_s, faiss_mb, bm25_mb, rss1 - rss0, extrapolated), tops
+
+
+def _fixed(v: np.ndarray) -> Callable[[str], np.ndarray]:
+    return lambda _text: v
 
 
 def report(rows: list[tuple[object, ...]], header: bool = True) -> None:
@@ -211,7 +243,7 @@ def report(rows: list[tuple[object, ...]], header: bool = True) -> None:
               "p50 / p95 | gate+search+fusion p50 / p95 | load avg (1 min) | build rate (passages/s) "
               "| embedding (s) | faiss + BM25 build (s) | faiss MB | BM25 MB | RSS growth MB |")
         print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-    for (n, np_, p50, p95, c50, c95, e50, e95, s50, s95, load, rate, emb, other, fmb, bmb, rss,  # type: ignore[misc]
+    for (n, np_, p50, p95, c50, c95, e50, e95, s50, s95, load, rate, emb, other, fmb, bmb, rss,
          ex) in rows:
         emb_s = f"{emb:.1f}" + (" (extrapolated)" if ex else "")
         print(f"| {n} | {np_:,} | {p50:.1f} / {p95:.1f} | {c50:.1f} / {c95:.1f} | {e50:.1f} / {e95:.1f} "

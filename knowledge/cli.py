@@ -1,4 +1,4 @@
-"""``concierge knowledge validate | load | answer | gaps``."""
+"""``concierge knowledge validate | load | answer | replay | gaps``."""
 
 from __future__ import annotations
 
@@ -33,6 +33,14 @@ def register(subparsers: Any) -> None:
     p.add_argument("--index-dir", type=Path, default=None)
     p.add_argument("--today", type=date.fromisoformat, default=None, help="gate date (default: today)")
     p.set_defaults(func=cmd_answer)
+
+    p = sub.add_parser("replay", help="replay recent questions against a new library file before loading it")
+    p.add_argument("--library", type=Path, required=True)
+    p.add_argument("--days", type=int, default=30)
+    p.add_argument("--index-dir", type=Path, default=None)
+    p.add_argument("--today", type=date.fromisoformat, default=None, help="gate date (default: today)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.set_defaults(func=cmd_replay)
 
     p = sub.add_parser("gaps", help="content-gap report: clusters of escalated / not-helpful questions")
     p.add_argument("--days", type=int, default=30)
@@ -130,6 +138,42 @@ def cmd_answer(args: argparse.Namespace) -> int:
                 "score": round(d.confidence, 6), "candidates": [c for c, _, _ in d.candidate_ids[:5]],
             }) + "\n")
     print(f"{len(queries)} queries: {answered} answered, {len(queries) - answered} escalated -> {args.out}")
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from api.clock import utcnow
+    from api.db import make_engine, make_session_factory
+    from knowledge.engine import LibraryKnowledgeBase, get_knowledge_base
+    from knowledge.library import LibraryInvalid, parse_library
+    from knowledge.replay import replay
+
+    if args.days < 1:
+        print("--days must be at least 1", file=sys.stderr)
+        return 2
+    settings = Settings()
+    try:
+        library = parse_library(args.library)
+    except LibraryInvalid as exc:
+        for err in exc.errors:
+            print(err, file=sys.stderr)
+        return 1
+    lkb = LibraryKnowledgeBase(library, get_knowledge_base(args.index_dir or settings.resolved_index_dir))
+    engine = make_engine(settings.database_url)
+    try:
+        with make_session_factory(engine)() as session:
+            report = replay(session, lkb, since=utcnow() - timedelta(days=args.days),
+                            today=args.today or date.today())
+    finally:
+        engine.dispose()
+    if args.json:
+        print(json.dumps(report.as_dict(), indent=2))
+        return 0
+    print(f"replayed {report.questions} questions of the last {args.days} days against {args.library}: "
+          f"{report.answered} answered (was {report.answered_before}), {report.escalated} escalated, "
+          f"{len(report.changed)} changed")
+    for c in report.changed:
+        print(f"  · {c.query!r}: {c.before} -> {c.after}")
     return 0
 
 

@@ -152,6 +152,14 @@ class KnowledgeBase:
         order = np.lexsort((index, -p))[:k]
         cands = [Candidate(int(index[j]), float(p[j]), float(x[j, 0]), float(x[j, 5])) for j in order]
         best = float(p[order[0]])
+        if self.retriever.docs[int(index[order[0]])].questions:
+            # An item with curated questions: the calibrator fitted on curated-question libraries decides,
+            # and only when the second stage agrees with the hybrid ranking on the item.
+            fusion = self.retriever.fusion
+            hybrid = Ranking("hybrid", [Candidate(int(index[j]), float(x[j, 0]), fusion.dense(x[j, 1], x[j, 2]),
+                                                  float(x[j, 5])) for j in range(min(len(index), k))])
+            answer, confidence = self.policy.decide(hybrid)
+            return Ranking("hybrid", cands), bool(answer and order[0] == 0), confidence
         return Ranking("hybrid", cands), best >= reranker.scorer.threshold, best
 
 

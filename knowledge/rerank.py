@@ -10,6 +10,9 @@ wrong-answer rate. Features per candidate (:data:`FEATURES`):
 * the hybrid score and its parts: best title/question cosine, body cosine, relative BM25 of
   the expanded query and of the query as typed, ceiling-normalised BM25;
 * the candidate's gap to the best hybrid score and its hybrid rank;
+* whether the candidate has curated questions (and that flag times the hybrid score, the
+  question cosine and the gap): a question-to-question match is calibrated differently from a
+  question-to-body one;
 * **aspect agreement**: Σ_a P(question asks about a) · P(body answers a), two small linear
   word-n-gram classifiers (:class:`AspectModel`) over MedQuAD's question types (symptoms,
   treatment, causes, inheritance, …), trained on MedQuAD *train* with its ``qtype`` labels
@@ -96,7 +99,7 @@ class AspectModel:
 
 
 FEATURES = ("hybrid", "question", "body", "lexical", "lexical_raw", "bm25", "gap", "rank",
-            "aspect_agree", "aspect_conf")
+            "aspect_agree", "aspect_conf", "curated", "curated_hybrid", "curated_question", "curated_gap")
 
 
 @dataclass(frozen=True)
@@ -123,7 +126,8 @@ class Reranker:
 
     def features(self, query: str, hybrid: Sequence[float], question: Sequence[float], body: Sequence[float],
                  lexical: Sequence[float], lexical_raw: Sequence[float], bm25: Sequence[float],
-                 bodies: Sequence[npt.NDArray[np.float32]]) -> npt.NDArray[np.float64]:
+                 bodies: Sequence[npt.NDArray[np.float32]], curated: Sequence[bool] | None = None
+                 ) -> npt.NDArray[np.float64]:
         """Feature rows for a pool sorted by hybrid score, best first; ``bodies`` = body aspect vectors."""
         n = len(hybrid)
         h = np.asarray(hybrid, dtype=np.float64)
@@ -142,6 +146,11 @@ class Reranker:
         x[:, 7] = np.log1p(np.arange(n))
         x[:, 8] = agree
         x[:, 9] = float(qa.max())
+        c = np.asarray(curated if curated is not None else [False] * n, dtype=np.float64)
+        x[:, 10] = c
+        x[:, 11] = c * x[:, 0]
+        x[:, 12] = c * x[:, 1]
+        x[:, 13] = c * x[:, 6]
         return x
 
     def body_aspects_of(self, body: str) -> npt.NDArray[np.float32]:
@@ -178,8 +187,9 @@ def candidate_features(reranker: Reranker, retriever: HybridRetriever, memo: dic
         if vec is None:
             vec = memo[i] = reranker.body_aspects_of(retriever.docs[i].body)
         bodies.append(vec)
+    curated = [bool(retriever.docs[i].questions) for i in sig.index.tolist()]
     x = reranker.features(query, hybrid.tolist(), sig.question.tolist(), sig.body.tolist(),
-                          sig.lexical.tolist(), sig.lexical_raw.tolist(), sig.bm25.tolist(), bodies)
+                          sig.lexical.tolist(), sig.lexical_raw.tolist(), sig.bm25.tolist(), bodies, curated)
     return sig.index, x
 
 

@@ -5,10 +5,10 @@
 Data (no dev or test split is read):
 
 * MedQuAD **train** (``../shared/eval/medquad/train.jsonl``) against the whole MedQuAD library,
-  split by topic (the ``focus`` of the expected item, hashed) into three disjoint parts:
+  split by topic (the ``focus`` of the expected item, hashed) into disjoint parts:
   A (50 %) trains the two aspect classifiers — questions labelled with their expected item's
   ``qtype``, bodies of A's items with their own ``qtype`` (labels used here only);
-  B-fit (35 %) fits the pair scorer; B-tune (15 %) chooses the threshold.
+  fit (15 %) fits the pair scorer; tune (10 %) chooses the threshold; 25 % spare (unused).
   Aspect features of B are therefore out-of-sample, as they are on any new library.
 * CLINC150 **train** (a 4,000-utterance sample incl. all oos) against the MedQuAD library:
   every candidate is a negative; split 70/30 into fit / tune.
@@ -16,10 +16,15 @@ Data (no dev or test split is read):
   libraries *with* their curated questions), split 70/30, so the stage keeps working where
   items do have curated questions.
 
+* The same own tuning queries against those libraries' bodies alone (questions removed, and
+  covid's titles, which are its questions): body matching on text that is not MedQuAD's.
+
 The pair scorer is a logistic regression over :data:`knowledge.rerank.FEATURES` (one row per
 (question, candidate) in the hybrid top ``POOL``; label = the candidate is acceptable). The
 threshold is the lowest P(best) such that on the tune part answered-wrong ≤ ``--target-wrong``
-of the MedQuAD tune questions and of the own tuning questions, and CLINC answered ≤ 0.3 %.
+of the MedQuAD tune questions and of the own body-matching tune questions, and CLINC answered
+≤ 0.3 %. (When the best candidate has curated questions, ``KnowledgeBase.decide`` leaves the
+decision to the calibrator fitted on curated-question libraries, so those are not used here.)
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ import hashlib
 import json
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import numpy.typing as npt
@@ -57,6 +62,7 @@ from knowledge.retrieval import EmbeddingCache
 SHARED = REPO_ROOT.parent / "shared" / "eval"
 DATA = REPO_ROOT / "benchmarks" / "data"
 MAX_CLINC = 0.003
+DROPPED = ("curated", "curated_hybrid", "curated_question", "curated_gap")
 DROP_CLASSES = {"support groups"}
 
 
@@ -163,11 +169,12 @@ def choose_threshold(tune: dict[str, list[Pool]], scorer: PairScorer, target: fl
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--target-wrong", type=float, default=0.04)
-    parser.add_argument("--drop", nargs="*", default=[], help="features to leave out (ablation)")
+    parser.add_argument("--drop", nargs="*", default=list(DROPPED),
+                        help=f"features to leave out (default: {', '.join(DROPPED)}, dropped on tuning figures)")
     parser.add_argument("--dry-run", action="store_true", help="print, do not write rerank.json")
     parser.add_argument("--c", type=float, default=1.0)
     parser.add_argument("--b-topics-library", action="store_true",
-                        help="MedQuAD library = the items of the B topics only (development aid)")
+                        help="MedQuAD library = the items of the fit + tune topics only (fewer distractors)")
     args = parser.parse_args(argv)
     from sklearn.linear_model import LogisticRegression
 
@@ -181,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def part(q: LabelledQuery) -> str:
         b = _bucket(focus[sorted(q.expected)[0]])
-        return "A" if b < 0.5 else ("fit" if b < 0.85 else "tune")
+        return "A" if b < 0.5 else "fit" if b < 0.65 else "tune" if b < 0.75 else "spare"
 
     parts = {q.id: part(q) for q in train}
     a_queries = [q for q in train if parts[q.id] == "A"]
@@ -200,10 +207,10 @@ def main(argv: list[str] | None = None) -> int:
     kb_dir = settings.resolved_index_dir
     library = parse_library(lib_path)
     if args.b_topics_library:
-        b_foci = {focus[e] for q in train if parts[q.id] != "A" for e in q.expected}
+        b_foci = {focus[e] for q in train if parts[q.id] in ("fit", "tune") for e in q.expected}
         library = Library([i for i in library.items if focus[i.id] in b_foci], library.products)
     med = LibraryKnowledgeBase(library, KnowledgeBase(kb_dir))
-    b_queries = [(q, f"medquad-{parts[q.id]}") for q in train if parts[q.id] != "A"]
+    b_queries = [(q, f"medquad-{parts[q.id]}") for q in train if parts[q.id] in ("fit", "tune")]
     clinc = read_clinc(SHARED / "clinc150" / "train.jsonl", limit=4000)
     c_queries = [(q, "clinc-fit" if _bucket(q.text) < 0.7 else "clinc-tune") for q in clinc]
     pools = pools_for(med, stage, b_queries + c_queries, cache)
@@ -213,17 +220,29 @@ def main(argv: list[str] | None = None) -> int:
         lkb = LibraryKnowledgeBase(parse_library(lib), KnowledgeBase(kb_dir))
         own = read_queries(DATA / f"retrieval_{name}_tune.jsonl")
         pools += pools_for(lkb, stage, [(q, "own-fit" if _bucket(q.id) < 0.7 else "own-tune") for q in own], cache)
+        # the same tuning queries against the library's bodies alone (questions removed; covid's
+        # titles are its questions, so those go too): body matching on text that is not MedQuAD's
+        lib_body = parse_library(lib)
+        lib_body = Library([replace(i, questions=(), title="" if name == "covid" else i.title)
+                            for i in lib_body.items], lib_body.products)
+        body_kb = LibraryKnowledgeBase(lib_body, KnowledgeBase(kb_dir))
+        pools += pools_for(body_kb, stage, [(q, "ownbody-fit" if _bucket(q.id) < 0.7 else "ownbody-tune")
+                                            for q in own], cache)
 
     features = tuple(f for f in FEATURES if f not in args.drop)
     cols = [FEATURES.index(f) for f in features]
     fit = [p for p in pools if p.group.endswith("-fit") and len(p.y)]
     x = np.vstack([p.x[:, cols] for p in fit])
     y = np.concatenate([p.y for p in fit])
+    # The own tuning queries are few next to MedQuAD's: weight them so each source counts alike.
+    n_med = sum(len(p.y) for p in fit if p.group.startswith("medquad"))
+    n_own = max(sum(len(p.y) for p in fit if p.group.startswith("own")), 1) * 2
+    weight = np.concatenate([np.full(len(p.y), n_med / n_own if p.group.startswith("own") else 1.0) for p in fit])
     model = LogisticRegression(C=args.c, max_iter=5000)
-    model.fit(x, y)
+    model.fit(x, y, sample_weight=weight)
     scorer = PairScorer(features, tuple(round(float(c), 5) for c in model.coef_[0]),
                         round(float(model.intercept_[0]), 5), 0.5)
-    tune = {g: [p for p in pools if p.group == f"{g}-tune"] for g in ("medquad", "clinc", "own")}
+    tune = {g: [p for p in pools if p.group == f"{g}-tune"] for g in ("medquad", "clinc", "ownbody")}
     threshold = choose_threshold(tune, scorer, args.target_wrong)
     scorer = PairScorer(scorer.features, scorer.coef, scorer.intercept, threshold)
     print(f"features {features}\ncoef {scorer.coef}\nintercept {scorer.intercept} threshold {threshold}")
@@ -232,6 +251,10 @@ def main(argv: list[str] | None = None) -> int:
         r = evaluate(ps, scorer, threshold)
         report[g] = {k: round(v, 4) for k, v in r.items()} | {"n": len(ps)}
         print(f"  tune {g}: n={len(ps)} right {r['right']:.3f} wrong {r['wrong']:.3f} top1 {r['top1']:.3f}")
+    for t in (0.5, 0.6, 0.7, 0.8, 0.9, 0.95):
+        print(f"  at {t}: " + ", ".join(
+            f"{g} right {r['right']:.3f} wrong {r['wrong']:.3f}"
+            for g, r in ((g, evaluate(ps, scorer, t)) for g, ps in tune.items())))
     if args.dry_run:
         return 0
     inputs = hashlib.sha256()

@@ -114,4 +114,4 @@ def test_shipped_second_stage_loads_into_the_policy_and_reads_question_aspects()
     qa = stage.question_aspects
     assert qa.classes[int(np.argmax(qa.proba("is this condition passed down from parents to children")))] \
         == "inheritance"
-    assert qa.classes[int(np.argmax(qa.proba("which therapies help people with this disorder")))] == "treatment"
+    assert qa.classes[int(np.argmax(qa.proba("what treatments exist for this disorder?")))] == "treatment"
