@@ -7,7 +7,7 @@ read medical content, anyone when the conversation carries a medical inquiry. Sa
 conversations on the case page and in the case exports instead.
 
 What it shows is exactly what the Inbox shows the same person: the messages come from
-``api.handoffs.service.transcript`` (the live relay's firewall in ``api.relay.firewall``), so a
+``api.handoffs.service.transcript`` (the live relay's firewall in ``api.safety.firewall``), so a
 rep's copy carries a placeholder where the HCP reported an adverse event or asked Medical, and
 where Medical answered; messages the safety screen has not finished are not in it yet. Every
 transcript is audited (who, which conversation, how many messages, how many withheld); reading
@@ -28,7 +28,7 @@ from api.errors import ConciergeError, Forbidden, NotFound
 from api.handoffs import service as handoffs
 from api.handoffs.models import Handoff
 from api.hcps.models import Hcp
-from api.relay import firewall
+from api.safety import firewall
 from api.safety.models import MedicalInquiry
 from api.staff.models import StaffUser
 from api.staff.service import StaffIdentity
@@ -89,7 +89,7 @@ def check_access(session: Session, conv: Conversation, ident: StaffIdentity) -> 
             return
         except ConciergeError:
             continue
-    if firewall.sees_medical(ident) and session.execute(
+    if firewall.sees_medical_content(ident) and session.execute(
             select(MedicalInquiry.id).where(MedicalInquiry.conversation_id == conv.id).limit(1)).first():
         return
     raise Forbidden("this conversation has no handoff for your team or territory, so its transcript is not yours "
@@ -126,7 +126,7 @@ def build(session: Session, conversation_id: str, ident: StaffIdentity, *, now: 
              for h in rows]
     hcp = session.get(Hcp, conv.hcp_id) if conv.hcp_id else None
     withheld = sum(1 for line in lines if line.withheld)
-    shown = firewall.sees_medical(ident)
+    shown = firewall.sees_medical_content(ident)
     audit.record(session, action="conversation.transcript_exported", subject_type="conversation",
                  subject_id=conv.id, actor_type="staff", actor_id=ident.id,
                  data={"format": "html", "messages": len(lines), "withheld": withheld,

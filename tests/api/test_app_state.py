@@ -55,8 +55,8 @@ def test_the_screen_hook_applies_the_screen_and_reports_readiness(monkeypatch: p
     msg = _Msg()
     assert hook(None, "conv", msg, now) == "outcome"  # type: ignore[arg-type]
     assert screen.seen == ["my patient had a rash"]
-    assert calls == [{"conversation": "conv", "message": msg, "result": "screened:my patient had a rash:slot:name", "review_rate": 0.0,
-                      "now": now}]
+    assert calls == [{"conversation": "conv", "message": msg, "result": "screened:my patient had a rash:slot:name",
+                      "now": now, "review_rate": 0.0}]
 
 
 def test_the_live_relay_must_be_running_to_be_used() -> None:
