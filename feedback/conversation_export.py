@@ -39,8 +39,8 @@ from api.errors import Forbidden, InvalidInput
 from api.handoffs.models import Handoff
 from api.safety.models import MedicalInquiry
 from api.staff.models import StaffRole
-from feedback.models import AnswerRating, FeedbackComment, SurveyKind, SurveyResponse, SurveyStatus
 from feedback.cx_queries import conversation_product
+from feedback.models import AnswerRating, FeedbackComment, SurveyKind, SurveyResponse, SurveyStatus
 
 COLUMNS = ("conversation_id", "started_at", "channel", "market", "state", "products", "messages_in",
            "messages_out", "outcome", "handoff", "handoff_status", "handoff_outcome", "handoffs", "time_to_human_s",
