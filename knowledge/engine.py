@@ -73,7 +73,6 @@ class KnowledgeBase:
         self._lock = threading.RLock()
         self._retriever: HybridRetriever | None = None
         self._digest: str | None = None
-        self._aspects: dict[int, npt.NDArray[np.float32]] = {}  # body aspect vectors by item position
         self.last_embedded = 0  # passages embedded by the last rebuild (0 = loaded from disk / cache)
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -109,11 +108,10 @@ class KnowledgeBase:
                 if self._persist:
                     save_retriever(retriever, directory)
             retriever.fusion = self.policy.fusion_weights()
-            aspects: dict[int, npt.NDArray[np.float32]] = {}
-            if self.policy.reranker is not None:  # ~0.5 ms per item, once per index: no cost per query
-                aspects = {i: self.policy.reranker.body_aspects_of(d.body) for i, d in enumerate(retriever.docs)}
-            self._retriever, self._digest = retriever, digest
-            self._aspects = aspects
+            if self.policy.reranker is not None:  # ~1 ms per item, once per index: no cost per query
+                retriever.aspects = {i: self.policy.reranker.body_aspects_of(d.body)
+                                     for i, d in enumerate(retriever.docs)}
+            self._retriever, self._digest = retriever, digest  # aspects travel with their retriever
             return retriever
 
     @property
@@ -145,17 +143,18 @@ class KnowledgeBase:
     def _second_stage(self, reranker: Reranker, query: str, mask: npt.NDArray[np.bool_] | None, k: int,
                       vectors: Callable[[str], Vectors] | None) -> tuple[Ranking, bool, float]:
         """Re-score the hybrid top ``POOL`` as (question, candidate) pairs; answer if P(best) clears the bar."""
-        index, x = candidate_features(reranker, self.retriever, self._aspects, query, mask, vectors)
+        retriever = self.retriever
+        index, x = candidate_features(reranker, retriever, retriever.aspects, query, mask, vectors)
         if len(index) == 0:
             return Ranking("hybrid", []), False, 0.0
         p = reranker.scorer.probability(x)
         order = np.lexsort((index, -p))[:k]
         cands = [Candidate(int(index[j]), float(p[j]), float(x[j, 0]), float(x[j, 5])) for j in order]
         best = float(p[order[0]])
-        if self.retriever.docs[int(index[order[0]])].questions:
+        if retriever.docs[int(index[order[0]])].questions:
             # An item with curated questions: the calibrator fitted on curated-question libraries decides,
             # and only when the second stage agrees with the hybrid ranking on the item.
-            fusion = self.retriever.fusion
+            fusion = retriever.fusion
             hybrid = Ranking("hybrid", [Candidate(int(index[j]), float(x[j, 0]), fusion.dense(x[j, 1], x[j, 2]),
                                                   float(x[j, 5])) for j in range(min(len(index), k))])
             answer, confidence = self.policy.decide(hybrid)

@@ -249,6 +249,8 @@ class HybridRetriever:
         self.position = {d.id: i for i, d in enumerate(self.docs)}
         starts = np.searchsorted(passage_doc, np.arange(len(self.docs) + 1))
         self._passage_ranges = starts.astype(np.int64)
+        # the second stage's body aspect vectors by item position (filled once per index by KnowledgeBase)
+        self.aspects: dict[int, npt.NDArray[np.float32]] = {}
         self._allowed_passages: OrderedDict[bytes, npt.NDArray[np.int64]] = OrderedDict()
         self._allowed_lock = threading.Lock()
 
