@@ -30,6 +30,7 @@ test: setup browser
 lint: venv
 	$(VENV)/bin/ruff check api knowledge feedback tests benchmarks
 	$(VENV)/bin/mypy
+	$(VENV)/bin/python scripts/import_cycles.py --budget 1
 
 setup: venv rasa-venv db model
 

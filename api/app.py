@@ -10,7 +10,7 @@ import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from fastapi import FastAPI, Request
@@ -33,13 +33,14 @@ from api.consoles.render import STATIC as CONSOLE_STATIC
 from api.consoles.render import render as render_console
 from api.content import make_send_gate
 from api.conversations.models import Conversation, Message
-from api.conversations.turn import SafetyHook, SafetyOutcomeLike, TurnProcessor
 from api.db import is_transient, make_engine, make_session_factory
 from api.errors import ConciergeError, DatabaseBusy, RateLimited
 from api.handoffs.hours import staff_hours
 from api.handoffs.service import handoff_from_api
 from api.health.router import router as health_router
 from api.outbox import WebchatSender
+from api.pipeline.turn import SafetyHook, SafetyOutcomeLike, TurnProcessor
+from api.pipeline.worker import ConversationWorker
 from api.rasa.client import RasaClient
 from api.rasa.router import router as rasa_router
 from api.ratelimit import make_limiter
@@ -49,8 +50,11 @@ from api.security_headers import SecurityHeaders
 from api.settings import Settings
 from api.staff.auth import LoginRequired, check_routes_gated, current_identity, is_staff_path, login_redirect_url
 from api.state import AppState
-from api.worker import ConversationWorker
 from feedback.redact import install_log_redaction
+from feedback.rollups import install as install_rollups
+
+if TYPE_CHECKING:
+    from api.safety.classifier import RuleModelScreen
 
 log = logging.getLogger("concierge.app")
 
@@ -58,7 +62,6 @@ log = logging.getLogger("concierge.app")
 def default_safety_hook(settings: Settings) -> SafetyHook:
     """The screen every inbound message passes, with its findings persisted by the service."""
     from api.safety.classifier import build_screen
-    from api.safety.context import screen_context
     from api.safety.service import apply
 
     products = settings.library_path / "products.yaml"
@@ -66,15 +69,30 @@ def default_safety_hook(settings: Settings) -> SafetyHook:
     # Train or load now, in the background, so the first HCP message does not wait for it.
     threading.Thread(target=screen.warm_up, name="safety-warmup", daemon=True).start()
 
-    def hook(session: Session, conv: Conversation, msg: Message, now: datetime) -> SafetyOutcomeLike:
-        # The screen knows what the bot had just asked: a form answer is screened as that answer.
-        result = screen.screen(msg.body, context=screen_context(session, conv, msg))
-        outcome: SafetyOutcomeLike = apply(session, conversation=conv, message=msg, result=result, now=now,
-                                           review_rate=settings.ae_review_sample_rate)
-        return outcome
+    return ScreenHook(screen, apply, review_rate=settings.ae_review_sample_rate)
 
-    hook.ready = screen.ready  # type: ignore[attr-defined]
-    return hook
+
+class ScreenHook:
+    """The default safety hook: the classifier screen, its findings persisted by ``apply``; ``ready``
+    tells the readiness probe whether the screen has loaded."""
+
+    def __init__(self, screen: RuleModelScreen, apply: Callable[..., SafetyOutcomeLike], *,
+                 review_rate: float = 0.02) -> None:
+        self.screen = screen
+        self.apply = apply
+        # share of unflagged messages drawn for the blinded AE review queue (api.safety.recall)
+        self.review_rate = review_rate
+
+    def __call__(self, session: Session, conv: Conversation, msg: Message, now: datetime) -> SafetyOutcomeLike:
+        from api.safety.context import screen_context
+
+        # The screen knows what the bot had just asked: a form answer is screened as that answer.
+        result = self.screen.screen(msg.body, context=screen_context(session, conv, msg))
+        return self.apply(session, conversation=conv, message=msg, result=result, now=now,
+                          review_rate=self.review_rate)
+
+    def ready(self) -> bool:
+        return self.screen.ready()
 
 
 def _warm_knowledge(state: AppState) -> None:
@@ -82,7 +100,7 @@ def _warm_knowledge(state: AppState) -> None:
         from knowledge.service import get_knowledge_base
 
         kb = get_knowledge_base(state.settings.resolved_index_dir)
-        state.extras["knowledge_ready"] = kb.ready
+        state.knowledge_ready = kb.ready
         with state.session_factory() as session:
             kb.warm_up(session)
     except Exception:
@@ -223,6 +241,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings.var_dir.mkdir(parents=True, exist_ok=True)
         eng = engine or make_engine(settings.database_url)
+        install_rollups()  # CX rollup days marked dirty on every flush
         factory = make_session_factory(eng)
         the_clock = clock or SystemClock()
         rasa = RasaClient(settings.rasa_url, settings.rasa_token, settings.rasa_timeout,
@@ -233,10 +252,10 @@ def create_app(
         relay = await Relay.start(settings.redis_url, eng)
         install_relay(factory, relay.bus)
         worker.on_processed = relay.bus.publish
+        hook = processor.safety_hook
         state = AppState(settings=settings, engine=eng, session_factory=factory, clock=the_clock,
-                         rasa=rasa, worker=worker, limiter=make_limiter(settings.redis_url))
-        state.extras["relay"] = relay
-        state.extras["safety_ready"] = getattr(processor.safety_hook, "ready", lambda: True)
+                         rasa=rasa, worker=worker, limiter=make_limiter(settings.redis_url), relay=relay,
+                         safety_ready=hook.ready if isinstance(hook, ScreenHook) else lambda: True)
         app.state.concierge = state
         if warm_knowledge:
             threading.Thread(target=_warm_knowledge, args=(state,), name="kb-warmup", daemon=True).start()
@@ -244,7 +263,7 @@ def create_app(
         inline = settings.whatsapp_worker == "inline"
         dispatcher = _whatsapp_dispatcher(settings, factory, the_clock) if inline else None
         if dispatcher is not None:
-            state.extras["whatsapp_dispatcher"] = dispatcher
+            state.whatsapp_dispatcher = dispatcher
             dispatcher.start()
             worker.on_turn_done = lambda _result: dispatcher.kick()
         rollup_task = _start_rollup_refresher(settings, factory, the_clock)
@@ -253,7 +272,7 @@ def create_app(
         ingester = None
         if inline:
             ingester = whatsapp_ingester(settings, eng, factory, the_clock, worker, dispatcher)
-            state.extras["whatsapp_ingester"] = ingester
+            state.whatsapp_ingester = ingester
             ingester.start()
         skip = () if inline else ("whatsapp",)
         recovered = worker.recover(skip_channels=skip)

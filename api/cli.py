@@ -7,6 +7,11 @@ import importlib
 import sys
 from collections.abc import Callable, Sequence
 
+from sqlalchemy.orm import Session, sessionmaker
+
+from api.db import make_engine, make_session_factory
+from api.settings import Settings
+
 # Feature modules that add subcommands: each exposes ``register(subparsers)``; every
 # parser it adds sets ``func`` (args → exit code).
 FEATURE_CLIS = (
@@ -37,6 +42,11 @@ def int_at_least(minimum: int) -> Callable[[str], int]:
     return parse
 
 
+def open_sessions(settings: Settings) -> sessionmaker[Session]:
+    """The session factory a command works with: an engine on the configured database."""
+    return make_session_factory(make_engine(settings.database_url))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="concierge", description="HCP Concierge")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -47,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from feedback.rollups import install as install_rollups
+
+    install_rollups()  # every command that writes marks the CX rollup days it changes dirty
     parser = build_parser()
     args = parser.parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func

@@ -124,9 +124,8 @@ def read_only(engine: Engine) -> Iterator[Session]:
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
-    # Installs the flush hook that marks CX rollup days dirty when rows they count change.
-    import feedback.rollups  # noqa: F401
-
+    # The flush hook that marks CX rollup days dirty is installed by each process's wiring
+    # (``feedback.rollups.install``), not here: the core imports no domain.
     return sessionmaker(bind=engine, expire_on_commit=False, autoflush=True)
 
 

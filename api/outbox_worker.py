@@ -292,17 +292,13 @@ class OutboxDispatcher:
             if not decision.allowed:
                 fatigue.defer(session, item, decision=decision, purpose=send.purpose, now=now)
                 return "deferred"
-            if not wa.in_session_window(conv, now):
-                template = self.templates.get(send.purpose or "")
-                if template:
-                    send.template_sid = template
-                else:
-                    send.held_reason = (
-                        "outside WhatsApp's 24-hour window and no approved template for "
-                        f"{send.purpose or 'a free-form reply'}"
-                    )
-                    self._hold(session, item, msg, conv, send, now)
-                    return "outside window"
+            form = wa.send_form(conv, purpose=send.purpose, templates=self.templates, now=now)
+            if form.template_sid:
+                send.template_sid = form.template_sid
+            elif form.held_reason:
+                send.held_reason = form.held_reason
+                self._hold(session, item, msg, conv, send, now)
+                return "outside window"
         return None
 
     def _hold(self, session: Session, item: OutboxItem, msg: Message, conv: Conversation, send: WhatsappSend,

@@ -8,6 +8,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from api.timewindows import parse_quiet_hours, parse_timezone, parse_windows
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -159,16 +161,12 @@ class Settings(BaseSettings):
     @field_validator("staff_hours")
     @classmethod
     def _check_staff_hours(cls, value: str) -> str:
-        from api.handoffs.hours import parse_windows
-
         parse_windows(value)
         return value
 
     @field_validator("staff_timezone")
     @classmethod
     def _check_staff_timezone(cls, value: str) -> str:
-        from api.handoffs.hours import parse_timezone
-
         parse_timezone(value)
         return value
 
@@ -188,16 +186,12 @@ class Settings(BaseSettings):
     @field_validator("quiet_hours")
     @classmethod
     def _check_quiet_hours(cls, value: str) -> str:
-        from feedback.fatigue import parse_quiet_hours
-
         parse_quiet_hours(value)
         return value
 
     @field_validator("market_timezones")
     @classmethod
     def _check_market_timezones(cls, value: dict[str, str]) -> dict[str, str]:
-        from feedback.fatigue import parse_timezone
-
         for name in value.values():
             parse_timezone(name)
         return {k.upper(): v for k, v in value.items()}

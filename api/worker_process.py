@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 from sqlalchemy import Engine
 
-from api.conversations.turn import SafetyHook
+from api.pipeline.turn import SafetyHook
 from api.settings import Settings
 
 log = logging.getLogger("concierge.worker_process")
@@ -42,12 +42,14 @@ async def run_worker(
     from api.audit.service import configure_from
     from api.clock import SystemClock
     from api.db import make_engine, make_session_factory
+    from api.pipeline.worker import ConversationWorker
     from api.rasa.client import RasaClient
     from api.relay.bus import make_bus
     from api.relay.hooks import install as install_relay
-    from api.worker import ConversationWorker
+    from feedback.rollups import install as install_rollups
 
     configure_from(settings)  # the audit chain's key
+    install_rollups()  # CX rollup days marked dirty on every flush
     eng = engine or make_engine(settings.database_url)
     factory = make_session_factory(eng)
     clock = SystemClock()

@@ -206,6 +206,7 @@ def main() -> int:
     ap.add_argument("--keep", action="store_true", help="do not drop the database at the end")
     args = ap.parse_args()
 
+    rollups.install()  # wired like the app: ORM flushes mark rollup days dirty
     url, existed = fresh_database(args.url, args.reuse)
     engine = make_engine(url)
     try:

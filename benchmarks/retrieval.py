@@ -1,135 +1,231 @@
-"""Retrieval quality on held-out queries: BM25 alone, dense alone and the product, side by side.
+"""Retrieval quality on text nobody here wrote: one table, set × method.
 
-    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/retrieval.py [--clinc-limit N]
+    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/retrieval.py [--clinc-limit N] [--no-regression]
 
-Held-out sets only: ``benchmarks/data/retrieval_{demo,covid}_test.jsonl`` and CLINC150 *val*
-(every utterance off-topic). The policy (``knowledge/policy.json``) was fitted by
-``python -m knowledge.tune`` on the ``*_tune.jsonl`` sets and CLINC150 *train*.
+Headline sets (public dev splits; nothing in the product was fitted on them):
 
-Columns: recall@1 / recall@5 / MRR over answerable queries (ranking only); then with the
-abstention policy applied: answered-correct, answered-wrong and escalated as % of answerable
-queries; on-topic-unanswerable (gated or not covered) escalated; CLINC150 val escalated.
+* **MedQuAD dev** — 2,918 NIH-style questions against the whole 16,381-item MedQuAD library
+  (``../shared/eval/medquad``: title = topic only, no curated questions; the answer is a body).
+  Same-topic items of other question types are the look-alikes.
+* **covid_faq body matching** — the 213 FAQ items with ``questions`` and ``title`` removed, each
+  FAQ question asked as a query (acceptable: every item with that exact question).
+* **CLINC150 val** — 3,100 off-topic utterances asked of each of the two libraries above; all
+  must escalate ("answered" is the failure).
 
-Then an ablation (ranking only, same queries): each single method given the product's short-form
-expansion, the product without BM25, and the product with the previous fixed mix, so the gain
-can be traced to its parts.
+Methods: BM25 alone and raw dense alone (best passage cosine, MiniLM), each with its own fitted
+calibrator (``knowledge/policy.json``); raw dense again with a plain cosine threshold set *on
+this set* so it answers wrongly at the same rate as the product (an optimistic baseline: its
+threshold sees the answers); and the product (``KnowledgeBase.decide``: hybrid ranking, then
+the second stage when ``knowledge/rerank.json`` is present, then abstention).
+
+Columns: answered-correct, answered-wrong, escalated as % of the set's queries; top-1 = ranking
+only (is the first candidate acceptable, whatever the decision); look-alike = answered with an
+item of the *same topic* as an expected item but not acceptable (MedQuAD only: same ``focus``,
+read here for scoring, never by the product).
+
+Then the regression sets written for this project (``benchmarks/data/retrieval_*_test.jsonl``)
+with the same columns: regression tests, not headline figures.
+
+Embeddings are cached by text hash under ``var/index`` (library passages and queries), so a
+rerun only embeds what changed.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
-from dataclasses import replace
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from api.settings import Settings  # noqa: E402
+from knowledge.embedding import Vectors  # noqa: E402
 from knowledge.engine import KnowledgeBase, LibraryKnowledgeBase  # noqa: E402
-from knowledge.evaluation import LabelledQuery, Outcome, read_clinc, read_queries, run  # noqa: E402
+from knowledge.evaluation import EVAL_TODAY, LabelledQuery, read_clinc, read_queries  # noqa: E402
 from knowledge.expand import expand_query  # noqa: E402
-from knowledge.library import parse_library  # noqa: E402
+from knowledge.gate import Recipient  # noqa: E402
+from knowledge.library import Library, LibraryItem, parse_library  # noqa: E402
 from knowledge.policy import load_policy  # noqa: E402
-from knowledge.retrieval import METHODS, EmbeddingCache, Fusion  # noqa: E402
+from knowledge.retrieval import EmbeddingCache  # noqa: E402
 
-SHARED = REPO.parent / "shared"
+SHARED = REPO.parent / "shared" / "eval"
 DATA = REPO / "benchmarks" / "data"
-LIBRARIES = {
-    "demo": (REPO / "knowledge" / "content", DATA / "retrieval_demo_test.jsonl"),
-    "covid": (SHARED / "eval" / "covid_faq" / "library.jsonl", DATA / "retrieval_covid_test.jsonl"),
-}
-LABELS = {"bm25": "BM25 alone", "dense": "dense alone", "hybrid": "product (hybrid)"}
+MODEL = "all-MiniLM-L6-v2"
 
 
-def _pct(n: float, d: int) -> str:
-    return f"{100 * n / d:5.1f}%" if d else "   n/a"
+@dataclass(frozen=True)
+class Result:
+    answered: bool
+    top1: str | None
+    score: float   # the method's own ranking score of #1 (dense: cosine)
 
 
-def summarise(outs: list[Outcome], oos: list[Outcome]) -> dict[str, str]:
+def medquad(dev_topics_only: bool = False) -> tuple[Library, list[LabelledQuery], dict[str, str]]:
+    """The library (all 16,381 items, or with ``dev_topics_only`` the 3,253 items of dev's topics) and dev."""
+    lib_path = SHARED / "medquad" / "library.jsonl"
+    focus = {}
+    for line in lib_path.read_text(encoding="utf-8").splitlines():
+        d = json.loads(line)
+        focus[d["id"]] = d.get("focus") or d["title"]
+    library, queries = parse_library(lib_path), read_queries(SHARED / "medquad" / "dev.jsonl")
+    if dev_topics_only:
+        topics = {focus[e] for q in queries for e in q.expected}
+        library = Library([i for i in library.items if focus[i.id] in topics], library.products)
+    return library, queries, focus
+
+
+def covid_body() -> tuple[Library, list[LabelledQuery]]:
+    """covid_faq without ``questions`` and ``title``; queried with its own FAQ questions."""
+    from dataclasses import replace
+
+    path = SHARED / "covid_faq" / "library.jsonl"
+    library = parse_library(path)
+    by_question: dict[str, set[str]] = {}
+    for item in library.items:
+        by_question.setdefault(item.title.strip(), set()).add(item.id)
+    items: list[LibraryItem] = [replace(i, title="", questions=()) for i in library.items]
+    queries = [LabelledQuery(f"covid-body-{n}", q, frozenset(ids)) for n, (q, ids) in enumerate(by_question.items())]
+    return Library(items, library.products), queries
+
+
+def _vectors(cache: EmbeddingCache, lkb: LibraryKnowledgeBase, texts: Sequence[str]) -> Callable[[str], Vectors]:
+    all_texts = list(dict.fromkeys([*texts, *(expand_query(t) for t in texts)]))
+    embedded = cache.embed(all_texts, lkb.kb.embedder)
+    row = {t: i for i, t in enumerate(all_texts)}
+
+    def vectors(text: str) -> Vectors:
+        if text in row:
+            return embedded[row[text]:row[text] + 1]
+        return lkb.kb.embedder.embed([text])
+    return vectors
+
+
+def run_set(lkb: LibraryKnowledgeBase, queries: Sequence[LabelledQuery], cache: EmbeddingCache
+            ) -> dict[str, list[Result]]:
+    """Each method's decision and top-1 for every query (verified HCP, the query's market)."""
+    vectors = _vectors(cache, lkb, [q.text for q in queries])
     policy = load_policy()
-    answerable = [o for o in outs if o.answerable]
-    unanswerable = [o for o in outs if not o.answerable]
-
-    def answered(o: Outcome) -> bool:
-        return policy.calibrators[o.method].probability(o.features) >= policy.calibrators[o.method].threshold \
-            if o.ranked_ids else False
-
-    a = len(answerable)
-    return {
-        "n": str(a),
-        "R@1": f"{sum(o.top1_correct for o in answerable) / a:.3f}",
-        "R@5": f"{sum(o.reciprocal_rank() > 0 for o in answerable) / a:.3f}",
-        "MRR": f"{sum(o.reciprocal_rank() for o in answerable) / a:.3f}",
-        "answered right": _pct(sum(answered(o) and o.top1_correct for o in answerable), a),
-        "answered wrong": _pct(sum(answered(o) and not o.top1_correct for o in answerable), a),
-        "escalated": _pct(sum(not answered(o) for o in answerable), a),
-        "unanswerable escalated": f"{sum(not answered(o) for o in unanswerable)}/{len(unanswerable)}",
-        "CLINC val escalated": _pct(sum(not answered(o) for o in oos), len(oos)),
-    }
-
-
-def _ranking_row(label: str, outs: list[Outcome]) -> str:
-    a = [o for o in outs if o.answerable]
-    return (f"| {label} | {len(a)} | {sum(o.top1_correct for o in a) / len(a):.3f} "
-            f"| {sum(o.reciprocal_rank() > 0 for o in a) / len(a):.3f} "
-            f"| {sum(o.reciprocal_rank() for o in a) / len(a):.3f} |")
-
-
-def ablation(lkb: LibraryKnowledgeBase, queries: list[LabelledQuery], cache: EmbeddingCache,
-             res: dict[str, list[Outcome]]) -> None:
     retriever = lkb.kb.retriever
-    product = retriever.fusion
-    expanded = [replace(q, text=expand_query(q.text)) for q in queries]
-    single = run(lkb, expanded, methods=("bm25", "dense"), cache=cache)
-    print("\nablation (ranking only):\n")
-    print("| variant | n | R@1 | R@5 | MRR |\n|---|---|---|---|---|")
-    print(_ranking_row("BM25 alone, query as typed (baseline above)", res["bm25"]))
-    print(_ranking_row("BM25 alone + short-form expansion", single["bm25"]))
-    print(_ranking_row("dense alone, query as typed (baseline above)", res["dense"]))
-    print(_ranking_row("dense alone + short-form expansion", single["dense"]))
-    variants = {
-        "product without BM25 (dense fields only)": Fusion(product.question, product.body, product.best, 0.0, 0.0),
-        "product with the previous fixed mix (0.7 question + 0.3 body + 0.05 BM25)": Fusion(0.7, 0.3, 0.0, 0.05, 0.0),
-    }
-    try:
-        for label, fusion in variants.items():
-            retriever.fusion = fusion
-            print(_ranking_row(label, run(lkb, queries, methods=("hybrid",), cache=cache)["hybrid"]))
-    finally:
-        retriever.fusion = product
-    print(_ranking_row("product (fitted fusion, above)", res["hybrid"]))
+    out: dict[str, list[Result]] = {"bm25": [], "dense": [], "product": []}
+    masks: dict[tuple[str, str], set[tuple[str, int]]] = {}
+    for q in queries:
+        key = (q.market, q.audience)
+        if key not in masks:
+            masks[key] = lkb.allowed(Recipient(q.market, q.audience, verified=True), EVAL_TODAY)
+        allowed = masks[key]
+        mask = np.fromiter(((d.id, d.version) in allowed for d in retriever.docs), dtype=bool,
+                           count=len(retriever.docs))
+        for m in ("bm25", "dense"):
+            ranking = retriever.rank(q.text, mask, method=m, k=5, vectors=vectors)
+            ok, _ = policy.decide(ranking)
+            top = retriever.docs[ranking.candidates[0].index].id if ranking.candidates else None
+            out[m].append(Result(ok, top, ranking.candidates[0].score if ranking.candidates else -1.0))
+        d = lkb.kb.decide(q.text, allowed, vectors=vectors)
+        top = d.candidate_ids[0][0] if d.candidate_ids else None
+        out["product"].append(Result(d.answer, top, d.confidence))
+    return out
+
+
+def _row(name: str, method: str, queries: Sequence[LabelledQuery], res: Sequence[Result],
+         focus: dict[str, str] | None, answered: Callable[[Result], bool] | None = None) -> tuple[str, float]:
+    n = len(queries)
+    ans = [answered(r) if answered else r.answered for r in res]
+    right = sum(a and r.top1 in q.expected for a, r, q in zip(ans, res, queries, strict=True))
+    wrong = sum(a and r.top1 not in q.expected for a, r, q in zip(ans, res, queries, strict=True))
+    top1 = sum(r.top1 in q.expected for r, q in zip(res, queries, strict=True))
+    look = "—"
+    if focus is not None:
+        foci = [{focus[e] for e in q.expected} for q in queries]
+        la = sum(a and r.top1 is not None and r.top1 not in q.expected and focus.get(r.top1) in f
+                 for a, r, q, f in zip(ans, res, queries, foci, strict=True))
+        look = f"{100 * la / n:.1f}%"
+    answerable = any(q.expected for q in queries)
+    cells = [f"{100 * right / n:.1f}%", f"{100 * wrong / n:.1f}%", f"{100 * (n - right - wrong) / n:.1f}%",
+             f"{top1 / n:.3f}", look] if answerable else \
+        ["—", f"**{100 * wrong / n:.2f}%** answered", f"{100 * (n - wrong) / n:.2f}%", "—", "—"]
+    return f"| {name} | {method} | {n} | " + " | ".join(cells) + " |", wrong / n
+
+
+def dense_at(res: Sequence[Result], queries: Sequence[LabelledQuery], wrong_rate: float) -> Callable[[Result], bool]:
+    """Cosine threshold on this set so raw dense answers wrongly at most ``wrong_rate`` of the queries."""
+    pairs = sorted(((r.score, r.top1 in q.expected) for r, q in zip(res, queries, strict=True)), reverse=True)
+    budget = int(wrong_rate * len(queries) + 1e-9)
+    wrong, cut = 0, float("inf")
+    for i, (s, ok) in enumerate(pairs):
+        wrong += not ok
+        if wrong > budget:
+            break
+        if i + 1 == len(pairs) or pairs[i + 1][0] < s:
+            cut = s
+    return lambda r: r.score >= cut
+
+
+HEADER = ("| set | method | n | answered correct | answered wrong | escalated | top-1 | look-alike answered |\n"
+          "|---|---|---|---|---|---|---|---|")
+
+
+def table(sets: list[tuple[str, LibraryKnowledgeBase, list[LabelledQuery], dict[str, str] | None]],
+          clinc: list[LabelledQuery], cache: EmbeddingCache) -> None:
+    print(HEADER)
+    for name, lkb, queries, focus in sets:
+        t0 = time.perf_counter()
+        res = run_set(lkb, queries, cache)
+        elapsed = time.perf_counter() - t0
+        rows = {}
+        for m, label in (("bm25", "BM25 (own calibrator)"), ("dense", "raw dense (own calibrator)")):
+            rows[m], _ = _row(name, label, queries, res[m], focus)
+        prod_row, prod_wrong = _row(name, "**product**", queries, res["product"], focus)
+        at, _ = _row(name, f"raw dense @ product's wrong rate ({100 * prod_wrong:.1f}%)", queries, res["dense"],
+                     focus, dense_at(res["dense"], queries, prod_wrong))
+        print("\n".join([rows["bm25"], rows["dense"], at, prod_row]))
+        oos = run_set(lkb, clinc, cache)
+        for m, label in (("bm25", "BM25"), ("dense", "raw dense"), ("product", "**product**")):
+            print(_row(f"CLINC150 val → {name} library", label, clinc, oos[m], None)[0])
+        print(f"<!-- {name}: {elapsed / max(len(queries), 1) * 1000:.1f} ms per query, all methods -->",
+              file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clinc-limit", type=int, default=None, help="sample CLINC val (default: all)")
-    parser.add_argument("--no-ablation", action="store_true", help="skip the ablation tables")
+    parser.add_argument("--no-regression", action="store_true", help="skip the own regression sets")
+    parser.add_argument("--sets", nargs="*", default=["medquad", "covid-body"])
+    parser.add_argument("--medquad-dev-topics-only", action="store_true",
+                        help="library = the 3,253 items of dev's topics only (fewer distractors; development aid)")
     args = parser.parse_args(argv)
     settings = Settings()
     started = time.perf_counter()
-    query_cache = EmbeddingCache(settings.resolved_index_dir / "queries", "all-MiniLM-L6-v2")
-    clinc = read_clinc(SHARED / "eval" / "clinc150" / "val.jsonl", limit=args.clinc_limit)
-    policy = load_policy()
-    print(f"policy: fusion {policy.fusion_weights().as_dict()}; thresholds "
-          + ", ".join(f"{m}={c.threshold}" for m, c in policy.calibrators.items()))
-    cols = ["n", "R@1", "R@5", "MRR", "answered right", "answered wrong", "escalated",
-            "unanswerable escalated", "CLINC val escalated"]
-    for name, (lib, qpath) in LIBRARIES.items():
-        lkb = LibraryKnowledgeBase(parse_library(lib), KnowledgeBase(settings.resolved_index_dir))
-        queries = read_queries(qpath)
-        res = run(lkb, queries, cache=query_cache)
-        oos = run(lkb, clinc, cache=query_cache)
-        print(f"\n### {name} library ({len(lkb.library.items)} items) — {qpath.name}: {len(queries)} queries "
-              f"({sum(1 for q in queries if q.expected)} answerable), CLINC150 val: {len(clinc)}\n")
-        print("| method | " + " | ".join(cols) + " |")
-        print("|---|" + "---|" * len(cols))
-        for m in METHODS:
-            row = summarise(res[m], oos[m])
-            print(f"| {LABELS[m]} | " + " | ".join(row[c] for c in cols) + " |")
-        if not args.no_ablation:
-            ablation(lkb, queries, query_cache, res)
+    cache = EmbeddingCache(settings.resolved_index_dir / "queries", MODEL)
+    clinc = read_clinc(SHARED / "clinc150" / "val.jsonl", limit=args.clinc_limit)
+    kb_dir = settings.resolved_index_dir
+    sets: list[tuple[str, LibraryKnowledgeBase, list[LabelledQuery], dict[str, str] | None]] = []
+    if "medquad" in args.sets:
+        lib, queries, focus = medquad(args.medquad_dev_topics_only)
+        label = "MedQuAD dev (dev-topic items only)" if args.medquad_dev_topics_only else "MedQuAD dev"
+        sets.append((label, LibraryKnowledgeBase(lib, KnowledgeBase(kb_dir)), queries, focus))
+    if "covid-body" in args.sets:
+        lib, queries = covid_body()
+        sets.append(("covid_faq body matching", LibraryKnowledgeBase(lib, KnowledgeBase(kb_dir)), queries, None))
+    print("## Headline: public dev splits (not fitted on)\n")
+    table(sets, clinc, cache)
+    if not args.no_regression:
+        print("\n## Regression: query sets written for this project (not headline figures)\n")
+        reg = [(f"regression: {name}", LibraryKnowledgeBase(parse_library(lib), KnowledgeBase(kb_dir)),
+                read_queries(q), None) for name, lib, q in (
+            ("demo", REPO / "knowledge" / "content", DATA / "retrieval_demo_test.jsonl"),
+            ("covid (with questions)", SHARED / "covid_faq" / "library.jsonl", DATA / "retrieval_covid_test.jsonl"))]
+        print(HEADER)
+        for name, lkb, queries, _ in reg:
+            res = run_set(lkb, queries, cache)
+            for m, label in (("bm25", "BM25"), ("dense", "raw dense"), ("product", "**product**")):
+                print(_row(name, label, queries, res[m], None)[0])
     print(f"\n(ran in {time.perf_counter() - started:.0f} s)")
     return 0
 

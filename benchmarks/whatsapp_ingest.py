@@ -297,9 +297,9 @@ def serve_api(port: int, safety: str, breakdown_out: str | None = None, write_qu
 
     from api import sqlite_writes
     from api.app import create_app
-    from api.conversations.turn import null_safety_hook
     from api.db import make_engine
     from api.migrate import upgrade
+    from api.pipeline.turn import null_safety_hook
     from api.settings import Settings
 
     settings = Settings()
@@ -327,7 +327,7 @@ def serve_worker(safety: str) -> None:
     dispatcher), optionally without the safety screen like the api above."""
     import signal
 
-    from api.conversations.turn import null_safety_hook
+    from api.pipeline.turn import null_safety_hook
     from api.settings import Settings
     from api.worker_process import run_worker
 

@@ -8,7 +8,7 @@ import sys
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from api.cli import int_at_least
+from api.cli import int_at_least, open_sessions
 from api.clock import SystemClock
 from api.db import make_engine, make_session_factory, unit_of_work
 from api.settings import Settings
@@ -84,7 +84,7 @@ def cmd_themes(args: argparse.Namespace) -> int:
         print("error: --since must be before --until", file=sys.stderr)
         return 2
     embedder: Embedder = HashingEmbedder() if args.embedder == "hashing" else SentenceTransformerEmbedder()
-    factory = make_session_factory(make_engine(Settings().database_url))
+    factory = open_sessions(Settings())
     with unit_of_work(factory) as session:
         run, result = run_themes(session, since=since, until=until, embedder=embedder, now=now, method=args.method)
         views = latest_themes(session, since=since, until=until)

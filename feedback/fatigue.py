@@ -23,10 +23,9 @@ them; their caps live where they are asked: NPS at most once per 90 days per pro
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, time, timedelta
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import ColumnElement, or_, select, update
 from sqlalchemy.orm import Session
@@ -34,9 +33,9 @@ from sqlalchemy.orm import Session
 from api.audit import service as audit
 from api.channels.whatsapp.models import WhatsappSend
 from api.conversations.models import Conversation, OutboxItem, OutboxStatus
-from api.errors import InvalidInput
 from api.hcps.models import Hcp
 from api.settings import Settings
+from api.timewindows import parse_quiet_hours, parse_timezone
 from feedback.models import Preference, PreferenceName
 
 DEFERRED = "deferred"  # outbox status: waiting for the fatigue guard; next_attempt_at says until when
@@ -53,30 +52,6 @@ DEFAULT_MARKET_TIMEZONES: dict[str, str] = {
 class Cap:
     messages: int
     window: timedelta
-
-
-def parse_quiet_hours(value: str) -> tuple[time, time] | None:
-    """'21:00-08:00' → (start, end) local times (may wrap midnight); '' or 'off' → no quiet hours."""
-    value = value.strip()
-    if value.lower() in ("", "off", "none"):
-        return None
-    m = re.fullmatch(r"\s*(\d{2}:\d{2})\s*-\s*(\d{2}:\d{2})\s*", value)
-    try:
-        if m is None:
-            raise ValueError(value)
-        start, end = time.fromisoformat(m.group(1)), time.fromisoformat(m.group(2))
-    except ValueError as exc:
-        raise InvalidInput(f"quiet hours must look like 21:00-08:00, not {value!r}") from exc
-    if start == end:
-        raise InvalidInput("quiet hours must not start and end at the same time")
-    return start, end
-
-
-def parse_timezone(name: str) -> ZoneInfo:
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise InvalidInput(f"unknown time zone {name!r}") from exc
 
 
 @dataclass(frozen=True)

@@ -41,24 +41,36 @@ import importlib
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, date, datetime, timedelta
-from typing import Any, Literal, Protocol
+from datetime import UTC, date, timedelta
+from typing import Any, Protocol
 
-from sqlalchemy import Date, Float, and_, case, cast, func, literal, or_, select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
-from sqlalchemy.sql.elements import ColumnElement
 
 from api.conversations.models import Conversation
-from api.handoffs.models import Handoff
-from api.requests.models import RequestStatus, ServiceRequest
-from api.safety.models import MedicalInquiry
 from feedback import rollups
-from feedback.models import AnswerRating, SurveyKind, SurveyResponse
-from knowledge.models import Answer, ContentItem, Decision
+from feedback.cx_queries import (
+    ALL,
+    COUNT_FIELDS,
+    CSAT_FIELDS,
+    DURATIONS,
+    EVERY,
+    NPS_FIELDS,
+    Counts,
+    Dim,
+    add_counts,
+    answer_content_id,
+    as_day,
+    raw_counts,
+    raw_durations,
+    unanswered_clauses,
+)
+from feedback.cx_queries import (
+    KpiFilter as KpiFilter,  # re-exported: every KPI takes one
+)
+from knowledge.models import Answer, ContentItem
 
-Dim = Literal["channel", "product", "day"] | None
 CHANNELS = ("webchat", "whatsapp")
-ALL = "all"
 # The top-unanswered panel clusters at most this many recent questions (agglomerative clustering
 # is quadratic); the count of all unanswered questions in the window is exact.
 MAX_GAP_QUESTIONS = 300
@@ -73,26 +85,6 @@ class ThemeLike(Protocol):
     trend: list[tuple[date, int]]
     examples: list[str]
     sentiment: float
-
-
-@dataclass(frozen=True)
-class KpiFilter:
-    since: datetime
-    until: datetime
-    channel: str | None = None
-    product: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.since.tzinfo is None or self.until.tzinfo is None:
-            raise ValueError("KPI windows need timezone-aware datetimes")
-        if self.until <= self.since:
-            raise ValueError("the window must end after it starts")
-
-    @property
-    def days(self) -> list[date]:
-        first = self.since.astimezone(UTC).date()
-        last = (self.until.astimezone(UTC) - timedelta(microseconds=1)).date()
-        return [first + timedelta(days=i) for i in range((last - first).days + 1)]
 
 
 # ---------------------------------------------------------------- results
@@ -221,61 +213,6 @@ class Themes:
     themes: list[Theme] = field(default_factory=list)
 
 
-# ---------------------------------------------------------------- SQL helpers
-
-
-def _dialect(session: Session) -> str:
-    return session.get_bind().dialect.name
-
-
-def _day(session: Session, col: Any) -> ColumnElement[Any]:
-    """The UTC calendar day of a timestamp column."""
-    if _dialect(session) == "postgresql":
-        return cast(func.timezone("UTC", col), Date)
-    return func.date(col)
-
-
-def _seconds(session: Session, start: Any, end: Any) -> ColumnElement[float]:
-    if _dialect(session) == "postgresql":
-        return cast(func.extract("epoch", end - start), Float)
-    # julianday is a float of days: round to milliseconds so whole seconds stay whole
-    return cast(func.round((func.julianday(end) - func.julianday(start)) * 86400.0, 3), Float)
-
-
-def _as_day(value: Any) -> date:
-    if isinstance(value, datetime):
-        return value.date()
-    if isinstance(value, date):
-        return value
-    return date.fromisoformat(str(value)[:10])
-
-
-def _key(dim: Dim, value: Any) -> Any:
-    if dim == "day":
-        return _as_day(value)
-    return value if value is not None else None
-
-
-def _answer_content_id() -> ColumnElement[Any]:
-    """The item an answer is about: the one sent, for an escalation the top candidate."""
-    return func.coalesce(Answer.content_id, Answer.candidates[0]["content_id"].as_string())
-
-
-def _product_pairs() -> Any:
-    """(conversation_id, product) for conversations with a question about a product.
-
-    The ``conversation_product`` table (``feedback.rollups``): one row per conversation and
-    product of any question answered or escalated in it.
-    """
-    return rollups.conversation_product.alias("conv_product")
-
-
-def _grouped(stmt: Any, dim_col: Any) -> Any:
-    if dim_col is None:
-        return stmt.add_columns(literal(ALL).label("grp"))
-    return stmt.add_columns(dim_col.label("grp")).group_by(dim_col)
-
-
 def percentiles(values: Sequence[float], ps: Sequence[tuple[int, int]] = ((1, 2), (9, 10))) -> list[float | None]:
     """Percentiles of ``values``, linear between closest ranks (numpy's default, ``percentile_cont``).
 
@@ -295,260 +232,6 @@ def percentiles(values: Sequence[float], ps: Sequence[tuple[int, int]] = ((1, 2)
         lo = ordered[k]
         hi = ordered[k + 1] if k + 1 < n else lo
         out.append(lo + (hi - lo) * frac)
-    return out
-
-
-# ---------------------------------------------------------------- additive counts from the raw tables
-#
-# Every KPI except the duration percentiles is a ratio or histogram of counts that add up over
-# days, so a window = rolled-up whole days + live segments. ``raw_counts`` is the computation
-# on the raw tables; ``feedback.rollups`` stores its per-day results.
-
-Counts = dict[str, int]
-
-
-def _csat_counts(session: Session, f: KpiFilter, dim: Dim) -> dict[Any, Counts]:
-    sr = SurveyResponse
-    dim_col = {None: None, "channel": Conversation.channel, "product": ServiceRequest.product,
-               "day": _day(session, sr.answered_at)}[dim]
-    stmt = (select(sr.score, func.count().label("n"))
-            .where(sr.kind == SurveyKind.csat, sr.score.is_not(None),
-                   sr.answered_at >= f.since, sr.answered_at < f.until)
-            .group_by(sr.score))
-    if dim == "channel" or f.channel:
-        stmt = stmt.join(Conversation, Conversation.id == sr.conversation_id)
-    if dim == "product" or f.product:
-        stmt = stmt.outerjoin(ServiceRequest, ServiceRequest.id == sr.service_request_id)
-    if f.channel:
-        stmt = stmt.where(Conversation.channel == f.channel)
-    if f.product:
-        stmt = stmt.where(ServiceRequest.product == f.product)
-    return _score_histogram(session, _grouped(stmt, dim_col), dim, "csat", range(1, 6))
-
-
-def _nps_counts(session: Session, f: KpiFilter, dim: Dim) -> dict[Any, Counts]:
-    if dim == "product":
-        return {}
-    sr = SurveyResponse
-    dim_col = {None: None, "channel": Conversation.channel, "day": _day(session, sr.answered_at)}[dim]
-    stmt = (select(sr.score, func.count().label("n"))
-            .where(sr.kind == SurveyKind.nps, sr.score.is_not(None),
-                   sr.answered_at >= f.since, sr.answered_at < f.until)
-            .group_by(sr.score))
-    if dim == "channel" or f.channel:
-        stmt = stmt.join(Conversation, Conversation.id == sr.conversation_id)
-    if f.channel:
-        stmt = stmt.where(Conversation.channel == f.channel)
-    return _score_histogram(session, _grouped(stmt, dim_col), dim, "nps", range(0, 11))
-
-
-def _score_histogram(session: Session, stmt: Any, dim: Dim, prefix: str, scores: range) -> dict[Any, Counts]:
-    """``{group: {"<prefix>_<score>": n}}`` from rows ``(score, n, group)``; scores outside ``scores`` dropped."""
-    out: dict[Any, Counts] = {}
-    for score, n, grp in session.execute(stmt):
-        if int(score) in scores:
-            cell = out.setdefault(_key(dim, grp), {})
-            cell[f"{prefix}_{int(score)}"] = cell.get(f"{prefix}_{int(score)}", 0) + int(n)
-    return out
-
-
-def _helpfulness_counts(session: Session, f: KpiFilter, dim: Dim) -> dict[Any, Counts]:
-    ar = AnswerRating
-    dim_col = {None: None, "channel": Conversation.channel, "product": ContentItem.product,
-               "day": _day(session, ar.created_at)}[dim]
-    stmt = (select(func.coalesce(func.sum(case((ar.helpful.is_(True), 1), else_=0)), 0), func.count())
-            .select_from(ar).where(ar.created_at >= f.since, ar.created_at < f.until))
-    if dim == "channel" or f.channel:
-        stmt = stmt.join(Conversation, Conversation.id == ar.conversation_id)
-    if dim == "product" or f.product:
-        stmt = (stmt.join(Answer, Answer.id == ar.answer_id)
-                .join(ContentItem, ContentItem.id == Answer.content_id))
-    if f.channel:
-        stmt = stmt.where(Conversation.channel == f.channel)
-    if f.product:
-        stmt = stmt.where(ContentItem.product == f.product)
-    return {_key(dim, grp): {"helpful": int(yes), "rated": int(n)}
-            for yes, n, grp in session.execute(_grouped(stmt, dim_col)) if n}
-
-
-def _unanswered(f: KpiFilter) -> tuple[ColumnElement[bool], ColumnElement[bool]]:
-    """(escalated, rated not helpful): a question is unanswered when either holds.
-
-    A rating comes after its answer, so only ratings from the window's start on are looked at.
-    """
-    rated_no = (select(AnswerRating.answer_id).where(AnswerRating.helpful.is_(False),
-                                                     AnswerRating.answer_id.is_not(None),
-                                                     AnswerRating.created_at >= f.since))
-    return Answer.decision == Decision.escalate, Answer.id.in_(rated_no)
-
-
-def _escalation_counts(session: Session, f: KpiFilter, dim: Dim) -> dict[Any, Counts]:
-    dim_col = {None: None, "channel": Conversation.channel, "product": ContentItem.product,
-               "day": _day(session, Answer.created_at)}[dim]
-    escalated, unhelpful = _unanswered(f)
-    stmt = (select(func.coalesce(func.sum(case((escalated, 1), else_=0)), 0),
-                   func.coalesce(func.sum(case((or_(escalated, unhelpful), 1), else_=0)), 0),
-                   func.count())
-            .where(Answer.created_at >= f.since, Answer.created_at < f.until))
-    if dim == "channel" or f.channel:
-        stmt = stmt.join(Conversation, Conversation.id == Answer.conversation_id)
-    if dim == "product" or f.product:
-        stmt = stmt.join(ContentItem, ContentItem.id == _answer_content_id())
-    if f.channel:
-        stmt = stmt.where(Conversation.channel == f.channel)
-    if f.product:
-        stmt = stmt.where(ContentItem.product == f.product)
-    return {_key(dim, grp): {"escalated": int(esc), "unanswered": int(un), "questions": int(n)}
-            for esc, un, n, grp in session.execute(_grouped(stmt, dim_col)) if n}
-
-
-def _conversation_counts(session: Session, f: KpiFilter, dim: Dim) -> dict[Any, Counts]:
-    c = Conversation
-    # one hash join against the window's handoff / inquiry sets (not an EXISTS per conversation)
-    handed = (select(Handoff.conversation_id.label("cid")).where(Handoff.created_at >= f.since)
-              .distinct().subquery("handed"))
-    inquired = (select(MedicalInquiry.conversation_id.label("cid"))
-                .where(MedicalInquiry.created_at >= f.since, MedicalInquiry.conversation_id.is_not(None))
-                .distinct().subquery("inquired"))
-    has_handoff = handed.c.cid.is_not(None)
-    has_inquiry = inquired.c.cid.is_not(None)
-    pairs = _product_pairs() if (dim == "product" or f.product) else None
-    dim_col = {None: None, "channel": c.channel, "product": pairs.c.product if pairs is not None else None,
-               "day": _day(session, c.created_at)}[dim]
-    stmt = (select(func.count(),
-                   func.coalesce(func.sum(case((has_handoff, 1), else_=0)), 0),
-                   func.coalesce(func.sum(case((or_(has_handoff, has_inquiry), 1), else_=0)), 0))
-            .select_from(c)
-            .outerjoin(handed, handed.c.cid == c.id).outerjoin(inquired, inquired.c.cid == c.id)
-            .where(c.created_at >= f.since, c.created_at < f.until, c.last_inbound_at.is_not(None)))
-    if pairs is not None:
-        stmt = stmt.join(pairs, pairs.c.conversation_id == c.id)
-        if f.product:
-            stmt = stmt.where(pairs.c.product == f.product)
-    if f.channel:
-        stmt = stmt.where(c.channel == f.channel)
-    return {_key(dim, grp): {"conversations": int(n), "conv_handoff": int(h), "conv_human": int(hu)}
-            for n, h, hu, grp in session.execute(_grouped(stmt, dim_col)) if n}
-
-
-def _handoff_scope(session: Session, f: KpiFilter, dim: Dim) -> tuple[Callable[[Any], Any], Any]:
-    h = Handoff
-    pairs = _product_pairs() if (dim == "product" or f.product) else None
-    dim_col = {None: None, "channel": Conversation.channel,
-               "product": pairs.c.product if pairs is not None else None,
-               "day": _day(session, h.created_at)}[dim]
-
-    def scoped(stmt: Any) -> Any:
-        stmt = stmt.where(h.created_at >= f.since, h.created_at < f.until)
-        if dim == "channel" or f.channel:   # (every handoff has a conversation: no join needed otherwise)
-            stmt = stmt.join(Conversation, Conversation.id == h.conversation_id)
-        if pairs is not None:
-            stmt = stmt.join(pairs, pairs.c.conversation_id == h.conversation_id)
-            if f.product:
-                stmt = stmt.where(pairs.c.product == f.product)
-        if f.channel:
-            stmt = stmt.where(Conversation.channel == f.channel)
-        return stmt
-
-    return scoped, dim_col
-
-
-def _handoff_counts(session: Session, f: KpiFilter, dim: Dim) -> dict[Any, Counts]:
-    scoped, dim_col = _handoff_scope(session, f, dim)
-    counts = scoped(select(func.count(), func.count(Handoff.claimed_at)).select_from(Handoff))
-    return {_key(dim, grp): {"handoffs": int(n), "handoffs_claimed": int(claimed)}
-            for n, claimed, grp in session.execute(_grouped(counts, dim_col)) if n}
-
-
-def _handoff_durations(session: Session, f: KpiFilter, dim: Dim) -> dict[Any, list[float]]:
-    """Time to human (created → claimed) in seconds, every claimed handoff of the window, per group."""
-    h = Handoff
-    scoped, dim_col = _handoff_scope(session, f, dim)
-    grp_expr = dim_col if dim_col is not None else literal(ALL)
-    stmt = scoped(select(grp_expr.label("grp"), _seconds(session, h.created_at, h.claimed_at).label("dur"))
-                  .select_from(h).where(h.claimed_at.is_not(None)))
-    out: dict[Any, list[float]] = {}
-    for grp, dur in session.execute(stmt):
-        out.setdefault(_key(dim, grp), []).append(float(dur))
-    return out
-
-
-def _request_scope(session: Session, f: KpiFilter, dim: Dim) -> tuple[Callable[[Any], Any], Any]:
-    r = ServiceRequest
-    dim_col = {None: None, "channel": r.channel, "product": r.product, "day": _day(session, r.created_at)}[dim]
-
-    def scoped(stmt: Any) -> Any:
-        stmt = stmt.where(r.created_at >= f.since, r.created_at < f.until)
-        if f.channel:
-            stmt = stmt.where(r.channel == f.channel)
-        if f.product:
-            stmt = stmt.where(r.product == f.product)
-        return stmt
-
-    return scoped, dim_col
-
-
-def _request_counts(session: Session, f: KpiFilter, dim: Dim) -> dict[Any, Counts]:
-    r = ServiceRequest
-    scoped, dim_col = _request_scope(session, f, dim)
-    done = r.completed_at.is_not(None)
-    counts = scoped(select(
-        func.count(), func.count(r.completed_at),
-        func.coalesce(func.sum(case((r.status.in_((RequestStatus.open, RequestStatus.in_progress)), 1), else_=0)), 0),
-        func.coalesce(func.sum(case((and_(done, r.completed_at <= r.sla_due_at), 1), else_=0)), 0),
-    ).select_from(r))
-    return {_key(dim, grp): {"requests": int(n), "requests_completed": int(completed), "requests_open": int(open_),
-                             "requests_sla": int(in_sla)}
-            for n, completed, open_, in_sla, grp in session.execute(_grouped(counts, dim_col)) if n}
-
-
-def _request_durations(session: Session, f: KpiFilter, dim: Dim) -> dict[Any, list[float]]:
-    """Service-request time to resolution (created → completed) in seconds, per group."""
-    r = ServiceRequest
-    scoped, dim_col = _request_scope(session, f, dim)
-    grp_expr = dim_col if dim_col is not None else literal(ALL)
-    stmt = scoped(select(grp_expr.label("grp"), _seconds(session, r.created_at, r.completed_at).label("dur"))
-                  .select_from(r).where(r.completed_at.is_not(None)))
-    out: dict[Any, list[float]] = {}
-    for grp, dur in session.execute(stmt):
-        out.setdefault(_key(dim, grp), []).append(float(dur))
-    return out
-
-
-DURATIONS: dict[str, Callable[[Session, KpiFilter, Dim], dict[Any, list[float]]]] = {
-    "handoff_secs": _handoff_durations, "request_secs": _request_durations,
-}
-
-
-def raw_durations(session: Session, f: KpiFilter, dim: Dim = None) -> dict[Any, dict[str, list[float]]]:
-    """Every duration of the window per group, from the raw tables: {group: {"handoff_secs": [...], ...}}."""
-    out: dict[Any, dict[str, list[float]]] = {}
-    for name, fn in DURATIONS.items():
-        for key, values in fn(session, f, dim).items():
-            out.setdefault(key, {n: [] for n in DURATIONS})[name].extend(values)
-    return out
-
-
-METRICS: dict[str, Callable[[Session, KpiFilter, Dim], dict[Any, Counts]]] = {
-    "csat": _csat_counts, "nps": _nps_counts, "helpfulness": _helpfulness_counts,
-    "escalation": _escalation_counts, "conversations": _conversation_counts,
-    "handoffs": _handoff_counts, "requests": _request_counts,
-}
-
-
-def _add(out: dict[Any, Counts], key: Any, counts: dict[str, int], only: Iterable[str] | None = None) -> None:
-    cell = out.setdefault(key, dict.fromkeys(rollups.COUNT_FIELDS, 0))
-    for k in (only if only is not None else counts):
-        cell[k] += int(counts.get(k, 0))
-
-
-def raw_counts(session: Session, f: KpiFilter, dim: Dim = None,
-               metrics: Iterable[str] = tuple(METRICS)) -> dict[Any, Counts]:
-    """Every additive count per group, computed on the raw tables (groups with no rows left out)."""
-    out: dict[Any, Counts] = {}
-    for name in metrics:
-        for key, counts in METRICS[name](session, f, dim).items():
-            _add(out, key, counts)
     return out
 
 
@@ -596,25 +279,25 @@ def _gather(session: Session, f: KpiFilter, dim: Dim, use_rollups: bool, *,
             cell[name].extend(found.get(name) or ())
 
     if days:
-        products = None if dim == "product" else ((rollups.EVERY, f.product) if f.product else (rollups.EVERY,))
+        products = None if dim == "product" else ((EVERY, f.product) if f.product else (EVERY,))
         for row in rollups.read_rows(session, days, f.channel, dim == "channel", products, durations=durations):
             product = row["product"]
-            if dim == "product" and product == rollups.EVERY:
+            if dim == "product" and product == EVERY:
                 continue
             key = {None: ALL, "channel": row["channel"], "product": product, "day": row["day"]}[dim]
             if f.product and dim != "product":
                 # NPS ignores the product filter: it comes from the every-product rows
-                _add(out, key, row, rollups.NPS_FIELDS if product == rollups.EVERY else
-                     [k for k in rollups.COUNT_FIELDS if k not in rollups.NPS_FIELDS])
-                if durations and product != rollups.EVERY:
+                add_counts(out, key, row, NPS_FIELDS if product == EVERY else
+                     [k for k in COUNT_FIELDS if k not in NPS_FIELDS])
+                if durations and product != EVERY:
                     add_durs(key, row)
             else:
-                _add(out, key, row, rollups.COUNT_FIELDS)
+                add_counts(out, key, row, COUNT_FIELDS)
                 if durations:
                     add_durs(key, row)
     for window in live:
         for key, c in raw_counts(session, window, dim).items():
-            _add(out, key, c)
+            add_counts(out, key, c)
         if durations:
             for key, found in raw_durations(session, window, dim).items():
                 add_durs(key, found)
@@ -663,12 +346,12 @@ def _tiles_of(c: Counts, ho: list[float | None] | None, rq: list[float | None] |
 
 def csat_by(session: Session, f: KpiFilter, dim: Dim = None, *, use_rollups: bool = True) -> dict[Any, Csat]:
     return {k: _csat_of(c) for k, c in counts(session, f, dim, use_rollups=use_rollups).items()
-            if any(c[x] for x in rollups.CSAT_FIELDS)}
+            if any(c[x] for x in CSAT_FIELDS)}
 
 
 def nps_by(session: Session, f: KpiFilter, dim: Dim = None, *, use_rollups: bool = True) -> dict[Any, Nps]:
     return {k: _nps_of(c) for k, c in counts(session, f, dim, use_rollups=use_rollups).items()
-            if any(c[x] for x in rollups.NPS_FIELDS)}
+            if any(c[x] for x in NPS_FIELDS)}
 
 
 def conversations_by(session: Session, f: KpiFilter, dim: Dim = None, *,
@@ -685,13 +368,13 @@ def tiles(session: Session, f: KpiFilter, *, use_rollups: bool = True) -> Tiles:
 
 
 def _empty_tiles() -> Tiles:
-    return _tiles_of(dict.fromkeys(rollups.COUNT_FIELDS, 0), None, None)
+    return _tiles_of(dict.fromkeys(COUNT_FIELDS, 0), None, None)
 
 
 def _tiles_for(session: Session, f: KpiFilter, dim: Dim, use_rollups: bool) -> dict[Any, Tiles]:
     found, durs = _gather(session, f, dim, use_rollups, durations=True)
     keys = sorted(found, key=str) if dim is not None else [ALL]
-    empty = dict.fromkeys(rollups.COUNT_FIELDS, 0)
+    empty = dict.fromkeys(COUNT_FIELDS, 0)
     out = {}
     for k in keys:
         d = durs.get(k, {})
@@ -723,7 +406,7 @@ TREND_NAMES = ("conversations", "containment", "escalation", "helpfulness", "csa
 def trends(session: Session, f: KpiFilter, *, use_rollups: bool = True) -> dict[str, list[DayPoint]]:
     """Per UTC day: conversations (count), containment / escalation / helpfulness (rates), CSAT mean, NPS."""
     per_day = counts(session, f, "day", use_rollups=use_rollups)
-    empty = dict.fromkeys(rollups.COUNT_FIELDS, 0)
+    empty = dict.fromkeys(COUNT_FIELDS, 0)
     out: dict[str, list[DayPoint]] = {name: [] for name in TREND_NAMES}
     for day in f.days:
         c = per_day.get(day, empty)
@@ -764,7 +447,7 @@ def _recent_unanswered(session: Session, f: KpiFilter) -> list[Any]:
     """The most recent ``MAX_GAP_QUESTIONS`` unanswered questions of the window: looked for in the
     last week first (where they nearly always are), in the whole window only if that is not enough."""
     def fetch(window: KpiFilter) -> list[Any]:
-        escalated, unhelpful = _unanswered(window)
+        escalated, unhelpful = unanswered_clauses(window)
         base = (select(Answer.query, escalated.label("esc"), unhelpful.label("nh"), Answer.created_at)
                 .where(Answer.created_at >= window.since, Answer.created_at < window.until,
                        or_(escalated, unhelpful)))
@@ -772,7 +455,7 @@ def _recent_unanswered(session: Session, f: KpiFilter) -> list[Any]:
             base = base.join(Conversation, Conversation.id == Answer.conversation_id).where(
                 Conversation.channel == window.channel)
         if window.product:
-            base = base.join(ContentItem, ContentItem.id == _answer_content_id()).where(
+            base = base.join(ContentItem, ContentItem.id == answer_content_id()).where(
                 ContentItem.product == window.product)
         return list(session.execute(base.order_by(Answer.created_at.desc(), Answer.id.desc())
                                     .limit(MAX_GAP_QUESTIONS)).all())
@@ -803,7 +486,7 @@ def themes(session: Session, f: KpiFilter, *, redact: Callable[[str], str] | Non
         found.append(Theme(
             key=str(t.key), label=_mask(str(t.label), redact) if redact else str(t.label),
             terms=[str(x) for x in t.terms], count=int(t.count),
-            trend=[(_as_day(d), int(n)) for d, n in t.trend],
+            trend=[(as_day(d), int(n)) for d, n in t.trend],
             # examples come redacted from the theme job; masked again here (defence in depth),
             # and dropped when no redactor is available.
             examples=[_mask(str(e), redact) for e in t.examples] if redact else [],

@@ -21,7 +21,8 @@ Tables (migration ``0015_cx_rollups``), counts, durations and ids only — no pe
 Maintenance:
 
 - Every ORM flush that adds, changes or deletes a row a count depends on marks the UTC day(s)
-  before today it counts on as dirty (:func:`_after_flush`; e.g. a late rating for an answer of last week marks the
+  before today it counts on as dirty (:func:`_after_flush`, installed by :func:`install`; e.g. a
+  late rating for an answer of last week marks the
   rating's day and the answer's day; a handoff marks its own day and its conversation's day), and
   a new answer records its conversation's product.
 - :func:`refresh` (run by the app every ``cx_rollup_interval_s`` and by
@@ -68,25 +69,21 @@ from api.db import Base, UTCDateTime
 from api.handoffs.models import Handoff
 from api.requests.models import ServiceRequest
 from api.safety.models import MedicalInquiry
+from feedback.cx_queries import (
+    COUNT_FIELDS,
+    DURATION_FIELDS,
+    EVERY,
+    KpiFilter,
+    answer_content_id,
+    conversation_product,
+    raw_counts,
+    raw_durations,
+    utc_day,
+)
 from feedback.models import AnswerRating, SurveyResponse
 from knowledge.models import Answer, ContentItem
 
 log = logging.getLogger("concierge.cx_rollups")
-
-EVERY = ""   # the channel / product value of the "every channel" / "every product" rows
-
-CSAT_FIELDS = tuple(f"csat_{s}" for s in range(1, 6))
-NPS_FIELDS = tuple(f"nps_{s}" for s in range(11))
-COUNT_FIELDS: tuple[str, ...] = (
-    *CSAT_FIELDS, *NPS_FIELDS,
-    "rated", "helpful",
-    "questions", "escalated", "unanswered",
-    "conversations", "conv_handoff", "conv_human",
-    "handoffs", "handoffs_claimed",
-    "requests", "requests_completed", "requests_open", "requests_sla",
-)
-
-DURATION_FIELDS = ("handoff_secs", "request_secs")
 
 cx_daily = Table(
     "cx_daily", Base.metadata,
@@ -106,11 +103,6 @@ cx_rollup_dirty = Table(
     "cx_rollup_dirty", Base.metadata,
     Column("day", Date, primary_key=True),
     Column("marked_at", UTCDateTime, nullable=False),
-)
-conversation_product = Table(
-    "conversation_product", Base.metadata,
-    Column("conversation_id", String(32), primary_key=True),
-    Column("product", String(64), primary_key=True, index=True),
 )
 TABLES = (cx_daily, cx_rollup_day, cx_rollup_dirty, conversation_product)
 TABLE_NAMES = tuple(t.name for t in TABLES)
@@ -164,7 +156,7 @@ def _changed(obj: Any, attr: str) -> bool:
 
 
 def _answer_content(a: Answer) -> str | None:
-    """The item an answer is about, as ``feedback.kpis._answer_content_id`` computes it in SQL."""
+    """The item an answer is about, as ``feedback.cx_queries.answer_content_id`` computes it in SQL."""
     if a.content_id is not None:
         return a.content_id
     cands = a.candidates
@@ -268,7 +260,12 @@ def _after_flush(session: Session, _ctx: Any) -> None:
     mark_dirty(session, (d for d in t.days if d < today))
 
 
-event.listen(Session, "after_flush", _after_flush)
+def install() -> None:
+    """From now on every ORM flush in this process marks the rollup days it changes dirty. Called by
+    the wiring (``create_app``, the worker process, the ``concierge`` command line, the test suite),
+    not at import: ``api.db`` stays free of domains. Installing twice is harmless."""
+    if not event.contains(Session, "after_flush", _after_flush):
+        event.listen(Session, "after_flush", _after_flush)
 
 
 # ---------------------------------------------------------------- conversation → product
@@ -276,10 +273,8 @@ event.listen(Session, "after_flush", _after_flush)
 
 def sync_conversation_products(session: Session, since: datetime | None) -> int:
     """Add the (conversation, product) pairs of answers created from ``since`` on (all if None)."""
-    from feedback.kpis import _answer_content_id
-
     q = (select(Answer.conversation_id, ContentItem.product)
-         .join(ContentItem, ContentItem.id == _answer_content_id())
+         .join(ContentItem, ContentItem.id == answer_content_id())
          .where(Answer.conversation_id.is_not(None)).distinct())
     if since is not None:
         q = q.where(Answer.created_at >= since)
@@ -343,20 +338,18 @@ def read_rows(session: Session, days: Iterable[date], channel: str | None, dim_c
 
 def compute_day(session: Session, day: date) -> list[dict[str, Any]]:
     """The ``cx_daily`` rows of one UTC day, from the raw tables (the dashboard's own queries)."""
-    from feedback import kpis
-
-    f_all = kpis.KpiFilter(day_start(day), day_start(day + timedelta(days=1)))
+    f_all = KpiFilter(day_start(day), day_start(day + timedelta(days=1)))
     cells: dict[tuple[str, str], dict[str, int]] = {}
     durs: dict[tuple[str, str], dict[str, list[float]]] = {}
 
     def put(f: Any, dim: Any, cell_of: Any) -> None:
-        for key, counts in kpis.raw_counts(session, f, dim).items():
+        for key, counts in raw_counts(session, f, dim).items():
             cell = cell_of(key)
             if cell is not None:
                 target = cells.setdefault(cell, dict.fromkeys(COUNT_FIELDS, 0))
                 for k, v in counts.items():
                     target[k] += v
-        for key, found in kpis.raw_durations(session, f, dim).items():
+        for key, found in raw_durations(session, f, dim).items():
             cell = cell_of(key)
             if cell is not None:
                 target_d = durs.setdefault(cell, {n: [] for n in DURATION_FIELDS})
@@ -370,7 +363,7 @@ def compute_day(session: Session, day: date) -> list[dict[str, Any]]:
     put(f_all, "channel", lambda k: (k, EVERY) if named(k) else None)
     put(f_all, "product", lambda k: (EVERY, k) if named(k) else None)
     for channel in [c for c, p in cells if c and p == EVERY]:
-        f_ch = kpis.KpiFilter(f_all.since, f_all.until, channel=channel)
+        f_ch = KpiFilter(f_all.since, f_all.until, channel=channel)
         put(f_ch, "product", lambda k, ch=channel: (ch, k) if named(k) else None)
     rows = []
     for (c, p), counts in sorted(cells.items()):
@@ -440,13 +433,11 @@ def days_to_refresh(session: Session, *, now: datetime, lookback_days: int = 2, 
 
 def active_days(session: Session, first: date, last: date) -> set[date]:
     """Days in ``[first, last]`` with any row a count depends on (one query per table)."""
-    from feedback.kpis import _day
-
     since, until = day_start(first), day_start(last + timedelta(days=1))
     found: set[date] = set()
     for col in (Conversation.created_at, Answer.created_at, AnswerRating.created_at, SurveyResponse.answered_at,
                 Handoff.created_at, ServiceRequest.created_at):
-        day = _day(session, col)
+        day = utc_day(session, col)
         found |= {_as_date(d) for d in session.execute(
             select(day).where(col >= since, col < until).group_by(day)).scalars()}
     return found

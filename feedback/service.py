@@ -6,7 +6,9 @@ Every write updates the engagement profile immediately and is audited.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Literal
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -88,6 +90,31 @@ def set_rating_reason(
 
 
 # ---------------------------------------------------------------- CSAT / NPS
+
+# What a closed handoff or service request asks the HCP, and the one shape of the 1-5 buttons: the
+# payload is the bot's own CSAT's, which Rasa's action_give_score records, and so does the api when
+# Rasa is down (handoffs.answer_score_without_rasa).
+CSAT_QUESTIONS = {
+    "handoff": "How satisfied are you with how our team handled this conversation? 1 = poor, 5 = excellent.",
+    "service_request": "How satisfied are you with how we handled this request? 1 = poor, 5 = excellent.",
+}
+CSAT_BUTTONS = tuple({"title": str(n), "payload": f'/give_score{{"score": "{n}"}}'} for n in range(1, 6))
+
+
+@dataclass(frozen=True)
+class CsatAsk:
+    survey: SurveyResponse
+    question: str
+    buttons: list[dict[str, str]]
+
+
+def ask_csat(session: Session, conversation: Conversation, *, about: Literal["handoff", "service_request"],
+             now: datetime, service_request_id: str | None = None) -> CsatAsk:
+    """Record the CSAT survey of a closed handoff or service request, and return the question and
+    buttons to send for it (the caller sends them, in its own message)."""
+    survey = ask_survey(session, conversation, kind="csat", now=now, service_request_id=service_request_id)
+    return CsatAsk(survey, CSAT_QUESTIONS[about], [dict(b) for b in CSAT_BUTTONS])
+
 
 
 def ask_survey(

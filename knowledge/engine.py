@@ -20,12 +20,15 @@ from datetime import date
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 
-from knowledge.embedding import Embedder, SentenceTransformerEmbedder, VectorIndex
+from knowledge.embedding import Embedder, SentenceTransformerEmbedder, VectorIndex, Vectors
 from knowledge.gate import Gateable, Recipient, gate_reason
 from knowledge.library import Library, LibraryItem
 from knowledge.policy import AnswerPolicy, load_policy
+from knowledge.rerank import Reranker, candidate_features
 from knowledge.retrieval import (
+    Candidate,
     EmbeddingCache,
     HybridRetriever,
     IndexDoc,
@@ -70,6 +73,7 @@ class KnowledgeBase:
         self._lock = threading.RLock()
         self._retriever: HybridRetriever | None = None
         self._digest: str | None = None
+        self._aspects: dict[int, npt.NDArray[np.float32]] = {}  # body aspect vectors by item position
         self.last_embedded = 0  # passages embedded by the last rebuild (0 = loaded from disk / cache)
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -105,7 +109,11 @@ class KnowledgeBase:
                 if self._persist:
                     save_retriever(retriever, directory)
             retriever.fusion = self.policy.fusion_weights()
+            aspects: dict[int, npt.NDArray[np.float32]] = {}
+            if self.policy.reranker is not None:  # ~0.5 ms per item, once per index: no cost per query
+                aspects = {i: self.policy.reranker.body_aspects_of(d.body) for i, d in enumerate(retriever.docs)}
             self._retriever, self._digest = retriever, digest
+            self._aspects = aspects
             return retriever
 
     @property
@@ -116,18 +124,35 @@ class KnowledgeBase:
 
     # -- answering ---------------------------------------------------------------------------
     def decide(self, query: str, allowed_ids: set[tuple[str, int]] | None, *,
-               method: Method = "hybrid", k: int = 5) -> Decision:
+               method: Method = "hybrid", k: int = 5, vectors: Callable[[str], Vectors] | None = None) -> Decision:
         """Rank only the allowed (content_id, version) pairs, then apply the abstention policy."""
         retriever = self.retriever
         mask = None
         if allowed_ids is not None:
             mask = np.fromiter(((d.id, d.version) in allowed_ids for d in retriever.docs), dtype=bool,
                                count=len(retriever.docs))
-        ranking = retriever.rank(query, mask, method=method, k=k)
-        answer, confidence = self.policy.decide(ranking)
+        reranker = self.policy.reranker
+        if method == "hybrid" and reranker is not None:
+            ranking, answer, confidence = self._second_stage(reranker, query, mask, k, vectors)
+        else:
+            ranking = retriever.rank(query, mask, method=method, k=k, vectors=vectors)
+            answer, confidence = self.policy.decide(ranking)
         ids = [(retriever.docs[c.index].id, retriever.docs[c.index].version, c.score)
                for c in ranking.candidates]
         return Decision(answer, confidence, ranking, ids)
+
+
+    def _second_stage(self, reranker: Reranker, query: str, mask: npt.NDArray[np.bool_] | None, k: int,
+                      vectors: Callable[[str], Vectors] | None) -> tuple[Ranking, bool, float]:
+        """Re-score the hybrid top ``POOL`` as (question, candidate) pairs; answer if P(best) clears the bar."""
+        index, x = candidate_features(reranker, self.retriever, self._aspects, query, mask, vectors)
+        if len(index) == 0:
+            return Ranking("hybrid", []), False, 0.0
+        p = reranker.scorer.probability(x)
+        order = np.lexsort((index, -p))[:k]
+        cands = [Candidate(int(index[j]), float(p[j]), float(x[j, 0]), float(x[j, 5])) for j in order]
+        best = float(p[order[0]])
+        return Ranking("hybrid", cands), best >= reranker.scorer.threshold, best
 
 
 class LibraryKnowledgeBase:

@@ -192,10 +192,85 @@ def validate_item(raw: object, where: str, field_lines: dict[str, int] | None = 
     ), []
 
 
+# Budgets that keep a hostile file (a "billion laughs" of aliases, or nesting thousands deep) from
+# taking the api's memory or stack: a real item is a few dozen nodes, a products file a few thousand.
+MAX_YAML_ALIASES = 50
+MAX_YAML_NODES = 200_000
+MAX_NESTING = 64
+
+
+class _TooComplex(ValueError):
+    """The document is over a budget; the message says which and where (1-based line)."""
+
+    def __init__(self, message: str, line: int) -> None:
+        super().__init__(message)
+        self.line = line
+
+
+def _check_yaml_budget(root: yaml.Node) -> None:
+    """Refuse aliases past a budget, deep nesting, or an expansion past ``MAX_YAML_NODES``.
+
+    Walks the composed graph once (aliases in PyYAML's graph are shared node objects, so the
+    expanded size is computed with a memo instead of by expanding it)."""
+    aliases = 0
+    expanded: dict[int, int] = {}
+    seen: set[int] = set()
+    stack: list[tuple[yaml.Node, int, bool]] = [(root, 1, False)]
+    while stack:
+        node, depth, done = stack.pop()
+        key = id(node)
+        if done:
+            total = 1 + sum(expanded[id(c)] for c in _children(node))
+            expanded[key] = total
+            if total > MAX_YAML_NODES:
+                raise _TooComplex(f"expands to more than {MAX_YAML_NODES} values", node.start_mark.line + 1)
+            continue
+        if key in seen:
+            aliases += 1
+            if aliases > MAX_YAML_ALIASES:
+                raise _TooComplex(f"uses more than {MAX_YAML_ALIASES} aliases (*refs)", node.start_mark.line + 1)
+            if key not in expanded:  # a reference to a node still open above it: a cycle
+                raise _TooComplex("an alias refers to the node that contains it", node.start_mark.line + 1)
+            continue
+        if depth > MAX_NESTING:
+            raise _TooComplex(f"nested more than {MAX_NESTING} levels deep", node.start_mark.line + 1)
+        seen.add(key)
+        stack.append((node, depth, True))
+        stack.extend((child, depth + 1, False) for child in _children(node))
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
+def _compose_bounded(text: str) -> yaml.Node | None:
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except RecursionError:
+        raise _TooComplex(f"nested more than {MAX_NESTING} levels deep", 1) from None
+    if node is not None:
+        _check_yaml_budget(node)
+    return node
+
+
+def _json_loads_bounded(text: str) -> object:
+    """``json.loads`` that answers a nesting bomb with a clear error instead of RecursionError."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise _TooComplex("is nested too deep", 1) from None
+
+
 def _yaml_mapping_with_lines(text: str) -> tuple[object, int, dict[str, int]]:
-    """Parse YAML keeping the line of the mapping and of each top-level key (1-based)."""
-    node = yaml.compose(text, Loader=yaml.SafeLoader)
-    data = yaml.safe_load(text)
+    """Parse YAML keeping the line of the mapping and of each top-level key (1-based).
+
+    Bounded: raises :class:`_TooComplex` past the alias, size or nesting budget."""
+    node = _compose_bounded(text)
+    data = yaml.safe_load(text) if node is not None else None
     if node is None:
         return data, 1, {}
     lines: dict[str, int] = {}
@@ -212,6 +287,9 @@ def _parse_products(path: Path, errors: list[str]) -> dict[str, ProductInfo]:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         errors.append(f"{path}:{(mark.line + 1) if mark else 1}: invalid YAML: {exc}")
+        return {}
+    except _TooComplex as exc:
+        errors.append(f"{path}:{exc.line}: refused: the YAML {exc}")
         return {}
     if not isinstance(data, dict) or not isinstance(data.get("products"), dict):
         errors.append(f"{path}:{line}: products.yaml must have a top-level 'products' mapping")
@@ -255,6 +333,9 @@ def parse_library(path: Path) -> Library:
                 mark = getattr(exc, "problem_mark", None)
                 errors.append(f"{file}:{(mark.line + 1) if mark else 1}: invalid YAML: {exc}")
                 continue
+            except _TooComplex as exc:
+                errors.append(f"{file}:{exc.line}: refused: the YAML {exc}")
+                continue
             item, errs = validate_item(raw, f"{file}:{line}", lines)
             errors.extend(errs)
             if item:
@@ -264,9 +345,12 @@ def parse_library(path: Path) -> Library:
             if not text.strip():
                 continue
             try:
-                raw = json.loads(text)
+                raw = _json_loads_bounded(text)
             except json.JSONDecodeError as exc:
                 errors.append(f"{path}:{n}: invalid JSON: {exc.msg}")
+                continue
+            except _TooComplex as exc:
+                errors.append(f"{path}:{n}: refused: the JSON {exc}")
                 continue
             item, errs = validate_item(raw, f"{path}:{n}")
             errors.extend(errs)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from knowledge.rerank import RERANK_PATH, Reranker, load_reranker
 from knowledge.retrieval import DEFAULT_LEXICAL_WEIGHT, Fusion, Method, Ranking
 
 POLICY_PATH = Path(__file__).resolve().parent / "policy.json"
@@ -35,6 +36,7 @@ class AnswerPolicy:
     lexical_weight: float
     calibrators: dict[str, Calibrator]
     fusion: Fusion | None = None  # None: the legacy mix (0.7 question + 0.3 body + lexical_weight × BM25)
+    reranker: Reranker | None = None  # the second stage (knowledge/rerank.json); None: the calibrator decides
 
     def fusion_weights(self) -> Fusion:
         return self.fusion or Fusion(lexical=self.lexical_weight)
@@ -81,7 +83,8 @@ def _fallback() -> AnswerPolicy:
 
 
 @lru_cache(maxsize=4)
-def load_policy(path: Path = POLICY_PATH) -> AnswerPolicy:
-    if not path.exists():
-        return _fallback()
-    return AnswerPolicy.from_json(json.loads(path.read_text(encoding="utf-8")))
+def load_policy(path: Path = POLICY_PATH, rerank_path: Path = RERANK_PATH) -> AnswerPolicy:
+    from dataclasses import replace
+
+    policy = _fallback() if not path.exists() else AnswerPolicy.from_json(json.loads(path.read_text(encoding="utf-8")))
+    return replace(policy, reranker=load_reranker(rerank_path))

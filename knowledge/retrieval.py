@@ -367,6 +367,24 @@ class HybridRetriever:
         return Signals(idx, q_best, body, rel.astype(np.float32), rel_raw.astype(np.float32),
                        bs.astype(np.float32))
 
+    def hybrid_pool(self, query: str, allowed: npt.NDArray[np.bool_] | None = None, *, k: int = 5,
+                    vectors: Callable[[str], Vectors] | None = None
+                    ) -> tuple[Signals, npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+        """The hybrid top ``k``: (their signals, dense score, hybrid score), best first, ties by item position."""
+        sig = self.signals(query, allowed, k=k, vectors=vectors)
+        f = self.fusion
+        total = f.question + f.body + f.best
+        if total > 0:
+            ds = (f.question * sig.question + f.body * sig.body
+                  + f.best * np.maximum(sig.question, sig.body)) / total
+        else:
+            ds = np.maximum(sig.question, sig.body)
+        score = ds + f.lexical * sig.lexical + f.lexical_raw * sig.lexical_raw
+        order = np.lexsort((sig.index, -score))[:k]
+        top = Signals(sig.index[order], sig.question[order], sig.body[order], sig.lexical[order],
+                      sig.lexical_raw[order], sig.bm25[order])
+        return top, ds[order].astype(np.float32), score[order].astype(np.float32)
+
     def rank(self, query: str, allowed: npt.NDArray[np.bool_] | None = None, *, method: Method = "hybrid",
              k: int = 5, vectors: Callable[[str], Vectors] | None = None) -> Ranking:
         """Top ``k`` allowed items for ``query``; ``vectors`` may supply (cached) query embeddings."""
@@ -375,18 +393,9 @@ class HybridRetriever:
             return Ranking(method, [])
         embed = vectors or (lambda text: self.embedder.embed([text]))
         if method == "hybrid":
-            sig = self.signals(query, allowed, k=k, vectors=vectors)
-            f = self.fusion
-            total = f.question + f.body + f.best
-            if total > 0:
-                ds = (f.question * sig.question + f.body * sig.body
-                      + f.best * np.maximum(sig.question, sig.body)) / total
-            else:
-                ds = np.maximum(sig.question, sig.body)
-            score = ds + f.lexical * sig.lexical + f.lexical_raw * sig.lexical_raw
-            order = np.lexsort((sig.index, -score))[:k]  # best first, ties by item position
+            sig, ds, score = self.hybrid_pool(query, allowed, k=k, vectors=vectors)
             return Ranking(method, [Candidate(int(sig.index[j]), float(score[j]), float(ds[j]), float(sig.bm25[j]))
-                                    for j in order])
+                                    for j in range(len(sig.index))])
         bm = self._bm25_allowed(query, allowed)
         if method == "bm25":
             order = _top(bm, k)

@@ -37,6 +37,10 @@ class AnswerDecision:
     version: int | None
     score: float
     candidates: list[tuple[str, float]]   # (content_id, score) best first, up to 5
+    # escalated, but an item gated only because the recipient is not a verified HCP would have been
+    # answered: the reply says such content exists for verified HCPs and offers verification (no id,
+    # no text of the gated item is returned or logged as a candidate)
+    needs_verification: bool = False
 
 
 @dataclass(frozen=True)
@@ -200,6 +204,7 @@ def answer_question(session: Session, kb: KnowledgeBase, query: str, recipient: 
     result = kb.decide(query, allowed)
     top = result.candidate_ids[0] if (result.answer and result.candidate_ids) else None
     decision = Decision.answer if top else Decision.escalate
+    needs_verification = top is None and _verification_would_answer(kb, query, current, allowed, recipient, today)
     row = Answer(
         conversation_id=conversation_id, message_id=message_id, query=query, market=recipient.market,
         audience=recipient.audience, verified=recipient.verified, decision=decision,
@@ -213,11 +218,34 @@ def answer_question(session: Session, kb: KnowledgeBase, query: str, recipient: 
     record(session, action=f"knowledge.{decision.value}", subject_type="answer", subject_id=row.id,
            data={"conversation_id": conversation_id, "message_id": message_id, "content_id": row.content_id,
                  "version": row.content_version, "score": row.score,
-                 "candidates": [c["content_id"] for c in row.candidates]})
+                 "candidates": [c["content_id"] for c in row.candidates],
+                 **({"needs_verification": True} if needs_verification else {})})
     return AnswerDecision(
         decision=decision.value, answer_id=row.id, content_id=row.content_id, version=row.content_version,
         score=row.score, candidates=[(c, round(s, 6)) for c, _, s in result.candidate_ids[:5]],
+        needs_verification=needs_verification,
     )
+
+
+def _verification_would_answer(kb: KnowledgeBase, query: str, current: list[ContentVersion],
+                               allowed: set[tuple[str, int]], recipient: Recipient, today: date) -> bool:
+    """Would a verified HCP (same market) have been answered with an item this recipient may not see?
+
+    Only for someone who is not yet a verified HCP and not a patient (a patient is never offered
+    HCP verification). Ranks over the items a verified HCP may see; true only when the policy
+    answers and the top item is one the gate withheld from this recipient.
+    """
+    if recipient.verified or recipient.audience == "patient":
+        return False
+    as_hcp = Recipient(recipient.market, "hcp", verified=True)
+    hcp_allowed = {(v.content_id, v.version) for v in current if gate_reason(v, as_hcp, today) is None}
+    if not hcp_allowed - allowed:
+        return False
+    result = kb.decide(query, hcp_allowed)
+    if not (result.answer and result.candidate_ids):
+        return False
+    cid, version, _ = result.candidate_ids[0]
+    return (cid, version) not in allowed
 
 
 def render_for_send(session: Session, content_id: str, version: int, recipient: Recipient, *,

@@ -18,6 +18,7 @@ from api.db import make_engine
 from api.migrate import upgrade
 from api.scratch_db import create_database, drop_database
 from api.settings import Settings
+from feedback import rollups
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -29,6 +30,8 @@ os.environ.setdefault("CONCIERGE_SLA_SWEEP_INTERVAL_S", "0")
 os.environ.setdefault("CONCIERGE_RATE_LIMITS", "false")
 # One audit-chain key for every app, worker and CLI the suite starts (they share the test database).
 os.environ.setdefault("CONCIERGE_AUDIT_KEY", "test-suite-audit-key")
+# The suite is wired like the app: its sessions mark the CX rollup days they change dirty.
+rollups.install()
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"

@@ -43,13 +43,10 @@ def _staging_dir(state: AppState) -> Path:
 
 def refresher(state: AppState) -> admin.IndexRefresher:
     """The api's one background index refresher (created on first use)."""
-    found = state.extras.get("knowledge_refresher")
-    if found is None:
+    if state.knowledge_refresher is None:
         index_dir = state.settings.resolved_index_dir
-        found = state.extras.setdefault("knowledge_refresher", admin.IndexRefresher(
-            state.session_factory, lambda: get_knowledge_base(index_dir)))
-    assert isinstance(found, admin.IndexRefresher)
-    return found
+        state.knowledge_refresher = admin.IndexRefresher(state.session_factory, lambda: get_knowledge_base(index_dir))
+    return state.knowledge_refresher
 
 
 class LengthRequired(ConciergeError):

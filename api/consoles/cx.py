@@ -99,7 +99,7 @@ def _load(request: Request, ident: StaffIdentity, days: str | None, since: str |
     if channel is not None and channel not in kpis.CHANNELS:
         raise InvalidInput(f"channel must be one of {', '.join(kpis.CHANNELS)}")
     f = kpis.KpiFilter(period.since, period.until, channel, product)
-    cache: dict[kpis.KpiFilter, tuple[float, kpis.Topics]] = state.extras.setdefault("cx_topics_cache", {})
+    cache = state.cx_topics_cache
     cached = cache.get(f)
     fresh = cached[1] if cached and cached[0] > monotonic() else None
     with unit_of_work(state.session_factory) as session:

@@ -16,13 +16,14 @@ from sqlalchemy.orm import Session
 from api.audit import service as audit
 from api.consoles.render import render
 from api.conversations.models import Conversation, Message
-from api.conversations.outbound import deliver_after_commit
 from api.cursors import MessageCursor
 from api.db import unit_of_work
 from api.errors import ContentGated
 from api.handoffs import service as handoffs
+from api.handoffs.content_search import search_content
 from api.handoffs.hours import staff_hours
 from api.handoffs.models import Handoff, HandoffStatus, HandoffTarget
+from api.handoffs.profile import profile_card
 from api.handoffs.schemas import (
     CloseCreate,
     ColleagueRead,
@@ -40,6 +41,8 @@ from api.handoffs.schemas import (
     TransferCreate,
 )
 from api.hcps.models import Hcp
+from api.pipeline.delivery import deliver_after_commit
+from api.safety import firewall
 from api.staff.auth import Staff, api_routes
 from api.staff.models import StaffRole
 from api.staff.service import StaffIdentity
@@ -90,15 +93,15 @@ def _detail(session: Session, handoff_id: str, ident: StaffIdentity, now: dateti
     h = handoffs.get_for_staff(session, handoff_id, ident)
     conv = session.get(Conversation, h.conversation_id)
     assert conv is not None
-    card = handoffs.profile_card(session, conv, ident, now)
+    card = profile_card(session, conv, ident, now)
     audit.record(session, action="handoff.viewed", subject_type="handoff", subject_id=h.id, actor_type="staff",
                  actor_id=ident.id, data={"reference": h.reference,
-                                          "medical_content_shown": handoffs.sees_medical_content(ident)}, at=now)
+                                          "medical_content_shown": firewall.sees_medical_content(ident)}, at=now)
     return HandoffDetailRead(
         handoff=_read(session, h, conv, session.get(Hcp, h.hcp_id) if h.hcp_id else None, ident, now),
         card=card,
         colleagues=[ColleagueRead(**c) for c in handoffs.transfer_options(session, ident)],
-        medical_content_withheld=not handoffs.sees_medical_content(ident),
+        medical_content_withheld=not firewall.sees_medical_content(ident),
     )
 
 
@@ -127,7 +130,7 @@ def handoff_page(request: Request, handoff_id: str, ident: Inbox) -> Response:
     return render(request, "inbox_detail.html", ident, d=detail, h=detail.handoff, card=detail.card,
                   messages=messages, last_id=messages[-1].id if messages else 0, relay=relay,
                   outcomes=handoffs.OUTCOMES, teams=[str(t) for t in HandoffTarget],
-                  withheld_text=handoffs.WITHHELD_TEXT)
+                  withheld_text=firewall.WITHHELD_NOTE)
 
 
 @router.post("/console/inbox/{handoff_id}/claim")
@@ -254,7 +257,7 @@ def content_search_json(request: Request, handoff_id: str, ident: Inbox,
         h = handoffs.get_for_staff(session, handoff_id, ident)
         conv = session.get(Conversation, h.conversation_id)
         assert conv is not None
-        found = handoffs.search_content(session, conv, q, now=state.clock.now(),
+        found = search_content(session, conv, q, now=state.clock.now(),
                                         default_market=state.settings.default_market)
         return ContentChoicesRead(items=[ContentChoiceRead(**c.as_dict()) for c in found])
 

@@ -19,9 +19,10 @@ from sqlalchemy.orm import Session
 from api.consoles.changes import audited_change
 from api.consoles.jsonbody import JsonBody, parse
 from api.consoles.render import Offset, PageNo, fetch_page, page_of, render
-from api.conversations.outbound import MAX_STAFF_TEXT, deliver_after_commit
+from api.conversations.outbound import MAX_STAFF_TEXT
 from api.db import unit_of_work
 from api.errors import ConciergeError, InvalidInput, NotFound
+from api.pipeline.delivery import deliver_after_commit
 from api.safety import review
 from api.safety.models import InquiryStatus, MedicalInquiry
 from api.staff.auth import Staff

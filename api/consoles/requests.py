@@ -19,9 +19,9 @@ from sqlalchemy.orm import Session
 from api.consoles.changes import audited_change
 from api.consoles.jsonbody import JsonBody, parse
 from api.consoles.render import Offset, PageNo, fetch_page, page_of, render
-from api.conversations.outbound import deliver_after_commit
 from api.db import unit_of_work
 from api.errors import ConciergeError, Forbidden, NotFound
+from api.pipeline.delivery import deliver_after_commit
 from api.requests import desk
 from api.requests.models import RequestKind, ServiceRequest
 from api.requests.service import LABEL

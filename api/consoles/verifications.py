@@ -8,10 +8,10 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from api.consoles.render import render
-from api.conversations.outbound import deliver_after_commit
 from api.db import unit_of_work
 from api.errors import ConciergeError
 from api.hcps import verification
+from api.pipeline.delivery import deliver_after_commit
 from api.staff.auth import Staff
 from api.staff.service import StaffIdentity
 from api.state import app_state

@@ -2,7 +2,8 @@
 
 Free text is the staff member's own words (attributed and audited); approved content goes out
 verbatim through the same send-time gate the bot uses. Either way the message and its outbox
-entry are one transaction, and delivery happens after the commit (``deliver_after_commit``).
+entry are one transaction, and delivery happens after the commit
+(``api.pipeline.delivery.deliver_after_commit``).
 """
 
 from __future__ import annotations
@@ -15,10 +16,7 @@ from api.audit import service as audit
 from api.content import render
 from api.conversations.models import Conversation, Message, SenderType
 from api.conversations.service import add_outbound
-from api.db import unit_of_work
 from api.errors import InvalidInput
-from api.outbox import deliver_pending
-from api.state import AppState
 
 MAX_STAFF_TEXT = 4000
 
@@ -50,14 +48,3 @@ def send_staff_content(session: Session, conv: Conversation, *, staff_id: str, c
                        "content_id": sendable.content_id, "version": sendable.version,
                        "approval_code": sendable.approval_code}, at=now)
     return msg
-
-
-def deliver_after_commit(state: AppState, conversation_id: str) -> None:
-    """Push what was just committed: web chat in-process now, WhatsApp via its dispatcher."""
-    processor = state.worker.processor
-    with unit_of_work(state.session_factory) as session:
-        deliver_pending(session, conversation_id, senders=processor.senders, gate=processor.gate,
-                        now=state.clock.now())
-    dispatcher = state.extras.get("whatsapp_dispatcher")
-    if dispatcher is not None:
-        dispatcher.kick()

@@ -1,5 +1,7 @@
 """Handoffs to a human: the bot side (open, summarise, acknowledge) and the staff side
-(queue, claim, release, transfer, hand back, close, reply), with the commercial/medical firewall.
+(queue, claim, release, transfer, hand back, close, reply), with the commercial/medical firewall
+(``api.safety.firewall``). What the HCP is told: ``copy``; the profile card: ``profile``; content
+staff can send: ``content_search``.
 
 Services take a session and never commit; the caller's unit of work commits once. Every staff
 action is an audit event with the staff member as actor.
@@ -24,11 +26,26 @@ from api.conversations.drafts import Button, ReplyDraft
 from api.conversations.models import Conversation, ConversationState, Direction, Message, SenderType
 from api.conversations.service import add_outbound, list_after
 from api.errors import InvalidInput, NotFound
+from api.handoffs.copy import (
+    CLOSED,
+    CONTACT_CHOICES,
+    CONTACT_NOTED,
+    CONTACT_PAYLOAD,
+    HANDED_BACK,
+    HANDOFF_NOBODY_AVAILABLE,
+    HANDOFF_OUT_OF_HOURS,
+    NO_OPEN_HANDOFF,
+    SCORE_THANKS,
+    STAFF_JOINED,
+    TRANSFERRED_TO_PERSON,
+    TRANSFERRED_TO_TEAM,
+    contact_buttons,
+)
 from api.handoffs.errors import AlreadyClaimed, NotClaimed, NotHolder
 from api.handoffs.hours import DEFAULT_HOURS, StaffHours
 from api.handoffs.models import Handoff, HandoffStatus, HandoffTarget
-from api.handoffs.schemas import ProfileCardRead
 from api.hcps.models import Hcp
+from api.safety import firewall
 from api.staff import notes
 from api.staff.models import StaffRole, StaffUser
 from api.staff.service import StaffIdentity, list_available
@@ -58,90 +75,7 @@ INBOX_ROLES = frozenset(ROLE_FOR_TARGET.values())
 
 OUTCOMES = ("resolved", "follow_up_by_phone", "follow_up_by_email", "no_reply_from_hcp", "other")
 
-WITHHELD_TEXT = "a medical or safety message, routed to Medical/Safety; not shown"
-
-# ---------------------------------------------------------------- what the HCP is told
-
-HANDOFF_OUT_OF_HOURS = (
-    "Thank you. I've asked {who} to join this conversation (reference {reference}), but our team is "
-    "not at work right now (hours: {hours}). A person will pick this up when we open at {opens} and "
-    "reply here by {due}. If you prefer, we can call you back or email you instead."
-)
-HANDOFF_NOBODY_AVAILABLE = (
-    "Thank you. I've asked {who} to join this conversation (reference {reference}), but nobody is free "
-    "right now. A person will reply here by {due} at the latest. If you prefer, we can call you back "
-    "or email you instead."
-)
-CONTACT_PAYLOAD = "/handoff_contact"
-CONTACT_CHOICES = {"callback": "Call me back", "email": "Email me instead", "chat": "Wait for a reply here"}
-CONTACT_NOTED = {
-    "callback": "Noted: {who} will call you back instead (reference {reference}). If we may not have your "
-                "number, reply here with the best number and time to call.",
-    "email": "Noted: {who} will reply by email instead (reference {reference}). If we may not have your "
-             "email address, reply here with it.",
-    "chat": "Noted: a person will reply here in this conversation (reference {reference}).",
-}
-NO_OPEN_HANDOFF = "There is no open request for a person in this conversation right now. Would you like one?"
-STAFF_JOINED = "{name} from our team has joined the conversation."
-HANDED_BACK = ("{name} has handed this conversation back to the automated assistant. Ask me anything, "
-               "or tap 'Talk to a person' if you need us again.")
-TRANSFERRED_TO_TEAM = ("I've passed this conversation to {who} (reference {reference}). "
-                       "They will reply here by {due}.")
-TRANSFERRED_TO_PERSON = "{name} from our team will continue this conversation (reference {reference})."
-CLOSED = "Thank you for talking with us. {name} has closed this conversation (reference {reference})."
-CSAT_QUESTION = "How satisfied are you with how our team handled this conversation? 1 = poor, 5 = excellent."
-# The same payload the bot's own CSAT uses: Rasa's action_give_score records it, and so does the
-# api when Rasa is down (answer_score_without_rasa).
-CSAT_BUTTONS = [Button(str(n), f'/give_score{{"score": "{n}"}}') for n in range(1, 6)]
-SCORE_THANKS = "Thank you for the rating — it helps us improve."
-
-
-def contact_buttons() -> list[Button]:
-    return [Button(title, f'{CONTACT_PAYLOAD}{{"via": "{via}"}}') for via, title in CONTACT_CHOICES.items()]
-
-
 # ---------------------------------------------------------------- bot side
-
-
-def _linked_to_case(session: Session, message_ids: set[int]) -> set[int]:
-    """Messages that an adverse event or a medical inquiry was captured from."""
-    from api.safety.models import AdverseEventMessage, MedicalInquiry
-
-    if not message_ids:
-        return set()
-    ae = session.execute(select(AdverseEventMessage.message_id)
-                         .where(AdverseEventMessage.message_id.in_(message_ids))).scalars()
-    mi = session.execute(select(MedicalInquiry.message_id)
-                         .where(MedicalInquiry.message_id.in_(message_ids))).scalars()
-    return {m for m in [*ae, *mi] if m is not None}
-
-
-def _medical_message_ids(session: Session, message_ids: list[int]) -> set[int]:
-    """Messages a rep must not read (commercial/medical firewall), among ``message_ids``.
-
-    An inbound message that carried an adverse event or a medical inquiry; the replies queued to
-    such a message (they can echo it); and a staff message that delivered a medical inquiry's answer.
-    """
-    from api.safety.models import MedicalInquiry
-
-    if not message_ids:
-        return set()
-    found = _linked_to_case(session, set(message_ids))
-    outbound = session.execute(
-        select(Message.id, Message.conversation_id, Message.sender_type, Message.body, Message.in_reply_to)
-        .where(Message.id.in_(message_ids), Message.direction == Direction.outbound)
-    ).all()
-    replied_to = {r.in_reply_to for r in outbound if r.in_reply_to is not None}
-    medical_sources = (replied_to & found) | _linked_to_case(session, replied_to - found)
-    found |= {r.id for r in outbound if r.in_reply_to in medical_sources}
-    staff_out = [r for r in outbound if r.sender_type == SenderType.staff]
-    if staff_out:
-        answers = {(a or "").strip() for a in session.execute(
-            select(MedicalInquiry.response).where(
-                MedicalInquiry.conversation_id.in_({r.conversation_id for r in staff_out}),
-                MedicalInquiry.response.is_not(None))).scalars()}
-        found |= {r.id for r in staff_out if r.body.strip() in answers}
-    return found
 
 
 def summarise(session: Session, conv: Conversation, *, target: str = HandoffTarget.rep, limit: int = 6) -> str:
@@ -154,11 +88,11 @@ def summarise(session: Session, conv: Conversation, *, target: str = HandoffTarg
         select(Message).where(Message.conversation_id == conv.id, Message.direction == Direction.inbound)
         .order_by(Message.id.desc()).limit(limit)
     ).scalars().all()
-    withheld = _medical_message_ids(session, [m.id for m in rows]) if target == HandoffTarget.rep else set()
+    withheld = firewall.medical_message_ids(session, [m.id for m in rows]) if target == HandoffTarget.rep else set()
     said = []
     for m in reversed(rows):
         if m.id in withheld:
-            said.append(f"[{WITHHELD_TEXT}]")
+            said.append(firewall.WITHHELD_TEXT)
         elif m.body.strip():
             said.append('"' + m.body.strip().replace("\n", " ")[:200] + '"')
     channel = "WhatsApp" if conv.channel == "whatsapp" else "web chat"
@@ -323,11 +257,6 @@ def targets_for(ident: StaffIdentity) -> set[str]:
     return {str(TARGETS_FOR_ROLE[StaffRole(r)]) for r in ident.roles if r in TARGETS_FOR_ROLE}
 
 
-def sees_medical_content(ident: StaffIdentity) -> bool:
-    """MSLs and medical reviewers read medical and safety messages; anyone who is a rep never does."""
-    return StaffRole.rep not in ident.roles and bool(ident.roles & {StaffRole.msl, StaffRole.medical_reviewer})
-
-
 def _visible_clause(ident: StaffIdentity) -> ColumnElement[bool]:
     clause: ColumnElement[bool] = Handoff.target.in_(targets_for(ident))
     if ident.territory:
@@ -392,7 +321,7 @@ def get_for_staff(session: Session, handoff_id: str, ident: StaffIdentity) -> Ha
 
 def summary_for(session: Session, handoff: Handoff, conv: Conversation, ident: StaffIdentity) -> str:
     """The stored summary, or, for whoever may not read medical content, one that withholds it."""
-    if sees_medical_content(ident):
+    if firewall.sees_medical_content(ident):
         return handoff.summary
     return summarise(session, conv, target=HandoffTarget.rep)
 
@@ -575,10 +504,9 @@ def close(session: Session, handoff_id: str, ident: StaffIdentity, now: datetime
     conv.assigned_staff_id = None
     conv.failed_turns = 0
     _notice(session, conv, CLOSED.format(name=ident.name, reference=handoff.reference), now)
-    survey = feedback.ask_survey(session, conv, kind="csat", now=now)
-    add_outbound(session, conv, text=CSAT_QUESTION, now=now + timedelta(microseconds=1),
-                 buttons=[b.as_dict() for b in CSAT_BUTTONS])
-    _audit(session, "handoff.closed", handoff, ident, now, outcome=outcome, survey_id=survey.id,
+    csat = feedback.ask_csat(session, conv, about="handoff", now=now)
+    add_outbound(session, conv, text=csat.question, now=now + timedelta(microseconds=1), buttons=csat.buttons)
+    _audit(session, "handoff.closed", handoff, ident, now, outcome=outcome, survey_id=csat.survey.id,
            **notes.keep(session, (note or "").strip()[:500], subject_type="handoff", subject_id=handoff.id,
                         field="note", author_id=ident.id, at=now))
     return handoff
@@ -629,11 +557,9 @@ def transcript(session: Session, conv: Conversation, ident: StaffIdentity, *, af
     """The conversation as this staff member may read it, by the live relay's rule (the polling
     fallback must never show more than the stream): for reps, medical and safety messages are
     placeholders; messages still being screened wait. Showing medical content is audited."""
-    from api.relay import firewall
-
     rows = firewall.settled(session, list_after(session, conv, after))
     medical = firewall.medical_ids(session, conv.id, rows)
-    hide = not sees_medical_content(ident)
+    hide = not firewall.sees_medical_content(ident)
     out = [StaffMessage(m.id, m.direction, m.sender_type, None if (hide and m.id in medical) else m.body,
                         m.approval_code, m.created_at, hide and m.id in medical) for m in rows]
     shown = sorted(medical) if not hide else []
@@ -642,101 +568,6 @@ def transcript(session: Session, conv: Conversation, ident: StaffIdentity, *, af
                      subject_id=conv.id, actor_type="staff", actor_id=ident.id, data={"message_ids": shown},
                      at=now)
     return out
-
-
-def profile_card(session: Session, conv: Conversation, ident: StaffIdentity, now: datetime) -> ProfileCardRead:
-    """Who the HCP is and what is open for them. Medical inquiries: for reps the metadata only
-    (reference, status, date), never the text; for MSLs and medical reviewers the text too (audited)."""
-    from api.requests.models import RequestStatus, ServiceRequest
-    from api.safety.models import AdverseEvent, MedicalInquiry
-    from feedback import service as feedback
-    from feedback.models import AnswerRating, FeedbackComment, SurveyResponse, SurveyStatus
-
-    hcp = session.get(Hcp, conv.hcp_id) if conv.hcp_id else None
-    mine = (ServiceRequest.hcp_id == conv.hcp_id) if conv.hcp_id else (ServiceRequest.conversation_id == conv.id)
-    requests = session.execute(
-        select(ServiceRequest).where(mine, ServiceRequest.status.in_((RequestStatus.open, RequestStatus.in_progress)))
-        .order_by(ServiceRequest.sla_due_at).limit(20)).scalars()
-    subject = feedback.subject_for(conv)
-    scores = session.execute(
-        select(SurveyResponse).where(SurveyResponse.subject == subject, SurveyResponse.status == SurveyStatus.answered)
-        .order_by(SurveyResponse.answered_at.desc()).limit(5)).scalars()
-    ratings = session.execute(select(AnswerRating).where(AnswerRating.subject == subject)
-                              .order_by(AnswerRating.created_at.desc()).limit(5)).scalars()
-    comments = session.execute(select(FeedbackComment).where(FeedbackComment.subject == subject)
-                               .order_by(FeedbackComment.created_at.desc()).limit(5)).scalars()
-    recent: list[dict[str, Any]] = (
-        [{"kind": s.kind, "score": s.score, "at": s.answered_at} for s in scores]
-        + [{"kind": "answer_rating", "helpful": r.helpful, "reason": r.reason, "at": r.created_at} for r in ratings]
-        + [{"kind": "comment", "category": c.category, "text": c.text, "at": c.created_at} for c in comments])
-    recent.sort(key=lambda f: f["at"], reverse=True)
-    whose_mi = (MedicalInquiry.hcp_id == conv.hcp_id) if conv.hcp_id else (MedicalInquiry.conversation_id == conv.id)
-    medical = sees_medical_content(ident)
-    inquiries = []
-    for mi in session.execute(select(MedicalInquiry).where(whose_mi)
-                              .order_by(MedicalInquiry.created_at.desc()).limit(10)).scalars():
-        row: dict[str, Any] = {"reference": mi.reference, "status": mi.status, "created_at": mi.created_at}
-        if medical:
-            row.update(text=mi.text, product=mi.product, response=mi.response)
-        inquiries.append(row)
-    if medical and inquiries:
-        audit.record(session, action="medical_inquiry.viewed", subject_type="conversation", subject_id=conv.id,
-                     actor_type="staff", actor_id=ident.id,
-                     data={"references": [i["reference"] for i in inquiries], "where": "handoff profile card"},
-                     at=now)
-    whose_ae = (AdverseEvent.hcp_id == conv.hcp_id) if conv.hcp_id else (AdverseEvent.conversation_id == conv.id)
-    ae_count = len(session.execute(select(AdverseEvent.id).where(whose_ae)).all())
-    return ProfileCardRead(
-        identified=hcp is not None, name=hcp.name if hcp else None, specialty=hcp.specialty if hcp else None,
-        country=hcp.country if hcp else None, territory=hcp.territory if hcp else None,
-        verification=hcp.verification_status if hcp else "not identified", channel=conv.channel,
-        market=conv.market, preferences=feedback.profile(session, conv),
-        open_requests=[{"reference": r.reference, "kind": r.kind, "status": r.status, "team": r.team,
-                        "sla_due_at": r.sla_due_at} for r in requests],
-        recent_feedback=recent[:8], inquiries=inquiries, adverse_events=ae_count,
-    )
-
-
-@dataclass(frozen=True)
-class ContentChoice:
-    content_id: str
-    version: int
-    title: str
-    product: str
-    kind: str
-    approval_code: str
-    excerpt: str
-    sendable: bool
-    reason: str | None
-
-    def as_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
-
-def search_content(session: Session, conv: Conversation, query: str, *, now: datetime, default_market: str,
-                   limit: int = 20) -> list[ContentChoice]:
-    """Current approved items whose title, questions or text contain every word of ``query``,
-    each marked with whether the send-time gate lets it go to this HCP today."""
-    from api.content import recipient_for
-    from knowledge.gate import gate_reason
-    from knowledge.library import Status
-    from knowledge.models import ContentVersion
-
-    words = [w for w in re.split(r"\s+", query.lower().strip()) if w]
-    recipient = recipient_for(session, conv, default_market)
-    found: list[ContentChoice] = []
-    rows = session.execute(select(ContentVersion).where(ContentVersion.is_current.is_(True),
-                                                        ContentVersion.status == Status.approved)
-                           .order_by(ContentVersion.content_id)).scalars()
-    for v in rows:
-        haystack = " ".join([v.content_id, v.title, v.product, *v.questions, v.body]).lower()
-        if not all(w in haystack for w in words):
-            continue
-        reason = gate_reason(v, recipient, now.date())
-        found.append(ContentChoice(v.content_id, v.version, v.title, v.product, v.kind, v.approval_code,
-                                   v.body[:240], reason is None, reason))
-    found.sort(key=lambda c: (not c.sendable, c.content_id))
-    return found[:limit]
 
 
 def transfer_options(session: Session, ident: StaffIdentity) -> list[dict[str, Any]]:

@@ -10,7 +10,7 @@ after it, though never on two turns in a row. SKIP stops the intake. When the th
 from ``collecting`` to ``pending`` (the verification console lists it) — the same outcome as the
 Rasa verification form (``action_submit_verification``).
 
-The order in ``api.conversations.turn`` keeps the compliance rules first: the safety screen runs
+The order in ``api.pipeline.turn`` keeps the compliance rules first: the safety screen runs
 before this, and a message the screen acted on (adverse event, opt-out/in, HELP, off-label) is
 never read as an answer and never starts the intake on that turn. Services flush, never commit.
 """
@@ -60,11 +60,16 @@ _PROMPTS = (INTRO, _REMINDER_START, *QUESTIONS.values(), *NOT_UNDERSTOOD.values(
 
 SKIP_WORDS = frozenset({"skip", "skip it", "not now", "later", "no thanks", "no thank you", "maybe later"})
 _NOT_NAME_WORDS = frozenset(re.findall(r"\S+", (
-    "verify verification me hello hi hey thanks thank yes no ok okay help stop start unstop person human agent "
+    "verify verification me hello hi hey thanks thank yes no ok okay help stop start unstop "
     "someone somebody rep representative sample samples question please want need can could would will what how "
     "why when where who which is are do does did the a an i my you your about for with to of and or not dose "
     "side effect effects info information cardiovex respizan glucorel velostatin zelvamab ferlaglutide "
     "good morning afternoon evening")))
+# Words that ask for a person when they stand alone or with a modifier ("human", "real person",
+# "agent pls"), but are also surnames (Person, Human, Agent): a name may hold one when another token
+# is a name, never when everything else is one of these modifiers.
+_HANDOFF_WORDS = frozenset({"person", "human", "agent", "operator"})
+_HANDOFF_MODIFIERS = frozenset({"real", "live", "actual", "proper", "any", "pls", "plz", "now", "asap"})
 _NAME_TOKEN = re.compile(r"^[^\W\d_][^\W\d_'.\-]*(?:['.\-][^\W\d_]*)*\.?$")
 _LICENCE = re.compile(r"^(?=.*\d)[A-Za-z0-9][A-Za-z0-9 ./\-]{2,31}$")
 
@@ -116,8 +121,12 @@ def looks_like_name(text: str) -> bool:
     tokens = text.split()
     if not 1 <= len(tokens) <= 6 or len(text) > 100:
         return False
-    return all(_NAME_TOKEN.match(t) for t in tokens) and not any(
-        t.lower().strip(".,!") in _NOT_NAME_WORDS for t in tokens)
+    words = [t.lower().strip(".,!") for t in tokens]
+    if not all(_NAME_TOKEN.match(t) for t in tokens) or any(w in _NOT_NAME_WORDS for w in words):
+        return False
+    if any(w in _HANDOFF_WORDS for w in words):
+        return any(w not in _HANDOFF_WORDS | _HANDOFF_MODIFIERS for w in words)
+    return True
 
 
 def looks_like_licence(text: str) -> bool:

@@ -18,6 +18,7 @@ from api.audit import service as audit
 from api.conversations.models import Conversation, Message, SenderType
 from api.conversations.service import add_outbound
 from api.errors import Conflict, InvalidInput, NotFound
+from api.hcps import adopt
 from api.hcps.models import ChannelIdentity, Hcp, VerificationStatus
 from api.staff import notes
 
@@ -76,6 +77,9 @@ def decide(session: Session, hcp_id: str, *, approve: bool, staff_id: str, reaso
         session.refresh(hcp)
         raise Conflict(f"this HCP is already {hcp.verification_status}")
     session.refresh(hcp)
+    if approve:
+        # What they told the bot before being identified (anonymous web chat, unverified WhatsApp).
+        adopt.adopt(session, hcp, staff_id=staff_id, now=now)
     told: Message | None = None
     conv = _latest_conversation(session, hcp_id)
     if conv is not None:

@@ -39,9 +39,9 @@ async def readyz(request: Request) -> JSONResponse:
         checks["rasa"] = {"ok": loaded, "model": status.get("model_file")}
     except Exception as exc:
         checks["rasa"] = {"ok": False, "error": type(exc).__name__}
-    safety_ready = state.extras.get("safety_ready")
+    safety_ready = state.safety_ready
     checks["safety_screen"] = {"ok": bool(safety_ready and safety_ready())}
-    knowledge_ready = state.extras.get("knowledge_ready")
+    knowledge_ready = state.knowledge_ready
     checks["knowledge"] = {"ok": bool(knowledge_ready and knowledge_ready())}
     ready = all(c["ok"] for c in checks.values())
     return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)

@@ -8,7 +8,7 @@
 - A watcher thread: a Rasa that exits is started again after 1 s, 2 s, 4 s … up to ``backoff_max``
   (reset once it has stayed up a minute); a Rasa that stops answering ``/status`` (frozen, say) for
   ``unhealthy_after`` probes in a row is killed and restarted the same way. While Rasa is away the
-  api answers with its own fallback and offers a person (``api.conversations.turn``).
+  api answers with its own fallback and offers a person (``api.pipeline.turn``).
 """
 
 from __future__ import annotations

@@ -20,10 +20,11 @@ from starlette.concurrency import run_in_threadpool
 from api.cursors import MessageCursor
 from api.db import unit_of_work
 from api.errors import NotFound
-from api.relay import firewall, service
+from api.relay import service
 from api.relay.schemas import RelayState
 from api.relay.service import Batch
-from api.relay.stream import events, get_relay, resume_cursor, sse_response
+from api.relay.stream import events, resume_cursor, sse_response
+from api.safety import firewall
 from api.staff import service as staff_service
 from api.staff.auth import COOKIE, Staff
 from api.staff.service import StaffIdentity
@@ -42,9 +43,9 @@ async def conversation_events(
     after: MessageCursor = 0,
 ) -> StreamingResponse:
     state = app_state(request)
-    relay = get_relay(state)
+    relay = state.live_relay()
     cursor = resume_cursor(request, after)
-    medical_viewer = firewall.sees_medical(ident)
+    medical_viewer = firewall.sees_medical_content(ident)
     token = request.cookies.get(COOKIE, "")
 
     def open_stream() -> None:

@@ -13,8 +13,8 @@ from api.conversations import service as conversations
 from api.conversations.models import Conversation, Message, MessageStatus
 from api.errors import NotFound
 from api.handoffs.models import Handoff
-from api.relay import firewall
 from api.relay.schemas import RelayButton, RelayMessage, RelayState
+from api.safety import firewall
 
 # The statuses ``conversations.list_after`` shows a participant.
 VISIBLE = (MessageStatus.sent, MessageStatus.delivered, MessageStatus.read, MessageStatus.received,

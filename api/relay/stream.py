@@ -32,7 +32,6 @@ from api.errors import InvalidInput
 from api.relay.bus import InProcessBus, RedisBus, make_bus
 from api.relay.schemas import RelayState
 from api.relay.service import Batch
-from api.state import AppState
 
 log = logging.getLogger("concierge.relay")
 
@@ -153,11 +152,6 @@ class Relay:
 
             signal.signal(sig, handler)
             self._restore_signals.append((sig, previous))
-
-
-def get_relay(state: AppState) -> Relay:
-    relay: Relay = state.extras["relay"]
-    return relay
 
 
 def resume_cursor(request: Request, after: int) -> int:

@@ -71,13 +71,10 @@ STATUS_WORDS = {
     RequestStatus.cannot_fulfil: "cannot fulfil", RequestStatus.cancelled: "cancelled",
 }
 
-CSAT_QUESTION = "How satisfied are you with how we handled this request? 1 = poor, 5 = excellent."
-# The same payload as every other CSAT: Rasa's action_give_score records it, and so does the api
-# when Rasa is down (handoffs.answer_score_without_rasa).
-CSAT_BUTTONS = [{"title": str(n), "payload": f'/give_score{{"score": "{n}"}}'} for n in range(1, 6)]
-RESOLVED_TEXT = "Update on your {label} (reference {reference}): it has been completed. " + CSAT_QUESTION
+# Followed by the CSAT question (feedback.service.ask_csat).
+RESOLVED_TEXT = "Update on your {label} (reference {reference}): it has been completed."
 CANNOT_FULFIL_TEXT = ("Update on your {label} (reference {reference}): we're sorry, we could not complete "
-                      "it. {reason} " + CSAT_QUESTION)
+                      "it. {reason}")
 
 
 # ---------------------------------------------------------------- who sees what
@@ -326,26 +323,20 @@ def _tell_hcp(session: Session, row: ServiceRequest, ident: StaffIdentity,
     if conv is None:
         return None, None, None
     label = LABEL[RequestKind(row.kind)]
+    csat = feedback.ask_csat(session, conv, about="service_request", now=now, service_request_id=row.id)
     if row.status == RequestStatus.resolved:
         text = RESOLVED_TEXT.format(label=label, reference=row.reference)
     else:
         reason = (row.outcome_reason or "").strip()
         text = CANNOT_FULFIL_TEXT.format(label=label, reference=row.reference,
                                          reason=reason if reason.endswith((".", "!", "?")) else reason + ".")
-    survey = feedback.ask_survey(session, conv, kind="csat", now=now, service_request_id=row.id)
-    template: str | None = None
-    if conv.channel == Channel.whatsapp and not wa.in_session_window(conv, now):
-        # Business-initiated now: the dispatcher sends the approved template (it needs the HCP's
-        # opt-in for service messages), or holds the message and tells its owner why.
-        template = WHATSAPP_PURPOSE
-        msg = wa.queue_business_message(session, conv, purpose=template, text=text, now=now,
-                                        variables={"1": row.reference}, sender_type=SenderType.staff,
-                                        sender_id=ident.id, buttons=CSAT_BUTTONS)
-    else:
-        msg = add_outbound(session, conv, text=text, now=now, sender_type=SenderType.staff, sender_id=ident.id,
-                           buttons=CSAT_BUTTONS)
+    text = f"{text} {csat.question}"
+    msg = add_outbound(session, conv, text=text, now=now, sender_type=SenderType.staff, sender_id=ident.id,
+                       buttons=csat.buttons)
+    template = wa.business_initiated_if_window_closed(session, conv, msg, purpose=WHATSAPP_PURPOSE,
+                                                      variables={"1": row.reference}, now=now)
     audit.record(session, action="staff.message_sent", subject_type="conversation", subject_id=conv.id,
                  actor_type="staff", actor_id=ident.id,
                  data={"message_id": msg.id, "purpose": "request-update", "kind": "request_outcome",
                        "service_request_id": row.id, "chars": len(text)}, at=now)
-    return msg, template, survey.id
+    return msg, template, csat.survey.id

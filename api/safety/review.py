@@ -25,7 +25,6 @@ from sqlalchemy.orm import Session
 from api.audit import service as audit
 from api.audit.models import AuditEvent
 from api.channels.whatsapp import service as wa
-from api.channels.whatsapp.models import WhatsappSend
 from api.conversations.models import Channel, Conversation, Message, SenderType
 from api.conversations.outbound import MAX_STAFF_TEXT, send_staff_content, send_staff_text
 from api.errors import Conflict, InvalidInput, NotFound
@@ -380,14 +379,8 @@ def answer_inquiry(
         assert content_id is not None and version is not None
         msg = send_staff_content(session, conv, staff_id=reviewer_id, content_id=content_id, version=version,
                                  now=now, default_market=default_market, purpose=ANSWER_PURPOSE)
-    template: str | None = None
-    if conv.channel == Channel.whatsapp and not wa.in_session_window(conv, now):
-        # Business-initiated now: the dispatcher sends the approved template (and needs the HCP's
-        # opt-in for medical messages), or holds the message and tells its owner why.
-        template = WHATSAPP_TEMPLATE_PURPOSE
-        session.add(WhatsappSend(message_id=msg.id, conversation_id=conv.id, purpose=template,
-                                 content_variables={"1": inquiry.reference}, parts_total=0, parts_sent=0,
-                                 created_at=now))
+    template = wa.business_initiated_if_window_closed(session, conv, msg, purpose=WHATSAPP_TEMPLATE_PURPOSE,
+                                                      variables={"1": inquiry.reference}, now=now)
     session.refresh(inquiry)
     inquiry.response = msg.body
     inquiry.response_message_id = msg.id

@@ -7,9 +7,8 @@ import json
 
 from sqlalchemy import select
 
-from api.cli import int_at_least
+from api.cli import int_at_least, open_sessions
 from api.clock import SystemClock
-from api.db import make_engine, make_session_factory
 from api.settings import Settings
 from api.sla import service as sla
 from api.sla.models import SlaAlert
@@ -28,7 +27,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def _sweep(args: argparse.Namespace) -> int:
     settings = Settings()
-    factory = make_session_factory(make_engine(settings.database_url))
+    factory = open_sessions(settings)
     report = sla.sweep_configured(factory, settings, SystemClock().now())
     print(f"{report.raised} alerts raised, {report.delivered} delivered, {report.failed} failed"
           + ("" if settings.sla_alert_webhooks else " (no CONCIERGE_SLA_ALERT_WEBHOOKS: recorded only)"))
@@ -36,7 +35,7 @@ def _sweep(args: argparse.Namespace) -> int:
 
 
 def _alerts(args: argparse.Namespace) -> int:
-    factory = make_session_factory(make_engine(Settings().database_url))
+    factory = open_sessions(Settings())
     stmt = select(SlaAlert).order_by(SlaAlert.id.desc()).limit(args.limit)
     if args.undelivered:
         stmt = stmt.where(SlaAlert.delivered_at.is_(None))

@@ -7,8 +7,9 @@ import getpass
 import os
 import sys
 
+from api.cli import open_sessions
 from api.clock import SystemClock
-from api.db import make_engine, make_session_factory, unit_of_work
+from api.db import unit_of_work
 from api.errors import ConciergeError
 from api.settings import Settings
 from api.staff import service
@@ -52,7 +53,7 @@ def _password(args: argparse.Namespace) -> str:
 def _create(args: argparse.Namespace) -> int:
     try:
         password = _password(args)
-        factory = make_session_factory(make_engine(Settings().database_url))
+        factory = open_sessions(Settings())
         with unit_of_work(factory) as session:
             user = service.create(session, email=args.email, password=password, roles=args.role, name=args.name,
                                   territory=args.territory, now=SystemClock().now())
@@ -64,7 +65,7 @@ def _create(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
-    factory = make_session_factory(make_engine(Settings().database_url))
+    factory = open_sessions(Settings())
     with unit_of_work(factory) as session:
         for u in service.list_users(session):
             flags = ("" if u.active else " inactive") + (" 2fa" if u.totp_secret else "")
@@ -79,7 +80,7 @@ def _set_password(args: argparse.Namespace) -> int:
 
     try:
         password = _password(args)
-        factory = make_session_factory(make_engine(Settings().database_url))
+        factory = open_sessions(Settings())
         with unit_of_work(factory) as session:
             user = session.execute(select(StaffUser).where(
                 StaffUser.email == service.normalise_email(args.email))).scalar_one_or_none()

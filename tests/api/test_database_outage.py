@@ -136,7 +136,7 @@ def test_a_turn_cut_off_by_a_postgresql_outage_finishes_by_itself_when_the_datab
         listed = client.get(url, params={"after": msg.id}).json()["messages"]
         assert any("AE-" in m["text"] for m in listed)      # the acknowledgement went out after all
         assert replies == len(listed)                       # each reply stored once
-        assert len([c for c in rasa.calls if c["message"] == REPORT]) == 1
+        assert len(rasa.calls) == 1                         # Rasa asked once for the turn (its AE-turn text)
     finally:
         started = time.monotonic()
         client.__exit__(None, None, None)
@@ -168,7 +168,10 @@ def test_shutting_down_during_an_outage_finishes_and_the_next_start_answers_the_
     try:
         _until(lambda: _inbound(pg_engine, text)[1].status == "done", 30)
         _msg, _inbox, replies, links = _inbound(pg_engine, text)
-        assert links == 1 and replies >= 2                  # the stored acknowledgement + the answer
+        assert links == 1 and replies >= 1                  # the acknowledgement, stored once the turn ran
+        with Session(pg_engine) as s:
+            texts = s.scalars(select(Message.body).where(Message.in_reply_to == _msg.id)).all()
+        assert any("AE-" in t for t in texts)
     finally:
         restarted.__exit__(None, None, None)
 

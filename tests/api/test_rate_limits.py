@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from api.app import create_app
 from api.conversations.models import Message
-from api.conversations.turn import null_safety_hook
+from api.pipeline.turn import null_safety_hook
 from api.ratelimit import MemoryLimiter, RedisLimiter
 from api.settings import Settings
 from tests.conftest import free_port

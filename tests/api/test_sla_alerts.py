@@ -275,7 +275,7 @@ def test_the_cli_sweeps_and_lists_alerts(own_db: Engine, hook: Hook, capsys: pyt
 
 def test_the_app_sweeps_in_the_background(own_db: Engine, hook: Hook, settings: Settings) -> None:
     from api.app import create_app
-    from api.conversations.turn import null_safety_hook
+    from api.pipeline.turn import null_safety_hook
 
     refs = _late_world(own_db, datetime.now(UTC))
     app_settings = settings.model_copy(update={"database_url": str(own_db.url), "sla_sweep_interval_s": 0.2,

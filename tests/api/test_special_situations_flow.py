@@ -35,7 +35,8 @@ def screened_client(engine: Engine, settings: Settings) -> Iterator[Callable[...
         c = TestClient(app)
         c.__enter__()
         clients.append(c)
-        ready = app.state.concierge.extras["safety_ready"]
+        ready = app.state.concierge.safety_ready
+        assert ready is not None
         deadline = time.monotonic() + 180
         while not ready() and time.monotonic() < deadline:  # the model trains once per test session
             time.sleep(0.2)

@@ -24,8 +24,8 @@ from api.conversations import copy
 from api.conversations import service as conversations
 from api.conversations.drafts import ReplyDraft
 from api.conversations.models import InboxItem, Message
-from api.conversations.turn import NoSafetyFindings, TurnProcessor
 from api.db import unit_of_work
+from api.pipeline.turn import NoSafetyFindings, TurnProcessor
 from tests.fakes.rasa import FakeRasa
 
 

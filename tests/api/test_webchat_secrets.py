@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
 from api.app import create_app
-from api.conversations.turn import null_safety_hook
+from api.pipeline.turn import null_safety_hook
 from api.settings import Settings
 from tests.conftest import LiveServer, free_port
 from tests.fakes.rasa import FakeRasa

@@ -314,3 +314,23 @@ def test_each_form_slot_has_a_question(run_action: RunAction) -> None:
     result = run_action("action_ask_product", "", intent="request_samples")
     assert texts(result) == ["Which product is this about?"]
     assert len(result.responses[0]["custom"]["buttons"]) == 3
+
+
+@pytest.mark.parametrize("needs_verification", [True, False])
+def test_an_escalation_says_when_verification_would_unlock_the_answer(
+        run_action: RunAction, monkeypatch: pytest.MonkeyPatch, needs_verification: bool) -> None:
+    import knowledge.service
+    from api.rasa.actions.answer_question import FOR_VERIFIED_HCPS, NO_APPROVED_ANSWER, VERIFY_BUTTON
+
+    def fake_answer(*_: object, **__: object) -> knowledge.service.AnswerDecision:
+        return knowledge.service.AnswerDecision("escalate", "ans-1", None, None, 0.2, [],
+                                                needs_verification=needs_verification)
+
+    monkeypatch.setattr(knowledge.service, "answer_question", fake_answer)
+    result = run_action("action_answer_question", "renal dosing study data for glucorel", intent="ask_question")
+    body = result.responses[0]["custom"]
+    assert body["escalated"] is True
+    if needs_verification:
+        assert texts(result) == [FOR_VERIFIED_HCPS] and VERIFY_BUTTON in body["buttons"]
+    else:
+        assert texts(result) == [NO_APPROVED_ANSWER] and VERIFY_BUTTON not in body["buttons"]

@@ -20,7 +20,7 @@ import uvicorn
 from sqlalchemy import Engine
 
 from api.app import create_app
-from api.conversations.turn import null_safety_hook
+from api.pipeline.turn import null_safety_hook
 from api.settings import Settings
 from tests.browser.fake_api import FakeChatApi
 from tests.conftest import REPO
@@ -86,7 +86,7 @@ def serve_app(app: Any, *, startup_timeout: float = 20.0) -> Iterator[str]:
 def end_live_streams(app: Any) -> None:
     """The page may still hold its live event stream open (the browser context closes after the
     server): end the app's streams so uvicorn's graceful stop does not wait for them."""
-    app.state.concierge.extras["relay"].request_shutdown()
+    app.state.concierge.relay.request_shutdown()
 
 
 @pytest.fixture()

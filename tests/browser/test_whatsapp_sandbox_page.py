@@ -17,8 +17,8 @@ from api.app import create_app
 from api.channels.whatsapp.models import WhatsappThread
 from api.channels.whatsapp.sandbox import PhoneSandbox
 from api.conversations.models import Message, OutboxItem
-from api.conversations.turn import null_safety_hook
 from api.db import make_session_factory
+from api.pipeline.turn import null_safety_hook
 from api.settings import Settings
 from tests.browser.conftest import serve_app
 from tests.fakes.rasa import FakeRasa

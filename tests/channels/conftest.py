@@ -12,8 +12,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api.app import create_app
 from api.clock import Clock
-from api.conversations.turn import null_safety_hook
 from api.db import make_session_factory
+from api.pipeline.turn import null_safety_hook
 from api.settings import Settings
 from tests.conftest import LiveServer, free_port
 from tests.fakes.rasa import FakeRasa
@@ -87,7 +87,7 @@ def make_wa_client(engine: Engine, wa_settings: Settings) -> Iterator[Callable[.
 
 def ingested(client: TestClient, timeout: float = 30.0) -> None:
     """Wait until the app's WhatsApp ingester has turned every stored webhook into a message."""
-    ingester = client.app.state.concierge.extras["whatsapp_ingester"]  # type: ignore[attr-defined]
+    ingester = client.app.state.concierge.whatsapp_ingester  # type: ignore[attr-defined]
     client.portal.call(ingester.idle, timeout)  # type: ignore[union-attr]
 
 

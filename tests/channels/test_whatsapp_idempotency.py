@@ -15,7 +15,7 @@ from api.app import create_app
 from api.channels.whatsapp import ingest
 from api.channels.whatsapp.models import WhatsappInbound, WhatsappThread
 from api.conversations.models import InboxItem, Message
-from api.conversations.turn import null_safety_hook
+from api.pipeline.turn import null_safety_hook
 from api.settings import Settings
 from tests.channels.conftest import new_number
 from tests.conftest import LiveServer, free_port

@@ -16,7 +16,7 @@ from api.channels.whatsapp import ingest
 from api.channels.whatsapp.models import WhatsappInbound, WhatsappThread
 from api.clock import SystemClock
 from api.conversations.models import Conversation, InboxItem, Message
-from api.conversations.turn import null_safety_hook
+from api.pipeline.turn import null_safety_hook
 from api.safety import service as safety
 from api.safety.models import Consent
 from api.settings import Settings

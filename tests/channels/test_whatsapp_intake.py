@@ -21,13 +21,13 @@ from api.channels.whatsapp import service as wa
 from api.clock import FakeClock
 from api.content import make_send_gate
 from api.conversations.models import Conversation, InboxItem, Message
-from api.conversations.turn import TurnProcessor
 from api.db import unit_of_work
 from api.handoffs.service import open_handoff
 from api.hcps import intake
 from api.hcps.models import ChannelIdentity, Hcp
 from api.hcps.verification import list_pending
 from api.outbox import WebchatSender
+from api.pipeline.turn import TurnProcessor
 from api.rasa.actions.submit_verification import REPLY
 from api.rasa.client import RasaClient
 from api.safety.screen import ScreenResult
@@ -213,10 +213,29 @@ def test_verify_me_mid_intake_repeats_the_pending_question_instead_of_a_second_f
     assert len(phone.rasa.calls) == calls
 
 
+def test_a_surname_that_is_also_a_word_for_a_human_is_taken_as_the_name_not_as_a_handoff(phone: Phone) -> None:
+    phone.say("Hello")
+    calls = len(phone.rasa.calls)
+    assert phone.say("Greta Person") == [intake.QUESTIONS["licence_number"]]
+    assert len(phone.rasa.calls) == calls  # the api's answer: Rasa never saw it
+    hcp = phone.hcp()
+    assert hcp is not None and hcp.name == "Greta Person"
+    conv = phone.conversation()
+    assert conv.state == "bot" and conv.verification_intake == "collecting"
+
+
+def test_answering_the_name_question_with_a_plea_for_a_human_goes_to_rasa_not_into_the_form(phone: Phone) -> None:
+    phone.say("Hello")
+    phone.say("real person")
+    assert phone.rasa.calls[-1]["message"] == "real person"  # Rasa's request_human → handoff
+    assert phone.hcp() is None
+
+
 @pytest.mark.parametrize(("text", "name"), [
     ("Dr Jane Okafor", True), ("María José García-López", True), ("O'Brien", True), ("hello", False),
     ("verify me", False), ("Cardiovex", False), ("12 Harley Street", False), ("what is the dose", False),
-    ("a b c d e f g", False), ("", False),
+    ("a b c d e f g", False), ("", False), ("Marta Person", True), ("Dr Kofi Human", True), ("person", False),
+    ("Human", False), ("real person", False), ("agent pls", False), ("a person", False),
 ])
 def test_what_counts_as_a_name(text: str, name: bool) -> None:
     assert intake.looks_like_name(text) is name

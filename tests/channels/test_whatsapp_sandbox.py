@@ -18,8 +18,8 @@ from api.app import create_app
 from api.channels.whatsapp.models import WhatsappThread
 from api.channels.whatsapp.sandbox import PhoneSandbox, loopback_url
 from api.conversations.models import Message, OutboxItem
-from api.conversations.turn import null_safety_hook
 from api.hcps import intake
+from api.pipeline.turn import null_safety_hook
 from api.settings import Settings
 from tests.conftest import LiveServer, free_port
 from tests.fakes.rasa import FakeRasa

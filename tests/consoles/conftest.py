@@ -15,8 +15,8 @@ from sqlalchemy.orm import sessionmaker
 
 from api.app import create_app
 from api.clock import SystemClock
-from api.conversations.turn import null_safety_hook
 from api.db import unit_of_work
+from api.pipeline.turn import null_safety_hook
 from api.settings import Settings
 from api.staff import service as staff_service
 from tests.fakes.rasa import FakeRasa

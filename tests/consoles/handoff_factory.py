@@ -19,10 +19,10 @@ from api.app import create_app
 from api.clock import FakeClock
 from api.conversations import service as conversations
 from api.conversations.models import Conversation, InboxItem, InboxStatus, Message, MessageStatus
-from api.conversations.turn import null_safety_hook
 from api.db import unit_of_work
 from api.handoffs.service import open_handoff
 from api.hcps.models import Hcp
+from api.pipeline.turn import null_safety_hook
 from api.safety.screen import ScreenResult
 from api.safety.service import apply
 from api.settings import Settings

@@ -25,8 +25,8 @@ from api.app import create_app
 from api.clock import FakeClock
 from api.conversations import service as conversations
 from api.conversations.models import Conversation, Message
-from api.conversations.turn import SafetyOutcomeLike
 from api.db import unit_of_work
+from api.pipeline.turn import SafetyOutcomeLike
 from api.safety.models import AdverseEvent, MedicalInquiry
 from api.safety.screen import ScreenResult
 from api.safety.service import apply

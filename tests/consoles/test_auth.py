@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -142,7 +143,9 @@ def test_totp_second_factor(logged_in: Callable[..., tuple[TestClient, StaffAcco
 
 def test_staff_create_command_makes_the_first_admin(settings: Settings, engine: Engine) -> None:
     email = f"first-admin-{datetime.now(UTC).timestamp():.0f}@halcyon.example"
-    env = {"CONCIERGE_DATABASE_URL": settings.database_url, "PATH": "/usr/bin:/bin"}
+    # The command signs its audit records: with the suite's key, or the shared chain would fail verify.
+    env = {"CONCIERGE_DATABASE_URL": settings.database_url, "PATH": "/usr/bin:/bin",
+           "CONCIERGE_AUDIT_KEY": os.environ["CONCIERGE_AUDIT_KEY"]}
     done = subprocess.run([sys.executable, "-m", "api.cli", "staff", "create", "--email", email, "--role", "admin",
                            "--password-stdin"], input="a long enough password\n", capture_output=True, text=True,
                           env=env, timeout=120)

@@ -23,8 +23,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from api.audit.models import AuditEvent
 from api.conversations import service as conversations
 from api.conversations.models import Message, MessageStatus, OutboxItem, OutboxStatus
-from api.conversations.outbound import deliver_after_commit, send_staff_content
+from api.conversations.outbound import send_staff_content
 from api.db import unit_of_work
+from api.pipeline.delivery import deliver_after_commit
 from api.settings import Settings
 from api.staff.models import StaffRole
 from knowledge import admin as kadmin
@@ -100,7 +101,7 @@ def admin_client(fake_index: KnowledgeBase, logged_in: Callable[..., Client]) ->
     """A logged-in content admin; background index refreshes are finished before the fake index goes."""
     client = logged_in("content_admin")
     yield client
-    refresher = client[0].app.state.concierge.extras.get("knowledge_refresher")  # type: ignore[attr-defined]
+    refresher = client[0].app.state.concierge.knowledge_refresher  # type: ignore[attr-defined]
     if refresher is not None:
         assert refresher.wait(60)
 
@@ -201,7 +202,7 @@ def test_load_applies_a_jsonl_library_and_the_running_index_picks_it_up(
     [event] = audits(factory, "content.library_loaded", sha256(data))
     assert event.actor_id == account.id and event.data["new_versions"] == [f"{it['id']}@1"]
 
-    refresher = client.app.state.concierge.extras["knowledge_refresher"]  # type: ignore[attr-defined]
+    refresher = client.app.state.concierge.knowledge_refresher  # type: ignore[attr-defined]
     assert refresher.wait(60) and refresher.last_error is None
     indexed = {(d.id, d.version) for d in fake_index.retriever.docs}
     assert (it["id"], 1) in indexed  # rebuilt in the background, not on the bot's next question
@@ -502,3 +503,28 @@ def test_the_index_refresher_coalesces_requests_and_ends_idle(factory: sessionma
         current = {(v.content_id, v.version) for v in s.scalars(
             select(ContentVersion).where(ContentVersion.is_current.is_(True)))}
     assert {(d.id, d.version) for d in fake_index.retriever.docs} == current
+
+
+def test_a_yaml_alias_bomb_upload_is_refused_with_file_and_line_and_nothing_loaded(
+        admin_client: Client, factory: sessionmaker[Session]) -> None:
+    client, _account, csrf = admin_client
+    good = item()
+    levels = ['a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    levels += [f"a{n}: &a{n} [" + ", ".join([f"*a{n - 1}"] * 9) + "]" for n in range(1, 9)]
+    bomb = "products:\n  zz:\n    display_name: Zz\n" + "\n".join(levels) + "\n"
+    data = make_zip({f"lib/{good['id']}.yaml": yaml_text(good), "lib/products.yaml": bomb.encode()})
+    res = upload(client, csrf, "bomb.zip", data, action="load")
+    assert res.status_code == 422
+    assert "bomb.zip/lib/products.yaml:" in res.text and "refused: the YAML expands to more than" in res.text
+    assert versions_of(factory, good["id"]) == []
+
+
+def test_a_jsonl_nesting_bomb_upload_is_a_4xx_naming_the_line(admin_client: Client,
+                                                              factory: sessionmaker[Session]) -> None:
+    client, _account, csrf = admin_client
+    good = item()
+    data = jsonl(good) + b'{"id": ' + b"[" * 200_000 + b"]" * 200_000 + b"}\n"
+    res = upload(client, csrf, "deep.jsonl", data, action="load")
+    assert res.status_code == 422
+    assert "deep.jsonl:2: refused: the JSON is nested too deep" in res.text
+    assert versions_of(factory, good["id"]) == []

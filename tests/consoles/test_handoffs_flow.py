@@ -17,7 +17,9 @@ from api.clock import FakeClock
 from api.conversations.models import Conversation, Message
 from api.db import unit_of_work
 from api.handoffs import service as handoffs
+from api.handoffs.copy import SCORE_THANKS
 from api.handoffs.models import Handoff
+from feedback import service as feedback
 from feedback.models import SurveyResponse
 from knowledge.service import load_library
 from tests.consoles.conftest import StaffAccount
@@ -143,10 +145,10 @@ def test_a_handoff_from_claim_to_close_over_http(clocked_app: AppMaker, make_sta
     closed = post_json(a, _url(second.id, "close"), a_csrf, {"outcome": "resolved"})
     assert closed.status_code == 200 and closed.json()["outcome"] == "resolved"
     question = chat.seen(hcp_client)[-1]
-    assert question["text"] == handoffs.CSAT_QUESTION
+    assert question["text"] == feedback.CSAT_QUESTIONS["handoff"]
     assert [b["title"] for b in question["buttons"]] == ["1", "2", "3", "4", "5"]
     (thanks,) = chat.say(hcp_client, "4", payload=question["buttons"][3]["payload"])
-    assert thanks["text"] == handoffs.SCORE_THANKS
+    assert thanks["text"] == SCORE_THANKS
     with factory(engine)() as s:
         survey = s.execute(select(SurveyResponse).where(SurveyResponse.conversation_id == chat.conversation_id,
                                                         SurveyResponse.kind == "csat")).scalar_one()

@@ -17,6 +17,7 @@ from api.handoffs import service as handoffs
 from api.handoffs.errors import NotHolder
 from api.handoffs.hours import DEFAULT_HOURS, StaffHours, parse_windows
 from api.handoffs.models import Handoff
+from api.handoffs.profile import profile_card
 from api.hcps.models import Hcp
 from api.rasa.actions import give_score, request_handoff
 from api.rasa.actions.protocol import ActionContext
@@ -25,6 +26,7 @@ from api.safety.service import apply
 from api.settings import Settings
 from api.staff.models import StaffUser
 from api.staff.service import StaffIdentity
+from feedback import service as feedback
 from feedback.models import SurveyResponse
 from tests.bot.conftest import tracker
 from tests.consoles.handoff_factory import MONDAY_MORNING, SATURDAY, mark_screened
@@ -277,12 +279,12 @@ def test_the_profile_card_gives_reps_inquiry_metadata_only(session: Session) -> 
     hcp = _hcp(session, territory="north", verification_status="verified")
     conv = _conv(session, hcp=hcp)
     _with_medical_question(session, conv, canary)
-    card = handoffs.profile_card(session, conv, rep, MONDAY_MORNING)
+    card = profile_card(session, conv, rep, MONDAY_MORNING)
     assert card.specialty == "cardiology" and card.territory == "north" and card.verification == "verified"
     (inquiry,) = card.inquiries
     assert set(inquiry) == {"reference", "status", "created_at"}
     assert canary not in repr(card.model_dump(mode="json"))
-    full = handoffs.profile_card(session, conv, reviewer, MONDAY_MORNING)
+    full = profile_card(session, conv, reviewer, MONDAY_MORNING)
     assert canary in full.inquiries[0]["text"]
 
 
@@ -297,7 +299,7 @@ def test_csat_asked_on_close_is_recorded_by_rasas_give_score_action(session: Ses
     handoffs.close(session, handoff.id, rep, MONDAY_MORNING, outcome="resolved")
     question = session.execute(select(Message).where(Message.conversation_id == conv.id)
                                .order_by(Message.id.desc()).limit(1)).scalar_one()
-    assert question.body == handoffs.CSAT_QUESTION
+    assert question.body == feedback.CSAT_QUESTIONS["handoff"]
     assert [b["title"] for b in question.buttons or []] == ["1", "2", "3", "4", "5"]
     ctx = ActionContext(session=session, settings=settings, conversation=conv, now=MONDAY_MORNING,
                         tracker=tracker('/give_score{"score": "4"}', intent="give_score",

@@ -16,8 +16,8 @@ from api.app import create_app
 from api.audit.models import AuditEvent
 from api.clock import FakeClock
 from api.conversations import service as conversations
-from api.conversations.turn import null_safety_hook
 from api.db import unit_of_work
+from api.pipeline.turn import null_safety_hook
 from api.requests import service as requests
 from api.requests.models import ServiceRequest
 from api.settings import Settings

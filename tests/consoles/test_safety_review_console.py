@@ -15,7 +15,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from api.conversations.models import Conversation, Message
-from api.conversations.turn import SafetyOutcomeLike
+from api.pipeline.turn import SafetyOutcomeLike
 from api.safety import recall
 from api.safety.models import AeReviewSample
 from api.safety.screen import ScreenResult

@@ -13,7 +13,7 @@ from sqlalchemy import Engine
 
 from api.app import create_app
 from api.conversations.copy import RASA_FALLBACK
-from api.conversations.turn import null_safety_hook
+from api.pipeline.turn import null_safety_hook
 from api.settings import Settings
 from tests.conftest import LiveServer, free_port
 

@@ -95,3 +95,70 @@ def test_library_digest_changes_when_any_item_changes(write_library: WriteLibrar
     a = parse_library(write_library([make_item()])).digest()
     b = parse_library(write_library([make_item(body="Store below 25°C.")], "other.jsonl")).digest()
     assert a != b
+
+
+# -- hostile files: bounded parsing ---------------------------------------------------------------
+
+def _alias_bomb(levels: int = 8, fan: int = 9) -> str:
+    """Each level is a list of ``fan`` references to the previous one: fan**levels values expanded."""
+    lines = ['l0: &l0 ["boom", "boom", "boom", "boom", "boom", "boom", "boom", "boom", "boom"]']
+    for n in range(1, levels + 1):
+        refs = ", ".join([f"*l{n - 1}"] * fan)
+        lines.append(f"l{n}: &l{n} [{refs}]")
+    return "products:\n  x:\n    display_name: X\n" + "\n".join(lines) + "\n"
+
+
+def test_an_alias_bomb_in_products_yaml_is_refused_fast_with_file_and_line(tmp_path: Path) -> None:
+    import yaml
+
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    (lib / "it-1.yaml").write_text(yaml.safe_dump(make_item(id="it-1")), encoding="utf-8")
+    (lib / "products.yaml").write_text(_alias_bomb(), encoding="utf-8")
+    errors = _errors(lib)  # composed, never expanded: 9**8 values would be gigabytes
+    [error] = [e for e in errors if "products.yaml" in e]
+    assert "refused: the YAML expands to more than" in error
+    assert error.startswith(f"{lib / 'products.yaml'}:")
+
+
+def test_a_few_aliases_in_an_item_file_are_still_fine(tmp_path: Path) -> None:
+    import yaml
+
+    raw = make_item(id="alias-ok")
+    text = yaml.safe_dump({k: v for k, v in raw.items() if k not in ("markets", "audience")})
+    text += "markets: &m [US]\naudience: &a [hcp]\nx_markets: *m\nx_audience: *a\n"
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    (lib / "alias-ok.yaml").write_text(text, encoding="utf-8")
+    [item] = parse_library(lib).items
+    assert item.markets == ("US",)
+
+
+def test_yaml_nested_thousands_deep_is_refused_not_a_crash(tmp_path: Path) -> None:
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    (lib / "deep.yaml").write_text("id: " + "[" * 5000 + "]" * 5000 + "\n", encoding="utf-8")
+    [error] = _errors(lib)
+    assert error.startswith(f"{lib / 'deep.yaml'}:") and "nested" in error
+
+
+def test_jsonl_nested_200000_deep_names_the_line(tmp_path: Path) -> None:
+    import json
+
+    path = tmp_path / "lib.jsonl"
+    good = json.dumps(make_item(id="ok-1"))
+    path.write_text(good + "\n" + '{"id": ' + "[" * 200_000 + "]" * 200_000 + "}\n", encoding="utf-8")
+    [error] = _errors(path)
+    assert error == f"{path}:2: refused: the JSON is nested too deep"
+
+
+def test_many_small_aliases_are_refused_past_the_budget(tmp_path: Path) -> None:
+    import yaml
+
+    text = yaml.safe_dump(make_item(id="many")) + "anchor: &a x\nrefs: [" + ", ".join(["*a"] * 60) + "]\n"
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    (lib / "many.yaml").write_text(text, encoding="utf-8")
+    [error] = _errors(lib)
+    assert "refused: the YAML has more than" not in error
+    assert "more than 50 aliases" in error

@@ -152,3 +152,39 @@ def test_superseded_version_cannot_be_sent(loaded: Session, write_library: Write
     assert render_for_send(loaded, "T-001", 2, US_HCP, today=TODAY).body == "Store Cardiovex below 25°C."
 
 
+
+
+def _with_verified_only_item(session: Session, write_library: WriteLibrary) -> None:
+    items = [*small_items(), make_item(
+        id="T-SRD", kind="srd", title="Glucorel renal impairment data", product="glucorel",
+        approval_code="APP-T-SRD", audience=["hcp"],
+        questions=["Is there Glucorel exposure data in moderate renal impairment?"],
+        body="In the GLU-R2 pharmacokinetic study Glucorel exposure rose 18% in moderate renal impairment.")]
+    load_library(session, write_library(items, "srd.jsonl"), actor="tester")
+
+
+@pytest.mark.parametrize("recipient", [Recipient("US", "hcp", verified=False), Recipient("US", "public")])
+def test_unverified_asker_of_verified_only_content_is_told_verification_unlocks_it(
+        session: Session, write_library: WriteLibrary, fake_kb: KnowledgeBase, recipient: Recipient) -> None:
+    _with_verified_only_item(session, write_library)
+    question = "Is there Glucorel exposure data in moderate renal impairment?"
+    d = answer_question(session, fake_kb, question, recipient, today=TODAY)
+    assert d.decision == "escalate" and d.content_id is None and d.needs_verification
+    assert "T-SRD" not in [c for c, _ in d.candidates]          # nothing of the gated item leaks
+    event = session.scalars(select(AuditEvent).where(AuditEvent.subject_id == d.answer_id)).one()
+    assert event.data["needs_verification"] is True
+    verified = answer_question(session, fake_kb, question, US_HCP, today=TODAY)
+    assert (verified.decision, verified.content_id, verified.needs_verification) == ("answer", "T-SRD", False)
+
+
+def test_no_verification_offer_for_patients_off_topic_or_content_they_may_see(
+        session: Session, write_library: WriteLibrary, fake_kb: KnowledgeBase) -> None:
+    _with_verified_only_item(session, write_library)
+    question = "Is there Glucorel exposure data in moderate renal impairment?"
+    patient = answer_question(session, fake_kb, question, Recipient("US", "patient"), today=TODAY)
+    assert patient.decision == "escalate" and not patient.needs_verification
+    unverified = Recipient("US", "hcp", verified=False)
+    off_topic = answer_question(session, fake_kb, "which train goes to the airport", unverified, today=TODAY)
+    assert off_topic.decision == "escalate" and not off_topic.needs_verification
+    open_item = answer_question(session, fake_kb, "How is Respizan injected?", unverified, today=TODAY)
+    assert open_item.decision == "answer" and not open_item.needs_verification

@@ -81,7 +81,7 @@ class Api:
 
     @property
     def relay(self) -> Relay:
-        relay: Relay = self.app.state.concierge.extras["relay"]
+        relay: Relay = self.app.state.concierge.relay
         return relay
 
     def stop(self) -> None:

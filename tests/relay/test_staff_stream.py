@@ -17,7 +17,7 @@ from api.conversations import service as conversations
 from api.conversations.models import InboxItem, InboxStatus, Message, MessageStatus
 from api.db import unit_of_work
 from api.outbox import WebchatSender, deliver_pending
-from api.relay.firewall import WITHHELD_TEXT
+from api.safety.firewall import WITHHELD_TEXT
 from tests.relay.conftest import (
     Api,
     Chat,

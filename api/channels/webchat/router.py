@@ -38,7 +38,7 @@ from api.errors import DatabaseBusy, InvalidInput, NotFound, RateLimited, Unauth
 from api.net import client_address
 from api.relay import service as relay
 from api.relay.schemas import RelayState
-from api.relay.stream import events, get_relay, resume_cursor, sse_response
+from api.relay.stream import events, resume_cursor, sse_response
 from api.state import AppState, app_state
 
 router = APIRouter(tags=["webchat"])
@@ -249,7 +249,7 @@ async def _list(request: Request, session_id: str, after: int) -> TurnRead:
 
 async def _events(request: Request, conv_id: str, session_id: str, after: int) -> StreamingResponse:
     state = app_state(request)
-    live = get_relay(state)
+    live = state.live_relay()
     cursor = resume_cursor(request, after)
 
     def load(after_id: int) -> relay.Batch | None:
@@ -295,7 +295,7 @@ async def message_events(request: Request, conversation_id: str, after: MessageC
     await _limit_read(request, token)
 
     def owner() -> str:
-        with get_relay(state).read_sessions() as session:
+        with state.live_relay().read_sessions() as session:
             conv: Conversation = conversations.get_by_session_token(session, token)
             return conv.id
 
@@ -321,7 +321,7 @@ async def list_messages_by_path(session_id: str, request: Request, after: Messag
 @router.get("/api/webchat/sessions/{session_id}/events", deprecated=True)
 async def message_events_by_path(session_id: str, request: Request, after: MessageCursor = 0) -> StreamingResponse:
     await _limit_read(request, session_id)
-    live = get_relay(app_state(request))
+    live = app_state(request).live_relay()
 
     def conversation_id() -> str:
         with live.read_sessions() as session:

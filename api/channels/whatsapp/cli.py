@@ -9,8 +9,9 @@ from __future__ import annotations
 import argparse
 import json
 
+from api.cli import open_sessions
 from api.clock import utcnow
-from api.db import make_engine, make_session_factory, unit_of_work
+from api.db import unit_of_work
 from api.errors import ConciergeError
 from api.settings import Settings
 
@@ -19,7 +20,7 @@ def cmd_undeliverable(args: argparse.Namespace) -> int:
     from api.channels.whatsapp import service as wa
     from api.conversations.models import Message
 
-    factory = make_session_factory(make_engine(Settings().database_url))
+    factory = open_sessions(Settings())
     statuses = (args.status,) if args.status else ("dead", "held")
     with factory() as session:
         for item in wa.list_undeliverable(session, statuses=statuses):
@@ -34,7 +35,7 @@ def cmd_undeliverable(args: argparse.Namespace) -> int:
 def cmd_requeue(args: argparse.Namespace) -> int:
     from api.channels.whatsapp import service as wa
 
-    factory = make_session_factory(make_engine(Settings().database_url))
+    factory = open_sessions(Settings())
     try:
         with unit_of_work(factory) as session:
             wa.requeue(session, args.message_id, now=utcnow(), actor_id=args.actor)

@@ -11,7 +11,6 @@ safety screen or Rasa.
 from __future__ import annotations
 
 import hmac
-from typing import Any
 from urllib.parse import parse_qsl, urlparse
 
 from fastapi import APIRouter, Request
@@ -116,7 +115,7 @@ async def incoming(request: Request) -> Response:
             return ingest.store_raw(session, form, params.pairs, now=state.clock.now())
 
     stored = await run_in_threadpool(persist)
-    ingester: Any = state.extras.get("whatsapp_ingester")
+    ingester = state.whatsapp_ingester
     if stored and ingester is not None:
         ingester.kick()  # inline mode; the worker process polls
     return twiml()

@@ -293,14 +293,23 @@ def queue_business_message(
 ) -> Message:
     """A message we start (not a reply): needs opt-in for its purpose, and outside the 24-hour
     window goes out as the purpose's approved template with ``variables``."""
-    if purpose not in PURPOSES:
-        raise InvalidInput(f"unknown WhatsApp purpose {purpose!r}", detail={"purposes": sorted(PURPOSES)})
+    _check_purpose(purpose)
     msg = conversations.add_outbound(session, conv, text=text, now=now, sender_type=sender_type,
                                      sender_id=sender_id, buttons=buttons)
+    _mark_business_initiated(session, conv, msg, purpose=purpose, variables=variables, now=now)
+    return msg
+
+
+def _check_purpose(purpose: str) -> None:
+    if purpose not in PURPOSES:
+        raise InvalidInput(f"unknown WhatsApp purpose {purpose!r}", detail={"purposes": sorted(PURPOSES)})
+
+
+def _mark_business_initiated(session: Session, conv: Conversation, msg: Message, *, purpose: str,
+                             variables: dict[str, str] | None, now: datetime) -> None:
     session.add(WhatsappSend(message_id=msg.id, conversation_id=conv.id, purpose=purpose,
                              content_variables=variables or None, parts_total=0, parts_sent=0, created_at=now))
     session.flush()
-    return msg
 
 
 def has_opt_in(session: Session, conv: Conversation, consent_purpose: str) -> bool:
@@ -330,6 +339,43 @@ def stop_message_id(session: Session, conv: Conversation) -> int | None:
 
 def in_session_window(conv: Conversation, now: datetime) -> bool:
     return conv.last_inbound_at is not None and now - conv.last_inbound_at < SESSION_WINDOW
+
+
+# ---------------------------------------------------------------- the 24-hour window: the one decision
+
+
+def business_initiated_if_window_closed(session: Session, conv: Conversation, msg: Message, *, purpose: str,
+                                        variables: dict[str, str] | None, now: datetime) -> str | None:
+    """A staff message just queued on ``conv`` (a medical answer, a request update). Inside WhatsApp's
+    24-hour window it is a free-form reply (None). Outside it, it is business-initiated: it carries
+    ``purpose``, so the dispatcher sends the purpose's approved template with ``variables`` (and
+    needs the HCP's opt-in for it), or holds it and tells its owner why. Returns that purpose."""
+    if conv.channel != Channel.whatsapp or in_session_window(conv, now):
+        return None
+    _check_purpose(purpose)
+    _mark_business_initiated(session, conv, msg, purpose=purpose, variables=variables, now=now)
+    return purpose
+
+
+@dataclass(frozen=True)
+class SendForm:
+    """How a queued WhatsApp message may go now: free-form (neither set), as an approved template,
+    or not at all (held, with the reason)."""
+
+    template_sid: str | None = None
+    held_reason: str | None = None
+
+
+def send_form(conv: Conversation, *, purpose: str | None, templates: dict[str, str], now: datetime) -> SendForm:
+    """At send time: inside the 24-hour window free-form; outside it only the purpose's approved
+    template (Twilio Content SID from ``templates``), else held."""
+    if in_session_window(conv, now):
+        return SendForm()
+    template = templates.get(purpose or "")
+    if template:
+        return SendForm(template_sid=template)
+    return SendForm(held_reason="outside WhatsApp's 24-hour window and no approved template for "
+                                f"{purpose or 'a free-form reply'}")
 
 
 def list_undeliverable(session: Session, *, statuses: tuple[str, ...] = ("dead", "held")) -> list[OutboxItem]:

@@ -19,6 +19,10 @@ NO_APPROVED_ANSWER = (
     "I don't have approved information that answers this, and I won't guess. "
     "I can pass your question to our Medical Information team, or connect you with a person."
 )
+FOR_VERIFIED_HCPS = (
+    "We have approved information on this for verified healthcare professionals only. "
+    "Once you are verified I can share it; verification takes a minute."
+)
 VERIFY_HINT = ("I can share general information only until you are verified as a healthcare professional. "
                "It takes a minute.")
 VERIFY_BUTTON = {"title": "Verify now", "payload": "/verify_identity"}
@@ -40,4 +44,8 @@ def run(ctx: ActionContext) -> ActionResult:
         return ActionResult(responses=[{"custom": {"content_ref": ref, "buttons": RATING_BUTTONS}}, *hint],
                             events=[slot_set("last_answer_id", decision.answer_id)])
     person = copy.TALK_TO_PERSON.as_dict()
+    if decision.needs_verification:
+        # the gate withheld the answer only because this HCP is not verified yet: say so, offer verification
+        return ActionResult(responses=[text(FOR_VERIFIED_HCPS, [VERIFY_BUTTON, ASK_MEDICAL, person],
+                                            escalated=True)])
     return ActionResult(responses=[text(NO_APPROVED_ANSWER, [ASK_MEDICAL, person], escalated=True), *hint])

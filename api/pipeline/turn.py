@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from api.audit import service as audit
 from api.clock import Clock
 from api.content import render
-from api.conversations import copy
+from api.conversations import ae_turn, copy, spelling
 from api.conversations import service as conversations
 from api.conversations.drafts import Button, ContentRef, ReplyDraft
 from api.conversations.models import (
@@ -45,6 +45,7 @@ from api.conversations.models import (
 )
 from api.db import is_transient, unit_of_work
 from api.errors import ContentGated
+from api.handoffs import routing
 from api.handoffs import service as handoffs
 from api.hcps import intake
 from api.outbox import ChannelSender, SendGate, deliver_pending
@@ -93,13 +94,19 @@ class ScreenedTurn:
     safety_replies: list[ReplyDraft]
     done: TurnResult | None = None
     intake: intake.IntakeTurn | None = None
+    # The screen recorded an adverse event from this message: one acknowledgement, then only
+    # Rasa's substantive replies (api/conversations/ae_turn.py).
+    ae_turn: bool = False
+    # An adverse-event message that also asked something.
+    ae_question: bool = False
     # The screen read a typed ask for a person ("talk to a human"): honoured without Rasa too.
     handoff: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {"rasa_text": self.rasa_text, "ask_rasa": self.ask_rasa,
                 "safety_replies": [r.to_dict() for r in self.safety_replies],
-                "intake": None if self.intake is None else self.intake.to_dict(), "handoff": self.handoff}
+                "intake": None if self.intake is None else self.intake.to_dict(),
+                "ae_turn": self.ae_turn, "ae_question": self.ae_question, "handoff": self.handoff}
 
     @classmethod
     def from_dict(cls, conversation_id: str, message_id: int, data: dict[str, Any]) -> ScreenedTurn:
@@ -107,6 +114,7 @@ class ScreenedTurn:
         return cls(conversation_id, message_id, str(data.get("rasa_text", "")), bool(data.get("ask_rasa")),
                    [ReplyDraft.from_dict(r) for r in data.get("safety_replies", [])],
                    intake=None if step is None else intake.IntakeTurn.from_dict(step),
+                   ae_turn=bool(data.get("ae_turn")), ae_question=bool(data.get("ae_question")),
                    handoff=bool(data.get("handoff")))
 
 
@@ -311,10 +319,23 @@ class TurnProcessor:
                 audit.record(session, action="message.relayed", subject_type="message",
                              subject_id=str(msg.id), data={"conversation_id": conv.id,
                                                            "state": conv.state}, at=now)
-            # The text Rasa sees: a clicked quick reply sends its payload (e.g. "/request_human").
-            rasa_text = msg.payload or msg.body
-            screened = ScreenedTurn(conv.id, msg.id, rasa_text, ask_rasa, [*outcome.replies, *(api_replies or [])],
+            # The text Rasa sees: a clicked quick reply sends its payload (e.g. "/request_human"); typed
+            # text with misspelt product names corrected (the stored message stays as written).
+            rasa_text = msg.payload or spelling.correct(msg.body)
+            if not msg.payload and conv.failed_turns >= 1 and routing.asks_for_person(msg.body):
+                # A plain request for a person right after a turn we got wrong: hand over at once,
+                # whatever the NLU would make of it (action_request_handoff reads the team from the text).
+                rasa_text = "/request_human"
+            safety_replies = list(outcome.replies)
+            ae_found = getattr(outcome, "adverse_event_id", None) is not None and not msg.payload
+            if ae_found and ask_rasa:
+                rasa_text = ae_turn.rasa_text(rasa_text)
+                if not safety_replies:  # a detail for an open report (the patient's age, the product …)
+                    safety_replies.append(ReplyDraft(text=ae_turn.FOLLOW_UP_THANKS))
+            screened = ScreenedTurn(conv.id, msg.id, rasa_text, ask_rasa, [*safety_replies, *(api_replies or [])],
                                     intake=step if step is not None and not step.consumed else None,
+                                    ae_turn=ae_found and ask_rasa,
+                                    ae_question=ae_found and ask_rasa and rasa_text != ae_turn.AE_INTENT,
                                     handoff=bool(getattr(outcome, "handoff_requested", False)))
             inbox.screened_at = now
             inbox.screen = screened.to_dict()
@@ -334,7 +355,17 @@ class TurnProcessor:
                 # retried as a whole: it already happened, so it is not done twice.
                 return TurnResult(msg.id, [m.id for m in conversations.replies_to(session, msg.id)], failure)
             drafts = list(screened.safety_replies)
-            if failure is not None:
+            if screened.ae_turn:
+                drafts = ae_turn.one_acknowledgement(drafts)
+                if failure is not None:
+                    self._record_rasa_failure(session, conv, msg, now, failure)
+                    if screened.ae_question:
+                        drafts.append(ReplyDraft(text=ae_turn.QUESTION_WHILE_RASA_DOWN, buttons=[copy.TALK_TO_PERSON]))
+                else:
+                    drafts.extend(drafts_from_rasa(ae_turn.substantive(rasa_messages))[0])
+                # Reporting a problem is not a failed turn, whatever Rasa made of it.
+                conv.failed_turns = 0
+            elif failure is not None:
                 drafts.extend(self._fallback(session, conv, msg, now, failure, handoff=screened.handoff))
             elif screened.ask_rasa:
                 rasa_drafts, turn_failed = drafts_from_rasa(rasa_messages)
@@ -357,11 +388,16 @@ class TurnProcessor:
             inbox.screen = None  # only a pending turn needs it; it holds the message text
             return TurnResult(msg.id, reply_ids, failure)
 
-    def _fallback(self, session: Session, conv: Conversation, msg: Message, now: datetime,
-                  failure: str, *, handoff: bool = False) -> list[ReplyDraft]:
+    @staticmethod
+    def _record_rasa_failure(session: Session, conv: Conversation, msg: Message, now: datetime,
+                             failure: str) -> None:
         audit.record(session, action="rasa.failed", subject_type="message", subject_id=str(msg.id),
                      data={"conversation_id": conv.id, "reason": failure}, at=now)
         log.warning("rasa failed for conversation %s: %s", conv.id, failure)
+
+    def _fallback(self, session: Session, conv: Conversation, msg: Message, now: datetime,
+                  failure: str, *, handoff: bool = False) -> list[ReplyDraft]:
+        self._record_rasa_failure(session, conv, msg, now, failure)
         # Asking for a person must work without Rasa: the button, or the words the screen read.
         if (msg.payload == copy.TALK_TO_PERSON.payload or handoff) and self.handoff_hook is not None:
             return [self.handoff_hook(session, conv, msg, now, "rasa_unavailable")]

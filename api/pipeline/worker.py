@@ -26,8 +26,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.conversations.models import Conversation, InboxItem, InboxStatus
-from api.conversations.turn import TurnInterrupted, TurnProcessor, TurnResult
 from api.db import is_transient
+from api.pipeline.turn import TurnInterrupted, TurnProcessor, TurnResult
 
 log = logging.getLogger("concierge.worker")
 
