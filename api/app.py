@@ -77,10 +77,11 @@ class ScreenHook:
     tells the readiness probe whether the screen has loaded."""
 
     def __init__(self, screen: RuleModelScreen, apply: Callable[..., SafetyOutcomeLike], *,
-                 review_rate: float = 0.0) -> None:
+                 review_rate: float = 0.02) -> None:
         self.screen = screen
         self.apply = apply
-        self.review_rate = review_rate  # the share of unflagged inbound drawn for the blinded AE review
+        # share of unflagged messages drawn for the blinded AE review queue (api.safety.recall)
+        self.review_rate = review_rate
 
     def __call__(self, session: Session, conv: Conversation, msg: Message, now: datetime) -> SafetyOutcomeLike:
         from api.safety.context import screen_context

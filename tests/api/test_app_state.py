@@ -47,7 +47,7 @@ def test_the_screen_hook_applies_the_screen_and_reports_readiness(monkeypatch: p
         calls.append(kwargs)
         return "outcome"
 
-    hook = ScreenHook(screen, apply)  # type: ignore[arg-type]
+    hook = ScreenHook(screen, apply, review_rate=0.05)  # type: ignore[arg-type]
     assert hook.ready() is False
     screen.loaded = True
     assert hook.ready() is True
@@ -55,8 +55,9 @@ def test_the_screen_hook_applies_the_screen_and_reports_readiness(monkeypatch: p
     msg = _Msg()
     assert hook(None, "conv", msg, now) == "outcome"  # type: ignore[arg-type]
     assert screen.seen == ["my patient had a rash"]
+    # the share of unflagged messages drawn for the blinded AE review goes with it
     assert calls == [{"conversation": "conv", "message": msg, "result": "screened:my patient had a rash:slot:name",
-                      "now": now, "review_rate": 0.0}]
+                      "now": now, "review_rate": 0.05}]
 
 
 def test_the_live_relay_must_be_running_to_be_used() -> None:
