@@ -54,10 +54,19 @@ def write(session: Session, key: bytes, directory: Path, now: datetime) -> Path 
         return None
     cp = Checkpoint(seq=head.seq, hash=head.last_hash, key_id=key_id(key), taken_at=now.isoformat())
     path = directory / f"checkpoint-{head.seq:012d}-{now.strftime('%Y%m%dT%H%M%S')}.json"
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)  # never overwritten
-    with os.fdopen(fd, "w") as f:
-        json.dump({**asdict(cp), "signature": cp.signature(key)}, f, sort_keys=True)
-        f.write("\n")
+    # Written whole under a temporary name, then linked into place: a reader (audit verify, the app's
+    # next run) never sees a half-written checkpoint, and an existing one is never overwritten.
+    tmp = directory / f".{path.name}.{os.getpid()}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump({**asdict(cp), "signature": cp.signature(key)}, f, sort_keys=True)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.link(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
 
 

@@ -27,21 +27,25 @@ def test_replay_counts_answers_and_lists_every_changed_question(
     load_library(session, write_library(small_items()))
     hcp = Recipient("US", "hcp", True)
     since = utcnow() - timedelta(microseconds=1)
+    new_items: list[dict[str, Any]] = small_items()
+    new_items[2]["status"] = "withdrawn"   # the injection item leaves the new library
+    other = KnowledgeBase(tmp_path / "new-index", embedder=fake_kb.embedder, index_factory=NumpyVectorIndex,
+                          policy=fake_kb.policy)
+    lkb = LibraryKnowledgeBase(parse_library(write_library(new_items, "new.jsonl")), other)
+    # The test database is shared: answers other tests stored (some on a clock ahead of ours) are in
+    # the window too, so this test counts what its own three questions add.
+    baseline = replay(session, lkb, since=since, today=TODAY)
     asked = ["How is Respizan injected?", "What is the recommended dose of Cardiovex?",
              "reserve a taxi to the station"]
     before = [answer_question(session, fake_kb, q, hcp, today=TODAY) for q in asked]
     assert [d.decision for d in before] == ["answer", "answer", "escalate"]
     rows = session.scalar(select(func.count()).select_from(Answer))
 
-    new_items: list[dict[str, Any]] = small_items()
-    new_items[2]["status"] = "withdrawn"   # the injection item leaves the new library
-    other = KnowledgeBase(tmp_path / "new-index", embedder=fake_kb.embedder, index_factory=NumpyVectorIndex,
-                          policy=fake_kb.policy)
-    lkb = LibraryKnowledgeBase(parse_library(write_library(new_items, "new.jsonl")), other)
     report = replay(session, lkb, since=since, today=TODAY)
 
-    assert (report.questions, report.answered_before) == (3, 2)
-    assert report.answered + report.escalated == 3
+    assert report.questions - baseline.questions == 3
+    assert report.answered_before - baseline.answered_before == 2
+    assert report.answered + report.escalated == report.questions
     changed = {c.query: (c.before, c.after) for c in report.changed}
     assert changed["How is Respizan injected?"][0] == "answer:T-003"
     assert changed["How is Respizan injected?"][1] != "answer:T-003"

@@ -152,7 +152,8 @@ def test_reviewer_confirms_once_and_both_trails_show_it(
     duplicates.decide(session, first.id, link.id, decision="confirmed", actor_id="pv-1", now=at,
                       reason="same patient, same reaction")
     assert link.status == DuplicateStatus.confirmed and link.decided_by == "pv-1" and link.decided_at == at
-    events = session.execute(select(AuditEvent).where(AuditEvent.action == "adverse_event.duplicate_confirmed")
+    events = session.execute(select(AuditEvent).where(AuditEvent.action == "adverse_event.duplicate_confirmed",
+                                                      AuditEvent.subject_id.in_([first.id, second.id]))
                              ).scalars().all()
     assert {e.subject_id for e in events} == {first.id, second.id}
     assert all(e.actor_id == "pv-1" for e in events)

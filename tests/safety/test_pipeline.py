@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from datetime import datetime
 
@@ -41,22 +42,20 @@ def client(engine: Engine, settings: Settings, screen: RuleModelScreen, rasa_dow
 
 def test_ae_is_recorded_and_acknowledged_with_rasa_down(client: TestClient, engine: Engine) -> None:
     sid = client.post("/api/webchat/sessions").json()["session_id"]
-    r = client.post(f"/api/webchat/sessions/{sid}/messages",
-                    json={"text": "my patient developed a rash after the second dose of respizan"})
+    text = f"my patient developed a rash after the second dose of respizan ({uuid.uuid4().hex[:6]})"
+    r = client.post(f"/api/webchat/sessions/{sid}/messages", json={"text": text})
     assert r.status_code == 200
     texts = [m["text"] for m in r.json()["messages"]]
     assert any("Patient Safety team" in t for t in texts)
     assert any("To complete the report" in t for t in texts)
-    with Session(engine) as session:
+    with Session(engine) as session:  # this message's own link (the test database is shared)
+        msg = session.execute(select(Message).where(Message.body == text)).scalar_one()
         link = session.execute(
-            select(AdverseEventMessage).order_by(AdverseEventMessage.created_at.desc())
-        ).scalars().first()
-        assert link is not None
+            select(AdverseEventMessage).where(AdverseEventMessage.message_id == msg.id)
+        ).scalar_one()
         case = session.get(AdverseEvent, link.adverse_event_id)
-        msg = session.get(Message, link.message_id)
-        assert case is not None and msg is not None
+        assert case is not None
         assert case.day0_at == msg.created_at
-        assert msg.body.startswith("my patient developed a rash")
 
 
 def test_stop_is_honoured_without_asking_rasa(client: TestClient, rasa_down: FakeRasa, engine: Engine) -> None:
