@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import asdict
 from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import BaseModel, ConfigDict, StrictBool
 from sqlalchemy.orm import Session
@@ -380,11 +380,12 @@ def review_form(request: Request, sample_id: str, ident: SafetyStaff,
 
 
 @router.get("/api/staff/safety/review")
-def review_api(request: Request, ident: SafetyStaff) -> dict[str, Any]:
+def review_api(request: Request, ident: SafetyStaff,
+               limit: Annotated[int, Query(ge=1, le=recall.MAX_QUEUE)] = 50) -> dict[str, Any]:
     state = app_state(request)
     with unit_of_work(state.session_factory) as session:
         live = _live(state, session)
-        return {"metrics": _metrics_json(live), "queue": [asdict(i) for i in recall.queue(session)]}
+        return {"metrics": _metrics_json(live), "queue": [asdict(i) for i in recall.queue(session, limit=limit)]}
 
 
 @router.post("/api/staff/safety/review/{sample_id}")
