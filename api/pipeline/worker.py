@@ -193,6 +193,7 @@ class ConversationWorker:
 
     async def _sweep(self, interval_s: float, channels: tuple[str, ...], skip_channels: tuple[str, ...]) -> None:
         reachable = True
+        seen: set[str] = set()
         while not self._closing:
             await asyncio.sleep(interval_s)
             try:
@@ -208,7 +209,11 @@ class ConversationWorker:
             if not reachable:
                 log.info("inbox sweep: database reachable again")
                 reachable = True
-            idle = [cid for cid in conv_ids if cid not in self._tasks]
+            # Only conversations still pending a whole interval later: a turn in flight in another
+            # process (or another app on the same database) finishes long before that, so it is not
+            # taken up twice; an interrupted turn is resumed one interval later than it was seen.
+            idle = [cid for cid in conv_ids if cid not in self._tasks and cid in seen]
+            seen = set(conv_ids)
             if idle:
                 log.info("inbox sweep: resuming %d conversation(s) with pending messages", len(idle))
             for cid in idle:

@@ -108,7 +108,7 @@ def test_metrics_over_the_window_and_the_recall_alert(
     session: Session, make_conversation: MakeConversation, make_message: MakeMessage
 ) -> None:
     # A window of our own, far from every other test's rows (the database is shared).
-    day = 7000
+    day = 30000  # ~2108: past the review console tests' windows (2040-2048)
     now = T0 + timedelta(days=day, hours=1)
     # 40 flagged reviewed (36 AE), 100 unflagged drawn at 2 % (1 AE): ~5,000 unflagged messages.
     _seed(session, make_conversation, make_message, now_days=day, flagged_ae=36, flagged_not=4,
@@ -134,7 +134,7 @@ def test_metrics_over_the_window_and_the_recall_alert(
 def test_no_alert_when_the_lower_bound_clears_the_floor(
     session: Session, make_conversation: MakeConversation, make_message: MakeMessage
 ) -> None:
-    day = 7300
+    day = 30300
     now = T0 + timedelta(days=day, hours=1)
     # Nearly every flagged message is an AE and none of 400 unflagged messages drawn at 50 % is.
     _seed(session, make_conversation, make_message, now_days=day, flagged_ae=300, flagged_not=2,
