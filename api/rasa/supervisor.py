@@ -133,7 +133,12 @@ class RasaSupervisor:
 
     def start(self) -> None:
         """Clear an orphan of ours, refuse a stranger on the port, start Rasa and watch it."""
-        self.reap_orphan()
+        if self.reap_orphan():
+            # A dying process gives up its memory (and its command line) before its sockets: give the
+            # port a moment to be released before calling its holder a stranger.
+            deadline = time.monotonic() + 10
+            while port_in_use(self.host, self.port) and time.monotonic() < deadline:
+                time.sleep(0.1)
         if port_in_use(self.host, self.port):
             who = listener_of(self.port)
             raise PortTaken(f"port {self.port} ({self.url}) is already in use" + (f" by {who}" if who else "")
