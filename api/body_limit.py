@@ -43,6 +43,10 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        query = scope.get("query_string", b"")
+        if b"\x00" in query or b"%00" in query:  # no column or filter takes a NUL (PostgreSQL refuses it)
+            await _refuse_nul(send)
+            return
         limit = self.limit_for(scope["path"])
         declared = _content_length(scope)
         if declared is not None and (declared < 0 or declared > limit):
@@ -123,3 +127,12 @@ def _wants_html(scope: Scope) -> bool:
     path = str(scope.get("path", ""))
     accept = b"".join(value for name, value in scope.get("headers", []) if name == b"accept")
     return path.startswith("/console") and b"text/html" in accept
+
+
+async def _refuse_nul(send: Send) -> None:
+    body = {"error": {"code": "invalid_input", "message": "query parameters may not contain NUL characters",
+                      "detail": {}}}
+    payload = json.dumps(body).encode()
+    await send({"type": "http.response.start", "status": 422,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]})
+    await send({"type": "http.response.body", "body": payload})
