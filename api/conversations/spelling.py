@@ -17,31 +17,13 @@ from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
 
+from api.safety.products import edit_distance as distance
 from api.safety.products import load_catalogue, products_path_default
 
 MIN_LENGTH = 5
 # English and clinical words within reach of a product name that must stay what they are.
 KEEP = frozenset({"glucose", "glucagon", "cardio", "cardiac", "respire", "respiration"})
 _TOKEN = re.compile(r"[A-Za-z][A-Za-z\-]*[A-Za-z]")
-
-
-def distance(a: str, b: str, limit: int = 3) -> int:
-    """Optimal string alignment distance (a transposition counts 1), cut off above ``limit``."""
-    if abs(len(a) - len(b)) > limit:
-        return limit + 1
-    prev2: list[int] = []
-    prev = list(range(len(b) + 1))
-    for i in range(1, len(a) + 1):
-        cur = [i] + [0] * len(b)
-        for j in range(1, len(b) + 1):
-            cost = 0 if a[i - 1] == b[j - 1] else 1
-            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
-            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
-                cur[j] = min(cur[j], prev2[j - 2] + 1)
-        if min(cur) > limit:
-            return limit + 1
-        prev2, prev = prev, cur
-    return prev[-1]
 
 
 class ProductSpelling:

@@ -46,11 +46,10 @@ class Product:
         object.__setattr__(self, "pattern", re.compile(rf"\b({alt})\b"))
 
 
-def within_edits(a: str, b: str, limit: int) -> bool:
-    """Optimal-string-alignment distance of ``a`` and ``b`` is at most ``limit`` (typos: a letter
-    dropped, doubled, swapped with its neighbour or mistyped)."""
+def edit_distance(a: str, b: str, limit: int = 3) -> int:
+    """Optimal string alignment distance (a transposition counts 1), cut off above ``limit``."""
     if abs(len(a) - len(b)) > limit:
-        return False
+        return limit + 1
     prev2: list[int] = []
     prev = list(range(len(b) + 1))
     for i in range(1, len(a) + 1):
@@ -61,9 +60,15 @@ def within_edits(a: str, b: str, limit: int) -> bool:
             if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
                 cur[j] = min(cur[j], prev2[j - 2] + 1)
         if min(cur) > limit:
-            return False
+            return limit + 1
         prev2, prev = prev, cur
-    return prev[-1] <= limit
+    return prev[-1]
+
+
+def within_edits(a: str, b: str, limit: int) -> bool:
+    """Optimal-string-alignment distance of ``a`` and ``b`` is at most ``limit`` (typos: a letter
+    dropped, doubled, swapped with its neighbour or mistyped)."""
+    return edit_distance(a, b, limit) <= limit
 
 
 def typo_budget(name: str) -> int:
