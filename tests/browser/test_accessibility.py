@@ -103,7 +103,8 @@ def _console_paths(ids: dict[str, str]) -> list[str]:
         "/console/safety", f"/console/safety/{ids['case']}", "/console/safety-review",
         "/console/requests", f"/console/requests/{ids['request']}",
         "/console/content", "/console/content/gaps", f"/console/content/items/{ids['item']}",
-        "/console/cx", "/console/cx/conversations?drill=handoff", "/console/admin", "/console/admin/verifications", "/console/account",
+        "/console/cx", "/console/cx/conversations?drill=handoff", "/console/admin",
+        "/console/admin/verifications", "/console/account",
         f"/console/conversations/{ids['conversation']}/transcript",
     ]
 
