@@ -95,7 +95,7 @@ def test_real_app_staff_message_appears_by_polling_with_its_label(page: Page, li
     _open(page, live_server)
     _send(page, "I want to talk to a person")
     expect(page.get_by_test_id("message-bot")).to_contain_text("A colleague will join.")
-    token = page.evaluate("sessionStorage.getItem('hcpConcierge.webchat.sessionId')")
+    token = page.evaluate("localStorage.getItem('hcpConcierge.webchat.sessionId')")
     # A representative answers later, outside any page request: queued, then delivered.
     with Session(engine) as session:
         conv = conversations.get_by_session_token(session, token)
@@ -116,7 +116,7 @@ def test_real_app_staff_reply_arrives_on_the_live_stream_not_by_polling(
     _open(page, live_server)
     _send(page, "I want to talk to a person")
     expect(page.get_by_test_id("message-bot")).to_contain_text("A colleague will join.")
-    token = page.evaluate("sessionStorage.getItem('hcpConcierge.webchat.sessionId')")
+    token = page.evaluate("localStorage.getItem('hcpConcierge.webchat.sessionId')")
     page.wait_for_timeout(2500)  # the stream is open; polling has slowed to its 15 s safety net
     assert any("/events?after=" in url for url in requests)
     polls_before = sum("/messages?after=" in url for url in requests)
