@@ -96,16 +96,19 @@ def suggestions(session: Session, kb: KnowledgeBase, conv: Conversation, ident: 
         return []
     kb.sync([IndexDoc(v.content_id, v.version, v.title, tuple(v.questions), v.body) for v in current])
     best: dict[tuple[str, int], tuple[float, int]] = {}
-    for age, msg in enumerate(messages):
-        weight = RECENCY_DECAY ** age
-        result = kb.decide(msg.body.strip()[:MAX_QUERY_CHARS], set(allowed), k=max(k, 5))
+    queries = [(msg.body.strip()[:MAX_QUERY_CHARS], RECENCY_DECAY ** age, msg.id) for age, msg in enumerate(messages)]
+    if len(messages) > 1:  # a follow-up ("is that ok with it?") often needs the message before it
+        joined = " ".join(m.body.strip() for m in reversed(messages))[-MAX_QUERY_CHARS:]
+        queries.append((joined, 1.0, messages[0].id))
+    for query, weight, message_id in queries:
+        result = kb.decide(query, set(allowed), k=max(k, 5))
         for cid, version, score in result.candidate_ids:
             key = (cid, version)
             if key not in allowed:  # the mask already excludes it; never trust a ranking with the gate
                 continue
             weighted = float(score) * weight
             if weighted >= floor and weighted > best.get(key, (-1.0, 0))[0]:
-                best[key] = (weighted, msg.id)
+                best[key] = (weighted, message_id)
     ranked = sorted(best.items(), key=lambda kv: (-kv[1][0], kv[0]))[:k]
     out = []
     for key, (score, message_id) in ranked:
