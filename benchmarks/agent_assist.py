@@ -180,7 +180,7 @@ def main() -> None:
                 details.append(f"{name} null cases shown a suggestion: {wrong_nulls}")
             session.rollback()
         engine.dispose()
-    print("\n".join(lines + [""] + details))
+    print("\n".join([*lines, "", *details]))
 
 
 if __name__ == "__main__":

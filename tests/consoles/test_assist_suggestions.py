@@ -158,7 +158,8 @@ def test_only_the_hcps_typed_messages_are_the_query_not_staff_or_bot_text_or_but
 def test_the_latest_question_leads_and_at_most_three_are_suggested(session: Session, kb: KnowledgeBase,
                                                                     lib: Lib) -> None:
     conv = _conversation(session, verified=True)
-    _hcp_says(session, conv, f"How do I keep {lib.word} cold in the fridge?", f"what is the starting dose of {lib.word}?")
+    _hcp_says(session, conv, f"How do I keep {lib.word} cold in the fridge?",
+              f"what is the starting dose of {lib.word}?")
     found = suggestions(session, kb, conv, None, now=NOW, default_market="GB", floor=0.0)
     assert len(found) <= 3
     assert found[0].content_id == lib.dose
