@@ -146,6 +146,19 @@ def test_snippets_go_from_a_draft_to_a_reps_reply_box_and_stop_when_withdrawn(
                        "snippet.insert_refused"]
 
 
+def test_unknown_handoffs_and_snippets_are_404_and_a_colleague_cannot_use_anothers_handoff(
+        clocked_app: AppMaker, engine: Engine, make_staff: Any, tmp_path: Path) -> None:  # noqa: F811
+    rep, csrf, handoff_id, _tag = _claimed(clocked_app, engine, make_staff, tmp_path, ["hello there"])
+    post_json(rep, f"/api/staff/inbox/{handoff_id}/claim", csrf)
+    assert rep.get("/api/staff/inbox/nope/suggestions", headers=JSON).status_code == 404
+    missing = post_json(rep, f"/api/staff/inbox/{handoff_id}/snippets/{'f' * 40}/insert", csrf)
+    assert missing.status_code == 404 and missing.json()["error"]["message"] == "no such snippet"
+    other, _other_csrf = staff_client(clocked_app, FakeClock(MONDAY_MORNING), make_staff("rep"))
+    for res in (other.get(f"/api/staff/inbox/{handoff_id}/suggestions", headers=JSON),
+                other.get(f"/api/staff/inbox/{handoff_id}/snippets", headers=JSON)):
+        assert res.status_code == 403 and "holds this conversation" in res.json()["error"]["message"]
+
+
 def test_only_content_admins_manage_snippets(clocked_app: AppMaker, make_staff: Any) -> None:  # noqa: F811
     clock = FakeClock(MONDAY_MORNING)
     rep_account: StaffAccount = make_staff("rep")

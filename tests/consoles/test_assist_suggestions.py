@@ -207,3 +207,10 @@ def test_only_the_holder_of_the_handoff_sees_suggestions_and_each_showing_is_aud
     assert event.actor_id == ann.id
     assert [i["content_id"] for i in event.data["items"]] == _ids(found)
     assert all(lib.word not in str(v) for v in event.data.values())  # ids and scores, no text
+
+
+def test_a_very_long_or_html_message_is_still_just_a_query(session: Session, kb: KnowledgeBase, lib: Lib) -> None:
+    conv = _conversation(session, verified=True)
+    _hcp_says(session, conv, f"<script>alert(1)</script> what is the starting dose of {lib.word}? " + "please " * 1500)
+    found = suggestions(session, kb, conv, None, now=NOW, default_market="GB", floor=0.0)
+    assert found and found[0].content_id == lib.dose
