@@ -14,11 +14,11 @@ from api.audit import service as audit
 from api.consoles.inbox import Inbox
 from api.content import recipient_for
 from api.conversations.models import Conversation
-from api.db import unit_of_work
+from api.db import read_only, unit_of_work
 from api.handoffs import service as handoffs
 from api.handoffs.errors import NotHolder
 from api.handoffs.models import HandoffStatus
-from api.handoffs.suggest import suggestions_for_handoff
+from api.handoffs.suggest import record_shown, suggestions_for_handoff
 from api.state import app_state
 from knowledge import snippets
 
@@ -59,10 +59,14 @@ def suggestions_json(request: Request, handoff_id: str, ident: Inbox) -> Suggest
 
     state = app_state(request)
     kb = get_knowledge_base(state.settings.resolved_index_dir)
-    with unit_of_work(state.session_factory) as session:
-        found = suggestions_for_handoff(session, kb, handoff_id, ident, now=state.clock.now(),
+    now = state.clock.now()
+    # Ranking reads only: on SQLite a read-only session does not hold the write lock meanwhile.
+    with read_only(state.engine) as session:
+        found = suggestions_for_handoff(session, kb, handoff_id, ident, now=now,
                                         default_market=state.settings.default_market)
-        return SuggestionsRead(items=[SuggestionRead(**s.as_dict()) for s in found])
+    with unit_of_work(state.session_factory) as session:
+        record_shown(session, handoff_id, ident, now, found)
+    return SuggestionsRead(items=[SuggestionRead(**s.as_dict()) for s in found])
 
 
 def _held_conversation(request: Request, handoff_id: str, ident: Inbox) -> tuple[str, str]:

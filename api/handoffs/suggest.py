@@ -120,7 +120,8 @@ def suggestions(session: Session, kb: KnowledgeBase, conv: Conversation, ident: 
 
 def suggestions_for_handoff(session: Session, kb: KnowledgeBase, handoff_id: str, ident: StaffIdentity, *,
                             now: datetime, default_market: str, k: int = 3) -> list[Suggestion]:
-    """Suggestions for the staff member who holds the handoff (audited: which items, which scores)."""
+    """Suggestions for the staff member who holds the handoff. Reads only: the caller ranks in a
+    read-only session (ranking takes a model call per message) and audits with ``record_shown``."""
     from api.handoffs.service import get_for_staff
 
     handoff = get_for_staff(session, handoff_id, ident)
@@ -130,13 +131,14 @@ def suggestions_for_handoff(session: Session, kb: KnowledgeBase, handoff_id: str
         raise NotHolder("only the colleague who holds this conversation sees its suggested replies")
     conv = session.get(Conversation, handoff.conversation_id)
     assert conv is not None
-    found = suggestions(session, kb, conv, ident, now=now, default_market=default_market, k=k)
-    _audit(session, handoff, ident, now, found)
-    return found
+    return suggestions(session, kb, conv, ident, now=now, default_market=default_market, k=k)
 
 
-def _audit(session: Session, handoff: Handoff, ident: StaffIdentity, now: datetime,
-           found: list[Suggestion]) -> None:
+def record_shown(session: Session, handoff_id: str, ident: StaffIdentity, now: datetime,
+                 found: list[Suggestion]) -> None:
+    """Audit what was suggested: ids, versions and scores (no text)."""
+    handoff = session.get(Handoff, handoff_id)
+    assert handoff is not None
     audit.record(session, action="handoff.suggestions_shown", subject_type="handoff", subject_id=handoff.id,
                  actor_type="staff", actor_id=ident.id,
                  data={"reference": handoff.reference, "conversation_id": handoff.conversation_id,

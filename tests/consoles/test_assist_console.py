@@ -72,6 +72,10 @@ def test_the_holder_gets_gated_suggestions_and_insert_sends_the_item_verbatim(
     assert 1 <= len(items) <= 3
     assert ids[0] == f"AC-{tag}-GB"
     assert f"AC-{tag}-US" not in ids  # the HCP is in GB: the US item is gated, never suggested
+    with factory(engine)() as s:
+        shown = s.scalars(select(AuditEvent).where(AuditEvent.action == "handoff.suggestions_shown",
+                                                   AuditEvent.subject_id == handoff_id)).one()
+        assert [i["content_id"] for i in shown.data["items"]] == ids
 
     sent = post_json(rep, f"/api/staff/inbox/{handoff_id}/content", csrf,
                      {"content_id": items[0]["content_id"], "version": items[0]["version"]})

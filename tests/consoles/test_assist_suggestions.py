@@ -18,7 +18,7 @@ from api.conversations import service as conversations
 from api.conversations.models import Conversation, SenderType
 from api.handoffs import service as handoffs
 from api.handoffs.errors import NotClaimed, NotHolder
-from api.handoffs.suggest import recent_hcp_messages, suggestions, suggestions_for_handoff
+from api.handoffs.suggest import recent_hcp_messages, record_shown, suggestions, suggestions_for_handoff
 from api.hcps.models import Hcp, VerificationStatus
 from api.safety.screen import ScreenResult
 from api.safety.service import apply
@@ -202,6 +202,7 @@ def test_only_the_holder_of_the_handoff_sees_suggestions_and_each_showing_is_aud
         suggestions_for_handoff(session, kb, handoff.id, ben, now=NOW, default_market="GB")
     found = suggestions_for_handoff(session, kb, handoff.id, ann, now=NOW, default_market="GB")
     assert found and found[0].content_id == lib.dose
+    record_shown(session, handoff.id, ann, NOW, found)
     event = session.scalars(select(AuditEvent).where(AuditEvent.action == "handoff.suggestions_shown",
                                                      AuditEvent.subject_id == handoff.id)).one()
     assert event.actor_id == ann.id
@@ -211,6 +212,8 @@ def test_only_the_holder_of_the_handoff_sees_suggestions_and_each_showing_is_aud
 
 def test_a_very_long_or_html_message_is_still_just_a_query(session: Session, kb: KnowledgeBase, lib: Lib) -> None:
     conv = _conversation(session, verified=True)
-    _hcp_says(session, conv, f"<script>alert(1)</script> what is the starting dose of {lib.word}? " + "please " * 1500)
+    text = "<script>alert(1)</script> " + f"what is the starting dose of {lib.word}? " * 300
+    assert len(text) > 10_000
+    _hcp_says(session, conv, text)
     found = suggestions(session, kb, conv, None, now=NOW, default_market="GB", floor=0.0)
     assert found and found[0].content_id == lib.dose
