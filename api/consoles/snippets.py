@@ -16,6 +16,7 @@ from api.consoles.content import ContentAdmin
 from api.consoles.render import render
 from api.db import unit_of_work
 from api.errors import ConciergeError, InvalidInput
+from api.handoffs.service import staff_name
 from api.staff.service import StaffIdentity
 from api.state import app_state
 from knowledge import snippets
@@ -23,7 +24,7 @@ from knowledge import snippets
 router = APIRouter()
 
 DONE = {"drafted": "Draft saved. Another content admin approves it before staff can use it.",
-        "approved": "Approved: staff can insert this version now (the previous version is superseded).",
+        "approved": "Approved: staff can insert this version now; an earlier approved version is superseded.",
         "withdrawn": "Withdrawn: staff can no longer insert it."}
 
 
@@ -57,13 +58,16 @@ def _code_page(request: Request, ident: StaffIdentity, code: str, *, status_code
     today = state.clock.now().date()
     with unit_of_work(state.session_factory) as session:
         versions = snippets.list_versions(session, code)
+        people = {v.created_by for v in versions} | {v.approved_by for v in versions if v.approved_by} | {
+            v.withdrawn_by for v in versions if v.withdrawn_by}
+        names = {p: staff_name(session, p) for p in people}
     if not versions:
         return _list_page(request, ident, status_code=404, flash=f"No snippet {code}.", flash_kind="error")
     latest = versions[0]
     form = form or {"code": latest.code, "title": latest.title, "body": latest.body, "market": latest.market or "",
                     "valid_from": today.isoformat(), "valid_to": latest.valid_to.isoformat()}
     return render(request, "content_snippet.html", ident, status_code=status_code, code=code, versions=versions,
-                  form=form, today=today, me=ident.id, max_body=snippets.MAX_BODY, **extra)
+                  form=form, today=today, me=ident.id, names=names, max_body=snippets.MAX_BODY, **extra)
 
 
 @router.get("/console/content/snippets", response_class=HTMLResponse)

@@ -115,3 +115,37 @@ def test_a_rep_sends_a_suggested_item_verbatim_and_inserts_a_snippet(
                                                Message.content_id == items["gb"]["id"])).one()
         assert sent.body.startswith(items["gb"]["body"]) and sent.sender_type == "staff"
         assert s.scalars(select(Message).where(Message.content_id == items["us"]["id"])).all() == []
+
+
+def test_content_admins_write_and_approve_a_snippet_and_a_refused_form_keeps_the_text(
+        staff_page: Page, live_server: str, engine: Engine) -> None:
+    base, admin = live_server, staff_page
+    tag = uuid.uuid4().hex[:6].upper()
+    log_in(admin, base, make_staff(engine, "content_admin", "Jo Author"), "/console/content")
+    admin.get_by_test_id("snippets-link").click()
+    expect(admin).to_have_url(f"{base}/console/content/snippets")
+
+    text = f"Thanks <em>Doctor</em> — I will call you back today ({tag})."
+    admin.get_by_test_id("snippet-code").fill(f"CALLBACK-{tag}")
+    admin.get_by_test_id("snippet-title").fill(f"Call back {tag}")
+    admin.get_by_test_id("snippet-body").fill("x" * 2500)  # over the limit: refused, nothing saved
+    admin.get_by_test_id("snippet-save").click()
+    expect(admin.locator(".flash.error")).to_contain_text("longer than 2000 characters")
+    expect(admin.get_by_test_id("snippet-title")).to_have_value(f"Call back {tag}")
+    expect(admin.get_by_test_id("snippet-code")).to_have_value(f"CALLBACK-{tag}")
+    admin.get_by_test_id("snippet-body").fill(text)
+    admin.get_by_test_id("snippet-save").click()
+    expect(admin).to_have_url(f"{base}/console/content/snippets/CALLBACK-{tag}?done=drafted")
+    expect(admin.get_by_test_id("snippet-version")).to_contain_text(text)  # shown as text, not markup
+    expect(admin.get_by_test_id("snippet-approve")).to_have_count(0)  # the author cannot approve
+
+    checker = admin.context.browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
+    try:
+        log_in(checker, base, make_staff(engine, "content_admin", "Kim Checker"), "/console/content")
+        checker.goto(f"{base}/console/content/snippets/CALLBACK-{tag}")
+        checker.get_by_test_id("snippet-approve").click()
+        expect(checker.locator(".flash")).to_contain_text("Approved")
+        expect(checker.get_by_test_id("snippet-version")).to_contain_text("approved")
+        checker.screenshot(path=str(DOCS_SCREENS / "console-snippets.png"), full_page=True)
+    finally:
+        checker.context.close()
