@@ -129,7 +129,8 @@ def request_product(col: Any = None) -> Any:
     a sentence); those rows are left as they are, but never shown as a product.
     """
     col = ServiceRequest.product if col is None else col
-    known = or_(col.in_(sorted(product_keys())), col.in_(select(ContentItem.product).where(ContentItem.product.is_not(None))))
+    content = select(ContentItem.product).where(ContentItem.product.is_not(None))
+    known = or_(col.in_(sorted(product_keys())), col.in_(content))
     return case((known, col), else_=None)
 
 

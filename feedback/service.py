@@ -5,7 +5,6 @@ Every write updates the engagement profile immediately and is audited.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal

@@ -105,7 +105,8 @@ _NUMBER_WORDS = {
     "five": 5, "six": 6, "half a dozen": 6, "seven": 7, "eight": 8, "nine": 9, "ten": 10, "eleven": 11,
     "twelve": 12, "a dozen": 12, "fifteen": 15, "twenty": 20, "thirty": 30, "fifty": 50, "a hundred": 100,
 }
-_PACK_UNITS = r"(?:sample\s+)?(?:packs?|packets?|boxes|box|samples?|cartons?|units?|pens?|inhalers?|kits?|starter\s+packs?)"
+_PACK_UNITS = (r"(?:sample\s+)?(?:packs?|packets?|boxes|box|samples?|cartons?|units?|pens?|inhalers?|kits?"
+               r"|starter\s+packs?)")
 _DOSE_UNITS = re.compile(r"^(?:mg|mcg|µg|ug|ml|g|iu|milligrams?|micrograms?|%|mmol|kg)\b")
 _STREET_WORDS = (r"street|st|road|rd|avenue|ave|lane|ln|drive|dr|way|close|place|pl|square|sq|court|ct|crescent"
                  r"|boulevard|blvd|terrace|hill|row|parade|walk|grove|gardens|park|highway|hwy|mews|strasse|straße")
@@ -128,7 +129,7 @@ def parse_quantity(text: Any, *, need_unit: bool = False) -> int | None:
         return text
     low = _norm(str(text))
     found: set[int] = set()
-    for rx, value_of in ((_DIGITS, lambda s: int(s)), (_WORDS, lambda s: _NUMBER_WORDS[s])):
+    for rx in (_DIGITS, _WORDS):
         for m in rx.finditer(low):
             rest = low[m.end():]
             if _DOSE_UNITS.match(rest.lstrip()) or _AFTER_NUMBER.match(rest) or _HOUSE_AND_STREET.match(low, m.start()):
@@ -137,7 +138,8 @@ def parse_quantity(text: Any, *, need_unit: bool = False) -> int | None:
                 continue
             if need_unit and not _UNIT_AFTER.match(rest):
                 continue
-            found.add(value_of(m.group(1)))
+            word = m.group(1)
+            found.add(int(word) if rx is _DIGITS else _NUMBER_WORDS[word])
     return found.pop() if len(found) == 1 else None
 
 
@@ -159,8 +161,8 @@ _STREET_AND_HOUSE = re.compile(r"\b[\wäöüß-]*(?:straße|strasse|str\.|weg|al
 _INSTITUTION = re.compile(r"\b(?:hospital|clinic|surgery|practice|medical cent(?:re|er)|health cent(?:re|er)|infirmary"
                           r"|pharmacy|klinik|klinikum|praxis|krankenhaus|university|hôpital)\b")
 _VAGUE_PLACE = re.compile(r"^(?:to\s+|at\s+)?(?:my|our|the|your|same|usual|usual address|the same)\b")
-_ADDRESS_CUE = re.compile(r"\b(?:(?:deliver|send|sent|ship|post|mail)\w*\b[^.?!]{0,40}?\bto|address\s+(?:is|to|should\s+be)"
-                          r"|address:|to\s+the\s+address)\s+", re.IGNORECASE)
+_ADDRESS_CUE = re.compile(r"\b(?:(?:deliver|send|sent|ship|post|mail)\w*\b[^.?!]{0,40}?\bto"
+                          r"|address\s+(?:is|to|should\s+be)|address:|to\s+the\s+address)\s+", re.IGNORECASE)
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 
 
@@ -283,7 +285,8 @@ def read_unprompted(text: str, slots: tuple[str, ...] | list[str], cat: Catalogu
 
 # ---------------------------------------------------------------- the confirmation step
 
-_YES = re.compile(r"^(?:/affirm\b|yes\b|yep\b|yeah\b|yup\b|y$|ok\b|okay\b|confirm|correct\b|that'?s\s+(?:right|correct|fine)"
+_YES = re.compile(r"^(?:/affirm\b|yes\b|yep\b|yeah\b|yup\b|y$|ok\b|okay\b|confirm|correct\b"
+                  r"|that'?s\s+(?:right|correct|fine)"
                   r"|looks\s+(?:good|right|fine)|all\s+(?:good|correct)|go\s+ahead|submit|send\s+it|please\s+do"
                   r"|sure\b|perfect\b|fine\b|great\b|right\b)")
 _EDIT = re.compile(r"^(?:/deny\b|no\b|nope\b|not\s+quite|edit\b|change\b|wrong\b|incorrect\b|start\s+(?:again|over)"

@@ -89,7 +89,8 @@ def test_an_address_in_a_message_that_answered_something_else_needs_a_cue() -> N
 def test_one_message_can_fill_every_samples_slot() -> None:
     found = slots.read_unprompted("could you ship 7 boxes of zelvamab to 2 Kings Parade, Cambridge CB2 1SJ",
                                   slots.FORMS["samples_form"].slots)
-    assert found == {"product": "respizan", "sample_quantity": 7, "delivery_address": "2 Kings Parade, Cambridge CB2 1SJ"}
+    assert found == {"product": "respizan", "sample_quantity": 7,
+                     "delivery_address": "2 Kings Parade, Cambridge CB2 1SJ"}
     assert slots.read_unprompted("I need samples", slots.FORMS["samples_form"].slots) == {}
 
 

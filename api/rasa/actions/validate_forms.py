@@ -126,7 +126,7 @@ def validate(ctx: ActionContext, form: str) -> ActionResult:
         value = slots.clean(requested, typed, cat)
         if value is None and candidates.get(requested) != typed:
             value = slots.clean(requested, candidates.get(requested), cat)
-        interrupt_first = strict and looks_like_question(typed) or (
+        interrupt_first = (strict and looks_like_question(typed)) or (
             not strict and ctx.latest_intent in ("set_preference", "undo_preference")
             and _interruption_is_likely(ctx))
         if value is not None and not interrupt_first:
