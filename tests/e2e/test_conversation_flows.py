@@ -148,6 +148,20 @@ def test_a_form_keeps_what_was_said_refuses_junk_and_resumes_after_a_preference(
         assert (change.name, change.new_value) == ("channel", "email")
 
 
+@pytest.mark.usefixtures("demo_library")
+def test_a_product_question_in_the_middle_of_a_form_is_answered_and_the_form_resumes(live_stack: LiveStack,
+                                                                                     engine: Engine) -> None:
+    chat = Chat(live_stack.api_url)
+    assert "How many sample packs" in _texts(chat.say("samples of cardiovex please"))
+    aside = chat.say("what is the recommended dose of cardiovex?")
+    assert any(m["approval_code"] == "HAL-CVX-001-INT-2601" for m in aside), aside
+    assert "How many sample packs" in _texts(aside)      # the form asks its question again
+    assert "Where should we deliver" in _texts(chat.say("2"))
+    with Session(engine) as s:
+        conv = chat.conversation(s)
+        assert s.execute(select(ServiceRequest).where(ServiceRequest.conversation_id == conv.id)).first() is None
+
+
 def test_edit_at_the_summary_asks_again_and_creates_nothing(live_stack: LiveStack, engine: Engine) -> None:
     chat = Chat(live_stack.api_url)
     chat.say("I'd like some samples of glucorel please")
