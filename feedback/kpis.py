@@ -47,6 +47,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from api.conversations.models import Conversation
+from api.requests.slots import product_keys
 from feedback import rollups
 from feedback.cx_queries import (
     ALL,
@@ -398,13 +399,13 @@ def by_channel(session: Session, f: KpiFilter, *, use_rollups: bool = True) -> d
 
 def by_product(session: Session, f: KpiFilter, *, use_rollups: bool = True) -> dict[str, Tiles]:
     found = _tiles_for(session, f, "product", use_rollups)
-    # Only products of the library: a service request's product is what the HCP typed, and free text
-    # ("3", "the blue inhaler") is not a product. Such requests still count in every total.
-    known = set(products(session))
-    products_ = [p for p in found if p in known]
+    # only known products: a content item's product or a products.yaml key (never free text a request
+    # stored before its form validated the product, even from a day rolled up before then)
+    known = set(products(session)) | product_keys()
+    products_found = [p for p in found if p and p in known]
     if f.product:
-        products_ = [f.product]
-    return {p: found.get(p, _empty_tiles()) for p in sorted(products_)}
+        products_found = [f.product]
+    return {p: found.get(p, _empty_tiles()) for p in sorted(products_found)}
 
 
 def products(session: Session) -> list[str]:

@@ -39,6 +39,8 @@ class Product:
     max_daily_dose_mg: float | None = None
     max_weekly_dose_mg: float | None = None
     max_dose_mg_per_4_weeks: float | None = None
+    display_name: str = ""        # as written in products.yaml ("Cardiovex"); the key capitalised if absent
+    generic_name: str = ""
     pattern: re.Pattern[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -153,6 +155,8 @@ def parse_catalogue(data: Mapping[str, Any]) -> Catalogue:
             max_daily_dose_mg=_mg("max_daily_dose_mg"),
             max_weekly_dose_mg=_mg("max_weekly_dose_mg"),
             max_dose_mg_per_4_weeks=_mg("max_dose_mg_per_4_weeks"),
+            display_name=str(spec.get("display_name") or str(key).capitalize()),
+            generic_name=str(spec.get("generic_name") or ""),
         ))
     return Catalogue(tuple(products))
 

@@ -12,8 +12,8 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.audit.models import AuditEvent
-from api.conversations.models import Conversation, Message
 from api.conversations import service as conversations
+from api.conversations.models import Conversation, Message
 from api.db import unit_of_work
 from api.handoffs import waiting
 from api.handoffs.models import Handoff
@@ -53,7 +53,7 @@ def test_the_bot_keeps_answering_while_a_person_is_awaited(make_client: Callable
                                                             engine: Engine) -> None:
     rasa = FakeRasa()
     client = make_client(rasa)
-    url, conv_id, handoff = _queued_chat(client, engine)
+    url, conv_id, _ = _queued_chat(client, engine)
     r = client.post(url, json={"text": "what strengths does the tablet come in?"})
     texts = [m["text"] for m in r.json()["messages"]]
     assert texts == ["echo: what strengths does the tablet come in?"]       # Rasa answered
