@@ -22,13 +22,14 @@ MAX_STAFF_TEXT = 4000
 
 
 def send_staff_text(session: Session, conv: Conversation, *, staff_id: str, text: str, now: datetime,
-                    purpose: str) -> Message:
+                    purpose: str, sender_label: str | None = None) -> Message:
     text = (text or "").strip()
     if not text:
         raise InvalidInput("the message is empty")
     if len(text) > MAX_STAFF_TEXT:
         raise InvalidInput(f"the message is longer than {MAX_STAFF_TEXT} characters")
-    msg = add_outbound(session, conv, text=text, now=now, sender_type=SenderType.staff, sender_id=staff_id)
+    msg = add_outbound(session, conv, text=text, now=now, sender_type=SenderType.staff, sender_id=staff_id,
+                       sender_label=sender_label)
     audit.record(session, action="staff.message_sent", subject_type="conversation", subject_id=conv.id,
                  actor_type="staff", actor_id=staff_id,
                  data={"message_id": msg.id, "purpose": purpose, "kind": "free_text", "chars": len(text)}, at=now)
@@ -36,12 +37,12 @@ def send_staff_text(session: Session, conv: Conversation, *, staff_id: str, text
 
 
 def send_staff_content(session: Session, conv: Conversation, *, staff_id: str, content_id: str, version: int,
-                       now: datetime, default_market: str, purpose: str) -> Message:
+                       now: datetime, default_market: str, purpose: str, sender_label: str | None = None) -> Message:
     """One approved item, verbatim, if it may go to this HCP today (else ContentGated, nothing queued)."""
     sendable = render(session, conv, content_id, version, default_market=default_market, today=now.date())
     msg = add_outbound(session, conv, text=sendable.text(), now=now, sender_type=SenderType.staff,
                        sender_id=staff_id, content_id=sendable.content_id, content_version=sendable.version,
-                       approval_code=sendable.approval_code)
+                       approval_code=sendable.approval_code, sender_label=sender_label)
     audit.record(session, action="staff.message_sent", subject_type="conversation", subject_id=conv.id,
                  actor_type="staff", actor_id=staff_id,
                  data={"message_id": msg.id, "purpose": purpose, "kind": "approved_content",

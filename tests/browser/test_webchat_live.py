@@ -100,12 +100,13 @@ def test_real_app_staff_message_appears_by_polling_with_its_label(page: Page, li
     with Session(engine) as session:
         conv = conversations.get_by_session_token(session, token)
         now = datetime.now(UTC)
-        conversations.add_outbound(session, conv, text="Hi, Sam here.\nHow can I help?", now=now, sender_type="staff")
+        conversations.add_outbound(session, conv, text="Hi, Sam here.\nHow can I help?", now=now, sender_type="staff",
+                                   sender_label="Sam Rivera · your representative")
         deliver_pending(session, conv.id, senders={"webchat": WebchatSender()}, gate=make_send_gate("US"), now=now)
         session.commit()
     staff = page.get_by_test_id("message-staff")
     expect(staff).to_have_count(1, timeout=5000)
-    expect(staff.locator(".msg-sender")).to_have_text("Your representative")
+    expect(staff.locator(".msg-sender")).to_have_text("Sam Rivera · your representative")
     assert staff.get_by_test_id("message-text").text_content() == "Hi, Sam here.\nHow can I help?"
 
 

@@ -209,7 +209,7 @@ def test_staff_message_sent_later_appears_by_polling_with_its_own_label(page: Pa
     expect(page.get_by_test_id("message-bot")).to_contain_text("asked your representative")
     staff = page.get_by_test_id("message-staff")
     expect(staff).to_have_count(1, timeout=6000)
-    expect(staff.locator(".msg-sender")).to_have_text("Your representative")
+    expect(staff.locator(".msg-sender")).to_have_text("Our team")  # an unlabelled staff message
     assert staff.get_by_test_id("message-text").text_content() == STAFF_TEXT
 
 

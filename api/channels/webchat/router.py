@@ -117,7 +117,8 @@ async def _limit_read(request: Request, token: str) -> None:
 
 def to_read(m: Message) -> MessageRead:
     return MessageRead(
-        id=m.id, text=m.body, direction=m.direction, sender=m.sender_type, content_id=m.content_id,
+        id=m.id, text=m.body, direction=m.direction, sender=m.sender_type, sender_label=m.sender_label,
+        content_id=m.content_id,
         content_version=m.content_version, approval_code=m.approval_code,
         buttons=[ButtonRead(title=b["title"], payload=b["payload"]) for b in (m.buttons or [])],
         created_at=m.created_at.isoformat(),

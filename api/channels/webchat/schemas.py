@@ -13,6 +13,8 @@ class MessageRead(BaseModel):
     text: str
     direction: str
     sender: str
+    # Who spoke, for staff messages ("Medical Information · MI-2026-000042"); None: bot, HCP, notices.
+    sender_label: str | None = None
     content_id: str | None
     content_version: int | None
     approval_code: str | None

@@ -203,7 +203,7 @@
   var SENDER_LABELS = {
     user: "You",
     bot: "HCP Concierge",
-    staff: "Your representative",
+    staff: "Our team", // a staff message sent before speakers were labelled
     system: "Notice",
   };
 
@@ -223,7 +223,8 @@
 
     var label = document.createElement("div");
     label.className = "msg-sender";
-    label.textContent = SENDER_LABELS[kind];
+    // Staff messages name the speaker: "Medical Information · MI-2026-000042", "Sam Rivera · your representative".
+    label.textContent = (kind === "staff" && message.sender_label) || SENDER_LABELS[kind];
     if (kind === "user" || kind === "bot") {
       // The bubble side already says who spoke; keep the name for screen readers.
       label.classList.add("visually-hidden");
@@ -583,6 +584,7 @@
       text: data.body,
       direction: data.direction,
       sender: data.sender_type,
+      sender_label: data.sender_label,
       content_id: data.content_id,
       content_version: data.content_version,
       approval_code: data.approval_code,
