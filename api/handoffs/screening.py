@@ -47,6 +47,12 @@ class ReplyScreener:
     safety: SafetyScreen | None
     default_market: str
 
+    def warm_up(self) -> None:
+        """Load the AE model now (the app's own safety hook does this at start)."""
+        warm = getattr(self.safety, "warm_up", None)
+        if callable(warm):
+            warm()
+
     def screen(self, session: Session, conv: Conversation, ident: StaffIdentity,
                text: str) -> staff_screen.StaffScreen:
         from knowledge.library import Status
