@@ -181,3 +181,15 @@ def reply(session: Session, handoff_id: str, ident: StaffIdentity, now: datetime
         if outcome.refused is not None and isinstance(outcome.refused.detail, dict):
             outcome.refused.detail["adverse_event_reference"] = case.reference
     return outcome
+
+
+def send_reply(session: Session, handoff_id: str, ident: StaffIdentity, now: datetime, *, text: str,
+               screener: ReplyScreener, override_reason: str | None = None) -> Message:
+    """``reply`` for callers that want the sent message or an exception (ReplyBlocked). A caller
+    whose transaction rolls back on the exception loses a refused reply's AE case: the console
+    route uses ``reply`` and commits before raising."""
+    outcome = reply(session, handoff_id, ident, now, text=text, screener=screener, override_reason=override_reason)
+    if outcome.refused is not None:
+        raise outcome.refused
+    assert outcome.message is not None
+    return outcome.message

@@ -15,7 +15,7 @@ import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import ColumnElement, case, or_, select, update
 from sqlalchemy.orm import Session
@@ -49,9 +49,6 @@ from api.safety import firewall
 from api.staff import notes
 from api.staff.models import StaffRole, StaffUser
 from api.staff.service import StaffIdentity, list_available
-
-if TYPE_CHECKING:
-    from api.handoffs.screening import ReplyScreener
 
 # How long until a human must reply, per target (business policy; consoles show the clock).
 # Out of hours the clock starts when staff are next at work.
@@ -513,19 +510,6 @@ def close(session: Session, handoff_id: str, ident: StaffIdentity, now: datetime
            **notes.keep(session, (note or "").strip()[:500], subject_type="handoff", subject_id=handoff.id,
                         field="note", author_id=ident.id, at=now))
     return handoff
-
-
-def send_reply(session: Session, handoff_id: str, ident: StaffIdentity, now: datetime, *, text: str,
-               screener: ReplyScreener, override_reason: str | None = None) -> Message:
-    """The staff member's own words, screened first (``api.handoffs.screening.reply``, which callers
-    that must keep a refused reply's AE case use directly: this raises ReplyBlocked)."""
-    from api.handoffs.screening import reply
-
-    outcome = reply(session, handoff_id, ident, now, text=text, screener=screener, override_reason=override_reason)
-    if outcome.refused is not None:
-        raise outcome.refused
-    assert outcome.message is not None
-    return outcome.message
 
 
 def send_content(session: Session, handoff_id: str, ident: StaffIdentity, now: datetime, *, content_id: str,

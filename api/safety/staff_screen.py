@@ -315,6 +315,14 @@ def _words(s: str) -> set[str]:
     return set(re.findall(r"[a-zäöüßà-ÿ']+", s.lower()))
 
 
+# Capitalised words the masker can take for a name in staff text ("our Patient Safety team").
+_NOT_A_PERSON_WORDS = """
+patient safety medical information team halcyon concierge support services service programme program
+affairs department nurse nurses line desk office customer care pharmacovigilance quality
+"""
+_NOT_A_PERSON = frozenset(_NOT_A_PERSON_WORDS.split())
+
+
 def _given(kind: str, value: str, given_texts: Sequence[str]) -> bool:
     if kind in ("phone", "licence", "dob"):
         digits = _digits(value)
@@ -332,7 +340,7 @@ def _personal_data(text: str, hcp_texts: Sequence[str], known_names: Sequence[st
         if _given(kind, value, hcp_texts):
             continue
         if kind == "name":
-            if _given(kind, value, known_names):
+            if _words(value) <= _NOT_A_PERSON or _given(kind, value, known_names):
                 continue
             before = text[:start]
             if _GREETING.search(before):
@@ -393,7 +401,9 @@ def screen_staff_reply(
         result = safety.screen(text)
         # Staff talk about products all day ("no side effects were seen in trials"): the classifier's
         # hit counts only with evidence that something happened to someone.
-        if result.adverse_event and rules.has_event_evidence(rules.normalise(text)):
+        # A patient named in passing ("a patient diary", "your patient sounds a good candidate") is
+        # not that evidence on its own.
+        if result.adverse_event and rules.has_event_evidence(rules.PATIENT_CONTEXT.sub(" ", rules.normalise(text))):
             ae = result
             what = ", ".join(category_label(c) for c in result.ae_categories) or "adverse event"
             findings.append(Finding(ADVERSE_EVENT, f"{what}: a safety case is opened as if reported"))

@@ -212,7 +212,7 @@ def test_bad_input_is_refused_with_a_plain_reason(session: Session, screener: sc
 def test_send_reply_raises_the_refusal(session: Session, screener: screening.ReplyScreener) -> None:
     handoff_id, _conv, rep = _claimed(session, "rep")
     with pytest.raises(ReplyBlocked):
-        handoffs.send_reply(session, handoff_id, rep, MONDAY_MORNING, screener=screener,
+        screening.send_reply(session, handoff_id, rep, MONDAY_MORNING, screener=screener,
                             text="Cardiovex works wonders for hypertension as well.")
 
 
