@@ -42,6 +42,8 @@ CONTENT = REPO / "knowledge" / "content"
 DATA = REPO / "benchmarks" / "data"
 SETS = {"blind": DATA / "staff_replies_blind.jsonl", "own": DATA / "staff_replies_own.jsonl"}
 BLIND_SETS = frozenset({"blind"})
+# The sets' role words → the app's roles (the blind set writes "medical" for a medical reviewer).
+ROLE_ALIASES = {"medical": "medical_reviewer", "medical_information": "medical_reviewer"}
 
 
 def load(path: Path) -> list[dict[str, Any]]:
@@ -119,7 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     safety.warm_up()
 
     def predict(row: dict[str, Any]) -> set[str]:
-        result = screen_staff_reply(row["reply"], role=row.get("role") or "rep", hcp_texts=row.get("hcp_said") or [],
+        role = str(row.get("role") or "rep")
+        result = screen_staff_reply(row["reply"], role=ROLE_ALIASES.get(role, role), hcp_texts=row.get("hcp_said") or [],
                                     products=catalogue, approved=approved, safety=safety)
         return set(result.kinds)
 
