@@ -112,6 +112,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", action="append", default=[], help="NAME=PATH (replaces the default sets)")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--show-errors", action="store_true", help="list errors of the non-blind sets")
+    parser.add_argument("--split-blind", action="store_true",
+                        help="also score the blind set's halves: even lines (whose errors were read after run 1 "
+                             "to improve the rules) and odd lines (never read: still held out)")
     args = parser.parse_args(argv)
     sets = dict(s.split("=", 1) for s in args.set) if args.set else {k: str(v) for k, v in SETS.items()}
 
@@ -122,8 +125,9 @@ def main(argv: list[str] | None = None) -> int:
 
     def predict(row: dict[str, Any]) -> set[str]:
         role = str(row.get("role") or "rep")
-        result = screen_staff_reply(row["reply"], role=ROLE_ALIASES.get(role, role), hcp_texts=row.get("hcp_said") or [],
-                                    products=catalogue, approved=approved, safety=safety)
+        result = screen_staff_reply(row["reply"], role=ROLE_ALIASES.get(role, role),
+                                    hcp_texts=row.get("hcp_said") or [], products=catalogue, approved=approved,
+                                    safety=safety)
         return set(result.kinds)
 
     out = ["## Staff reply screen (api.safety.staff_screen)", ""]
@@ -133,6 +137,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"skipped {name}: {p} does not exist", file=sys.stderr)
             continue
         rows = load(p)
+        if args.split_blind and name in BLIND_SETS:
+            for half, label in ((0, "even lines, read after run 1"), (1, "odd lines, held out, never read")):
+                part = [r for i, r in enumerate(rows) if i % 2 == half]
+                out += table(f"{name} — {label}", len(part), score(part, predict)[0])
         started = time.perf_counter()
         counts, errors = score(rows, predict)
         per_reply_ms = (time.perf_counter() - started) * 1000 / max(1, len(rows))

@@ -270,6 +270,12 @@ def _ages(norm: str) -> list[int]:
 
 
 _TWICE_WEEKLY = re.compile(r"\b(twice (a|per|every) week|twice weekly|2x (a |per )?week)\b")
+# Doses per 4 weeks when given more often than every 4 weeks.
+_PER_4_WEEKS = (
+    (re.compile(r"\b(every|each|once a|once per|per|a) week\b|\bweekly\b|\bq1?w\b"), 4.0),
+    (re.compile(r"\bevery (2|two|other) weeks?\b|\bfortnightly\b|\bevery fortnight\b|\bq2w\b"), 2.0),
+    (re.compile(r"\bevery (3|three) weeks\b|\bq3w\b"), 4.0 / 3.0),
+)
 
 
 def _above_max_dose(norm: str, product: Product) -> bool:
@@ -283,12 +289,14 @@ def _above_max_dose(norm: str, product: Product) -> bool:
             daily_multiplier = mult
             break
     weekly_multiplier = 2.0 if _TWICE_WEEKLY.search(norm) else 1.0
+    four_weekly_multiplier = next((mult for rx, mult in _PER_4_WEEKS if rx.search(norm)), 1.0)
     for amount in amounts:
         if product.max_daily_dose_mg is not None and amount * daily_multiplier > product.max_daily_dose_mg:
             return True
         if product.max_weekly_dose_mg is not None and amount * weekly_multiplier > product.max_weekly_dose_mg:
             return True
-        if product.max_dose_mg_per_4_weeks is not None and amount > product.max_dose_mg_per_4_weeks:
+        if product.max_dose_mg_per_4_weeks is not None and \
+                amount * four_weekly_multiplier > product.max_dose_mg_per_4_weeks:
             return True
     return False
 

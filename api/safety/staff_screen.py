@@ -128,6 +128,23 @@ def _rx(pattern: str) -> re.Pattern[str]:
     return re.compile(pattern, re.IGNORECASE)
 
 
+# "It is not in the label yet, but it works brilliantly": a disclaimer covers its own clause only.
+_CLAUSE_BREAK = _rx(r";|,?\s+(?=\b(but|however|although|though|yet|whereas)\b)")
+
+
+def _clauses(text: str, sentences: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    for start, end in sentences:
+        cut = start
+        for m in _CLAUSE_BREAK.finditer(text, start, end):
+            if m.start() > cut:
+                out.append((cut, m.start()))
+            cut = m.end()
+        if end > cut:
+            out.append((cut, end))
+    return [(a, b) for a, b in out if text[a:b].strip()]
+
+
 # A sentence that declines, warns or redirects rather than claims.
 _DISCLAIMER = _rx(
     r"\b(not|isn'?t|aren'?t|wasn'?t) (approved|licen[sc]ed|indicated|recommended|studied|established|authori[sz]ed"
@@ -136,7 +153,8 @@ _DISCLAIMER = _rx(
     r"|discuss|recommend|answer|talk|speak|go into|give|provide|share|say|help with that)"
     r"|\boutside (the|its|our) (label|licen[sc]e|indication|smpc|pi|marketing authori[sz]ation)\b"
     r"|\bmedical information\b|\bmedical (team|colleagues?|affairs|department)\b|\bmsl\b|\bmedical science liaison\b"
-    r"|\b(refer|forward|pass|passed|hand|handed|route|routed|send|sent)\b[^.]{0,40}\b(medical|msl|safety|colleague)"
+    r"|\b(refer|forward|pass|passed|hand|handed|route|routed|send|sent|report|reported|raise|flag|let)\b[^.]{0,40}"
+    r"\b(medical|msl|safety|colleague|pharmacovigilance|pv)\b"
     r"|\bcontraindicated\b|\b(do not|don'?t|never|should not|shouldn'?t|must not|mustn'?t) (use|exceed|give|start"
     r"|prescribe|take)\b|\bavoid\b|\bplease (see|refer to|check) the (smpc|pi|label|prescribing information)\b"
 )
@@ -149,9 +167,28 @@ _AFFIRM = _rx(
     r"^\W*(yes|yeah|yep|sure|absolutely|definitely|of course|certainly|correct|that'?s (fine|ok|okay|right|correct)"
     r"|no problem)\b"
     r"|\b(you can|you could|you may|feel free to|go ahead( and)?|it'?s (fine|ok|okay|safe) to|it is (fine|ok|okay|safe)"
-    r" to|works (well|fine|great)|lots of (doctors|physicians|colleagues|gps|clinicians) (use|prescribe|do)"
-    r"|many (doctors|physicians|colleagues|gps|clinicians) (use|prescribe|do))\b"
+    r" to|works (well|fine|great|brilliantly|nicely)|lots of (doctors|physicians|colleagues|gps|clinicians|centres"
+    r"|centers|clinics) (use|prescribe|do)|many (doctors|physicians|colleagues|gps|clinicians|centres|centers|clinics)"
+    r" (use|prescribe|do))\b|" + r"\b(should|would|will) be (fine|ok|okay|safe)\b|\b(is|are|it'?s) (fine|ok|okay)\b"
+    r"|\bno need to (adjust|reduce|change|worry)\b|\b(go|went) for it\b|\b(give|gave) it a (try|go)\b"
+    r"|\bworth (a try|trying|a go)\b|\b(might|may|could) (find it |well )?helps?\b|\bgood results\b"
 )
+# A medical writer may give data on an off-label use when asked; recommending it is another matter.
+_ENDORSE = _rx(
+    r"\bprobably (ok|okay|fine|safe|reasonable)\b|\b(may|might|could) be (a )?(reasonable|good|sensible|useful)"
+    r"( option| choice)?\b|\breasonable (option|choice)\b|\b(may|might|could|can) be considered\b"
+    r"|\bwould support (using|use|it)\b|\bi'?d (say |suggest )?(go for it|give it a try|try it|use it)\b"
+    r"|\bworth (a try|trying)\b|\b(go|went) for it\b|\b(should|would) be (fine|ok|okay|safe)\b"
+    r"|\b(is|are|it'?s) (fine|ok|okay|safe)\b|\bno need to (adjust|reduce|change|worry)\b"
+    r"|\bi (would|'d) (recommend|suggest|consider)\b|\b(data|evidence|pharmacology|mechanism) (would )?supports? "
+    r"(it|using|use|this)\b|\b(some|many|lots of|most|plenty of) (\w+ )?(clinicians|clinics|centres|centers|doctors"
+    r"|physicians|specialists|colleagues) (use|prescribe|give|go)\b"
+)
+# A lab value is not an age ("HbA1c under 7"), whatever the population rule reads into it.
+_LAB_VALUE = _rx(r"\b(hba1c|a1c|ldl(-c)?|hdl|cholesterol|eos|eosinophils?|fev1|bp|glucose|egfr|ck|alt)\s+"
+                 r"(under|below|over|above|of|<|>)\s*\d+(\.\d+)?")
+# An amount someone was given by mistake is a report, not a claim about the dose.
+_REPORTED_DOSE = (rules.OVERDOSE, rules.MEDICATION_ERROR, rules.BY_MISTAKE)
 # "Off-label" said approvingly ("plenty of people use it off label").
 _OFF_LABEL_WORDS = _rx(r"\boff[- ]label\b|\bunlicen[sc]ed (use|indication)\b")
 
@@ -161,20 +198,23 @@ def _products_in(norm: str, catalogue: Catalogue) -> tuple[Product, ...]:
 
 
 def _off_label(text: str, sentences: list[tuple[int, int]], catalogue: Catalogue,
-               context: tuple[Product, ...], hcp_off_label: bool) -> list[Finding]:
+               context: tuple[Product, ...], hcp_off_label: bool, *, commercial: bool = True) -> list[Finding]:
+    """Clauses claiming a use outside the label. A medical writer's clause counts only when it also
+    recommends the use (``_ENDORSE``): giving data on request is their job."""
     found: list[Finding] = []
     for start, end in sentences:
         sentence = text[start:end]
         norm = rules.normalise(sentence)
-        if _DISCLAIMER.search(norm):
+        if _DISCLAIMER.search(norm) or (not commercial and not _ENDORSE.search(norm)):
             continue
         products = _products_in(norm, catalogue) or context
-        if not products:
+        if not products or any(rx.search(norm) for rx in _REPORTED_DOSE):
             continue
-        reasons = list(off_label_reasons(norm, products))
+        reasons = list(off_label_reasons(_LAB_VALUE.sub(" ", norm), products))
         if not reasons and _OFF_LABEL_WORDS.search(norm) and not _QUESTION.search(sentence):
             reasons.append("explicit")
-        if not reasons and hcp_off_label and _AFFIRM.search(norm) and not _QUESTION.search(sentence):
+        affirms = _AFFIRM.search(norm) if commercial else _ENDORSE.search(norm)
+        if not reasons and hcp_off_label and affirms and not _QUESTION.search(sentence):
             reasons.append("affirms the off-label use the HCP asked about")
         if reasons:
             names = ", ".join(p.key.capitalize() for p in products)
@@ -194,7 +234,8 @@ _SUPERLATIVE = _rx(
     r"|no risks?|zero risk|never fails|always works|works for (everyone|everybody|every patient|all patients)"
     r"|works every time|first[- ]choice|gold standard|best[- ]in[- ]class|first[- ]in[- ]class|nothing (else )?"
     r"(comes close|compares|beats it)|hands down|amazing|incredible|fantastic results|dramatic(ally)?"
-    r"|far (better|superior|safer)|much (better|safer|stronger))\b"
+    r"|far (better|superior|safer)|much (better|safer|stronger)|the superior|clearly superior|super safe"
+    r"|works (brilliantly|wonders)|works in (every|all)|no problems ever|never (any|a) problem)\b"
 )
 # Everyday uses of the same words.
 _NOT_PROMOTIONAL = _rx(
@@ -216,6 +257,10 @@ their they them he she his her patients patient people
 """
 _CLAIM_STOP = frozenset(_CLAIM_STOP_WORDS.split())
 SUPPORT = 0.75  # share of a claim's words an approved sentence must contain
+
+
+_NOT_A_CLAIM = _rx(r"\bprotect(ed)? (it |them )?from (light|moisture|heat|freezing)\b|\bkeep\b[^.]{0,30}\b(fridge"
+                   r"|refrigerat|carton|room temperature)\b")
 
 
 def _claim_words(norm: str, product_names: frozenset[str]) -> list[str]:
@@ -245,7 +290,10 @@ def _supported(words: list[str], approved: list[tuple[set[str], set[str]]]) -> b
 
 
 def _promotional(text: str, sentences: list[tuple[int, int]], catalogue: Catalogue, context: tuple[Product, ...],
-                 approved: Sequence[str]) -> list[Finding]:
+                 approved: Sequence[str], *, commercial: bool = True,
+                 off_label: frozenset[tuple[int, int]] = frozenset()) -> list[Finding]:
+    """Superlatives and absolutes (anyone); a product claim no approved item makes (reps only; a
+    clause already found off-label is not reported twice)."""
     found: list[Finding] = []
     names = frozenset(n for p in catalogue.products for n in p.names)
     approved_sentences: list[tuple[set[str], set[str]]] | None = None
@@ -258,7 +306,8 @@ def _promotional(text: str, sentences: list[tuple[int, int]], catalogue: Catalog
             words = superlative.group(0).strip()
             found.append(Finding(PROMOTIONAL, f"superlative or absolute claim: \u201c{words}\u201d", (start, end)))
             continue
-        if _QUESTION.search(sentence) or _DISCLAIMER.search(norm) or not _CLAIM.search(norm):
+        if not commercial or (start, end) in off_label or _QUESTION.search(sentence) or _DISCLAIMER.search(norm) \
+                or not _CLAIM.search(norm) or _NOT_A_CLAIM.search(norm) or rules.LACK_OF_EFFICACY.search(norm):
             continue
         products = _products_in(norm, catalogue) or (context if _PRONOUN.search(norm) else ())
         if not products:
@@ -318,7 +367,7 @@ def _words(s: str) -> set[str]:
 # Capitalised words the masker can take for a name in staff text ("our Patient Safety team").
 _NOT_A_PERSON_WORDS = """
 patient safety medical information team halcyon concierge support services service programme program
-affairs department nurse nurses line desk office customer care pharmacovigilance quality
+affairs department nurse nurses line desk office customer care pharmacovigilance quality max min
 """
 _NOT_A_PERSON = frozenset(_NOT_A_PERSON_WORDS.split())
 
@@ -352,6 +401,50 @@ def _personal_data(text: str, hcp_texts: Sequence[str], known_names: Sequence[st
         found.append(Finding(PERSONAL_DATA, f"a {_PII_WORDS[kind]} the HCP did not give in this conversation",
                              (start, end) if (start, end) != (0, len(text)) else None))
     return found
+
+
+# ---------------------------------------------------------------- adverse events
+
+# Staff speak of "your patient"; the HCP-side cues are written for "my patient".
+_THEIR_PATIENT = _rx(r"\b(your|the|this|that|their) (\w+ )?(patients?|pts?|lady|gentleman|man|woman|boy|girl|child"
+                     r"|baby)('s)?\b|\b(patient|case) of (yours|mine|dr)\b")
+# General product information: what may happen, not what happened.
+_GENERAL_INFO = _rx(
+    r"\b(is|are) (very |quite )?(common|uncommon|rare|known|listed|expected|reported with)\b|\bcommonly\b"
+    r"|\busually (settle|settles|resolve|resolves|pass|passes|improve|improves)\b|\btend(s)? to\b"
+    r"|\b(may|can|could) (cause|occur|happen)\b|\bin (the )?(clinical )?(trials|studies)\b|\bsection 4\.8\b"
+    r"|\bknown (warning|risk|side[- ]effect|adverse)\b|\badvise (patients|them)\b|\bpatient guide\b"
+)
+# The writer says they are passing something on to Patient Safety: they know of an event.
+_TO_SAFETY = _rx(
+    r"\b(report|reporting|let|tell|inform|pass|passing|flag|raise|forward|notify|log)\b[^.]{0,50}"
+    r"\b(patient safety|safety team|drug safety|pharmacovigilance|pv( team)?)\b"
+)
+
+
+_PATIENT_MATERIAL = _rx(r"\bpatient (guide|leaflet|diary|diaries|information|card|support|materials?|booklet"
+                       r"|alert card|programme|program|pack)s?\b")
+
+
+def _adverse_event(text: str, safety: SafetyScreen, context: tuple[Product, ...]) -> ScreenResult | None:
+    """The AE screen's verdict on staff text, read for staff: the classifier's hit needs evidence
+    that something happened to someone (staff talk about products and side effects all day)."""
+    norm = _PATIENT_MATERIAL.sub(" material ", rules.normalise(text))
+    result = safety.screen(text)
+    someone = bool(_THEIR_PATIENT.search(norm) or rules.PERSONAL_CONTEXT.search(norm))
+    if result.adverse_event:
+        # A patient named in passing ("a patient diary") is not that evidence on its own.
+        evidence = rules.has_event_evidence(rules.PATIENT_CONTEXT.sub(" ", norm))
+        general = bool(_GENERAL_INFO.search(norm)) and not someone
+        quality_only = set(result.ae_categories) == {"quality_complaint"} and not rules.SPECIFIC_EVENT.search(norm)
+        if evidence and not general and not quality_only:
+            return result
+    if _TO_SAFETY.search(norm) and someone:
+        serious = rules.serious_terms(norm)
+        return ScreenResult(adverse_event=True, ae_categories=result.ae_categories or ("side_effect",),
+                            ae_score=result.ae_score, products=result.products or tuple(p.key for p in context),
+                            serious=bool(serious), serious_terms=serious)
+    return None
 
 
 # ---------------------------------------------------------------- the screen
@@ -388,25 +481,20 @@ def screen_staff_reply(
         if hcp_products:
             break
     context = reply_products or hcp_products
+    units = _clauses(text, sentences)
+    last = hcp_norms[-1] if hcp_norms else ""
+    last_products = _products_in(last, products) or hcp_products
+    hcp_off_label = bool(last) and ((bool(last_products) and bool(off_label_reasons(last, last_products)))
+                                    or rules.is_explicit_off_label(last))
     findings: list[Finding] = []
-    if commercial:
-        last = hcp_norms[-1] if hcp_norms else ""
-        last_products = _products_in(last, products) or hcp_products
-        hcp_off_label = bool(last) and ((bool(last_products) and bool(off_label_reasons(last, last_products)))
-                                        or rules.is_explicit_off_label(last))
-        findings += _off_label(text, sentences, products, context, hcp_off_label)
-        findings += _promotional(text, sentences, products, context, approved)
-    ae: ScreenResult | None = None
-    if safety is not None:
-        result = safety.screen(text)
-        # Staff talk about products all day ("no side effects were seen in trials"): the classifier's
-        # hit counts only with evidence that something happened to someone.
-        # A patient named in passing ("a patient diary", "your patient sounds a good candidate") is
-        # not that evidence on its own.
-        if result.adverse_event and rules.has_event_evidence(rules.PATIENT_CONTEXT.sub(" ", rules.normalise(text))):
-            ae = result
-            what = ", ".join(category_label(c) for c in result.ae_categories) or "adverse event"
-            findings.append(Finding(ADVERSE_EVENT, f"{what}: a safety case is opened as if reported"))
+    findings += _off_label(text, units, products, context, hcp_off_label, commercial=commercial)
+    off_label_units = frozenset(f.span for f in findings if f.span)
+    findings += _promotional(text, units, products, context, approved, commercial=commercial,
+                             off_label=off_label_units)
+    ae = _adverse_event(text, safety, context) if safety is not None else None
+    if ae is not None:
+        what = ", ".join(category_label(c) for c in ae.ae_categories) or "adverse event"
+        findings.append(Finding(ADVERSE_EVENT, f"{what}: a safety case is opened as if reported"))
     findings += _personal_data(text, hcp_texts, known_names)
     blocking = [f for f in findings if f.kind in BLOCKING]
     overridable = not (commercial and any(f.kind in NOT_OVERRIDABLE_FOR_REPS for f in blocking))

@@ -90,9 +90,33 @@ def test_superlatives_from_a_rep_are_promotional_and_overridable(catalogue: Cata
     assert result.blocked and result.overridable
 
 
-def test_an_msl_is_not_screened_for_promotion(catalogue: Catalogue) -> None:
-    assert screen_staff_reply("Cardiovex is the best studied statin in this group.", role="msl",
-                              products=catalogue).findings == ()
+def test_an_msl_may_cite_data_but_superlatives_are_flagged_for_everyone(catalogue: Catalogue) -> None:
+    data = "In the ASTER trial Cardiovex 20 mg lowered LDL-C by 52% against placebo."
+    assert screen_staff_reply(data, role="msl", products=catalogue).findings == ()
+    assert _kinds(_rep(data, catalogue)) == ["promotional"]  # a rep may only quote approved content
+    hype = screen_staff_reply("Honestly Respizan is clearly superior to the other biologics.", role="medical_reviewer",
+                              products=catalogue)
+    assert _kinds(hype) == ["promotional"] and hype.overridable
+
+
+def test_a_medical_writer_recommending_an_off_label_use_is_flagged_but_may_override(catalogue: Catalogue) -> None:
+    asked = ["could glucorel help my NAFLD patients who are not diabetic?"]
+    data = "Two small studies looked at liver fat with glucorel in NAFLD; neither was powered for outcomes."
+    assert screen_staff_reply(data, role="msl", products=catalogue, hcp_texts=asked).findings == ()
+    advice = "Glucorel may be a reasonable option for your fatty liver patients even without diabetes."
+    result = screen_staff_reply(advice, role="msl", products=catalogue, hcp_texts=asked)
+    assert _kinds(result) == ["off_label"] and result.blocked and result.overridable
+
+
+def test_a_lab_value_is_not_an_age_and_a_reported_overdose_is_not_a_dose_claim(catalogue: Catalogue) -> None:
+    assert "off_label" not in _kinds(_rep("Most of your Glucorel patients keep HbA1c under 7 on 1 mg.", catalogue))
+    report = "The 200 mg Respizan your patient was given by mistake has gone to our safety team."
+    assert "off_label" not in _kinds(_rep(report, catalogue))
+
+
+def test_a_disclaimer_covers_only_its_own_clause(catalogue: Catalogue) -> None:
+    text = "Respizan is not licensed for nasal polyps, but honestly I'd say go for it."
+    assert _kinds(_rep(text, catalogue, hcp_texts=["is respizan any good for nasal polyps?"])) == ["off_label"]
 
 
 def test_a_product_claim_must_come_from_approved_content(catalogue: Catalogue) -> None:
