@@ -136,23 +136,19 @@ def _refusal(screen: staff_screen.StaffScreen, text: str, suggestions: list[Cont
     )
 
 
-def reply(session: Session, handoff_id: str, ident: StaffIdentity, now: datetime, *, text: str,
-          screener: ReplyScreener, override_reason: str | None = None) -> ReplyOutcome:
-    """Screen and (unless refused) send the holder's reply; see the module docstring."""
-    handoff = handoffs.get_for_staff(session, handoff_id, ident)
-    handoffs._require_holder(session, handoff, ident)
+def _decide(session: Session, conv: Conversation, ident: StaffIdentity, now: datetime, *, text: str,
+            screener: ReplyScreener, override_reason: str | None, subject_type: str, subject_id: str,
+            reference: str) -> tuple[str, ReplyOutcome, dict[str, Any]]:
+    """Screen ``text`` and decide: refused (``outcome.refused``, audited) or may go. Returns the
+    checked text, the outcome and the audit data shared by the records that follow."""
     text = check_staff_text(text)
     reason = (override_reason or "").strip()
     if len(reason) > MAX_REASON:
         raise InvalidInput(f"the override reason is longer than {MAX_REASON} characters")
-    conv = session.get(Conversation, handoff.conversation_id)
-    assert conv is not None
     screen = screener.screen(session, conv, ident, text)
-    commercial = staff_screen.is_commercial(ident.roles)
-    audit_base = {"reference": handoff.reference, "conversation_id": conv.id, "chars": len(text),
+    audit_base = {"reference": reference, "conversation_id": conv.id, "chars": len(text),
                   "findings": [{"kind": f.kind, "detail": f.detail, "span": list(f.span) if f.span else None}
                                for f in screen.findings]}
-
     outcome = ReplyOutcome(message=None, screen=screen)
     if screen.blocked:
         if reason and screen.overridable and len(reason) < MIN_REASON:
@@ -160,26 +156,64 @@ def reply(session: Session, handoff_id: str, ident: StaffIdentity, now: datetime
         if not (reason and screen.overridable):
             suggestions = _suggestions(session, conv, screen.products, text, now=now,
                                        default_market=screener.default_market)
-            outcome.refused = _refusal(screen, text, suggestions, commercial=commercial, reason_refused=bool(reason))
-            audit.record(session, action="staff_reply.blocked", subject_type="handoff", subject_id=handoff.id,
+            outcome.refused = _refusal(screen, text, suggestions, commercial=staff_screen.is_commercial(ident.roles),
+                                       reason_refused=bool(reason))
+            audit.record(session, action="staff_reply.blocked", subject_type=subject_type, subject_id=subject_id,
                          actor_type="staff", actor_id=ident.id,
                          data={**audit_base, "overridable": screen.overridable, "override_tried": bool(reason)},
                          at=now)
+        else:
+            outcome.overridden = [f.kind for f in screen.blocking]
+            audit_base["reason"] = reason
+    return text, outcome, audit_base
+
+
+def _capture_adverse_event(session: Session, conv: Conversation, ident: StaffIdentity, now: datetime, text: str,
+                           outcome: ReplyOutcome) -> None:
+    """Captured whatever happens to the reply: a refused reply's mention is still a report."""
+    if outcome.screen.adverse_event is None:
+        return
+    case, _created = record_staff_mention(session, conversation=conv, text=text, result=outcome.screen.adverse_event,
+                                          staff_id=ident.id, now=now, message=outcome.message)
+    outcome.adverse_event_reference = case.reference
+    if outcome.refused is not None and isinstance(outcome.refused.detail, dict):
+        outcome.refused.detail["adverse_event_reference"] = case.reference
+
+
+def reply(session: Session, handoff_id: str, ident: StaffIdentity, now: datetime, *, text: str,
+          screener: ReplyScreener, override_reason: str | None = None) -> ReplyOutcome:
+    """Screen and (unless refused) send the holder's reply; see the module docstring."""
+    handoff = handoffs.get_for_staff(session, handoff_id, ident)
+    handoffs._require_holder(session, handoff, ident)
+    conv = session.get(Conversation, handoff.conversation_id)
+    assert conv is not None
+    text, outcome, audit_base = _decide(session, conv, ident, now, text=text, screener=screener,
+                                        override_reason=override_reason, subject_type="handoff",
+                                        subject_id=handoff.id, reference=handoff.reference)
     if outcome.refused is None:
         outcome.message = send_staff_text(session, conv, staff_id=ident.id, text=text, now=now,
                                           purpose="handoff-reply")
-        if screen.blocked:
-            outcome.overridden = [f.kind for f in screen.blocking]
+        if outcome.overridden:
             audit.record(session, action="staff_reply.override", subject_type="handoff", subject_id=handoff.id,
                          actor_type="staff", actor_id=ident.id,
-                         data={**audit_base, "reason": reason, "message_id": outcome.message.id}, at=now)
-    if screen.adverse_event is not None:
-        # Captured whatever happens to the reply: a refused reply's mention is still a report.
-        case, _created = record_staff_mention(session, conversation=conv, text=text, result=screen.adverse_event,
-                                              staff_id=ident.id, now=now, message=outcome.message)
-        outcome.adverse_event_reference = case.reference
-        if outcome.refused is not None and isinstance(outcome.refused.detail, dict):
-            outcome.refused.detail["adverse_event_reference"] = case.reference
+                         data={**audit_base, "message_id": outcome.message.id}, at=now)
+    _capture_adverse_event(session, conv, ident, now, text, outcome)
+    return outcome
+
+
+def screen_answer(session: Session, conv: Conversation, ident: StaffIdentity, now: datetime, *, text: str,
+                  screener: ReplyScreener, override_reason: str | None, subject_type: str, subject_id: str,
+                  reference: str) -> ReplyOutcome:
+    """The same screen for free text sent by another path (a medical inquiry's answer): decides,
+    audits and captures an AE (without a message link: the answer is sent in the caller's next
+    transaction). The caller commits, raises ``refused`` if set, then sends."""
+    text, outcome, audit_base = _decide(session, conv, ident, now, text=text, screener=screener,
+                                        override_reason=override_reason, subject_type=subject_type,
+                                        subject_id=subject_id, reference=reference)
+    if outcome.refused is None and outcome.overridden:
+        audit.record(session, action="staff_reply.override", subject_type=subject_type, subject_id=subject_id,
+                     actor_type="staff", actor_id=ident.id, data=audit_base, at=now)
+    _capture_adverse_event(session, conv, ident, now, text, outcome)
     return outcome
 
 
