@@ -21,6 +21,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("adverse_event") as batch:
-        batch.drop_column("reported_by_staff_id")
-        batch.drop_column("source")
+    # A plain DROP COLUMN (SQLite >= 3.35 too): a batch rebuild would lose adverse_event's no-delete trigger.
+    op.drop_column("adverse_event", "reported_by_staff_id")
+    op.drop_column("adverse_event", "source")
