@@ -80,3 +80,22 @@ def test_an_adverse_event_in_a_refused_answer_is_still_a_case(world: ReviewWorld
         case = s.execute(select(AdverseEvent).where(AdverseEvent.reference == reference)).scalar_one()
         assert case.source == "staff" and case.reported_by_staff_id == account.id
         assert case.conversation_id == chat.conversation_id and case.raw_text == text
+
+
+def test_safety_staff_open_and_export_a_staff_reported_case_without_a_source_message(world: ReviewWorld) -> None:
+    _chat, inquiry_id = _ask(world)
+    reviewer, _account, csrf = world.staff_client("medical_reviewer")
+    text = "Noted that your patient was hospitalised with rhabdomyolysis on Cardiovex; call 07700 900626."
+    refused = _answer(reviewer, inquiry_id, csrf, {"text": text})
+    assert refused.status_code == 422
+    reference = refused.json()["error"]["detail"]["adverse_event_reference"]
+    with world.factory() as s:
+        case_id = s.execute(select(AdverseEvent.id).where(AdverseEvent.reference == reference)).scalar_one()
+    safety, _acc, _csrf = world.staff_client("safety")
+    page = safety.get(f"/console/safety/{case_id}")
+    assert page.status_code == 200 and reference in page.text
+    assert 'data-testid="staff-report"' in page.text and "rhabdomyolysis" in page.text
+    detail = safety.get(f"/api/staff/safety/cases/{case_id}", headers=JSON)
+    assert detail.status_code == 200 and detail.json()["source_messages"] == []
+    exported = safety.get(f"/api/staff/safety/cases/{case_id}/export", headers=JSON)
+    assert exported.status_code == 200 and text in exported.text
