@@ -271,7 +271,8 @@ def test_the_api_refuses_with_findings_and_fitting_content_and_keeps_the_canary_
         hcp_side = s.execute(select(func.count()).select_from(Message).where(
             Message.conversation_id == chat.conversation_id, Message.body.contains(canary))).scalar_one()
         assert hcp_side == 0
-        assert len(_audits(s, "staff_reply.blocked", handoff_id)) == 2
+        blocked = _audits(s, "staff_reply.blocked", handoff_id)
+        assert len(blocked) == 2 and all(canary not in str(e.data) for e in blocked)  # findings, never the text
 
     fine = post_json(client, f"/api/staff/inbox/{handoff_id}/reply", csrf,
                      {"text": "I will send you the approved dosing summary now."})
