@@ -21,7 +21,9 @@ from api.errors import InvalidInput
 
 MAX_STAFF_TEXT = 4000
 # A tag, not a comparison ("x < 5"): replies are plain text on every channel.
-_MARKUP = re.compile(r"<\s*/?\s*[a-zA-Z][a-zA-Z0-9-]*(\s[^<>]*)?/?\s*>|<!--|&lt;\s*/?\s*[a-zA-Z]")
+_TAGS = (r"a|abbr|b|body|br|button|code|div|em|embed|font|form|h[1-6]|head|hr|html|i|iframe|img|input|li|link"
+         r"|meta|object|ol|p|pre|script|select|small|span|strong|style|sub|sup|svg|table|tbody|td|textarea|th|tr|u|ul")
+_MARKUP = re.compile(rf"<\s*/?\s*({_TAGS})\b[^<>]*>|<!--|&lt;\s*/?\s*({_TAGS})\b", re.IGNORECASE)
 
 
 def check_staff_text(text: str | None) -> str:

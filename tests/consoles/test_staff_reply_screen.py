@@ -17,6 +17,7 @@ from api.audit.models import AuditEvent
 from api.clock import FakeClock
 from api.conversations import service as conversations
 from api.conversations.models import Conversation, Message, OutboxItem
+from api.conversations.outbound import check_staff_text
 from api.db import unit_of_work
 from api.errors import InvalidInput
 from api.handoffs import screening
@@ -207,6 +208,11 @@ def test_bad_input_is_refused_with_a_plain_reason(session: Session, screener: sc
     with pytest.raises(InvalidInput, match=words):
         screening.reply(session, handoff_id, rep, MONDAY_MORNING, text=text, screener=screener)
     assert _staff_messages(session, conv) == []
+
+
+@pytest.mark.parametrize("text", ["Stop if CK<ULN fails and ALT>3x ULN.", "Aim for eGFR>30 and HbA1c<7.", "a <3 b"])
+def test_comparisons_in_clinical_text_are_not_taken_for_markup(text: str) -> None:
+    assert check_staff_text(text) == text
 
 
 def test_send_reply_raises_the_refusal(session: Session, screener: screening.ReplyScreener) -> None:
