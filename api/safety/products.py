@@ -39,7 +39,16 @@ class Product:
     max_daily_dose_mg: float | None = None
     max_weekly_dose_mg: float | None = None
     max_dose_mg_per_4_weeks: float | None = None
+    # (market, its indications): a use approved in one market can be off-label in another
+    indications_by_market: tuple[tuple[str, tuple[str, ...]], ...] = ()
     pattern: re.Pattern[str] = field(init=False, repr=False, compare=False)
+
+    def indications_in(self, market: str | None) -> tuple[str, ...]:
+        """The indications approved in ``market``; every market's when it is None or unknown."""
+        for code, values in self.indications_by_market:
+            if market is not None and code == market.upper():
+                return values
+        return self.indications
 
     def __post_init__(self) -> None:
         alt = "|".join(re.escape(n) for n in sorted(self.names, key=len, reverse=True))
@@ -134,10 +143,12 @@ def parse_catalogue(data: Mapping[str, Any]) -> Catalogue:
         names.update(str(a).lower() for a in spec.get("aliases") or [])
         populations = [str(p) for p in spec.get("approved_populations") or []]
         indications: list[str] = []
+        by_market: list[tuple[str, tuple[str, ...]]] = []
         raw_ind = spec.get("indications") or {}
         if isinstance(raw_ind, Mapping):
-            for values in raw_ind.values():
+            for market, values in raw_ind.items():
                 indications.extend(str(v).lower() for v in values or [])
+                by_market.append((str(market).upper(), tuple(str(v).lower() for v in values or [])))
         else:
             indications.extend(str(v).lower() for v in raw_ind)
         def _mg(name: str, spec: Mapping[str, Any] = spec) -> float | None:
@@ -153,6 +164,7 @@ def parse_catalogue(data: Mapping[str, Any]) -> Catalogue:
             max_daily_dose_mg=_mg("max_daily_dose_mg"),
             max_weekly_dose_mg=_mg("max_weekly_dose_mg"),
             max_dose_mg_per_4_weeks=_mg("max_dose_mg_per_4_weeks"),
+            indications_by_market=tuple(by_market),
         ))
     return Catalogue(tuple(products))
 
@@ -195,6 +207,8 @@ _CONDITIONS = (
     "kidney disease", "ckd", "gout", "arthritis", "rheumatoid arthritis", "osteoporosis", "sleep apnoea",
     "sleep apnea", "infertility", "addiction", "alcohol use disorder", "smoking cessation", "anti-ageing",
     "anti-aging", "bodybuilding", "athletic performance", "sepsis", "pregnancy", "gestational diabetes",
+    "heart attack", "heart attacks", "myocardial infarction", "cardiovascular prevention",
+    "cardiovascular events", "cv prevention", "cv events",
 )
 _CONDITION_RX = re.compile(
     r"\b(" + "|".join(re.escape(c) for c in sorted(_CONDITIONS, key=len, reverse=True)) + r")s?\b"
@@ -229,10 +243,16 @@ _LAY_NAMES = {
     "hypercholesterolemia": "hypercholesterolaemia",
     "dyslipidemia": "dyslipidaemia",
     "hypertriglyceridemia": "hypertriglyceridaemia",
+    "heart attack": "cardiovascular events",
+    "heart attacks": "cardiovascular events",
+    "myocardial infarction": "cardiovascular events",
+    "cardiovascular prevention": "cardiovascular events",
+    "cv prevention": "cardiovascular events",
+    "cv events": "cardiovascular events",
 }
 
 
-def _covered(condition: str, product: Product) -> bool:
+def _covered(condition: str, product: Product, market: str | None = None) -> bool:
     condition = _LAY_NAMES.get(condition, condition)
     tokens = [t for t in re.findall(r"[a-z0-9]+", condition) if t not in _STOPWORDS]
     if not tokens:
@@ -243,7 +263,7 @@ def _covered(condition: str, product: Product) -> bool:
         "hypercholesterolaemia": ("hypercholesterolaemia", "hypercholesterolemia"),
         "dyslipidaemia": ("dyslipidaemia", "dyslipidemia"),
     }
-    for indication in product.indications:
+    for indication in product.indications_in(market):
         if all(
             any(s in indication for s in synonyms.get(tok, (tok,))) or tok in indication
             for tok in tokens
@@ -301,8 +321,9 @@ def _above_max_dose(norm: str, product: Product) -> bool:
     return False
 
 
-def off_label_reasons(norm: str, products: tuple[Product, ...]) -> tuple[str, ...]:
-    """Why a message about ``products`` looks like a use outside the approved label."""
+def off_label_reasons(norm: str, products: tuple[Product, ...], market: str | None = None) -> tuple[str, ...]:
+    """Why a message about ``products`` looks like a use outside the approved label (in ``market``
+    when given; otherwise a use is on-label when any market approves it)."""
     reasons: list[str] = []
     for product in products:
         if "population" not in reasons:
@@ -321,7 +342,7 @@ def off_label_reasons(norm: str, products: tuple[Product, ...]) -> tuple[str, ..
                     condition = m.group(1)
                     if condition in ("pregnancy",):
                         continue
-                    if not _covered(condition, product):
+                    if not _covered(condition, product, market):
                         reasons.append("indication")
                         break
         if "dose" not in reasons and _above_max_dose(norm, product):

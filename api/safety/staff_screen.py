@@ -193,12 +193,28 @@ _REPORTED_DOSE = (rules.OVERDOSE, rules.MEDICATION_ERROR, rules.BY_MISTAKE)
 _OFF_LABEL_WORDS = _rx(r"\boff[- ]label\b|\bunlicen[sc]ed (use|indication)\b")
 
 
+# A market named in the text ("in the UK", "in Germany"): the label that applies there.
+_MARKET_NAMES = (
+    ("GB", _rx(r"\b(in|for) (the )?(uk|united kingdom|britain|great britain|england|scotland|wales|gb)\b")),
+    ("DE", _rx(r"\b(in|for) (germany|deutschland|de)\b")),
+    # not "for us" / "in us": the pronoun
+    ("US", _rx(r"\b(in|for) the (us|usa|u\.s\.|united states|states)\b|\b(in|for) (america|the usa|usa)\b"
+               r"|\bus[- ](label|market|pi|only|indication)\b")),
+)
+
+
+def _market_named(norm: str) -> str | None:
+    found = [code for code, rx in _MARKET_NAMES if rx.search(norm)]
+    return found[0] if len(found) == 1 else None
+
+
 def _products_in(norm: str, catalogue: Catalogue) -> tuple[Product, ...]:
     return catalogue.mentioned(norm) if norm else ()
 
 
 def _off_label(text: str, sentences: list[tuple[int, int]], catalogue: Catalogue,
-               context: tuple[Product, ...], hcp_off_label: bool, *, commercial: bool = True) -> list[Finding]:
+               context: tuple[Product, ...], hcp_off_label: bool, *, commercial: bool = True,
+               market: str | None = None) -> list[Finding]:
     """Clauses claiming a use outside the label. A medical writer's clause counts only when it also
     recommends the use (``_ENDORSE``): giving data on request is their job."""
     found: list[Finding] = []
@@ -210,7 +226,7 @@ def _off_label(text: str, sentences: list[tuple[int, int]], catalogue: Catalogue
         products = _products_in(norm, catalogue) or context
         if not products or any(rx.search(norm) for rx in _REPORTED_DOSE):
             continue
-        reasons = list(off_label_reasons(_LAB_VALUE.sub(" ", norm), products))
+        reasons = list(off_label_reasons(_LAB_VALUE.sub(" ", norm), products, _market_named(norm) or market))
         if not reasons and _OFF_LABEL_WORDS.search(norm) and not _QUESTION.search(sentence):
             reasons.append("explicit")
         affirms = _AFFIRM.search(norm) if commercial else _ENDORSE.search(norm)
@@ -465,12 +481,12 @@ def screen_staff_reply(
 
     ``role``: the writer's role(s); ``hcp_texts``: what the HCP said in the conversation (oldest
     first; personal data in it counts as given, and the products it names give "it" a meaning);
-    ``products``: the catalogue from ``products.yaml``; ``market``: the HCP's market (a use is
-    on-label when any market approves it, as on the HCP side; kept for the record); ``approved``:
+    ``products``: the catalogue from ``products.yaml``; ``market``: the HCP's market, whose label
+    applies unless the text names another (None: a use is on-label when any market approves it, as
+    on the HCP side); ``approved``:
     bodies of approved content a rep's claims must come from; ``safety``: the AE screen (None: no
     AE check); ``known_names``: names that are not a leak (the HCP's own, the writer's own).
     """
-    del market  # the off-label parser reads the label across markets (api.safety.products)
     sentences = _sentences(text)
     commercial = is_commercial(role)
     hcp_norms = [rules.normalise(t) for t in hcp_texts if t]
@@ -484,10 +500,14 @@ def screen_staff_reply(
     units = _clauses(text, sentences)
     last = hcp_norms[-1] if hcp_norms else ""
     last_products = _products_in(last, products) or hcp_products
-    hcp_off_label = bool(last) and ((bool(last_products) and bool(off_label_reasons(last, last_products)))
+    # The label that applies: a market the reply or the HCP's last message names, else the HCP's.
+    label_market = _market_named(rules.normalise(text)) or _market_named(last) or market
+    hcp_off_label = bool(last) and ((bool(last_products) and bool(off_label_reasons(last, last_products,
+                                                                                   label_market)))
                                     or rules.is_explicit_off_label(last))
     findings: list[Finding] = []
-    findings += _off_label(text, units, products, context, hcp_off_label, commercial=commercial)
+    findings += _off_label(text, units, products, context, hcp_off_label, commercial=commercial,
+                           market=label_market)
     off_label_units = frozenset(f.span for f in findings if f.span)
     findings += _promotional(text, units, products, context, approved, commercial=commercial,
                              off_label=off_label_units)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from api.safety.classifier import RuleModelScreen
-from api.safety.products import Catalogue
+from api.safety.products import Catalogue, parse_catalogue
 from api.safety.screen import ScreenContext, ScreenResult
 from api.safety.staff_screen import StaffScreen, is_commercial, screen_staff_reply
 
@@ -172,3 +172,20 @@ def test_the_real_ae_screen_reads_staff_reports_but_not_product_talk(catalogue: 
 
 def test_empty_text_has_no_findings(catalogue: Catalogue) -> None:
     assert screen_staff_reply("", role="rep", products=catalogue) == StaffScreen()
+
+
+def test_a_use_approved_in_one_market_is_off_label_in_another() -> None:
+    catalogue = parse_catalogue({"products": {"cardiovex": {
+        "display_name": "Cardiovex", "approved_populations": ["adults"], "max_daily_dose_mg": 40,
+        "indications": {"US": ["primary hypercholesterolaemia",
+                               "prevention of cardiovascular events in adults at high cardiovascular risk"],
+                        "GB": ["primary hypercholesterolaemia"]}}}})
+    claim = "You can use Cardiovex for heart attack prevention in your high-risk adults."
+    assert "off_label" in _kinds(screen_staff_reply(claim, role="rep", products=catalogue, market="GB"))
+    assert "off_label" not in _kinds(screen_staff_reply(claim, role="rep", products=catalogue, market="US"))
+    # a market the reply names decides which label applies
+    named = screen_staff_reply("Yes, in the UK it can be used for cardiovascular prevention as well.", role="rep",
+                               products=catalogue, hcp_texts=["does cardiovex cover CV prevention?"], market="US")
+    assert "off_label" in _kinds(named)
+    assert screen_staff_reply("That works for us, see you Tuesday.", role="rep", products=catalogue,
+                              market="GB").findings == ()
