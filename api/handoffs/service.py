@@ -524,16 +524,6 @@ def speaker_label(handoff: Handoff, ident: StaffIdentity) -> str:
     return SPEAKER[HandoffTarget(handoff.target)].format(name=ident.name)[:160]
 
 
-def send_reply(session: Session, handoff_id: str, ident: StaffIdentity, now: datetime, *, text: str) -> Message:
-    """The staff member's own words (attributed and audited by the outbound service)."""
-    from api.conversations.outbound import send_staff_text
-
-    handoff = get_for_staff(session, handoff_id, ident)
-    _require_holder(session, handoff, ident)
-    return send_staff_text(session, _conversation(session, handoff), staff_id=ident.id, text=text, now=now,
-                           purpose="handoff-reply", sender_label=speaker_label(handoff, ident))
-
-
 def send_content(session: Session, handoff_id: str, ident: StaffIdentity, now: datetime, *, content_id: str,
                  version: int, default_market: str) -> Message:
     """One approved item, verbatim, through the send-time gate (ContentGated: nothing is sent)."""
