@@ -20,6 +20,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from api.audit import service as audit
+from api.conversations.outbound import markup_in
 from api.errors import Conflict, Forbidden, InvalidInput, NotFound
 from api.staff import notes
 from knowledge.models import StaffSnippet
@@ -73,6 +74,9 @@ def _clean(draft: SnippetDraft) -> SnippetDraft:
         problems.append("the text is empty")
     elif len(body) > MAX_BODY:
         problems.append(f"the text is longer than {MAX_BODY} characters ({len(body)})")
+    elif (markup := markup_in(body)) is not None:
+        # a snippet ends up in a staff reply, which is sent as plain text (HTML is refused there)
+        problems.append(f"snippets are plain text: remove the HTML markup ({markup})")
     if market is not None and not MARKET.match(market):
         problems.append("the market is a two-letter country code, or empty for every market")
     if draft.valid_to <= draft.valid_from:

@@ -26,6 +26,12 @@ _TAGS = (r"a|abbr|b|body|br|button|code|div|em|embed|font|form|h[1-6]|head|hr|ht
 _MARKUP = re.compile(rf"<\s*/?\s*({_TAGS})\b[^<>]*>|<!--|&lt;\s*/?\s*({_TAGS})\b", re.IGNORECASE)
 
 
+def markup_in(text: str) -> str | None:
+    """The first HTML tag (or comment) in ``text``, if any: staff text goes out as plain text."""
+    found = _MARKUP.search(text)
+    return found.group(0)[:40] if found else None
+
+
 def check_staff_text(text: str | None) -> str:
     """The reply as it would be sent, or InvalidInput saying plainly what to change."""
     text = (text or "").strip()

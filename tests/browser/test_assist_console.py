@@ -125,7 +125,7 @@ def test_content_admins_write_and_approve_a_snippet_and_a_refused_form_keeps_the
     admin.get_by_test_id("snippets-link").click()
     expect(admin).to_have_url(f"{base}/console/content/snippets")
 
-    text = f"Thanks <em>Doctor</em> — I will call you back today ({tag})."
+    text = f"Thanks Doctor — I will call you back today ({tag}) & send the <2 page summary."
     admin.get_by_test_id("snippet-code").fill(f"CALLBACK-{tag}")
     admin.get_by_test_id("snippet-title").fill(f"Call back {tag}")
     admin.get_by_test_id("snippet-body").fill("x" * 2500)  # over the limit: refused, nothing saved
@@ -133,10 +133,14 @@ def test_content_admins_write_and_approve_a_snippet_and_a_refused_form_keeps_the
     expect(admin.locator(".flash.error")).to_contain_text("longer than 2000 characters")
     expect(admin.get_by_test_id("snippet-title")).to_have_value(f"Call back {tag}")
     expect(admin.get_by_test_id("snippet-code")).to_have_value(f"CALLBACK-{tag}")
+    admin.get_by_test_id("snippet-body").fill(f"Thanks <em>Doctor</em> ({tag})")  # markup: refused, text kept
+    admin.get_by_test_id("snippet-save").click()
+    expect(admin.locator(".flash.error")).to_contain_text("snippets are plain text")
+    expect(admin.get_by_test_id("snippet-body")).to_have_value(f"Thanks <em>Doctor</em> ({tag})")
     admin.get_by_test_id("snippet-body").fill(text)
     admin.get_by_test_id("snippet-save").click()
     expect(admin).to_have_url(f"{base}/console/content/snippets/CALLBACK-{tag}?done=drafted")
-    expect(admin.get_by_test_id("snippet-version")).to_contain_text(text)  # shown as text, not markup
+    expect(admin.get_by_test_id("snippet-version")).to_contain_text(text)  # "<" and "&" shown as text
     expect(admin.get_by_test_id("snippet-approve")).to_have_count(0)  # the author cannot approve
 
     checker = admin.context.browser.new_context(viewport={"width": 1280, "height": 900}).new_page()

@@ -98,19 +98,22 @@ def test_snippets_go_from_a_draft_to_a_reps_reply_box_and_stop_when_withdrawn(
     author, author_csrf = staff_client(clocked_app, clock, make_staff("content_admin"))
     checker, checker_csrf = staff_client(clocked_app, clock, make_staff("content_admin"))
     code = f"WAIT-{uuid.uuid4().hex[:6].upper()}"
-    body = "Thanks for waiting <b>Doctor</b>; I am checking this with our team and will reply within the hour."
+    marked_up = "Thanks for waiting <b>Doctor</b>; I am checking this with our team and will reply within the hour."
+    body = "Thanks for waiting, Doctor; I am checking this with our team and will reply within the hour."
     form = {"csrf_token": author_csrf, "code": code, "title": "Checking", "market": "", "valid_from": "2026-01-01",
             "valid_to": "2027-01-01"}
 
     # bad input: a clear message, and the page keeps what was typed
     for bad, message in (({"body": "x" * 10_000}, "longer than 2000 characters"),
                          ({"body": body, "valid_to": "next year"}, "is not a date"),
-                         ({"body": "   "}, "the text is empty")):
+                         ({"body": "   "}, "the text is empty"),
+                         # a snippet ends up in a reply, which is plain text
+                         ({"body": marked_up}, "snippets are plain text")):
         page = author.post("/console/content/snippets", data={**form, **bad})
         assert page.status_code == 422, page.text
         assert message in page.text
         assert f'value="{code}"' in page.text
-    page = author.post("/console/content/snippets", data={**form, "body": body, "valid_to": "next year"})
+    page = author.post("/console/content/snippets", data={**form, "body": marked_up})
     assert "Thanks for waiting &lt;b&gt;Doctor&lt;/b&gt;" in page.text  # kept, and escaped
 
     saved = author.post("/console/content/snippets", data={**form, "body": body})

@@ -27,6 +27,7 @@ from api.conversations.models import Message, OutboxItem
 from api.db import unit_of_work
 from api.outbox_worker import DispatchPolicy, OutboxDispatcher
 from api.safety import service as safety
+from api.safety.models import MedicalInquiry
 from api.safety.screen import ScreenResult
 from api.settings import Settings
 from tests.conftest import LiveServer, free_port
@@ -119,7 +120,11 @@ def test_inside_24_hours_the_answer_goes_as_a_free_form_reply(world: ReviewWorld
         assert s.get(WhatsappSend, answer["message_id"]) is None  # a reply, not a business-initiated message
     _dispatch(world, url, conversation_id, {"medical-inquiry-answered": TEMPLATE})
     [sent] = [m for m in fake.sent if m.to == address]
-    assert (sent.body, sent.content_sid) == ("Inside the window: no paediatric data.", None)
+    with world.factory() as s:
+        reference = s.get(MedicalInquiry, inquiry_id).reference  # type: ignore[union-attr]
+    # the answer says who speaks: Medical Information, with the inquiry's reference
+    assert (sent.body, sent.content_sid) == (f"*Medical Information · {reference}*\n"
+                                             "Inside the window: no paediatric data.", None)
     assert _outbox(world, answer["message_id"])[:2] == ("sent", "sent")
 
 
