@@ -48,7 +48,15 @@ from api.relay.hooks import install as install_relay
 from api.relay.stream import Relay
 from api.security_headers import SecurityHeaders
 from api.settings import Settings
-from api.staff.auth import LoginRequired, check_routes_gated, current_identity, is_staff_path, login_redirect_url
+from api.staff.auth import (
+    PASSWORD_PAGE,
+    LoginRequired,
+    PasswordChangeRequired,
+    check_routes_gated,
+    current_identity,
+    is_staff_path,
+    login_redirect_url,
+)
 from api.state import AppState
 from feedback.redact import install_log_redaction
 from feedback.rollups import install as install_rollups
@@ -322,6 +330,8 @@ def create_app(
         if _console_page(request):
             if isinstance(exc, LoginRequired):
                 return RedirectResponse(login_redirect_url(exc.next_url), status_code=303)
+            if isinstance(exc, PasswordChangeRequired):
+                return RedirectResponse(PASSWORD_PAGE, status_code=303)
             titles = {403: "Not allowed", 404: "Not found", 409: "Already taken"}
             return render_console(request, "error.html", current_identity(request), status_code=exc.status_code,
                                   title=titles.get(exc.status_code, "Something went wrong"), message=exc.message)

@@ -28,7 +28,7 @@ DONE = {
     "updated": "Roles and territory saved.",
     "deactivated": "User deactivated and logged out everywhere.",
     "reactivated": "User reactivated.",
-    "password": "Password reset; the user's sessions were ended.",
+    "password": "Temporary password set; the user's sessions were ended and they choose their own at next login.",
 }
 
 
@@ -80,13 +80,35 @@ def create_user(
     roles = roles or []
     try:
         with unit_of_work(state.session_factory) as session:
-            user = service.create(session, email=email, password=password, roles=roles, name=name.strip() or None,
-                                  territory=territory.strip() or None, now=state.clock.now(), actor_id=ident.id)
+            # No password typed: the new colleague gets an invite link and chooses their own. A typed
+            # one is temporary: it must be changed at the first login.
+            user = service.create(session, email=email, password=password or None, roles=roles,
+                                  name=name.strip() or None, territory=territory.strip() or None,
+                                  now=state.clock.now(), actor_id=ident.id)
             staff_id = user.id
+            token = None if password else service.invite(session, user, now=state.clock.now(), actor_id=ident.id)
     except ConciergeError as exc:
         return _users_page(request, ident, status_code=exc.status_code, flash=exc.message, flash_kind="error",
                            form={"email": email, "name": name, "territory": territory, "roles": roles})
-    return _back(staff_id, "created")
+    if token is None:
+        return _back(staff_id, "created")
+    return _user_page(request, ident, staff_id, flash="User created. Send them the invite link below.",
+                      invite_link=_invite_link(request, token))
+
+
+def _invite_link(request: Request, token: str) -> str:
+    base = (app_state(request).settings.public_url or str(request.base_url)).rstrip("/")
+    return f"{base}/console/invite/{token}"
+
+
+@router.post("/console/admin/users/{staff_id}/invite", response_class=HTMLResponse)
+def reinvite(request: Request, ident: Admin, staff_id: str) -> Response:
+    state = app_state(request)
+    with unit_of_work(state.session_factory) as session:
+        user = service.get(session, staff_id)
+        token = service.invite(session, user, now=state.clock.now(), actor_id=ident.id)
+    return _user_page(request, ident, staff_id, flash="A new invite link: the old link and password stop working.",
+                      invite_link=_invite_link(request, token))
 
 
 @router.get("/console/admin/users/{staff_id}", response_class=HTMLResponse)

@@ -42,6 +42,20 @@ class LoginRequired(Unauthorized):
         self.next_url = next_url
 
 
+class PasswordChangeRequired(Forbidden):
+    """Logged in with a temporary password: HTML pages go to the password page, APIs get 403."""
+
+    code = "password_change_required"
+
+    def __init__(self) -> None:
+        super().__init__("choose your own password first (Account → Password)")
+
+
+# What a user who must change their password can still reach.
+PASSWORD_CHANGE_PATHS = ("/console/account/password", "/console/logout")
+PASSWORD_PAGE = "/console/account/password"
+
+
 def login_redirect_url(next_url: str) -> str:
     return "/console/login?next=" + quote(next_url, safe="")
 
@@ -78,6 +92,8 @@ class RoleGate:
         ident = current_identity(request)
         if ident is None:
             raise LoginRequired(str(request.url.path) + ("?" + request.url.query if request.url.query else ""))
+        if ident.must_change_password and request.url.path not in PASSWORD_CHANGE_PATHS:
+            raise PasswordChangeRequired()
         if not ident.has_any(self.roles):
             raise Forbidden("your role does not give access to this page")
         if request.method not in SAFE_METHODS:

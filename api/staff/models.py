@@ -7,6 +7,7 @@ from enum import StrEnum
 
 from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.sql.expression import false
 
 from api.db import Base, UTCDateTime, new_id
 
@@ -37,6 +38,11 @@ class StaffUser(Base):
     available: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # A password an admin set (or none yet: an invite) must be replaced by the user's own before
+    # they can use the consoles.
+    must_change_password: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    invite_token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    invite_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class StaffSession(Base):

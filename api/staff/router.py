@@ -11,7 +11,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from api.consoles.render import render
 from api.db import unit_of_work
-from api.errors import ConciergeError
+from api.errors import ConciergeError, InvalidInput
 from api.net import client_address
 from api.staff import service
 from api.staff.auth import COOKIE, AnyStaff, current_identity, public_route
@@ -43,10 +43,11 @@ def _login_page(request: Request, status_code: int = 200, **context: Any) -> Res
 
 
 @router.get("/console/login", response_class=HTMLResponse, dependencies=[Public])
-def login_page(request: Request, next: str = "/console") -> Response:
+def login_page(request: Request, next: str = "/console", welcome: str = "") -> Response:
     if current_identity(request) is not None:
         return RedirectResponse(_safe_next(next), status_code=303)
-    return _login_page(request, next_url=_safe_next(next))
+    flash = "Your password is set: log in with it." if welcome == "1" else None
+    return _login_page(request, next_url=_safe_next(next), flash=flash)
 
 
 @router.post("/console/login", dependencies=[Public])
@@ -96,8 +97,8 @@ def logout(request: Request, ident: AnyStaff) -> Response:
 
 
 @router.get("/console", response_class=HTMLResponse)
-def home(request: Request, ident: AnyStaff) -> Response:
-    return render(request, "home.html", ident)
+def home(request: Request, ident: AnyStaff, done: str = "") -> Response:
+    return render(request, "home.html", ident, flash="Your new password is saved." if done == "password" else None)
 
 
 @router.get("/console/account", response_class=HTMLResponse)
@@ -133,3 +134,62 @@ def set_availability(request: Request, ident: AnyStaff, available: Annotated[str
         user = service.get(session, ident.id)
         service.update(session, user, available=available == "true", now=state.clock.now(), actor_id=ident.id)
     return RedirectResponse("/console/account", status_code=303)
+
+
+# ---------------------------------------------------------------- own password, invites
+
+
+@router.get("/console/account/password", response_class=HTMLResponse)
+def password_page(request: Request, ident: AnyStaff) -> Response:
+    return render(request, "password.html", ident, forced=ident.must_change_password,
+                  min_password=service.MIN_PASSWORD_LENGTH)
+
+
+@router.post("/console/account/password", response_class=HTMLResponse)
+def change_password(request: Request, ident: AnyStaff, current: Annotated[str, Form(max_length=1024)] = "",
+                    new: Annotated[str, Form(max_length=1024)] = "",
+                    confirm: Annotated[str, Form(max_length=1024)] = "") -> Response:
+    state = app_state(request)
+    try:
+        if new != confirm:
+            raise InvalidInput("the two new passwords are not the same")
+        with unit_of_work(state.session_factory) as session:
+            service.change_own_password(session, service.get(session, ident.id), current=current, new=new,
+                                        now=state.clock.now(), keep_session_id=ident.session_id)
+    except ConciergeError as exc:
+        return render(request, "password.html", ident, status_code=exc.status_code, flash=exc.message,
+                      flash_kind="error", forced=ident.must_change_password,
+                      min_password=service.MIN_PASSWORD_LENGTH)
+    return RedirectResponse("/console?done=password", status_code=303)
+
+
+@router.get("/console/invite/{token}", response_class=HTMLResponse, dependencies=[Public])
+def invite_page(request: Request, token: str) -> Response:
+    state = app_state(request)
+    with unit_of_work(state.session_factory) as session:
+        user = service.invited_user(session, token[:128], now=state.clock.now())
+        response = render(request, "invite.html", None, email=user.email, invitee=user.name,
+                          min_password=service.MIN_PASSWORD_LENGTH)
+    response.headers["cache-control"] = "no-store"
+    response.headers["referrer-policy"] = "no-referrer"
+    return response
+
+
+@router.post("/console/invite/{token}", response_class=HTMLResponse, dependencies=[Public])
+def accept_invite(request: Request, token: str, password: Annotated[str, Form(max_length=1024)] = "",
+                  confirm: Annotated[str, Form(max_length=1024)] = "") -> Response:
+    state = app_state(request)
+    shown = {"email": "", "invitee": ""}
+    try:
+        with unit_of_work(state.session_factory) as session:
+            user = service.invited_user(session, token[:128], now=state.clock.now())
+            shown = {"email": user.email, "invitee": user.name}
+            if password != confirm:
+                raise InvalidInput("the two passwords are not the same")
+            service.accept_invite(session, token[:128], password, now=state.clock.now())
+    except ConciergeError as exc:
+        if exc.status_code == 404:
+            raise
+        return render(request, "invite.html", None, status_code=exc.status_code, flash=exc.message,
+                      flash_kind="error", min_password=service.MIN_PASSWORD_LENGTH, **shown)
+    return RedirectResponse("/console/login?next=/console&welcome=1", status_code=303)

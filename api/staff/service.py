@@ -48,6 +48,8 @@ class StaffIdentity:
     territory: str | None
     session_id: str
     csrf_token: str
+    # Until they set their own password (an invite, or one an admin set) only the password page works.
+    must_change_password: bool = False
 
     def has_any(self, roles: frozenset[str]) -> bool:
         return bool(self.roles & roles)
@@ -82,16 +84,20 @@ def normalise_email(email: str) -> str:
     return email
 
 
-def create(session: Session, *, email: str, password: str, roles: list[str], name: str | None = None,
+def create(session: Session, *, email: str, password: str | None, roles: list[str], name: str | None = None,
            territory: str | None = None, now: datetime, actor_id: str | None = None) -> StaffUser:
+    """A staff user. ``password=None``: nobody knows a password yet (send them ``invite``); a
+    password an admin chose must be changed at first login."""
     email = normalise_email(email)
     roles = _check_roles(roles)
-    _check_password(password)
+    if password is not None:
+        _check_password(password)
     if session.execute(select(StaffUser.id).where(StaffUser.email == email)).first() is not None:
         raise Conflict(f"a staff user with email {email} already exists")
     user = StaffUser(email=email, name=(name or email.split("@")[0]).strip()[:200], roles=roles,
-                     password_hash=hash_password(password), territory=territory or None, active=True,
-                     available=True, created_at=now)
+                     password_hash=hash_password(password if password is not None else secrets.token_urlsafe(32)),
+                     territory=territory or None, active=True, available=True, created_at=now,
+                     must_change_password=actor_id is not None or password is None)
     session.add(user)
     session.flush()
     audit.record(session, action="staff.created", subject_type="staff_user", subject_id=user.id,
@@ -159,11 +165,76 @@ def _keep_an_admin(session: Session, user: StaffUser, *, roles: list[str] | None
 
 
 def set_password(session: Session, user: StaffUser, password: str, *, now: datetime, actor_id: str | None) -> None:
+    """Set a password. Set by someone else (an admin), it is temporary: the user must replace it at
+    their next login. Every session of the user ends."""
     _check_password(password)
     user.password_hash = hash_password(password)
+    user.must_change_password = actor_id is not None and actor_id != user.id
+    user.invite_token_hash = None
+    user.invite_expires_at = None
     revoke_all(session, user.id, now=now)
     audit.record(session, action="staff.password_set", subject_type="staff_user", subject_id=user.id,
-                 actor_type="staff" if actor_id else "system", actor_id=actor_id, at=now)
+                 actor_type="staff" if actor_id else "system", actor_id=actor_id,
+                 data={"temporary": user.must_change_password}, at=now)
+
+
+INVITE_TTL = timedelta(hours=72)
+
+
+def invite(session: Session, user: StaffUser, *, now: datetime, actor_id: str) -> str:
+    """A one-time link token (72 h) with which the user chooses their own password; only its hash is
+    kept. A new invite replaces the previous one and the old password stops working."""
+    token = secrets.token_urlsafe(32)
+    user.invite_token_hash = hash_token(token)
+    user.invite_expires_at = now + INVITE_TTL
+    user.password_hash = hash_password(secrets.token_urlsafe(32))
+    user.must_change_password = True
+    revoke_all(session, user.id, now=now)
+    audit.record(session, action="staff.invited", subject_type="staff_user", subject_id=user.id,
+                 actor_type="staff", actor_id=actor_id, data={"expires_at": user.invite_expires_at.isoformat()}, at=now)
+    return token
+
+
+def invited_user(session: Session, token: str, *, now: datetime) -> StaffUser:
+    user = session.execute(select(StaffUser).where(StaffUser.invite_token_hash == hash_token(token))
+                           ).scalar_one_or_none() if token else None
+    if user is None or not user.active:
+        raise NotFound("this invite link is not valid (it may have been used already); ask your admin for a new one")
+    if user.invite_expires_at is None or user.invite_expires_at <= now:
+        raise InvalidInput("this invite link has expired; ask your admin for a new one")
+    return user
+
+
+def accept_invite(session: Session, token: str, password: str, *, now: datetime) -> StaffUser:
+    user = invited_user(session, token, now=now)
+    _check_password(password)
+    user.password_hash = hash_password(password)
+    user.invite_token_hash = None
+    user.invite_expires_at = None
+    user.must_change_password = False
+    audit.record(session, action="staff.invite_accepted", subject_type="staff_user", subject_id=user.id,
+                 actor_type="staff", actor_id=user.id, at=now)
+    return user
+
+
+def change_own_password(session: Session, user: StaffUser, *, current: str, new: str, now: datetime,
+                        keep_session_id: str | None = None) -> None:
+    """The user replaces their password (required after an admin set one); other sessions end."""
+    try:
+        _hasher.verify(user.password_hash, current)
+    except (VerificationError, InvalidHashError):
+        raise InvalidInput("the current password is not right") from None
+    if new == current:
+        raise InvalidInput("choose a password different from the current one")
+    _check_password(new)
+    user.password_hash = hash_password(new)
+    user.must_change_password = False
+    for row in session.execute(select(StaffSession).where(StaffSession.staff_id == user.id,
+                                                          StaffSession.revoked_at.is_(None))).scalars():
+        if row.id != keep_session_id:
+            row.revoked_at = now
+    audit.record(session, action="staff.password_changed", subject_type="staff_user", subject_id=user.id,
+                 actor_type="staff", actor_id=user.id, at=now)
 
 
 # --- TOTP ---------------------------------------------------------------------------------------
@@ -296,7 +367,8 @@ def identity_for_token(session: Session, token: str, *, now: datetime) -> StaffI
     if user is None or not user.active:
         return None
     return StaffIdentity(id=user.id, email=user.email, name=user.name, roles=frozenset(user.roles),
-                         territory=user.territory, session_id=row.id, csrf_token=row.csrf_token)
+                         territory=user.territory, session_id=row.id, csrf_token=row.csrf_token,
+                         must_change_password=bool(user.must_change_password))
 
 
 def revoke(session: Session, session_id: str, *, now: datetime, actor_id: str) -> None:

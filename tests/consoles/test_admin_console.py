@@ -15,6 +15,7 @@ from api.audit.models import AuditEvent
 from api.errors import Conflict, InvalidInput
 from api.staff import service
 from api.staff.models import StaffRole, StaffSession, StaffUser
+from tests.consoles.conftest import CSRF_META as CSRF
 from tests.consoles.conftest import PASSWORD, StaffAccount, login, post_login
 
 Client = tuple[TestClient, StaffAccount, str]
@@ -118,8 +119,8 @@ def test_an_admin_creates_a_user_who_can_then_log_in(logged_in: Callable[..., Cl
     assert "User created." in client.get(res.headers["location"]).text  # type: ignore[attr-defined]
     assert ("staff.created", admin.id) in actions_on(factory, user.id)
     fresh = make_app_client()
-    login(fresh, StaffAccount(user.id, address, NEW_PASSWORD, user.roles))
-    assert fresh.get("/console/medical").status_code != 403
+    _first_login_changes_the_temporary_password(fresh, address, NEW_PASSWORD)
+    assert fresh.get("/console/medical").status_code == 200
 
 
 def test_an_admin_changes_roles_and_territory(logged_in: Callable[..., Client], make_staff: Callable[..., StaffAccount],
@@ -171,8 +172,85 @@ def test_a_password_reset_replaces_the_password_and_ends_sessions(
     assert victim_client.get("/console").status_code == 303
     assert post_login(victim_client, {"email": victim.email, "password": PASSWORD}
                               ).status_code == 401
-    login(victim_client, StaffAccount(victim.id, victim.email, NEW_PASSWORD, victim.roles))
+    _first_login_changes_the_temporary_password(victim_client, victim.email, NEW_PASSWORD)
     assert ("staff.password_set", admin.id) in actions_on(factory, victim.id)
+    assert ("staff.password_changed", victim.id) in actions_on(factory, victim.id)
+
+
+OWN_PASSWORD = "my own choice of passphrase 7"
+
+
+def _first_login_changes_the_temporary_password(client: TestClient, address: str, temporary: str) -> None:
+    """An admin-set password lets the user in only to choose their own."""
+    assert post_login(client, {"email": address, "password": temporary, "next": "/console"}).status_code == 303
+    for path in ("/console", "/console/inbox", "/console/medical"):
+        res = client.get(path)
+        assert res.status_code == 303 and res.headers["location"] == "/console/account/password", path
+    assert client.get("/api/staff/inbox", headers={"accept": "application/json"}).json()["error"]["code"] == \
+        "password_change_required"
+    page = client.get("/console/account/password")
+    assert page.status_code == 200 and 'data-testid="password-forced"' in page.text
+    csrf = CSRF.search(page.text).group(1)  # type: ignore[union-attr]
+    wrong = client.post("/console/account/password", data={"csrf_token": csrf, "current": "not it at all 123",
+                                                           "new": OWN_PASSWORD, "confirm": OWN_PASSWORD})
+    assert wrong.status_code == 422 and "current password is not right" in wrong.text
+    same = client.post("/console/account/password", data={"csrf_token": csrf, "current": temporary,
+                                                          "new": temporary, "confirm": temporary})
+    assert same.status_code == 422 and "different" in same.text
+    mismatch = client.post("/console/account/password", data={"csrf_token": csrf, "current": temporary,
+                                                              "new": OWN_PASSWORD, "confirm": OWN_PASSWORD + "x"})
+    assert mismatch.status_code == 422 and "not the same" in mismatch.text
+    done = client.post("/console/account/password", data={"csrf_token": csrf, "current": temporary,
+                                                          "new": OWN_PASSWORD, "confirm": OWN_PASSWORD})
+    assert done.status_code == 303 and client.get("/console").status_code == 200
+
+
+def test_an_invited_colleague_chooses_their_own_password_once(
+        logged_in: Callable[..., Client], make_app_client: Callable[[], TestClient],
+        factory: sessionmaker[Session]) -> None:
+    import re
+
+    client, admin, csrf = logged_in("admin")
+    address = email()
+    page = client.post("/console/admin/users", data={"csrf_token": csrf, "email": address, "name": "Ina Vited",
+                                                     "roles": ["rep"], "territory": "", "password": ""})
+    assert page.status_code == 200 and 'data-testid="invite-link"' in page.text
+    link = re.search(r'data-testid="invite-link">[^<]*(/console/invite/[A-Za-z0-9_-]+)<', page.text).group(1)  # type: ignore[union-attr]
+    user = user_by_email(factory, address)
+    assert user is not None and user.must_change_password and user.invite_token_hash
+    assert link.rsplit("/", 1)[1] not in str(actions_on(factory, user.id))   # the token is never stored or logged
+    fresh = make_app_client()
+    form = fresh.get(link)
+    assert form.status_code == 200 and address in form.text
+    short = fresh.post(link, data={"password": "short", "confirm": "short"})
+    assert short.status_code == 422 and "at least 12" in short.text
+    ok = fresh.post(link, data={"password": OWN_PASSWORD, "confirm": OWN_PASSWORD})
+    assert ok.status_code == 303
+    assert fresh.post(link, data={"password": OWN_PASSWORD, "confirm": OWN_PASSWORD}).status_code == 404  # used
+    login(fresh, StaffAccount(user.id, address, OWN_PASSWORD, ["rep"]))
+    assert fresh.get("/console/inbox").status_code == 200
+    assert {("staff.invited", admin.id), ("staff.invite_accepted", user.id)} <= set(actions_on(factory, user.id))
+
+
+def test_an_expired_invite_is_refused_and_a_new_one_replaces_it(
+        logged_in: Callable[..., Client], make_app_client: Callable[[], TestClient],
+        factory: sessionmaker[Session]) -> None:
+    from datetime import timedelta
+
+    _client, admin, _csrf = logged_in("admin")
+    now = datetime.now(UTC)
+    with factory.begin() as s:
+        user = service.create(s, email=email(), password=None, roles=["msl"], now=now, actor_id=admin.id)
+        old = service.invite(s, user, now=now - timedelta(hours=80), actor_id=admin.id)
+        user_id = user.id
+    fresh = make_app_client()
+    expired = fresh.get(f"/console/invite/{old}")
+    assert expired.status_code == 422 and "expired" in expired.text
+    with factory.begin() as s:
+        new = service.invite(s, s.get(StaffUser, user_id), now=now, actor_id=admin.id)  # type: ignore[arg-type]
+    assert fresh.get(f"/console/invite/{old}").status_code == 404
+    assert fresh.get(f"/console/invite/{new}").status_code == 200
+    assert fresh.get("/console/invite/not-a-real-token").status_code == 404
 
 
 def test_admin_forms_need_the_csrf_token(logged_in: Callable[..., Client], make_staff: Callable[..., StaffAccount],

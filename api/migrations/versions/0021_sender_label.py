@@ -2,7 +2,7 @@
 "Sam Rivera · your representative"); set when staff send, empty for the bot and the HCP
 
 Revision ID: 0021_sender_label
-Revises: 0064_staff_snippets
+Revises: 0019_inbox_screen
 
 A plain ADD COLUMN (nullable): messages sent before it are labelled by their sender type.
 """
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0021_sender_label"
-down_revision = "0064_staff_snippets"
+down_revision = "0019_inbox_screen"
 branch_labels = None
 depends_on = None
 

@@ -1,7 +1,7 @@
 """adverse_event.source and reported_by_staff_id: a case opened from staff free text
 
 Revision ID: 0061_staff_reported_ae
-Revises: 0021_sender_label
+Revises: 0060_ae_duplicates
 """
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0061_staff_reported_ae"
-down_revision = "0021_sender_label"
+down_revision = "0060_ae_duplicates"
 branch_labels = None
 depends_on = None
 
