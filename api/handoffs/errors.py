@@ -21,3 +21,15 @@ class NotClaimed(Conflict):
     """The action needs the handoff claimed first."""
 
     code = "not_claimed"
+
+
+class AtCapacity(Conflict):
+    """Auto-assignment is on and the staff member already has as many open conversations as allowed."""
+
+    code = "at_capacity"
+
+
+class NotOffered(Conflict):
+    """The handoff is not (or no longer) offered to this staff member."""
+
+    code = "not_offered"
