@@ -296,27 +296,24 @@ def online_count(session: Session, role: str) -> int:
     return sum(1 for roles in rows if role in roles)
 
 
-def set_profile(session: Session, user: StaffUser, *, max_open: int | None = None,
-                languages: Iterable[str] | None = None, markets: Iterable[str] | None = None,
-                now: datetime, actor_id: str) -> StaffUser:
-    """Capacity, languages and markets of one person (an admin's change; audited)."""
-    changes: dict[str, Any] = {}
-    if max_open is not None:
-        if not 1 <= max_open <= 100:
-            raise InvalidInput("capacity must be between 1 and 100 open conversations")
-        user.max_open = changes["max_open"] = max_open
-    if languages is not None:
-        codes = sorted({x.strip().lower() for x in languages if x.strip()})
-        if any(len(c) > 8 or not c.replace("-", "").isalpha() for c in codes):
-            raise InvalidInput("languages are codes such as en, fr or pt-br")
-        user.languages = changes["languages"] = codes
-    if markets is not None:
-        codes = sorted({m.strip().upper() for m in markets if m.strip()})
-        if any(len(c) != 2 or not c.isalpha() for c in codes):
-            raise InvalidInput("markets are two-letter country codes such as GB or DE")
-        user.markets = changes["markets"] = codes
+def set_profile(session: Session, user: StaffUser, *, max_open: int | None, languages: Iterable[str],
+                markets: Iterable[str], now: datetime, actor_id: str) -> StaffUser:
+    """Capacity (None: the default), languages and markets (empty: any) of one person; an admin's
+    change, checked whole before anything is set, and audited."""
+    if max_open is not None and not 1 <= max_open <= 100:
+        raise InvalidInput("capacity must be between 1 and 100 open conversations (empty: the default)")
+    langs = sorted({x.strip().lower() for x in languages if x.strip()})
+    if any(len(c) > 8 or not c.replace("-", "").isalpha() for c in langs):
+        raise InvalidInput("languages are codes such as en, fr or pt-br, separated by commas")
+    codes = sorted({m.strip().upper() for m in markets if m.strip()})
+    if any(len(c) != 2 or not c.isalpha() for c in codes):
+        raise InvalidInput("markets are two-letter country codes such as GB or DE, separated by commas")
+    before = {"max_open": user.max_open, "languages": user.languages, "markets": user.markets}
+    user.max_open, user.languages, user.markets = max_open, langs, codes
     audit.record(session, action="staff.assignment_profile", subject_type="staff_user", subject_id=user.id,
-                 actor_type="staff", actor_id=actor_id, data=changes, at=now)
+                 actor_type="staff", actor_id=actor_id,
+                 data={"before": before, "after": {"max_open": max_open, "languages": langs, "markets": codes}},
+                 at=now)
     return user
 
 

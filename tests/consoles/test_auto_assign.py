@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from api.audit.models import AuditEvent
 from api.conversations import service as conversations
 from api.conversations.models import Conversation
+from api.errors import InvalidInput
 from api.handoffs import assign
 from api.handoffs import service as handoffs
 from api.handoffs.assign import AssignPolicy
@@ -195,7 +196,7 @@ def test_going_away_hands_pending_offers_to_a_colleague(session: Session) -> Non
     assert h.offered_to == first.id
     moved = assign.set_presence(session, first, "away", ON, MONDAY_MORNING, actor_id=first.id)
     assert moved == [h.id] and h.offered_to == second.id
-    with pytest.raises(Exception, match="unknown presence"):
+    with pytest.raises(InvalidInput, match="unknown presence"):
         assign.set_presence(session, first, "asleep", ON, MONDAY_MORNING, actor_id=first.id)
     assert first.presence == "away"
 
@@ -206,12 +207,20 @@ def test_switched_off_nothing_is_offered(session: Session) -> None:
     assert h.offered_to is None and [a for a, _ in _actions(session, h)] == ["handoff.queued"]
 
 
-def test_assignment_profile_is_checked_and_audited(session: Session) -> None:
+def test_assignment_profile_is_checked_whole_and_audited(session: Session) -> None:
     admin = _person(session, "admin", presence="offline")
     rep = _person(session, "rep")
-    assign.set_profile(session, rep, max_open=3, languages=["FR", " de "], markets=["gb"], now=MONDAY_MORNING,
+    assign.set_profile(session, rep, max_open=3, languages=["FR", " de ", ""], markets=["gb"], now=MONDAY_MORNING,
                        actor_id=admin.id)
     assert (rep.max_open, rep.languages, rep.markets) == (3, ["de", "fr"], ["GB"])
-    for bad in ({"max_open": 0}, {"markets": ["GBR"]}, {"languages": ["<b>"]}):
-        with pytest.raises(Exception, match="capacity|two-letter|codes"):
-            assign.set_profile(session, rep, now=MONDAY_MORNING, actor_id=admin.id, **bad)  # type: ignore[arg-type]
+    for bad, words in (({"max_open": 0}, "between 1 and 100"), ({"markets": ["GBR"]}, "two-letter"),
+                       ({"languages": ["<b>"]}, "codes such as")):
+        change = {"max_open": 2, "languages": ["en"], "markets": ["DE"], **bad}
+        with pytest.raises(InvalidInput, match=words):
+            assign.set_profile(session, rep, now=MONDAY_MORNING, actor_id=admin.id, **change)  # type: ignore[arg-type]
+        assert (rep.max_open, rep.languages, rep.markets) == (3, ["de", "fr"], ["GB"])  # nothing half-applied
+    assign.set_profile(session, rep, max_open=None, languages=[], markets=[], now=MONDAY_MORNING, actor_id=admin.id)
+    assert assign.capacity(rep, ON) == ON.max_open
+    trail = session.execute(select(AuditEvent).where(AuditEvent.subject_id == rep.id,
+                                                     AuditEvent.action == "staff.assignment_profile")).scalars().all()
+    assert [e.data["after"]["max_open"] for e in trail] == [3, None]

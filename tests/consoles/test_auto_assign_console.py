@@ -4,6 +4,8 @@ clear message and changes nothing."""
 
 from __future__ import annotations
 
+import time
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
@@ -12,15 +14,24 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, select
 
 from api.audit.models import AuditEvent
+from api.clock import FakeClock
+from api.conversations import service as conversations
 from api.conversations.models import Conversation
 from api.db import unit_of_work
+from api.handoffs import assign
 from api.handoffs.assign import AssignPolicy
 from api.handoffs.models import Handoff
 from api.handoffs.service import open_handoff
 from api.settings import Settings
 from api.staff.models import StaffUser
 from tests.consoles.conftest import StaffAccount
-from tests.consoles.handoff_factory import factory, new_chat, post_json
+from tests.consoles.handoff_factory import (
+    AppMaker,
+    clocked_app,  # noqa: F401  (fixture)
+    factory,
+    new_chat,
+    post_json,
+)
 
 LoggedIn = Callable[..., tuple[TestClient, StaffAccount, str]]
 MARKET = "ZC"
@@ -120,3 +131,64 @@ def test_presence_offers_accept_decline_and_capacity_through_the_console(engine:
     finally:
         _go(ada_client, ada_csrf, "offline")
         _go(bo_client, bo_csrf, "offline")
+
+
+def test_an_admin_sets_capacity_languages_and_markets_and_bad_values_change_nothing(
+        engine: Engine, logged_in: LoggedIn, make_staff: Callable[..., StaffAccount]) -> None:
+    admin, _account, csrf = logged_in("admin")
+    target = make_staff("rep")
+    url = f"/console/admin/users/{target.id}/assignment"
+    assert 'id="assignment"' in admin.get(f"/console/admin/users/{target.id}").text
+    res = admin.post(url, data={"csrf_token": csrf, "max_open": "3", "languages": "fr, EN", "markets": "gb,ie"})
+    assert res.status_code == 303 and res.headers["location"].endswith("?done=assignment")
+    for bad, words in (({"max_open": "lots"}, "whole number"), ({"max_open": "0"}, "between 1 and 100"),
+                       ({"markets": "Britain"}, "two-letter"), ({"languages": "<script>"}, "codes such as")):
+        form = {"csrf_token": csrf, "max_open": "4", "languages": "de", "markets": "DE", **bad}
+        res = admin.post(url, data=form)
+        assert res.status_code == 422 and words in res.text
+        assert "<script>" not in res.text  # the bad value is not echoed as markup
+    with factory(engine)() as s:
+        user = s.get(StaffUser, target.id)
+        assert user is not None and (user.max_open, user.languages, user.markets) == (3, ["en", "fr"], ["GB", "IE"])
+    # Another role may not change it.
+    rep, _r, rep_csrf = logged_in("rep")
+    assert rep.post(url, data={"csrf_token": rep_csrf, "max_open": "9"}).status_code == 403
+
+
+def test_the_apps_sweeper_moves_an_expired_offer_to_the_next_person(
+        engine: Engine, clocked_app: AppMaker) -> None:  # noqa: F811
+    clock = FakeClock(datetime(2026, 11, 23, 10, 0, tzinfo=UTC))
+    policy = AssignPolicy(enabled=True, offer_timeout=timedelta(seconds=60), max_open=50)
+    with unit_of_work(factory(engine)) as s:
+        team = [StaffUser(email=f"sw-{uuid.uuid4().hex[:10]}@halcyon.example", name=f"Sweep {i}", password_hash="x",
+                          roles=["rep"], active=True, available=True, presence="online", markets=["ZE"],
+                          max_open=50, created_at=clock.now()) for i in range(2)]
+        s.add_all(team)
+        s.flush()
+        first, second = sorted(u.id for u in team)
+        conv, _token = conversations.create_webchat(s, now=clock.now(), market="ZE")
+        handoff_id = open_handoff(s, conv, target="rep", reason="hcp_request", now=clock.now(), policy=policy).id
+    try:
+        with factory(engine)() as s:
+            assert s.get(Handoff, handoff_id).offered_to == first  # type: ignore[union-attr]
+        clocked_app(clock, auto_assign=True, assign_sweep_interval_s=0.1, assign_offer_timeout_s=60,
+                    assign_max_open=50)
+        time.sleep(0.5)
+        with factory(engine)() as s:
+            assert s.get(Handoff, handoff_id).offered_to == first  # type: ignore[union-attr]  # not yet due
+        clock.advance(seconds=61)
+        deadline = time.monotonic() + 10
+        moved_to = first
+        while time.monotonic() < deadline and moved_to == first:
+            time.sleep(0.1)
+            with factory(engine)() as s:
+                moved_to = s.get(Handoff, handoff_id).offered_to  # type: ignore[union-attr]
+        assert moved_to == second
+        with factory(engine)() as s:
+            trail = [(e.action, e.data.get("staff_id")) for e in s.execute(
+                select(AuditEvent).where(AuditEvent.subject_id == handoff_id).order_by(AuditEvent.seq)).scalars()]
+        assert trail[-2:] == [("handoff.offer_expired", first), ("handoff.offered", second)]
+    finally:
+        with unit_of_work(factory(engine)) as s:
+            for user in s.execute(select(StaffUser).where(StaffUser.id.in_([first, second]))).scalars():
+                assign.set_presence(s, user, "offline", assign.OFF, clock.now(), actor_id=user.id)
