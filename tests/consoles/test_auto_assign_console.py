@@ -192,3 +192,29 @@ def test_the_apps_sweeper_moves_an_expired_offer_to_the_next_person(
         with unit_of_work(factory(engine)) as s:
             for user in s.execute(select(StaffUser).where(StaffUser.id.in_([first, second]))).scalars():
                 assign.set_presence(s, user, "offline", assign.OFF, clock.now(), actor_id=user.id)
+
+
+def test_logging_out_sets_you_offline_and_your_offer_moves_to_a_colleague(engine: Engine,
+                                                                           logged_in: LoggedIn) -> None:
+    one_client, one, one_csrf = logged_in("rep")
+    two_client, two, two_csrf = logged_in("rep")
+    _serve_market(engine, one, two)
+    try:
+        _go(one_client, one_csrf, "online")
+        _go(two_client, two_csrf, "online")
+        handoff_id = _offer(engine)
+        with factory(engine)() as s:
+            first = s.get(Handoff, handoff_id).offered_to  # type: ignore[union-attr]
+        leaving, leaving_csrf, staying = (one_client, one_csrf, two.id) if first == one.id else (
+            two_client, two_csrf, one.id)
+        assert leaving.post("/console/logout", data={"csrf_token": leaving_csrf}).status_code == 303
+        with factory(engine)() as s:
+            assert s.get(Handoff, handoff_id).offered_to == staying  # type: ignore[union-attr]
+            assert s.get(StaffUser, first).presence == "offline"  # type: ignore[union-attr]
+            why = s.execute(select(AuditEvent).where(AuditEvent.subject_id == handoff_id,
+                                                     AuditEvent.action == "handoff.offer_withdrawn")).scalar_one()
+            assert why.data["reason"] == "went offline" and why.data["staff_id"] == first
+    finally:
+        for client, csrf in ((one_client, one_csrf), (two_client, two_csrf)):
+            if client.get("/api/staff/inbox").status_code == 200:
+                _go(client, csrf, "offline")
