@@ -1,6 +1,7 @@
 """Auto-assignment in Chromium: a rep goes online from the Inbox header, a handoff is offered to her
-with Accept / Decline, a claim beyond her capacity is refused on the page with nothing lost, and
-accepting opens the conversation. Screenshot: docs/screens/console-inbox-offered.png."""
+with Accept / Decline, declining sends it to the shared queue, a claim beyond her capacity is
+refused on the page with nothing lost, and accepting opens the conversation.
+Screenshot: docs/screens/console-inbox-offered.png."""
 
 from __future__ import annotations
 
@@ -40,7 +41,7 @@ def _handoff(engine: Engine, hcp_words: str) -> str:
         return open_handoff(s, conv, target="rep", reason="hcp_request", now=now, policy=POLICY).id
 
 
-def test_a_rep_goes_online_gets_an_offer_is_stopped_at_capacity_and_accepts(
+def test_a_rep_goes_online_declines_an_offer_is_stopped_at_capacity_and_accepts(
         staff_page: Page, live_server: str, engine: Engine) -> None:
     base, rep = live_server, staff_page
     email = make_staff(engine, "rep", "Ada Lovelace")
@@ -54,31 +55,38 @@ def test_a_rep_goes_online_gets_an_offer_is_stopped_at_capacity_and_accepts(
         rep.get_by_test_id("presence").select_option("online")
         expect(rep.get_by_test_id("load")).to_have_text("0 of 1 open")
 
-        offered = _handoff(engine, "Could someone from the access team call me about formulary listing?")
-        row = rep.locator(f'#offered [data-handoff-id="{offered}"]')
+        first = _handoff(engine, "Could someone from the access team call me about formulary listing?")
+        row = rep.locator(f'#offered [data-handoff-id="{first}"]')
         expect(row).to_be_visible(timeout=12_000)  # the queue refreshes every 5 s
         expect(row.get_by_test_id("accept")).to_be_visible()
-        expect(row.get_by_test_id("decline")).to_be_visible()
         expect(rep.get_by_test_id("load")).to_have_text("1 of 1 open")
 
-        # At capacity: the next handoff waits in the shared queue; claiming it is refused on the page.
-        waiting = _handoff(engine, "I would like to book a meeting about the new dosing card.")
-        waiting_row = rep.locator(f'#queued [data-handoff-id="{waiting}"]')
-        expect(waiting_row).to_be_visible(timeout=12_000)
-        rep.screenshot(path=str(DOCS_SCREENS / "console-inbox-offered.png"))
-        waiting_row.get_by_test_id("claim").click()
+        # Declined: nobody else is online, so it waits in the shared queue.
+        row.get_by_test_id("decline").click()
+        declined_row = rep.locator(f'#queued [data-handoff-id="{first}"]')
+        expect(declined_row).to_be_visible()
+        expect(rep.locator("#offered-card")).to_be_hidden()
+        expect(rep.get_by_test_id("load")).to_have_text("0 of 1 open")
+
+        second = _handoff(engine, "I would like to book a meeting about the new dosing card.")
+        offered_row = rep.locator(f'#offered [data-handoff-id="{second}"]')
+        expect(offered_row).to_be_visible(timeout=12_000)
+
+        # At capacity (one offer pending): claiming the waiting one is refused on the page, nothing lost.
+        declined_row.get_by_test_id("claim").click()
         expect(rep.locator("#assign-error")).to_contain_text("your limit is 1")
         expect(rep).to_have_url(f"{base}/console/inbox")
-        expect(waiting_row).to_be_visible()
+        expect(declined_row).to_be_visible()
+        rep.screenshot(path=str(DOCS_SCREENS / "console-inbox-offered.png"))
         with Session(engine) as s:
-            still = s.get(Handoff, waiting)
+            still = s.get(Handoff, first)
             assert still is not None and still.status == "queued" and still.claimed_by is None
 
-        row.get_by_test_id("accept").click()
-        expect(rep).to_have_url(f"{base}/console/inbox/{offered}")
+        offered_row.get_by_test_id("accept").click()
+        expect(rep).to_have_url(f"{base}/console/inbox/{second}")
         expect(rep.locator("#status-text")).to_contain_text("claimed")
         with Session(engine) as s:
-            taken = s.get(Handoff, offered)
+            taken = s.get(Handoff, second)
             assert taken is not None and taken.claimed_by == user_id and taken.offered_to is None
     finally:
         with unit_of_work(sessionmaker(bind=engine)) as s:
