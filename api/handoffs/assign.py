@@ -346,13 +346,19 @@ def sweep(factory: sessionmaker[Session], policy: AssignPolicy, now: datetime, *
             if expire(session, handoff_id, policy, now):
                 report.expired += 1
     with factory() as s:
-        if not s.execute(select(StaffUser.id).where(StaffUser.active.is_(True),
-                                                    StaffUser.presence == Presence.online).limit(1)).first():
+        # Read first, write only where someone online with room could take it: a sweep over a
+        # queue nobody can serve now opens no write transaction (SQLite has one writer).
+        online = s.execute(select(StaffUser).where(StaffUser.active.is_(True),
+                                                   StaffUser.presence == Presence.online)).scalars().all()
+        free = [u for u in online if load(s, u.id) < capacity(u, policy)]
+        if not free:
             return report
-        q = select(Handoff.id).where(Handoff.status == HandoffStatus.queued, Handoff.offered_to.is_(None))
+        wq = select(Handoff).where(Handoff.status == HandoffStatus.queued, Handoff.offered_to.is_(None))
         if only is not None:
-            q = q.where(Handoff.id.in_(only))
-        waiting = list(s.execute(q.order_by(Handoff.sla_due_at, Handoff.id).limit(limit)).scalars())
+            wq = wq.where(Handoff.id.in_(only))
+        rows = s.execute(wq.order_by(Handoff.sla_due_at, Handoff.id).limit(limit)).scalars().all()
+        waiting = [h.id for h in rows if any(_serves(u, h, None) for u in free)]
+        report.waiting = len(rows) - len(waiting)
     for handoff_id in waiting:
         with unit_of_work(factory) as session:
             handoff = session.get(Handoff, handoff_id)
