@@ -89,6 +89,8 @@ def test_ten_staff_and_a_hundred_handoffs_with_auto_assignment_never_double_up(e
         rnd = random.Random(me.id)
         # Two people are online but never answer offers: theirs must run out and move on.
         inattentive = me in staff[:2]
+        # Two others grab from the shared queue whenever they can: capacity must stop them.
+        grabber = me in staff[2:4]
         while not done.is_set():
             with ids_lock:
                 snapshot = list(ids)
@@ -104,13 +106,13 @@ def test_ten_staff_and_a_hundred_handoffs_with_auto_assignment_never_double_up(e
             roll = rnd.random()
             try:
                 with unit_of_work(f) as s:
-                    if held and roll < 0.4:
+                    if held and roll < (0.1 if grabber else 0.4):
                         handoffs.close(s, rnd.choice(held), me, _now(), outcome="resolved")
                     elif offered and not inattentive and roll < 0.8:
                         handoffs.claim(s, rnd.choice(offered), me, _now(), POLICY)  # accept
                     elif offered and not inattentive and roll < 0.9:
                         assign.decline(s, rnd.choice(offered), me.id, POLICY, _now())
-                    elif waiting and roll > 0.97:
+                    elif waiting and (roll > 0.97 or grabber):
                         handoffs.claim(s, rnd.choice(waiting), me, _now(), POLICY)  # by hand
             except (AtCapacity, AlreadyClaimed, NotOffered) as exc:
                 refused[exc.code] += 1
