@@ -98,10 +98,10 @@ def _serves(user: StaffUser, handoff: Handoff, hcp_territory: str | None) -> boo
 
 
 def _tried(session: Session, handoff_id: str) -> set[str]:
-    """People whose offer of this handoff expired or was declined: it moves on past them."""
+    """People whose offer of this handoff expired or was declined, or who released it: it moves on past them."""
     rows = session.execute(select(HandoffOffer.staff_id).where(
         HandoffOffer.handoff_id == handoff_id,
-        HandoffOffer.outcome.in_((OfferOutcome.declined, OfferOutcome.expired))))
+        HandoffOffer.outcome.in_((OfferOutcome.declined, OfferOutcome.expired, OfferOutcome.released))))
     return set(rows.scalars())
 
 
@@ -211,6 +211,12 @@ def settle_on_claim(session: Session, handoff: Handoff, claimer_id: str, now: da
             _record(session, "handoff.offer_withdrawn", handoff, now, staff_id=row.staff_id,
                     reason="claimed by a colleague", claimed_by=claimer_id)
     return accepted
+
+
+def remember_release(session: Session, handoff: Handoff, staff_id: str, now: datetime) -> None:
+    """Whoever puts a handoff back in the queue is not offered it again."""
+    session.add(HandoffOffer(handoff_id=handoff.id, staff_id=staff_id, offered_at=now, expires_at=now,
+                             outcome=OfferOutcome.released, decided_at=now))
 
 
 def withdraw(session: Session, handoff: Handoff, now: datetime, *, reason: str, actor_id: str | None = None) -> None:

@@ -57,6 +57,7 @@ class OfferOutcome(StrEnum):
     declined = "declined"
     expired = "expired"
     withdrawn = "withdrawn"  # someone else claimed it, the person went away, or it left the queue
+    released = "released"  # not an offer: the person held it and put it back; it is not offered to them again
 
 
 class HandoffOffer(Base):

@@ -407,7 +407,7 @@ def claim(session: Session, handoff_id: str, ident: StaffIdentity, now: datetime
 
 
 def release(session: Session, handoff_id: str, ident: StaffIdentity, now: datetime) -> Handoff:
-    """Back to the queue for the rest of the team."""
+    """Back to the queue for the rest of the team (auto-assignment does not offer it to them again)."""
     handoff = get_for_staff(session, handoff_id, ident)
     _require_holder(session, handoff, ident)
     handoff.status = HandoffStatus.queued
@@ -416,6 +416,7 @@ def release(session: Session, handoff_id: str, ident: StaffIdentity, now: dateti
     conv = _conversation(session, handoff)
     conv.state = ConversationState.queued
     conv.assigned_staff_id = None
+    assign.remember_release(session, handoff, ident.id, now)
     _audit(session, "handoff.released", handoff, ident, now)
     return handoff
 

@@ -190,6 +190,20 @@ def test_a_colleague_may_still_claim_a_handoff_offered_to_someone_else(session: 
         assign.decline(session, h.id, offered.id, ON, MONDAY_MORNING)
 
 
+def test_a_released_handoff_is_offered_to_someone_else_not_back_to_who_released_it(session: Session) -> None:
+    first, second = sorted((_person(session, "rep", markets=["QK"]) for _ in range(2)), key=lambda u: u.id)
+    h = _open(session, market="QK")
+    handoffs.claim(session, h.id, _ident(first), MONDAY_MORNING, ON)
+    handoffs.release(session, h.id, _ident(first), MONDAY_MORNING)
+    assert h.status == HandoffStatus.queued and h.offered_to is None
+    assert assign.offer_next(session, h, ON, MONDAY_MORNING, why="sweep") is not None
+    assert h.offered_to == second.id
+    assign.decline(session, h.id, second.id, ON, MONDAY_MORNING)
+    assert h.offered_to is None  # both had their turn: it waits, and either may still claim it
+    handoffs.claim(session, h.id, _ident(first), MONDAY_MORNING, ON)
+    assert h.claimed_by == first.id
+
+
 def test_going_away_hands_pending_offers_to_a_colleague(session: Session) -> None:
     first, second = sorted((_person(session, "rep", markets=["QI"]) for _ in range(2)), key=lambda u: u.id)
     h = _open(session, market="QI")
