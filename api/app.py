@@ -228,6 +228,7 @@ def build_processor(settings: Settings, factory: Any, clock: Clock, rasa: RasaCl
         safety_hook=safety_hook or default_safety_hook(settings),
         handoff_hook=functools.partial(handoff_from_api, hours=staff_hours(settings),
                                         policy=assign_policy(settings)),
+        hours=staff_hours(settings),
     )
     processor.transient_deadline_s = settings.turn_retry_deadline_s
     return processor

@@ -38,7 +38,7 @@ from api.channels.whatsapp import ingest
 from api.channels.whatsapp import service as wa
 from api.channels.whatsapp.client import TwilioClient, TwilioError
 from api.channels.whatsapp.models import WhatsappPart, WhatsappSend
-from api.channels.whatsapp.text import numbered_options, split_body, with_options
+from api.channels.whatsapp.text import numbered_options, speaker_line, split_body, with_options
 from api.clock import Clock
 from api.conversations.models import Channel, Conversation, Message, MessageStatus, OutboxItem, OutboxStatus
 from api.db import unit_of_work
@@ -242,10 +242,11 @@ class OutboxDispatcher:
             if send.parts_total == 0:
                 options = numbered_options(msg.buttons)
                 send.options = options or None
-                parts = [] if send.template_sid else split_body(with_options(msg.body, options))
+                parts = [] if send.template_sid else split_body(with_options(speaker_line(msg) + msg.body, options))
                 send.parts_total = max(1, len(parts))
             else:
-                parts = [] if send.template_sid else split_body(with_options(msg.body, send.options or []))
+                parts = [] if send.template_sid else split_body(
+                    with_options(speaker_line(msg) + msg.body, send.options or []))
             item.status = SENDING
             item.attempts += 1
             item.next_attempt_at = now + timedelta(seconds=self.policy.lease)

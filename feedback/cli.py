@@ -100,7 +100,8 @@ def cmd_themes(args: argparse.Namespace) -> int:
           f"{since:%Y-%m-%d %H:%M} to {until:%Y-%m-%d %H:%M} UTC, {run.method}, {run.duration_ms / 1000:.1f} s")
     for v in views:
         mark = "*" if v.first_class else " "
-        print(f"{mark} {v.count:>6}  {v.sentiment:+.2f}  {v.label}")
+        sentiment = "  n/a" if v.sentiment is None else f"{v.sentiment:+.2f}"
+        print(f"{mark} {v.count:>6}  {sentiment}  {v.label}")
         if v.terms:
             print(f"          terms: {', '.join(v.terms)}")
         for quote in v.examples:

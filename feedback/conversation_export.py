@@ -145,6 +145,34 @@ def rows(session: Session, *, since: datetime, until: datetime, channel: str | N
     return list(out.values())
 
 
+# Drill-downs from a dashboard tile to the conversations behind it: (title, test on a Row).
+DRILLS: dict[str, tuple[str, Callable[[Row], bool]]] = {
+    "all": ("All conversations", lambda r: True),
+    "contained": ("Contained (no person, no Medical Information)",
+                  lambda r: not r.handoffs and not r.medical_inquiry),
+    "handoff": ("Handed to a person", lambda r: r.handoffs > 0),
+    "unclaimed": ("Handoff not (yet) taken by a person",
+                  lambda r: r.handoff is not None and r.handoff.claimed_at is None),
+    "medical": ("A question went to Medical Information", lambda r: r.medical_inquiry),
+    "dissatisfied": ("CSAT 1–2", lambda r: r.csat is not None and r.csat <= 2),
+    "detractor": ("NPS detractors (0–6)", lambda r: r.nps is not None and r.nps <= 6),
+    "not_helpful": ("An answer rated not helpful", lambda r: r.not_helpful > 0),
+}
+
+
+def drill(found: list[Row], name: str, *, product: str | None = None, theme: str | None = None) -> list[Row]:
+    """The rows behind one tile (``DRILLS``), optionally one product or one feedback category."""
+    if name not in DRILLS:
+        raise InvalidInput(f"drill must be one of {', '.join(DRILLS)}")
+    test = DRILLS[name][1]
+    return [r for r in found if test(r) and (not product or product in r.products)
+            and (not theme or theme in (r.themes or ()))]
+
+
+def outcome(row: Row) -> str:
+    return _outcome(row)
+
+
 def _outcome(row: Row) -> str:
     h = row.handoff
     if h is not None:

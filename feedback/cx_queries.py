@@ -22,6 +22,7 @@ from api.conversations.models import Conversation
 from api.db import Base
 from api.handoffs.models import Handoff
 from api.requests.models import RequestStatus, ServiceRequest
+from api.requests.slots import product_keys
 from api.safety.models import MedicalInquiry
 from feedback.models import AnswerRating, SurveyKind, SurveyResponse
 from knowledge.models import Answer, ContentItem, Decision
@@ -120,6 +121,19 @@ def _product_pairs() -> Any:
     return conversation_product.alias("conv_product")
 
 
+def request_product(col: Any = None) -> Any:
+    """A service request's product as a dimension: a known product (a products.yaml key or a content
+    item's product), else NULL (no product).
+
+    Requests stored before the forms validated their slots may hold free text as the product ("3",
+    a sentence); those rows are left as they are, but never shown as a product.
+    """
+    col = ServiceRequest.product if col is None else col
+    content = select(ContentItem.product).where(ContentItem.product.is_not(None))
+    known = or_(col.in_(sorted(product_keys())), col.in_(content))
+    return case((known, col), else_=None)
+
+
 def _grouped(stmt: Any, dim_col: Any) -> Any:
     if dim_col is None:
         return stmt.add_columns(literal(ALL).label("grp"))
@@ -137,7 +151,7 @@ Counts = dict[str, int]
 
 def _csat_counts(session: Session, f: KpiFilter, dim: Dim) -> dict[Any, Counts]:
     sr = SurveyResponse
-    dim_col = {None: None, "channel": Conversation.channel, "product": ServiceRequest.product,
+    dim_col = {None: None, "channel": Conversation.channel, "product": request_product(),
                "day": utc_day(session, sr.answered_at)}[dim]
     stmt = (select(sr.score, func.count().label("n"))
             .where(sr.kind == SurveyKind.csat, sr.score.is_not(None),
@@ -303,7 +317,8 @@ def _handoff_durations(session: Session, f: KpiFilter, dim: Dim) -> dict[Any, li
 
 def _request_scope(session: Session, f: KpiFilter, dim: Dim) -> tuple[Callable[[Any], Any], Any]:
     r = ServiceRequest
-    dim_col = {None: None, "channel": r.channel, "product": r.product, "day": utc_day(session, r.created_at)}[dim]
+    dim_col = {None: None, "channel": r.channel, "product": request_product(r.product),
+               "day": utc_day(session, r.created_at)}[dim]
 
     def scoped(stmt: Any) -> Any:
         stmt = stmt.where(r.created_at >= f.since, r.created_at < f.until)

@@ -40,13 +40,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, Protocol
 
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from api.conversations.models import Conversation
+from api.requests.slots import product_keys
 from feedback import rollups
 from feedback.cx_queries import (
     ALL,
@@ -173,9 +174,18 @@ class Tiles:
 
 @dataclass(frozen=True)
 class DayPoint:
+    """One point of a trend: a UTC day, or an ISO week keyed by its Monday (see ``trend_bins``).
+
+    ``n`` is what the value rests on (conversations, rated answers, responses). ``suppressed``: a
+    rate or mean from fewer than ``MIN_TREND_N`` of them, not plotted (one CSAT response swings the
+    mean from 1 to 5). ``partial``: the bin is not wholly inside the window (today, or a week the
+    window cuts), so it is not comparable with the others.
+    """
     day: date
     value: float | None
     n: int
+    partial: bool = False
+    suppressed: bool = False
 
 
 @dataclass(frozen=True)
@@ -202,7 +212,7 @@ class Theme:
     count: int
     trend: list[tuple[date, int]]
     examples: list[str]
-    sentiment: float
+    sentiment: float | None           # None: not-helpful votes, no words to score
     first_class: bool = False         # one of the themes the business acts on (wants a human, ...)
 
 
@@ -389,10 +399,13 @@ def by_channel(session: Session, f: KpiFilter, *, use_rollups: bool = True) -> d
 
 def by_product(session: Session, f: KpiFilter, *, use_rollups: bool = True) -> dict[str, Tiles]:
     found = _tiles_for(session, f, "product", use_rollups)
-    products = [p for p in found if p]
+    # only known products: a content item's product or a products.yaml key (never free text a request
+    # stored before its form validated the product, even from a day rolled up before then)
+    known = set(products(session)) | product_keys()
+    products_found = [p for p in found if p and p in known]
     if f.product:
-        products = [f.product]
-    return {p: found.get(p, _empty_tiles()) for p in sorted(products)}
+        products_found = [f.product]
+    return {p: found.get(p, _empty_tiles()) for p in sorted(products_found)}
 
 
 def products(session: Session) -> list[str]:
@@ -400,23 +413,57 @@ def products(session: Session) -> list[str]:
 
 
 TREND_NAMES = ("conversations", "containment", "escalation", "helpfulness", "csat", "nps")
+# A rate or mean resting on fewer than this many conversations / ratings / responses is not plotted.
+MIN_TREND_N = 5
+# Windows longer than this are drawn per ISO week instead of per day.
+WEEKLY_AFTER_DAYS = 35
+
+
+def trend_bins(f: KpiFilter) -> tuple[str, list[tuple[date, list[date], bool]]]:
+    """("day" | "week", [(bin start, the window's days in it, partial)]).
+
+    A bin is partial when part of it lies outside the window: the current day of a window that
+    ends now, or a week cut by the window's start or end.
+    """
+    days = f.days
+    since, until = f.since.astimezone(UTC), f.until.astimezone(UTC)
+
+    def partial(first: date, length: int) -> bool:
+        start = datetime.combine(first, datetime.min.time(), UTC)
+        return start < since or start + timedelta(days=length) > until
+
+    if len(days) <= WEEKLY_AFTER_DAYS:
+        return "day", [(d, [d], partial(d, 1)) for d in days]
+    weeks: dict[date, list[date]] = {}
+    for d in days:
+        weeks.setdefault(d - timedelta(days=d.weekday()), []).append(d)
+    return "week", [(monday, members, partial(monday, 7)) for monday, members in sorted(weeks.items())]
 
 
 def trends(session: Session, f: KpiFilter, *, use_rollups: bool = True) -> dict[str, list[DayPoint]]:
-    """Per UTC day: conversations (count), containment / escalation / helpfulness (rates), CSAT mean, NPS."""
+    """Per bin (``trend_bins``): conversations (count), containment / escalation / helpfulness
+    (rates), CSAT mean, NPS. Counts are summed over the bin's days before a rate is taken."""
     per_day = counts(session, f, "day", use_rollups=use_rollups)
-    empty = dict.fromkeys(COUNT_FIELDS, 0)
     out: dict[str, list[DayPoint]] = {name: [] for name in TREND_NAMES}
-    for day in f.days:
-        c = per_day.get(day, empty)
+    for start, members, partial in trend_bins(f)[1]:
+        c = dict.fromkeys(COUNT_FIELDS, 0)
+        for day in members:
+            for k, v in per_day.get(day, {}).items():
+                c[k] = c.get(k, 0) + v
         t = _tiles_of(c, None, None)
         n_conv = t.conversations.conversations
-        out["conversations"].append(DayPoint(day, float(n_conv), n_conv))
-        out["containment"].append(DayPoint(day, t.conversations.containment.rate, n_conv))
-        out["escalation"].append(DayPoint(day, t.escalation.rate, t.escalation.denominator))
-        out["helpfulness"].append(DayPoint(day, t.helpfulness.rate, t.helpfulness.denominator))
-        out["csat"].append(DayPoint(day, t.csat.mean, t.csat.n))
-        out["nps"].append(DayPoint(day, t.nps.score, t.nps.n))
+
+        def point(value: float | None, n: int, *, count: bool = False, start: date = start,
+                  partial: bool = partial) -> DayPoint:
+            return DayPoint(start, value, n, partial=partial,
+                            suppressed=not count and value is not None and n < MIN_TREND_N)
+
+        out["conversations"].append(point(float(n_conv), n_conv, count=True))
+        out["containment"].append(point(t.conversations.containment.rate, n_conv))
+        out["escalation"].append(point(t.escalation.rate, t.escalation.denominator))
+        out["helpfulness"].append(point(t.helpfulness.rate, t.helpfulness.denominator))
+        out["csat"].append(point(t.csat.mean, t.csat.n))
+        out["nps"].append(point(t.nps.score, t.nps.n))
     return out
 
 
@@ -484,7 +531,8 @@ def themes(session: Session, f: KpiFilter, *, redact: Callable[[str], str] | Non
             # examples come redacted from the theme job; masked again here (defence in depth),
             # and dropped when no redactor is available.
             examples=[_mask(str(e), redact) for e in t.examples] if redact else [],
-            sentiment=float(t.sentiment), first_class=bool(getattr(t, "first_class", False))))
+            sentiment=None if t.sentiment is None else float(t.sentiment),
+            first_class=bool(getattr(t, "first_class", False))))
     return Themes(True, found)
 
 
@@ -576,7 +624,9 @@ def to_json(d: Dashboard) -> dict[str, Any]:
         "filter": {"since": d.filter.since.isoformat(), "until": d.filter.until.isoformat(),
                    "channel": d.filter.channel, "product": d.filter.product},
         "tiles": _tiles_json(d.tiles),
-        "trends": {name: [{"day": p.day.isoformat(), "value": p.value, "n": p.n} for p in points]
+        "trend_bin": trend_bins(d.filter)[0],
+        "trends": {name: [{"day": p.day.isoformat(), "value": p.value, "n": p.n, "partial": p.partial,
+                           "suppressed": p.suppressed} for p in points]
                    for name, points in d.trends.items()},
         "by_channel": {k: _tiles_json(v) for k, v in d.by_channel.items()},
         "by_product": {k: _tiles_json(v) for k, v in d.by_product.items()},

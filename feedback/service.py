@@ -5,7 +5,6 @@ Every write updates the engagement profile immediately and is audited.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
@@ -16,6 +15,7 @@ from sqlalchemy.orm import Session
 from api.audit import service as audit
 from api.conversations.models import Conversation
 from api.errors import InvalidInput, NotFound
+from feedback import preference_parse
 from feedback.models import (
     AnswerRating,
     FeedbackComment,
@@ -208,61 +208,10 @@ def add_comment(
 # ---------------------------------------------------------------- preferences
 
 
-_LANGUAGES = {"english": "en", "french": "fr", "francais": "fr", "français": "fr", "german": "de",
-              "deutsch": "de", "spanish": "es", "espanol": "es", "español": "es", "italian": "it",
-              "portuguese": "pt", "dutch": "nl"}
-_CHANNELS = (("whatsapp", "whatsapp"), ("e-mail", "email"), ("email", "email"), ("mail", "email"),
-             ("sms", "sms"), ("text message", "sms"), ("phone", "phone"), ("call", "phone"),
-             ("web chat", "webchat"), ("webchat", "webchat"))
-_FREQUENCIES = (
-    (r"\b(once|one time) (a|per|every) month\b|\bmonthly\b|\bonce a month\b", "monthly"),
-    (r"\b(once|one time) (a|per|every) (week|wk)\b|\bweekly\b", "weekly"),
-    (r"\b(once|one time) (a|per|every) (quarter|3 months|three months)\b|\bquarterly\b", "quarterly"),
-    (r"\b(every|each) (day|morning)\b|\bdaily\b", "daily"),
-    (r"\b(too much|too many|too often|less often|fewer messages|less frequently)\b", "less_often"),
-)
-_TIMES = (
-    (r"\b(after|before|around|at) (\d{1,2}(:\d{2})?\s*(am|pm)?)", None),
-    (r"\bmornings?\b", "morning"), (r"\b(afternoons?|lunch ?time)\b", "afternoon"),
-    (r"\bevenings?\b", "evening"), (r"\bweekends?\b", "weekend"),
-)
-_TOPIC_WORDS = {"cardiovex": "cardiovex", "velostatin": "cardiovex", "respizan": "respizan",
-                "zelvamab": "respizan", "glucorel": "glucorel", "ferlaglutide": "glucorel",
-                "cardiology": "cardiology", "diabetes": "diabetes", "respiratory": "respiratory",
-                "asthma": "respiratory", "events": "events", "congress": "events",
-                "clinical data": "clinical_data", "studies": "clinical_data", "guidelines": "guidelines"}
-
-
 def parse_preferences(text: str) -> dict[str, str]:
-    """The preferences a message states, as {name: value}; deterministic, no model."""
-    low = " ".join(text.lower().split())
-    found: dict[str, str] = {}
-    for pattern, value in _FREQUENCIES:
-        if re.search(pattern, low):
-            found[PreferenceName.frequency] = value
-            break
-    for word, code in _LANGUAGES.items():
-        if re.search(rf"\b{re.escape(word)}\b", low):
-            found[PreferenceName.language] = code
-            break
-    time_context = re.search(r"\b(best time|contact me|reach me|message me|call me|available|prefer)\b", low)
-    for pattern, time_value in _TIMES:
-        m = re.search(pattern, low)
-        if m and (time_context or time_value in ("morning", "afternoon", "evening", "weekend")):
-            found[PreferenceName.best_time] = time_value or f"{m.group(1)} {m.group(2).strip()}"
-            break
-    if re.search(r"\b(via|by|through|over|on|use|prefer|rather|switch to|instead)\b", low):
-        for word, channel in _CHANNELS:
-            if re.search(rf"\b{re.escape(word)}\b", low):
-                found[PreferenceName.channel] = channel
-                break
-    if re.search(r"\b(only|interested in|topics?|about|news on|updates on)\b", low):
-        topics = sorted({t for w, t in _TOPIC_WORDS.items() if re.search(rf"\b{re.escape(w)}\b", low)})
-        if topics:
-            found[PreferenceName.topics] = ",".join(topics)
-    if re.search(r"\b(no|stop|don't send|do not send)\b.{0,20}\b(marketing|promotional|newsletters?)\b", low):
-        found[PreferenceName.opt_out] = "marketing"
-    return found
+    """The preferences a message states, as {name: value}; deterministic, no model
+    (``feedback.preference_parse``: negations and "X instead of Y" are understood)."""
+    return dict(preference_parse.parse(text).values)
 
 
 AUDITED_VALUES = frozenset({PreferenceName.frequency, PreferenceName.language, PreferenceName.channel,
@@ -280,6 +229,18 @@ def set_preference(
         raise InvalidInput(f"unknown preference {name!r}") from exc
     if not value.strip():
         raise InvalidInput("an empty preference value")
+    return _write(session, conversation, pref_name, value, message_id=message_id, now=now,
+                  actor_type=actor_type, actor_id=actor_id, source=source)
+
+
+UNSET = ""   # ``preference_change.new_value`` of a preference cleared (an undo back to "never set")
+
+
+def _write(
+    session: Session, conversation: Conversation, pref_name: PreferenceName, value: str | None, *,
+    message_id: int | None, now: datetime, actor_type: str, actor_id: str | None, source: str,
+) -> PreferenceChange | None:
+    """Set (or, for None, clear) one preference and append its history row; None when unchanged."""
     subject = subject_for(conversation)
     current = session.execute(
         select(Preference).where(Preference.subject == subject, Preference.name == pref_name)
@@ -288,7 +249,10 @@ def set_preference(
     if old == value:
         return None
     who = actor_id or conversation.hcp_id or subject
-    if current is None:
+    if value is None:
+        if current is not None:
+            session.delete(current)
+    elif current is None:
         session.add(Preference(subject=subject, hcp_id=conversation.hcp_id, name=pref_name, value=value,
                                updated_at=now, updated_by=who[:64]))
     else:
@@ -296,8 +260,9 @@ def set_preference(
         current.updated_at = now
         current.updated_by = who[:64]
     change = PreferenceChange(subject=subject, hcp_id=conversation.hcp_id, conversation_id=conversation.id,
-                              name=pref_name, old_value=old, new_value=value, actor_type=actor_type,
-                              actor_id=actor_id, source=source, message_id=message_id, at=now)
+                              name=pref_name, old_value=old, new_value=value if value is not None else UNSET,
+                              actor_type=actor_type, actor_id=actor_id, source=source, message_id=message_id,
+                              at=now)
     session.add(change)
     session.flush()
     # No personal data in the audit chain (it survives erasure): the subject by id, never by phone
@@ -309,6 +274,36 @@ def set_preference(
                  data={"name": pref_name, "old": old if shown else None, "new": value if shown else None,
                        "message_id": message_id, "conversation_id": conversation.id, "source": source}, at=now)
     return change
+
+
+def undo_last_change(
+    session: Session, conversation: Conversation, *, message_id: int | None, now: datetime,
+) -> list[PreferenceChange]:
+    """Put back what the HCP's latest preference message in this conversation changed.
+
+    The history stays append-only: the undo is new rows (source ``undo``). Only the latest group (one
+    message's changes, made through the bot in this conversation) is undone, once; an opt-out is never
+    undone here (consenting again is its own, explicit step).
+    """
+    recent = list(session.execute(
+        select(PreferenceChange).where(PreferenceChange.subject == subject_for(conversation))
+        .order_by(PreferenceChange.id.desc()).limit(20)
+    ).scalars())
+    if not recent or recent[0].source != "bot" or recent[0].conversation_id != conversation.id:
+        return []
+    top = recent[0]
+    group = [h for h in recent
+             if h.source == "bot" and h.message_id == top.message_id and h.at == top.at
+             and h.conversation_id == conversation.id]
+    written: list[PreferenceChange] = []
+    for h in group:
+        if h.name == PreferenceName.opt_out:
+            continue
+        change = _write(session, conversation, PreferenceName(h.name), h.old_value, message_id=message_id, now=now,
+                        actor_type="hcp", actor_id=None, source="undo")
+        if change is not None:
+            written.append(change)
+    return written
 
 
 def profile(session: Session, conversation: Conversation) -> dict[str, str]:
@@ -333,8 +328,27 @@ PREFERENCE_WORDS = {
 }
 
 
-def describe(name: str, value: str) -> str:
-    """Human wording for an acknowledgement: 'frequency: at most once a month'."""
+BEST_TIME_WORDS = {"weekdays": "weekdays only (not at weekends)", "not_morning": "not in the morning",
+                   "not_afternoon": "not in the afternoon", "not_evening": "not in the evening",
+                   "weekend": "at the weekend"}
+
+
+def describe(name: str, value: str, instead_of: str | None = None) -> str:
+    """Human wording for an acknowledgement: 'frequency: at most once a month', 'channel: email
+    instead of WhatsApp', 'topics: Respizan'."""
     label = {"best_time": "best time", "opt_out": "no more", "topics": "topics"}.get(name, name)
-    shown = PREFERENCE_WORDS.get(name, {}).get(value, value.replace(",", ", "))
+    if value == UNSET:
+        return f"{label}: not set"
+    words = dict(PREFERENCE_WORDS.get(name, {}))
+    if name == "best_time":
+        words.update(BEST_TIME_WORDS)
+    if name == "topics":
+        from api.requests.slots import catalogue
+
+        names = {p.key: p.display_name for p in catalogue().products}
+        shown = ", ".join(names.get(t, t.replace("_", " ")) for t in value.split(","))
+    else:
+        shown = words.get(value, value.replace(",", ", "))
+    if instead_of:
+        shown += f" instead of {words.get(instead_of, instead_of)}"
     return f"{label}: {shown}"

@@ -46,6 +46,7 @@ from feedback.models import AnswerRating, FeedbackComment, FeedbackTheme, Feedba
 from feedback.redact import product_words, redact
 from feedback.sentiment import DATA_DIR, SentimentClassifier
 from knowledge.embedding import Embedder, Vectors
+from knowledge.gaps import typical_label
 
 FIRST_CLASS_PROBABILITY = 0.5
 FIRST_CLASS_C = 4.0
@@ -151,6 +152,7 @@ RATING_THEMES = {
     "other": ("answer_not_helpful_other", "Answer not helpful (other reason)"),
     None: ("answer_not_helpful", "Answer not helpful (no reason given)"),
 }
+RATING_THEME_KEYS = frozenset(key for key, _ in RATING_THEMES.values())
 OTHER_KEY = "other"
 
 
@@ -185,7 +187,7 @@ class ThemeView:
     count: int
     trend: list[tuple[date, int]]
     examples: list[str]
-    sentiment: float
+    sentiment: float | None     # None for not-helpful votes: they carry no words to score
     first_class: bool = False
 
 
@@ -427,7 +429,10 @@ def compute_themes(items: Sequence[FeedbackItem], embedder: Embedder, *, method:
         elif key == OTHER_KEY:
             label, first = "Other", False
         else:
-            label, first = _label_from_terms(theme_terms), False
+            # the most typical comment (closest to the theme's centre, redacted) names the theme;
+            # the characteristic terms stay beside it
+            label = typical_label(examples[0][1]) if examples else _label_from_terms(theme_terms)
+            first = False
             key = "terms:" + "-".join(t.replace(" ", "_") for t in theme_terms[:3])
         themes.append(ComputedTheme(
             key=key[:120], label=label[:200], first_class=first, terms=theme_terms, count=len(idxs),
@@ -530,7 +535,8 @@ def latest_themes(session: Session, *, since: datetime, until: datetime) -> list
                     if first_day <= datetime.fromisoformat(at).date() <= last_day][:SHOWN_EXAMPLES]
         views.append(ThemeView(key=theme.key, label=theme.label, terms=list(theme.terms), count=count,
                                trend=[(d, n) for d, n, _ in days], examples=examples,
-                               sentiment=round(sum(s for _, _, s in days) / count, 4),
+                               sentiment=None if theme.key in RATING_THEME_KEYS
+                               else round(sum(s for _, _, s in days) / count, 4),
                                first_class=theme.first_class))
     views.sort(key=lambda v: (not v.first_class, v.key == OTHER_KEY, -v.count, v.key))
     return views

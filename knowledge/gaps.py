@@ -17,18 +17,30 @@ from sqlalchemy.orm import Session
 
 from knowledge.models import Answer, Decision
 
+LABEL_CHARS = 90
+
+
+def typical_label(text: str, limit: int = LABEL_CHARS) -> str:
+    """A cluster's label: its most typical question, whole words, at most ``limit`` characters."""
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    cut = text[:limit - 1].rsplit(" ", 1)[0]
+    return cut + "…"
+
 
 @dataclass(frozen=True)
 class GapCluster:
-    label: str
+    label: str                      # the question closest to the cluster's centre (most typical)
     count: int
     escalated: int
     not_helpful: int
-    examples: list[str]
+    examples: list[str]             # most typical first
+    terms: tuple[str, ...] = ()     # characteristic terms, for search and detail
 
     def as_dict(self) -> dict[str, Any]:
         return {"label": self.label, "count": self.count, "escalated": self.escalated,
-                "not_helpful": self.not_helpful, "examples": self.examples}
+                "not_helpful": self.not_helpful, "examples": self.examples, "terms": list(self.terms)}
 
 
 def _not_helpful_answer_ids(session: Session, since: datetime) -> set[str]:
@@ -93,11 +105,14 @@ def cluster_questions(picked: list[tuple[str, bool, bool]], *, max_examples: int
         members = [i for i, lab in enumerate(labels) if lab == label]
         centroid = matrix[members].mean(axis=0).A1
         top_terms = [str(terms[j]) for j in centroid.argsort()[::-1][:3] if centroid[j] > 0]
-        examples = list(dict.fromkeys(texts[i] for i in members))[:max_examples]
+        # rows are L2-normalised: the dot product with the centroid ranks members by typicality
+        closeness = matrix[members] @ centroid
+        typical = [members[k] for k in sorted(range(len(members)), key=lambda k: (-float(closeness[k]), k))]
+        examples = list(dict.fromkeys(texts[i] for i in typical))[:max_examples]
         clusters.append(GapCluster(
-            label=", ".join(top_terms) or "(misc)", count=len(members),
+            label=typical_label(examples[0]) if examples else "(misc)", count=len(members),
             escalated=sum(picked[i][1] for i in members), not_helpful=sum(picked[i][2] for i in members),
-            examples=examples,
+            examples=examples, terms=tuple(top_terms),
         ))
     clusters.sort(key=lambda c: (-c.count, c.label))
     return clusters

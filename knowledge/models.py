@@ -90,3 +90,30 @@ class Answer(Base):
     score: Mapped[float] = mapped_column(Float)
     candidates: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
     gated_count: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class StaffSnippet(Base):
+    """A canned staff reply (one version of one ``code``), managed by content admins like content:
+    drafted, approved by someone other than its author, valid for a date window, withdrawn.
+
+    Staff wording, not MLR-approved content: once inserted in the reply box it goes out through
+    the normal staff reply path (``knowledge.snippets``)."""
+
+    __tablename__ = "staff_snippet"
+    __table_args__ = (UniqueConstraint("code", "version"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    code: Mapped[str] = mapped_column(String(64), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    title: Mapped[str] = mapped_column(String(200))
+    body: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), index=True)  # draft | approved | withdrawn | superseded
+    market: Mapped[str | None] = mapped_column(String(2), nullable=True)  # None: every market
+    valid_from: Mapped[date] = mapped_column(Date)
+    valid_to: Mapped[date] = mapped_column(Date)  # exclusive, like content's expires_at
+    created_by: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    approved_by: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    approved_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    withdrawn_by: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    withdrawn_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)

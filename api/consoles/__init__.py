@@ -9,6 +9,8 @@ from fastapi import APIRouter
 CONSOLE_MODULES: tuple[str, ...] = (
     "api.staff.router",
     "api.consoles.inbox",
+    "api.consoles.assist",
+    "api.consoles.snippets",
     "api.relay.router",
     "api.consoles.content",
     "api.consoles.admin",

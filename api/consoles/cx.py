@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from time import monotonic
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
@@ -26,6 +26,7 @@ from api.staff.auth import Staff
 from api.staff.service import StaffIdentity
 from api.state import app_state
 from feedback import kpis
+from feedback.conversation_export import DRILLS
 from feedback.redact import redact
 
 router = APIRouter()
@@ -132,7 +133,13 @@ def cx_page(request: Request, ident: CxAnalyst, days: str | None = None, since: 
                   dist_charts=distribution_charts(board.tiles),
                   channel_rows=breakdown_rows(board.by_channel), product_rows=breakdown_rows(board.by_product),
                   topics=board.unanswered, themes=board.themes, redaction=redactor() is not None,
-                  first_class=FIRST_CLASS_THEMES, channels=kpis.CHANNELS, weekly=weekly)
+                  first_class=FIRST_CLASS_THEMES, channels=kpis.CHANNELS, weekly=weekly, drills=TILE_DRILLS,
+                  drill_titles={k: v[0] for k, v in DRILLS.items()})
+
+
+# Which conversations stand behind a tile (feedback.conversation_export.DRILLS)
+TILE_DRILLS = {"csat": "dissatisfied", "nps": "detractor", "helpfulness": "not_helpful", "containment": "contained",
+               "handoff_rate": "handoff", "time_to_human": "unclaimed", "escalation": "medical"}
 
 
 def weekly(trend: list[tuple[date, int]]) -> list[tuple[date, int]]:
@@ -199,18 +206,19 @@ def tile_views(t: kpis.Tiles) -> list[TileView]:
 
 def trend_charts(board: kpis.Dashboard) -> list[charts.LineChart]:
     tr = board.trends
+    per = kpis.trend_bins(board.filter)[0]
+    every = "per week" if per == "week" else "per day"
 
-    def series(name: str) -> list[tuple[date, float | None]]:
-        return [(p.day, p.value) for p in tr[name]]
+    def line(chart_id: str, title: str, name: str, **kw: Any) -> charts.LineChart:
+        return charts.line_chart(chart_id, title, tr[name], per=per, **kw)
 
     return [
-        charts.line_chart("trend-conversations", "Conversations per day", series("conversations")),
-        charts.line_chart("trend-containment", "Containment", series("containment"), fmt=charts.pct, y_max=1.0),
-        charts.line_chart("trend-escalation", "Escalation rate", series("escalation"), fmt=charts.pct, y_max=1.0),
-        charts.line_chart("trend-helpfulness", "Answer helpfulness", series("helpfulness"), fmt=charts.pct,
-                          y_max=1.0),
-        charts.line_chart("trend-csat", "CSAT (mean)", series("csat"), fmt=charts.one_dp, y_min=1.0, y_max=5.0),
-        charts.line_chart("trend-nps", "NPS", series("nps"), y_min=-100.0, y_max=100.0),
+        line("trend-conversations", f"Conversations {every}", "conversations", count=True),
+        line("trend-containment", f"Containment {every}", "containment", fmt=charts.pct, y_max=1.0),
+        line("trend-escalation", f"Escalation rate {every}", "escalation", fmt=charts.pct, y_max=1.0),
+        line("trend-helpfulness", f"Answer helpfulness {every}", "helpfulness", fmt=charts.pct, y_max=1.0),
+        line("trend-csat", f"CSAT (mean) {every}", "csat", fmt=charts.one_dp, y_min=1.0, y_max=5.0),
+        line("trend-nps", f"NPS {every}", "nps", y_min=-100.0, y_max=100.0),
     ]
 
 

@@ -11,6 +11,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 
+from feedback.kpis import MIN_TREND_N, DayPoint
+
 Fmt = Callable[[float], str]
 
 
@@ -30,7 +32,8 @@ def one_dp(v: float) -> str:
 class Point:
     x: float
     y: float
-    label: str          # "12 Nov: 64%"
+    label: str          # "12 Nov: 64% (n 14)"
+    partial: bool = False   # drawn hollow and not joined to the line
 
 
 @dataclass(frozen=True)
@@ -86,10 +89,15 @@ class BarChart:
     empty: bool = False
 
 
-def line_chart(chart_id: str, title: str, series: Sequence[tuple[date, float | None]], *, fmt: Fmt = num,
-               y_max: float | None = None, y_min: float = 0.0, width: int = 360, height: int = 150) -> LineChart:
+def line_chart(chart_id: str, title: str, series: Sequence[DayPoint], *, fmt: Fmt = num,
+               y_max: float | None = None, y_min: float = 0.0, width: int = 360, height: int = 150,
+               per: str = "day", count: bool = False) -> LineChart:
+    """A trend line. ``per`` is the bin ("day" or "week", keyed by its Monday); a point resting on
+    fewer than ``MIN_TREND_N`` responses (``suppressed``) is not drawn, a ``partial`` one (today, or a
+    week the window cuts) is drawn hollow and apart; the data table gives every value with its n."""
     left, top, right, bottom = 44.0, 10.0, width - 22.0, height - 24.0
-    values = [v for _, v in series if v is not None]
+    shown = [p for p in series if p.value is not None and not p.suppressed]
+    values = [float(p.value) for p in shown if p.value is not None]
     hi = y_max if y_max is not None else (max(values) if values else 1.0)
     if hi <= y_min:
         hi = y_min + 1.0
@@ -101,28 +109,52 @@ def line_chart(chart_id: str, title: str, series: Sequence[tuple[date, float | N
     def y_of(v: float) -> float:
         return bottom - (bottom - top) * (min(max(v, y_min), hi) - y_min) / (hi - y_min)
 
+    def when(d: date) -> str:
+        return f"week of {d:%d %b}" if per == "week" else f"{d:%d %b}"
+
+    def size(p: DayPoint) -> str:
+        return "" if count else f" (n {p.n})"
+
     segments: list[list[Point]] = []
     current: list[Point] = []
-    for i, (day, v) in enumerate(series):
-        if v is None:
+    for i, p in enumerate(series):
+        if p.value is None or p.suppressed or p.partial:
             if current:
                 segments.append(current)
             current = []
+            if p.value is not None and not p.suppressed:
+                segments.append([Point(x_of(i), y_of(p.value), f"{when(p.day)}: {fmt(p.value)}{size(p)}, partial",
+                                       partial=True)])
             continue
-        current.append(Point(x_of(i), y_of(v), f"{day:%d %b}: {fmt(v)}"))
+        current.append(Point(x_of(i), y_of(p.value), f"{when(p.day)}: {fmt(p.value)}{size(p)}"))
     if current:
         segments.append(current)
     y_ticks = [Tick(y_of(v), fmt(v)) for v in (y_min, (y_min + hi) / 2, hi)]
     x_idx = sorted({0, (n - 1) // 2, n - 1}) if n else []
-    x_ticks = [Tick(x_of(i), f"{series[i][0]:%d %b}") for i in x_idx]
+    x_ticks = [Tick(x_of(i), f"{series[i].day:%d %b}") for i in x_idx]
+    unit = "weekly (weeks from Monday)" if per == "week" else "daily"
+    hidden = sum(1 for p in series if p.suppressed)
     if values:
-        first, last = series[0][0], series[-1][0]
-        latest = next(v for _, v in reversed(series) if v is not None)
-        desc = (f"{title}, daily from {first:%d %b %Y} to {last:%d %b %Y}: lowest {fmt(min(values))}, "
-                f"highest {fmt(max(values))}, latest {fmt(latest)}; {len(values)} of {n} days have data.")
+        first, last = series[0].day, series[-1].day
+        latest = next(float(p.value) for p in reversed(shown) if p.value is not None)
+        desc = (f"{title}, {unit} from {first:%d %b %Y} to {last:%d %b %Y}: lowest {fmt(min(values))}, "
+                f"highest {fmt(max(values))}, latest {fmt(latest)}; {len(values)} of {n} points drawn.")
     else:
-        desc = f"{title}: no data in this period."
-    rows = [(f"{d:%d %b %Y}", fmt(v) if v is not None else "–") for d, v in series]
+        desc = f"{title}: no data to draw in this period."
+    if hidden:
+        desc += f" {hidden} not drawn: fewer than {MIN_TREND_N} responses."
+    if any(p.partial for p in series):
+        desc += " Hollow points are partial (the day or week is not over, or the period cuts it)."
+
+    def cell(p: DayPoint) -> str:
+        if p.value is None:
+            return "–"
+        text = f"{fmt(p.value)}{size(p)}"
+        if p.suppressed:
+            text = f"– (n {p.n}: too few to show)"
+        return text + (" · partial" if p.partial else "")
+
+    rows = [(f"week of {p.day:%d %b %Y}" if per == "week" else f"{p.day:%d %b %Y}", cell(p)) for p in series]
     return LineChart(chart_id, title, desc, width, height, segments, y_ticks, x_ticks, rows,
                      (left, top, right, bottom), empty=not values)
 

@@ -31,6 +31,7 @@ from feedback.kpis import CHANNELS
 router = APIRouter()
 TranscriptReader = Annotated[StaffIdentity, Staff(StaffRole.rep, StaffRole.msl, StaffRole.medical_reviewer)]
 CxAnalyst = Annotated[StaffIdentity, Staff(StaffRole.cx_analyst)]
+TRANSCRIPT_ROLES = {StaffRole.rep.value, StaffRole.msl.value, StaffRole.medical_reviewer.value}
 
 
 @router.get("/console/conversations/{conversation_id}/transcript", response_class=HTMLResponse)
@@ -45,7 +46,8 @@ def transcript_page(request: Request, conversation_id: str, ident: TranscriptRea
 
 @router.get("/api/cx/conversations.csv")
 def conversations_csv(request: Request, ident: CxAnalyst, days: str | None = None, since: str | None = None,
-                      until: str | None = None, channel: str | None = None, free_text: str = "") -> Response:
+                      until: str | None = None, channel: str | None = None, free_text: str = "",
+                      drill: str = "all", product: str | None = None, theme: str | None = None) -> Response:
     state = app_state(request)
     now = state.clock.now()
     period = parse_period(now, days, since, until)
@@ -56,13 +58,48 @@ def conversations_csv(request: Request, ident: CxAnalyst, days: str | None = Non
     redact = redactor()
     mode = cx_export.free_text_mode(ident.roles, free_text == "1", redact)
     with unit_of_work(state.session_factory) as session:
-        found = cx_export.rows(session, since=period.since, until=period.until, channel=channel or None,
-                               with_comments=mode is not None)
+        found = cx_export.drill(cx_export.rows(session, since=period.since, until=period.until,
+                                               channel=channel or None, with_comments=mode is not None),
+                                drill, product=product or None, theme=theme or None)
         body = cx_export.to_csv(found, redact=redact if mode == "redacted" else None)
         audit.record(session, action="cx.conversations_exported", subject_type="cx_dashboard", subject_id=None,
                      actor_type="staff", actor_id=ident.id,
                      data={"since": period.first.isoformat(), "until": period.last.isoformat(),
-                           "channel": channel or None, "rows": len(found), "free_text": mode}, at=now)
+                           "channel": channel or None, "rows": len(found), "free_text": mode, "drill": drill,
+                           "product": product or None, "theme": theme or None}, at=now)
     name = f"conversations-{period.first.isoformat()}-{period.last.isoformat()}.csv"
     return Response(body, media_type="text/csv; charset=utf-8",
                     headers={"content-disposition": f'attachment; filename="{name}"', "cache-control": "no-store"})
+
+
+DRILL_PAGE_ROWS = 500
+
+
+@router.get("/console/cx/conversations", response_class=HTMLResponse)
+def drill_page(request: Request, ident: CxAnalyst, days: str | None = None, since: str | None = None,
+               until: str | None = None, channel: str | None = None, drill: str = "all",
+               product: str | None = None, theme: str | None = None) -> Response:
+    """The conversations behind a dashboard tile or feedback category: metadata only (no message text);
+    a transcript link only for a reader whose role may open it in the Inbox."""
+    state = app_state(request)
+    now = state.clock.now()
+    period = parse_period(now, days, since, until)
+    if channel and channel not in CHANNELS:
+        raise InvalidInput(f"channel must be one of {', '.join(CHANNELS)}")
+    with unit_of_work(state.session_factory) as session:
+        found = cx_export.drill(cx_export.rows(session, since=period.since, until=period.until,
+                                               channel=channel or None),
+                                drill, product=product or None, theme=theme or None)
+        audit.record(session, action="cx.drill_down_viewed", subject_type="cx_dashboard", subject_id=None,
+                     actor_type="staff", actor_id=ident.id,
+                     data={"since": period.first.isoformat(), "until": period.last.isoformat(), "drill": drill,
+                           "channel": channel or None, "product": product or None, "theme": theme or None,
+                           "rows": len(found)}, at=now)
+        reads_transcripts = bool(set(ident.roles) & TRANSCRIPT_ROLES)
+        shown = list(reversed(found))[:DRILL_PAGE_ROWS]   # newest first
+        response = render(request, "cx_drill.html", ident, rows=shown, total=len(found), period=period,
+                          title=cx_export.DRILLS[drill][0], drill=drill, channel=channel, product=product,
+                          theme=theme, outcome=cx_export.outcome, reads_transcripts=reads_transcripts,
+                          csv_query=request.url.query)
+    response.headers["cache-control"] = "no-store"
+    return response

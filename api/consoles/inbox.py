@@ -16,10 +16,11 @@ from sqlalchemy.orm import Session
 from api.audit import service as audit
 from api.consoles.render import render
 from api.conversations.models import Conversation, Message
+from api.conversations.outbound import MAX_STAFF_TEXT
 from api.cursors import MessageCursor
 from api.db import unit_of_work
 from api.errors import ContentGated
-from api.handoffs import assign
+from api.handoffs import assign, screening
 from api.handoffs import service as handoffs
 from api.handoffs.content_search import search_content
 from api.handoffs.hours import staff_hours
@@ -33,12 +34,14 @@ from api.handoffs.schemas import (
     ContentChoicesRead,
     ContentSendCreate,
     ConversationStateRead,
+    FindingRead,
     HandoffDetailRead,
     HandoffRead,
     MessagesRead,
     PresenceCreate,
     QueueRead,
     ReplyCreate,
+    ScreenedSentRead,
     SentRead,
     StaffMessageRead,
     TransferCreate,
@@ -141,7 +144,7 @@ def handoff_page(request: Request, handoff_id: str, ident: Inbox) -> Response:
     return render(request, "inbox_detail.html", ident, d=detail, h=detail.handoff, card=detail.card,
                   messages=messages, last_id=messages[-1].id if messages else 0, relay=relay,
                   outcomes=handoffs.OUTCOMES, teams=[str(t) for t in HandoffTarget],
-                  withheld_text=firewall.WITHHELD_NOTE)
+                  withheld_text=firewall.WITHHELD_NOTE, max_reply_chars=MAX_STAFF_TEXT)
 
 
 @router.post("/console/inbox/{handoff_id}/claim")
@@ -274,14 +277,28 @@ def _sent(session: Session, message_id: int) -> SentRead:
 
 
 @router.post("/api/staff/inbox/{handoff_id}/reply")
-def reply_json(request: Request, handoff_id: str, body: ReplyCreate, ident: Inbox) -> SentRead:
+def reply_json(request: Request, handoff_id: str, body: ReplyCreate, ident: Inbox) -> ScreenedSentRead:
+    """Screened first (api.handoffs.screening): a refusal is 422 ``reply_blocked`` with the findings
+    and fitting approved content, committed with its audit record and any AE case it opened."""
     state = app_state(request)
+    screener = screening.screener_for(state.settings)
     with unit_of_work(state.session_factory) as session:
-        msg = handoffs.send_reply(session, handoff_id, ident, state.clock.now(), text=body.text)
-        conv_id, message_id = msg.conversation_id, msg.id
+        outcome = screening.reply(session, handoff_id, ident, state.clock.now(), text=body.text,
+                                  screener=screener, override_reason=body.override_reason)
+        if outcome.refused is not None:
+            refused = outcome.refused
+        else:
+            assert outcome.message is not None
+            refused = None
+            conv_id, message_id = outcome.message.conversation_id, outcome.message.id
+            text = outcome.message.body
+    if refused is not None:
+        raise refused
     deliver_after_commit(state, conv_id)
     with state.session_factory() as session:
-        return _sent(session, message_id)
+        sent = _sent(session, message_id)
+    return ScreenedSentRead(message=sent.message, findings=[FindingRead(**f) for f in outcome.findings(text)],
+                            adverse_event_reference=outcome.adverse_event_reference, overridden=outcome.overridden)
 
 
 @router.get("/api/staff/inbox/{handoff_id}/content")

@@ -19,9 +19,12 @@ from sqlalchemy.orm import Session
 from api.consoles.changes import audited_change
 from api.consoles.jsonbody import JsonBody, parse
 from api.consoles.render import Offset, PageNo, fetch_page, page_of, render
+from api.conversations.models import Conversation
 from api.conversations.outbound import MAX_STAFF_TEXT
 from api.db import unit_of_work
 from api.errors import ConciergeError, InvalidInput, NotFound
+from api.handoffs import screening
+from api.handoffs.errors import ReplyBlocked
 from api.pipeline.delivery import deliver_after_commit
 from api.safety import review
 from api.safety.models import InquiryStatus, MedicalInquiry
@@ -41,6 +44,8 @@ class AnswerIn(BaseModel):
     text: str | None = None
     content_id: str | None = None
     version: int | None = Field(default=None, ge=1)
+    # Send past an overridable finding of the staff reply screen (recorded).
+    override_reason: str | None = Field(default=None, max_length=2000)
 
 
 class CloseIn(BaseModel):
@@ -53,8 +58,27 @@ def _act(state: AppState, ident: StaffIdentity, inquiry_id: str, action: str, fn
     return audited_change(state, ident, subject_type="medical_inquiry", subject_id=inquiry_id, action=action, fn=fn)
 
 
+def _screen_answer(state: AppState, ident: StaffIdentity, inquiry_id: str, text: str,
+                   override_reason: str | None) -> None:
+    """A reviewer's own words pass the staff reply screen first (api.handoffs.screening): its
+    decision, audit and any AE case commit on their own, then a refusal is raised."""
+    screener = screening.screener_for(state.settings)
+    with unit_of_work(state.session_factory) as session:
+        inquiry = review.get_inquiry(session, inquiry_id)
+        conv = session.get(Conversation, inquiry.conversation_id)
+        assert conv is not None
+        outcome = screening.screen_answer(session, conv, ident, state.clock.now(), text=text, screener=screener,
+                                          override_reason=override_reason, subject_type="medical_inquiry",
+                                          subject_id=inquiry.id, reference=inquiry.reference)
+    if outcome.refused is not None:
+        raise outcome.refused
+
+
 def _answer(state: AppState, ident: StaffIdentity, inquiry_id: str, *, text: str | None,
-            content_id: str | None, version: int | None) -> review.AnswerOutcome:
+            content_id: str | None, version: int | None, override_reason: str | None = None) -> review.AnswerOutcome:
+    if text and 0 < len(text.strip()) <= MAX_STAFF_TEXT and content_id is None:
+        _screen_answer(state, ident, inquiry_id, text, override_reason)
+
     def run(session: Session) -> review.AnswerOutcome:
         return review.answer_inquiry(session, inquiry_id, reviewer_id=ident.id, text=text, content_id=content_id,
                                      version=version, now=state.clock.now(),
@@ -106,7 +130,8 @@ def medical_home(request: Request, ident: Reviewer, status: str = "", product: s
 
 
 def _inquiry_page(request: Request, ident: StaffIdentity, inquiry_id: str, *, status_code: int = 200,
-                  flash: str | None = None, flash_kind: str = "ok", draft: str = "", reason: str = "") -> Response:
+                  flash: str | None = None, flash_kind: str = "ok", draft: str = "", reason: str = "",
+                  override_reason: str = "") -> Response:
     state = app_state(request)
     with unit_of_work(state.session_factory) as session:
         now = state.clock.now()
@@ -115,7 +140,7 @@ def _inquiry_page(request: Request, ident: StaffIdentity, inquiry_id: str, *, st
                                           now=now) if view.inquiry.status == InquiryStatus.open else [])
         return render(request, "medical_inquiry.html", ident, status_code=status_code, view=view,
                       inquiry=view.inquiry, options=options, flash=flash, flash_kind=flash_kind, draft=draft,
-                      reason=reason, max_text=MAX_STAFF_TEXT)
+                      reason=reason, override_reason=override_reason, max_text=MAX_STAFF_TEXT)
 
 
 @router.get("/console/medical/{inquiry_id}", response_class=HTMLResponse)
@@ -132,19 +157,24 @@ def _content_choice(value: str) -> tuple[str, int]:
 
 @router.post("/console/medical/{inquiry_id}/answer")
 def answer_form(request: Request, inquiry_id: str, ident: Reviewer, text: Annotated[str, Form()] = "",
-                content: Annotated[str, Form()] = "") -> Response:
+                content: Annotated[str, Form()] = "", override_reason: Annotated[str, Form()] = "") -> Response:
     state = app_state(request)
     try:
         if content.strip():
             content_id, version = _content_choice(content)
             _answer(state, ident, inquiry_id, text=text or None, content_id=content_id, version=version)
         else:
-            _answer(state, ident, inquiry_id, text=text, content_id=None, version=None)
+            _answer(state, ident, inquiry_id, text=text, content_id=None, version=None,
+                    override_reason=override_reason or None)
     except ConciergeError as exc:
         if isinstance(exc, NotFound):
             raise
-        return _inquiry_page(request, ident, inquiry_id, status_code=exc.status_code, flash=exc.message,
-                             flash_kind="error", draft=text[:MAX_STAFF_TEXT * 2])
+        flash = exc.message
+        if isinstance(exc, ReplyBlocked) and isinstance(exc.detail, dict):
+            flash += " " + " ".join(f"{f['label']}: {f['detail']}." for f in exc.detail["findings"])
+        return _inquiry_page(request, ident, inquiry_id, status_code=exc.status_code, flash=flash,
+                             flash_kind="error", draft=text[:MAX_STAFF_TEXT * 2],
+                             override_reason=override_reason[:500])
     return RedirectResponse(f"/console/medical/{inquiry_id}?done=answered", status_code=303)
 
 
@@ -208,7 +238,7 @@ def detail_api(request: Request, inquiry_id: str, ident: Reviewer) -> dict[str, 
 def answer_api(request: Request, inquiry_id: str, ident: Reviewer, body: JsonBody) -> dict[str, Any]:
     data = parse(AnswerIn, body)
     outcome = _answer(app_state(request), ident, inquiry_id, text=data.text, content_id=data.content_id,
-                      version=data.version)
+                      version=data.version, override_reason=data.override_reason)
     inquiry = outcome.inquiry
     return {"id": inquiry.id, "reference": inquiry.reference, "status": inquiry.status,
             "reviewer_id": inquiry.reviewer_id, "answered_at": inquiry.answered_at, "response": inquiry.response,

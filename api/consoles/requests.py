@@ -25,6 +25,7 @@ from api.pipeline.delivery import deliver_after_commit
 from api.requests import desk
 from api.requests.models import RequestKind, ServiceRequest
 from api.requests.service import LABEL
+from api.requests.slots import product_keys
 from api.staff.auth import Staff
 from api.staff.service import StaffIdentity
 from api.state import AppState, app_state
@@ -78,7 +79,10 @@ def _summary(entry: desk.RequestEntry) -> dict[str, Any]:
     r, hcp = entry.request, entry.hcp
     return {
         "id": r.id, "reference": r.reference, "kind": r.kind, "label": LABEL[RequestKind(r.kind)], "team": r.team,
-        "status": r.status, "channel": r.channel, "product": r.product, "created_at": r.created_at,
+        # a product only when it is one of ours: requests stored before the forms validated the product
+        # may hold free text there (left as stored, shown under the request's details, never as a product)
+        "status": r.status, "channel": r.channel, "product": r.product if r.product in product_keys() else None,
+        "created_at": r.created_at,
         "sla_due_at": r.sla_due_at, "due": entry.due, "overdue": entry.overdue, "completed_at": r.completed_at,
         "hcp": None if hcp is None else {"id": hcp.id, "name": hcp.name, "country": hcp.country,
                                          "territory": hcp.territory, "verification": hcp.verification_status},

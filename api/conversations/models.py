@@ -79,6 +79,8 @@ class Message(Base):
     direction: Mapped[str] = mapped_column(String(3))
     sender_type: Mapped[str] = mapped_column(String(16))
     sender_id: Mapped[str | None] = mapped_column(String(64))
+    # Who spoke, as the HCP sees it, for staff messages ("Medical Information · MI-2026-000042").
+    sender_label: Mapped[str | None] = mapped_column(String(160))
     channel: Mapped[str] = mapped_column(String(16))
     channel_message_id: Mapped[str | None] = mapped_column(String(64))
     body: Mapped[str] = mapped_column(Text)

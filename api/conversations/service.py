@@ -154,11 +154,12 @@ def add_outbound(
     content_version: int | None = None,
     approval_code: str | None = None,
     in_reply_to: int | None = None,
+    sender_label: str | None = None,
 ) -> Message:
     """Queue a reply: the message row and its outbox entry are one transaction."""
     msg = Message(
         conversation_id=conv.id, direction=Direction.outbound, sender_type=sender_type,
-        sender_id=sender_id, channel=conv.channel, body=text, buttons=buttons or [],
+        sender_id=sender_id, sender_label=sender_label, channel=conv.channel, body=text, buttons=buttons or [],
         status=MessageStatus.queued, content_id=content_id, content_version=content_version,
         approval_code=approval_code, in_reply_to=in_reply_to, created_at=now,
     )

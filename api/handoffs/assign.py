@@ -219,16 +219,17 @@ def remember_release(session: Session, handoff: Handoff, staff_id: str, now: dat
                              outcome=OfferOutcome.released, decided_at=now))
 
 
-def withdraw(session: Session, handoff: Handoff, now: datetime, *, reason: str, actor_id: str | None = None) -> None:
-    """The handoff leaves its offer (transfer, …): clear it and close the pending offer."""
-    if handoff.offered_to is None:
-        return
-    staff_id = handoff.offered_to
+def withdraw(session: Session, handoff: Handoff, now: datetime, *, reason: str, actor_id: str | None = None,
+             actor_type: str | None = None) -> None:
+    """The handoff leaves its offer (transfer, the HCP cancels, …): clear it and close the pending offer."""
     handoff.offered_to = None
     handoff.offered_at = None
     handoff.offer_expires_at = None
-    _close_offers(session, handoff.id, OfferOutcome.withdrawn, now)
-    _record(session, "handoff.offer_withdrawn", handoff, now, actor_id=actor_id, staff_id=staff_id, reason=reason)
+    for row in _close_offers(session, handoff.id, OfferOutcome.withdrawn, now):
+        audit.record(session, action="handoff.offer_withdrawn", subject_type="handoff", subject_id=handoff.id,
+                     actor_type=actor_type or ("staff" if actor_id else "system"), actor_id=actor_id,
+                     data={"reference": handoff.reference, "conversation_id": handoff.conversation_id,
+                           "staff_id": row.staff_id, "reason": reason}, at=now)
 
 
 def _take_back(session: Session, handoff_id: str, staff_id: str, now: datetime, *, expired_only: bool) -> bool:

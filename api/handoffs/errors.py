@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from api.errors import Conflict, Forbidden
+from api.errors import Conflict, Forbidden, InvalidInput
 
 
 class AlreadyClaimed(Conflict):
@@ -21,6 +21,13 @@ class NotClaimed(Conflict):
     """The action needs the handoff claimed first."""
 
     code = "not_claimed"
+
+
+class ReplyBlocked(InvalidInput):
+    """The staff reply screen found something that may not go to the HCP; ``detail`` carries the
+    findings, whether they may be overridden, and the approved content that fits."""
+
+    code = "reply_blocked"
 
 
 class AtCapacity(Conflict):

@@ -162,7 +162,10 @@ class CloseCreate(BaseModel):
 class ReplyCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    text: str = Field(max_length=4000)
+    # Longer than the send limit on purpose: the service says how long the text is and keeps it.
+    text: str = Field(max_length=20000)
+    # Send past an overridable screen finding (promotional, personal data); recorded in the audit.
+    override_reason: str | None = Field(default=None, max_length=2000)
 
 
 class ContentSendCreate(BaseModel):
@@ -174,3 +177,20 @@ class ContentSendCreate(BaseModel):
 
 class SentRead(BaseModel):
     message: StaffMessageRead
+
+
+class FindingRead(BaseModel):
+    kind: str
+    label: str
+    detail: str
+    span: list[int] | None = None
+    excerpt: str | None = None
+
+
+class ScreenedSentRead(SentRead):
+    """A reply that went out, with what the screen noted on it (an adverse event captured as a case,
+    findings sent past with a reason)."""
+
+    findings: list[FindingRead] = Field(default_factory=list)
+    adverse_event_reference: str | None = None
+    overridden: list[str] = Field(default_factory=list)

@@ -527,14 +527,16 @@ def close(session: Session, handoff_id: str, ident: StaffIdentity, now: datetime
     return handoff
 
 
-def send_reply(session: Session, handoff_id: str, ident: StaffIdentity, now: datetime, *, text: str) -> Message:
-    """The staff member's own words (attributed and audited by the outbound service)."""
-    from api.conversations.outbound import send_staff_text
+SPEAKER = {
+    HandoffTarget.rep: "{name} · your representative",
+    HandoffTarget.msl: "{name} · medical science liaison",
+    HandoffTarget.medical_information: "Medical Information · {name}",
+}
 
-    handoff = get_for_staff(session, handoff_id, ident)
-    _require_holder(session, handoff, ident)
-    return send_staff_text(session, _conversation(session, handoff), staff_id=ident.id, text=text, now=now,
-                           purpose="handoff-reply")
+
+def speaker_label(handoff: Handoff, ident: StaffIdentity) -> str:
+    """Who is speaking, as the HCP reads it: the team the conversation was handed to, and the person."""
+    return SPEAKER[HandoffTarget(handoff.target)].format(name=ident.name)[:160]
 
 
 def send_content(session: Session, handoff_id: str, ident: StaffIdentity, now: datetime, *, content_id: str,
@@ -545,7 +547,8 @@ def send_content(session: Session, handoff_id: str, ident: StaffIdentity, now: d
     handoff = get_for_staff(session, handoff_id, ident)
     _require_holder(session, handoff, ident)
     return send_staff_content(session, _conversation(session, handoff), staff_id=ident.id, content_id=content_id,
-                              version=version, now=now, default_market=default_market, purpose="handoff-reply")
+                              version=version, now=now, default_market=default_market, purpose="handoff-reply",
+                              sender_label=speaker_label(handoff, ident))
 
 
 # ---------------------------------------------------------------- staff side: what they read

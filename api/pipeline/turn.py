@@ -45,8 +45,10 @@ from api.conversations.models import (
 )
 from api.db import is_transient, unit_of_work
 from api.errors import ContentGated
-from api.handoffs import routing
+from api.handoffs import routing, waiting
 from api.handoffs import service as handoffs
+from api.handoffs.hours import DEFAULT_HOURS, StaffHours
+from api.handoffs.models import Handoff, HandoffStatus
 from api.hcps import intake
 from api.outbox import ChannelSender, SendGate, deliver_pending
 from api.rasa.client import RasaClient, RasaFailure
@@ -101,12 +103,16 @@ class ScreenedTurn:
     ae_question: bool = False
     # The screen read a typed ask for a person ("talk to a human"): honoured without Rasa too.
     handoff: bool = False
+    # Waiting for a person (handoff queued, nobody has it yet): the bot answers, and a message it
+    # could not answer is acknowledged with the request's reference (api/handoffs/waiting.py).
+    waiting: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {"rasa_text": self.rasa_text, "ask_rasa": self.ask_rasa,
                 "safety_replies": [r.to_dict() for r in self.safety_replies],
                 "intake": None if self.intake is None else self.intake.to_dict(),
-                "ae_turn": self.ae_turn, "ae_question": self.ae_question, "handoff": self.handoff}
+                "ae_turn": self.ae_turn, "ae_question": self.ae_question, "handoff": self.handoff,
+                "waiting": self.waiting}
 
     @classmethod
     def from_dict(cls, conversation_id: str, message_id: int, data: dict[str, Any]) -> ScreenedTurn:
@@ -115,7 +121,7 @@ class ScreenedTurn:
                    [ReplyDraft.from_dict(r) for r in data.get("safety_replies", [])],
                    intake=None if step is None else intake.IntakeTurn.from_dict(step),
                    ae_turn=bool(data.get("ae_turn")), ae_question=bool(data.get("ae_question")),
-                   handoff=bool(data.get("handoff")))
+                   handoff=bool(data.get("handoff")), waiting=bool(data.get("waiting")))
 
 
 def drafts_from_rasa(messages: list[dict[str, Any]]) -> tuple[list[ReplyDraft], bool]:
@@ -158,6 +164,7 @@ class TurnProcessor:
         default_market: str,
         safety_hook: SafetyHook = null_safety_hook,
         handoff_hook: Callable[[Session, Conversation, Message, datetime, str], ReplyDraft] | None = None,
+        hours: StaffHours = DEFAULT_HOURS,
     ) -> None:
         self.session_factory = session_factory
         self.rasa = rasa
@@ -167,6 +174,7 @@ class TurnProcessor:
         self.default_market = default_market
         self.safety_hook = safety_hook
         self.handoff_hook = handoff_hook
+        self.hours = hours
         self.stopping = threading.Event()
         # Turns interrupted after Rasa answered (inbox id -> what _finish needs), until resumed.
         self._unfinished: dict[str, tuple[ScreenedTurn, list[dict[str, Any]], str | None]] = {}
@@ -298,10 +306,14 @@ class TurnProcessor:
                 audit.record(session, action="conversation.reopened", subject_type="conversation",
                              subject_id=conv.id, actor_type="hcp", at=now)
             with_human = conv.state in (ConversationState.human, ConversationState.queued)
-            # The HCP's callback / email choice is answered by the api in every state (while a
-            # person is awaited Rasa is not asked, and it must work when Rasa is down).
+            # Waiting for a person who has not taken the conversation yet: the bot keeps answering.
+            queued = conv.state == ConversationState.queued
+            # The HCP's callback / email choice is answered by the api in every state (it must work
+            # when Rasa is down).
             api_replies = None if outcome.stop_processing else handoffs.answer_contact_choice(
                 session, conv, msg, now)
+            if api_replies is None and queued and not outcome.stop_processing and waiting.wants_to_cancel(msg):
+                api_replies = waiting.cancel(session, conv, msg, now)
             if api_replies is None and with_human and not outcome.stop_processing \
                     and (msg.payload or "").startswith("/give_score"):
                 # A CSAT tap (a request closed while a person is in the chat) is recorded, not lost.
@@ -314,7 +326,7 @@ class TurnProcessor:
                 step = intake.on_message(session, conv, msg, now)
                 if step.consumed:
                     api_replies = step.replies
-            ask_rasa = not outcome.stop_processing and not with_human and api_replies is None
+            ask_rasa = not outcome.stop_processing and (queued or not with_human) and api_replies is None
             if with_human and not outcome.stop_processing:
                 audit.record(session, action="message.relayed", subject_type="message",
                              subject_id=str(msg.id), data={"conversation_id": conv.id,
@@ -339,7 +351,8 @@ class TurnProcessor:
                                     intake=step if step is not None and not step.consumed else None,
                                     ae_turn=ae_found and ask_rasa,
                                     ae_question=ae_question is not None,
-                                    handoff=bool(getattr(outcome, "handoff_requested", False)))
+                                    handoff=bool(getattr(outcome, "handoff_requested", False)),
+                                    waiting=queued and ask_rasa)
             inbox.screened_at = now
             inbox.screen = screened.to_dict()
             return screened
@@ -369,6 +382,9 @@ class TurnProcessor:
                                                                         asked=screened.ae_question))[0])
                 # Reporting a problem is not a failed turn, whatever Rasa made of it.
                 conv.failed_turns = 0
+            elif failure is not None and screened.waiting and self._queued_handoff(session, conv) is not None:
+                # Rasa is down while the HCP waits for a person: the request stands, say so.
+                self._record_rasa_failure(session, conv, msg, now, failure)
             elif failure is not None:
                 drafts.extend(self._fallback(session, conv, msg, now, failure, handoff=screened.handoff))
             elif screened.ask_rasa:
@@ -376,6 +392,14 @@ class TurnProcessor:
                 drafts.extend(rasa_drafts)
                 if not turn_failed:
                     conv.failed_turns = 0
+            if screened.waiting and (queued := self._queued_handoff(session, conv)) is not None:
+                # Every message while waiting is acknowledged: by the bot's answer, and with the
+                # request's status when the bot had nothing to say (on WhatsApp, which has no status
+                # banner, always, in one short line).
+                if not drafts:
+                    drafts.append(waiting.still_waiting(queued, self.hours))
+                elif conv.channel == "whatsapp":
+                    drafts.append(waiting.still_waiting(queued, self.hours, short=True))
             if screened.intake is not None:
                 # A Rasa form asking for its next slot marks its question with ``asks``.
                 form_asking = any(isinstance(m.get("custom"), dict) and m["custom"].get("asks")
@@ -391,6 +415,11 @@ class TurnProcessor:
             inbox.processed_at = now
             inbox.screen = None  # only a pending turn needs it; it holds the message text
             return TurnResult(msg.id, reply_ids, failure)
+
+    @staticmethod
+    def _queued_handoff(session: Session, conv: Conversation) -> Handoff | None:
+        found = handoffs.open_handoff_for(session, conv)
+        return found if found is not None and found.status == HandoffStatus.queued else None
 
     @staticmethod
     def _record_rasa_failure(session: Session, conv: Conversation, msg: Message, now: datetime,

@@ -16,6 +16,7 @@ class RelayMessage(BaseModel):
     id: int
     direction: str
     sender_type: str
+    sender_label: str | None = None
     body: str
     approval_code: str | None
     content_id: str | None

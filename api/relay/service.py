@@ -34,7 +34,8 @@ def to_relay(m: Message, *, withheld: bool = False) -> RelayMessage:
                             approval_code=None, content_id=None, content_version=None, buttons=[],
                             created_at=m.created_at.isoformat(), withheld=True)
     return RelayMessage(
-        id=m.id, direction=m.direction, sender_type=m.sender_type, body=m.body, approval_code=m.approval_code,
+        id=m.id, direction=m.direction, sender_type=m.sender_type, sender_label=m.sender_label, body=m.body,
+        approval_code=m.approval_code,
         content_id=m.content_id, content_version=m.content_version,
         buttons=[RelayButton(title=str(b["title"]), payload=str(b["payload"])) for b in (m.buttons or [])],
         created_at=m.created_at.isoformat(), withheld=False,

@@ -92,6 +92,9 @@ class AdverseEvent(Base):
     # The safety staff member working the case (one at a time); None = in the team's queue.
     assignee_id: Mapped[str | None] = mapped_column(String(32), index=True)
     assigned_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # hcp: screened from an HCP message; staff: mentioned in a staff member's reply (api.safety.staff_screen)
+    source: Mapped[str] = mapped_column(String(16), default="hcp", server_default="hcp")
+    reported_by_staff_id: Mapped[str | None] = mapped_column(String(32))
 
     @property
     def missing_criteria(self) -> list[str]:

@@ -39,7 +39,18 @@ class Product:
     max_daily_dose_mg: float | None = None
     max_weekly_dose_mg: float | None = None
     max_dose_mg_per_4_weeks: float | None = None
+    display_name: str = ""        # as written in products.yaml ("Cardiovex"); the key capitalised if absent
+    generic_name: str = ""
+    # (market, its indications): a use approved in one market can be off-label in another
+    indications_by_market: tuple[tuple[str, tuple[str, ...]], ...] = ()
     pattern: re.Pattern[str] = field(init=False, repr=False, compare=False)
+
+    def indications_in(self, market: str | None) -> tuple[str, ...]:
+        """The indications approved in ``market``; every market's when it is None or unknown."""
+        for code, values in self.indications_by_market:
+            if market is not None and code == market.upper():
+                return values
+        return self.indications
 
     def __post_init__(self) -> None:
         alt = "|".join(re.escape(n) for n in sorted(self.names, key=len, reverse=True))
@@ -134,10 +145,12 @@ def parse_catalogue(data: Mapping[str, Any]) -> Catalogue:
         names.update(str(a).lower() for a in spec.get("aliases") or [])
         populations = [str(p) for p in spec.get("approved_populations") or []]
         indications: list[str] = []
+        by_market: list[tuple[str, tuple[str, ...]]] = []
         raw_ind = spec.get("indications") or {}
         if isinstance(raw_ind, Mapping):
-            for values in raw_ind.values():
+            for market, values in raw_ind.items():
                 indications.extend(str(v).lower() for v in values or [])
+                by_market.append((str(market).upper(), tuple(str(v).lower() for v in values or [])))
         else:
             indications.extend(str(v).lower() for v in raw_ind)
         def _mg(name: str, spec: Mapping[str, Any] = spec) -> float | None:
@@ -153,6 +166,9 @@ def parse_catalogue(data: Mapping[str, Any]) -> Catalogue:
             max_daily_dose_mg=_mg("max_daily_dose_mg"),
             max_weekly_dose_mg=_mg("max_weekly_dose_mg"),
             max_dose_mg_per_4_weeks=_mg("max_dose_mg_per_4_weeks"),
+            display_name=str(spec.get("display_name") or str(key).capitalize()),
+            generic_name=str(spec.get("generic_name") or ""),
+            indications_by_market=tuple(by_market),
         ))
     return Catalogue(tuple(products))
 
@@ -195,6 +211,8 @@ _CONDITIONS = (
     "kidney disease", "ckd", "gout", "arthritis", "rheumatoid arthritis", "osteoporosis", "sleep apnoea",
     "sleep apnea", "infertility", "addiction", "alcohol use disorder", "smoking cessation", "anti-ageing",
     "anti-aging", "bodybuilding", "athletic performance", "sepsis", "pregnancy", "gestational diabetes",
+    "heart attack", "heart attacks", "myocardial infarction", "cardiovascular prevention",
+    "cardiovascular events", "cv prevention", "cv events",
 )
 _CONDITION_RX = re.compile(
     r"\b(" + "|".join(re.escape(c) for c in sorted(_CONDITIONS, key=len, reverse=True)) + r")s?\b"
@@ -229,10 +247,16 @@ _LAY_NAMES = {
     "hypercholesterolemia": "hypercholesterolaemia",
     "dyslipidemia": "dyslipidaemia",
     "hypertriglyceridemia": "hypertriglyceridaemia",
+    "heart attack": "cardiovascular events",
+    "heart attacks": "cardiovascular events",
+    "myocardial infarction": "cardiovascular events",
+    "cardiovascular prevention": "cardiovascular events",
+    "cv prevention": "cardiovascular events",
+    "cv events": "cardiovascular events",
 }
 
 
-def _covered(condition: str, product: Product) -> bool:
+def _covered(condition: str, product: Product, market: str | None = None) -> bool:
     condition = _LAY_NAMES.get(condition, condition)
     tokens = [t for t in re.findall(r"[a-z0-9]+", condition) if t not in _STOPWORDS]
     if not tokens:
@@ -243,7 +267,7 @@ def _covered(condition: str, product: Product) -> bool:
         "hypercholesterolaemia": ("hypercholesterolaemia", "hypercholesterolemia"),
         "dyslipidaemia": ("dyslipidaemia", "dyslipidemia"),
     }
-    for indication in product.indications:
+    for indication in product.indications_in(market):
         if all(
             any(s in indication for s in synonyms.get(tok, (tok,))) or tok in indication
             for tok in tokens
@@ -270,6 +294,12 @@ def _ages(norm: str) -> list[int]:
 
 
 _TWICE_WEEKLY = re.compile(r"\b(twice (a|per|every) week|twice weekly|2x (a |per )?week)\b")
+# Doses per 4 weeks when given more often than every 4 weeks.
+_PER_4_WEEKS = (
+    (re.compile(r"\b(every|each|once a|once per|per|a) week\b|\bweekly\b|\bq1?w\b"), 4.0),
+    (re.compile(r"\bevery (2|two|other) weeks?\b|\bfortnightly\b|\bevery fortnight\b|\bq2w\b"), 2.0),
+    (re.compile(r"\bevery (3|three) weeks\b|\bq3w\b"), 4.0 / 3.0),
+)
 
 
 def _above_max_dose(norm: str, product: Product) -> bool:
@@ -283,18 +313,21 @@ def _above_max_dose(norm: str, product: Product) -> bool:
             daily_multiplier = mult
             break
     weekly_multiplier = 2.0 if _TWICE_WEEKLY.search(norm) else 1.0
+    four_weekly_multiplier = next((mult for rx, mult in _PER_4_WEEKS if rx.search(norm)), 1.0)
     for amount in amounts:
         if product.max_daily_dose_mg is not None and amount * daily_multiplier > product.max_daily_dose_mg:
             return True
         if product.max_weekly_dose_mg is not None and amount * weekly_multiplier > product.max_weekly_dose_mg:
             return True
-        if product.max_dose_mg_per_4_weeks is not None and amount > product.max_dose_mg_per_4_weeks:
+        if product.max_dose_mg_per_4_weeks is not None and \
+                amount * four_weekly_multiplier > product.max_dose_mg_per_4_weeks:
             return True
     return False
 
 
-def off_label_reasons(norm: str, products: tuple[Product, ...]) -> tuple[str, ...]:
-    """Why a message about ``products`` looks like a use outside the approved label."""
+def off_label_reasons(norm: str, products: tuple[Product, ...], market: str | None = None) -> tuple[str, ...]:
+    """Why a message about ``products`` looks like a use outside the approved label (in ``market``
+    when given; otherwise a use is on-label when any market approves it)."""
     reasons: list[str] = []
     for product in products:
         if "population" not in reasons:
@@ -313,7 +346,7 @@ def off_label_reasons(norm: str, products: tuple[Product, ...]) -> tuple[str, ..
                     condition = m.group(1)
                     if condition in ("pregnancy",):
                         continue
-                    if not _covered(condition, product):
+                    if not _covered(condition, product, market):
                         reasons.append("indication")
                         break
         if "dose" not in reasons and _above_max_dose(norm, product):

@@ -117,6 +117,11 @@ class TrailEntry:
     data: dict[str, Any]
 
 
+def mi_label(inquiry: MedicalInquiry) -> str:
+    """A medical answer speaks for Medical Information, with the inquiry's reference."""
+    return f"Medical Information · {inquiry.reference}"
+
+
 def staff_names(session: Session, ids: Collection[str | None]) -> dict[str, str]:
     wanted = {i for i in ids if i}
     if not wanted:
@@ -374,11 +379,13 @@ def answer_inquiry(
         raise _taken(session, inquiry)
 
     if text is not None:
-        msg = send_staff_text(session, conv, staff_id=reviewer_id, text=text, now=now, purpose=ANSWER_PURPOSE)
+        msg = send_staff_text(session, conv, staff_id=reviewer_id, text=text, now=now, purpose=ANSWER_PURPOSE,
+                              sender_label=mi_label(inquiry))
     else:
         assert content_id is not None and version is not None
         msg = send_staff_content(session, conv, staff_id=reviewer_id, content_id=content_id, version=version,
-                                 now=now, default_market=default_market, purpose=ANSWER_PURPOSE)
+                                 now=now, default_market=default_market, purpose=ANSWER_PURPOSE,
+                                 sender_label=mi_label(inquiry))
     template = wa.business_initiated_if_window_closed(session, conv, msg, purpose=WHATSAPP_TEMPLATE_PURPOSE,
                                                       variables={"1": inquiry.reference}, now=now)
     session.refresh(inquiry)

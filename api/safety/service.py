@@ -295,6 +295,67 @@ def create_or_link_case(
     return case, True
 
 
+def record_staff_mention(
+    session: Session, *, conversation: Conversation, text: str, result: ScreenResult, staff_id: str,
+    now: datetime, message: Message | None = None,
+) -> tuple[AdverseEvent, bool]:
+    """An adverse event a staff member mentioned in a reply, captured as if reported: day 0 = now,
+    source ``staff``. ``message``: the reply when it went out (linked as the source); None when the
+    reply was refused — the case keeps the text, so the mention is never lost. An open case of the
+    conversation (source message in the last 24 h) takes it as a follow-up instead."""
+    kind = case_kind(result)
+    norm = rules.normalise(text)
+    existing = _open_case(session, conversation.id, kind, now)
+    if existing is not None:
+        existing.raw_text = f"{existing.raw_text}\n--- staff {staff_id}:\n{text}"
+        existing.products = sorted(set(existing.products or []) | set(result.products))
+        existing.categories = sorted(set(existing.categories or []) | set(result.ae_categories))
+        _merge_criteria(existing, Criteria(reporter=True, patient=rules.has_patient_identifier(norm),
+                                           product=bool(result.products), event=True))
+        _merge_seriousness(existing, result)
+        existing.updated_at = now
+        if message is not None:
+            _link(session, existing, message, now)
+        session.flush()
+        audit.record(
+            session, action="adverse_event.staff_mention", subject_type="adverse_event", subject_id=existing.id,
+            actor_type="staff", actor_id=staff_id,
+            data={"reference": existing.reference, "conversation_id": conversation.id, "linked": True,
+                  "message_id": message.id if message is not None else None,
+                  "categories": list(result.ae_categories)}, at=now,
+        )
+        return existing, False
+    seriousness = Seriousness.serious if result.serious else Seriousness.unknown
+    case = AdverseEvent(
+        reference=_next_reference(session, "PQC" if kind == AeKind.quality_complaint else "AE", now),
+        kind=kind, conversation_id=conversation.id, hcp_id=conversation.hcp_id, raw_text=text,
+        day0_at=now, due_at=due_at(now, seriousness), seriousness=seriousness,
+        serious_terms=list(result.serious_terms),
+        # The staff member is an identifiable, contactable reporter.
+        has_reporter=True, has_patient=rules.has_patient_identifier(norm), has_product=bool(result.products),
+        has_event=True, products=list(result.products), categories=list(result.ae_categories),
+        ae_score=result.ae_score, status=AeStatus.new, legal_hold=True, missing_asked=False,
+        channel=conversation.channel, created_at=now, source="staff", reported_by_staff_id=staff_id,
+    )
+    session.add(case)
+    session.flush()
+    if message is not None:
+        _link(session, case, message, now)
+        session.flush()
+    audit.record(
+        session, action="adverse_event.created", subject_type="adverse_event", subject_id=case.id,
+        actor_type="staff", actor_id=staff_id,
+        data={"reference": case.reference, "kind": kind, "source": "staff",
+              "message_id": message.id if message is not None else None, "conversation_id": conversation.id,
+              "day0_at": now.isoformat(), "due_at": case.due_at.isoformat(), "seriousness": seriousness,
+              "categories": list(result.ae_categories), "products": list(result.products),
+              "missing": missing_criteria(case)},
+        at=now,
+    )
+    duplicates.flag_possible_duplicates(session, case, now)
+    return case, True
+
+
 def _follow_up_answer(
     session: Session, *, conversation: Conversation, message: Message, result: ScreenResult, now: datetime
 ) -> AdverseEvent | None:

@@ -71,13 +71,17 @@ def test_asking_for_a_person_works_while_rasa_is_down(make_client: Callable[...,
         assert "what is the dose?" in handoff.summary
 
 
-def test_a_queued_conversation_is_relayed_not_sent_to_rasa(make_client: Callable[..., TestClient]) -> None:
+def test_waiting_for_a_person_while_rasa_is_down_is_acknowledged_not_a_fallback(
+        make_client: Callable[..., TestClient]) -> None:
     rasa = FakeRasa(mode="error")
     client = make_client(rasa)
     sid = client.post("/api/webchat/sessions").json()["session_id"]
     url = f"/api/webchat/sessions/{sid}/messages"
-    client.post(url, json={"text": "Talk to a person", "payload": "/request_human"})
-    calls = len(rasa.calls)
-    r = client.post(url, json={"text": "are you there?"})
-    assert r.status_code == 200 and r.json()["messages"] == []
-    assert len(rasa.calls) == calls
+    queued = client.post(url, json={"text": "Talk to a person", "payload": "/request_human"}).json()["messages"]
+    reference = next(m["text"] for m in queued if "reference" in m["text"]).split("reference ")[1][:8]
+    r = client.post(url, json={"text": "hello, anyone reading this?"})
+    assert r.status_code == 200
+    [reply] = r.json()["messages"]
+    # the request stands: its reference and a way to withdraw it, not "shall I find you a person?"
+    assert reference in reply["text"] and "saved" in reply["text"]
+    assert [b["payload"] for b in reply["buttons"]] == ["/cancel_handoff"]

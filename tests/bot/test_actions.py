@@ -34,23 +34,24 @@ def _inbound(session: Session, conv: Conversation, body: str) -> Message:
 def test_samples_submit_creates_a_service_request_with_reference_and_sla(
         run_action: RunAction, session: Session, conversation: Conversation) -> None:
     result = run_action("action_submit_samples", "12 Harley Street", intent="inform",
-                        slots={"product": "cardiovex", "sample_quantity": "3 boxes",
-                               "delivery_address": "12 Harley Street"})
+                        slots={"product": "cardiovex", "sample_quantity": 3,
+                               "delivery_address": "12 Harley Street", "request_confirmed": "yes"})
     row = session.execute(select(ServiceRequest).where(
         ServiceRequest.conversation_id == conversation.id)).scalar_one()
     assert row.kind == "samples" and row.team == "rep" and row.product == "cardiovex"
-    assert row.details == {"product": "cardiovex", "sample_quantity": "3 boxes",
+    assert row.details == {"product": "cardiovex", "sample_quantity": 3,
                            "delivery_address": "12 Harley Street"}
     assert row.sla_due_at == NOW + timedelta(days=3)
     first = texts(result)[0]
     assert row.reference.startswith("SR-") and row.reference in first and "26 Nov 2026" in first
     assert {"event": "slot", "name": "sample_quantity", "value": None} in result.events
+    assert {"event": "slot", "name": "request_confirmed", "value": None} in result.events
 
 
 def test_meeting_with_an_msl_goes_to_the_msl_team(run_action: RunAction, session: Session,
                                                   conversation: Conversation) -> None:
     run_action("action_submit_meeting", "tuesday", intent="inform",
-               slots={"meeting_with": "an MSL", "preferred_times": "Tuesday 2pm"})
+               slots={"meeting_with": "an MSL", "preferred_times": "Tuesday 2pm", "request_confirmed": "yes"})
     row = session.execute(select(ServiceRequest).where(ServiceRequest.conversation_id == conversation.id)
                           .order_by(ServiceRequest.created_at.desc())).scalars().first()
     assert row is not None and row.kind == "meeting" and row.team == "msl"
@@ -63,7 +64,8 @@ def test_every_service_request_kind_has_a_submit_action(run_action: RunAction, s
         run_action(action, "x", intent="inform", slots={"product": "glucorel", "support_topic": "copay",
                                                          "access_topic": "prior auth",
                                                          "literature_topic": "phase 3",
-                                                         "new_contact_details": "a@b.org"})
+                                                         "new_contact_details": "a@b.org",
+                                                         "request_confirmed": "yes"})
     kinds = set(session.execute(select(ServiceRequest.kind).where(
         ServiceRequest.conversation_id == conversation.id)).scalars())
     assert kinds == {"patient_support", "access", "literature", "contact_update"}
@@ -87,7 +89,8 @@ def _resolve_latest_request(session: Session, conversation: Conversation) -> Ser
 def test_a_submitted_request_does_not_ask_csat_until_staff_resolve_it(
         run_action: RunAction, session: Session, conversation: Conversation) -> None:
     result = run_action("action_submit_meeting", "x", intent="inform",
-                        slots={"meeting_with": "an MSL", "preferred_times": "Friday"})
+                        slots={"meeting_with": "an MSL", "preferred_times": "Friday",
+                               "request_confirmed": "yes"})
     assert not any("satisfied" in t for t in texts(result))
     assert feedback.pending_survey(session, conversation) is None
     row = _resolve_latest_request(session, conversation)
@@ -104,7 +107,7 @@ def test_nps_is_not_asked_again_within_90_days(run_action: RunAction, session: S
                                                conversation: Conversation) -> None:
     feedback.ask_survey(session, conversation, kind="nps", now=NOW - timedelta(days=30))
     feedback.record_score(session, conversation, score=9, message_id=None, now=NOW - timedelta(days=30))
-    run_action("action_submit_samples", "x", intent="inform", slots={"product": "respizan"})
+    run_action("action_submit_samples", "x", intent="inform", slots={"product": "respizan", "request_confirmed": "yes"})
     _resolve_latest_request(session, conversation)
     result = run_action("action_give_score", "5", intent="give_score")
     assert not any("recommend" in t for t in texts(result))
@@ -113,7 +116,7 @@ def test_nps_is_not_asked_again_within_90_days(run_action: RunAction, session: S
 
 def test_an_out_of_range_score_is_refused_and_not_stored(run_action: RunAction, session: Session,
                                                          conversation: Conversation) -> None:
-    run_action("action_submit_samples", "x", intent="inform", slots={"product": "respizan"})
+    run_action("action_submit_samples", "x", intent="inform", slots={"product": "respizan", "request_confirmed": "yes"})
     _resolve_latest_request(session, conversation)
     result = run_action("action_give_score", "9", intent="give_score")
     assert "1 to 5" in texts(result)[0]

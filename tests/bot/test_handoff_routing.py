@@ -99,7 +99,8 @@ def test_a_meeting_in_everyday_words_goes_to_the_right_team(run_action: RunActio
     from api.requests.models import ServiceRequest
 
     run_action("action_submit_meeting", "wednesday lunchtime", intent="inform",
-               slots={"meeting_with": who, "preferred_times": "wednesday lunchtime"})
+               slots={"meeting_with": who, "preferred_times": "wednesday lunchtime",
+                      "request_confirmed": "yes"})
     row = session.execute(select(ServiceRequest).where(ServiceRequest.conversation_id == conversation.id)).scalar_one()
     assert row.team == team
 

@@ -69,6 +69,9 @@ def test_rep_claims_a_handoff_chats_live_with_the_hcp_and_hands_back(
     rep.get_by_test_id("reply-text").fill("Hi Dr Okafor, Sam here. How can I help?")
     rep.get_by_test_id("send-reply").click()
     expect(hcp.get_by_test_id("message-staff").last).to_contain_text("Sam here")
+    # who is speaking: the person and the team the conversation was handed to
+    expect(hcp.get_by_test_id("message-staff").last.locator(".msg-sender")).to_have_text(
+        "Sam Rivera · your representative")
 
     chat(hcp, f"Could you bring samples on Thursday? {marker}-2")
     expect(rep.get_by_test_id("transcript")).to_contain_text(f"{marker}-2")
@@ -103,6 +106,11 @@ def test_medical_reviewer_answers_an_inquiry_and_the_hcp_sees_it(
     reviewer.screenshot(path=str(DOCS_SCREENS / "console-medical.png"))
     reviewer.get_by_role("button", name="Send answer").click()
     expect(hcp.get_by_test_id("message-staff").last).to_contain_text("not approved for children under 10")
+    with Session(engine) as s:
+        reference = s.get(MedicalInquiry, inquiry_id).reference  # type: ignore[union-attr]
+    # a medical answer speaks for Medical Information, with the inquiry's reference (not "your representative")
+    expect(hcp.get_by_test_id("message-staff").last.locator(".msg-sender")).to_have_text(
+        f"Medical Information · {reference}")
     with Session(engine) as s:
         inquiry = s.get(MedicalInquiry, inquiry_id)
         assert inquiry is not None and inquiry.status != "open" and inquiry.reviewer_id is not None

@@ -95,17 +95,18 @@ def test_real_app_staff_message_appears_by_polling_with_its_label(page: Page, li
     _open(page, live_server)
     _send(page, "I want to talk to a person")
     expect(page.get_by_test_id("message-bot")).to_contain_text("A colleague will join.")
-    token = page.evaluate("sessionStorage.getItem('hcpConcierge.webchat.sessionId')")
+    token = page.evaluate("localStorage.getItem('hcpConcierge.webchat.sessionId')")
     # A representative answers later, outside any page request: queued, then delivered.
     with Session(engine) as session:
         conv = conversations.get_by_session_token(session, token)
         now = datetime.now(UTC)
-        conversations.add_outbound(session, conv, text="Hi, Sam here.\nHow can I help?", now=now, sender_type="staff")
+        conversations.add_outbound(session, conv, text="Hi, Sam here.\nHow can I help?", now=now, sender_type="staff",
+                                   sender_label="Sam Rivera · your representative")
         deliver_pending(session, conv.id, senders={"webchat": WebchatSender()}, gate=make_send_gate("US"), now=now)
         session.commit()
     staff = page.get_by_test_id("message-staff")
     expect(staff).to_have_count(1, timeout=5000)
-    expect(staff.locator(".msg-sender")).to_have_text("Your representative")
+    expect(staff.locator(".msg-sender")).to_have_text("Sam Rivera · your representative")
     assert staff.get_by_test_id("message-text").text_content() == "Hi, Sam here.\nHow can I help?"
 
 
@@ -116,7 +117,7 @@ def test_real_app_staff_reply_arrives_on_the_live_stream_not_by_polling(
     _open(page, live_server)
     _send(page, "I want to talk to a person")
     expect(page.get_by_test_id("message-bot")).to_contain_text("A colleague will join.")
-    token = page.evaluate("sessionStorage.getItem('hcpConcierge.webchat.sessionId')")
+    token = page.evaluate("localStorage.getItem('hcpConcierge.webchat.sessionId')")
     page.wait_for_timeout(2500)  # the stream is open; polling has slowed to its 15 s safety net
     assert any("/events?after=" in url for url in requests)
     polls_before = sum("/messages?after=" in url for url in requests)

@@ -209,7 +209,7 @@ def test_staff_message_sent_later_appears_by_polling_with_its_own_label(page: Pa
     expect(page.get_by_test_id("message-bot")).to_contain_text("asked your representative")
     staff = page.get_by_test_id("message-staff")
     expect(staff).to_have_count(1, timeout=6000)
-    expect(staff.locator(".msg-sender")).to_have_text("Your representative")
+    expect(staff.locator(".msg-sender")).to_have_text("Our team")  # an unlabelled staff message
     assert staff.get_by_test_id("message-text").text_content() == STAFF_TEXT
 
 
@@ -243,7 +243,7 @@ def test_the_session_secret_travels_in_a_header_never_in_a_url(
     _send(page, "hello")
     expect(page.get_by_test_id("message-bot")).to_have_count(1)
     page.wait_for_timeout(300)  # at least one poll
-    secret = page.evaluate("sessionStorage.getItem('hcpConcierge.webchat.sessionId')")
+    secret = page.evaluate("localStorage.getItem('hcpConcierge.webchat.sessionId')")
     assert secret and fake_api.requests[-1]["session_id"] == secret   # sent, in the header
     assert fake_api.urls and not any(secret in url for url in fake_api.urls)
 
@@ -251,13 +251,13 @@ def test_the_session_secret_travels_in_a_header_never_in_a_url(
 def test_unknown_session_is_replaced_by_a_new_one_and_the_message_still_sent(
     page: Page, fake_server: str, fake_api: FakeChatApi
 ) -> None:
-    page.add_init_script("sessionStorage.setItem('hcpConcierge.webchat.sessionId', 'expired-session')")
+    page.add_init_script("localStorage.setItem('hcpConcierge.webchat.sessionId', 'expired-session')")
     _open(page, fake_server)
     _send(page, "hello")
     expect(page.get_by_test_id("message-bot")).to_contain_text("Hello! I can share approved")
     expect(page.get_by_test_id("chat-error")).to_be_hidden()
     assert fake_api.sessions_created == 1
-    new_id = page.evaluate("sessionStorage.getItem('hcpConcierge.webchat.sessionId')")
+    new_id = page.evaluate("localStorage.getItem('hcpConcierge.webchat.sessionId')")
     assert new_id in fake_api.sessions
     assert fake_api.requests[-1]["session_id"] == new_id
 

@@ -20,6 +20,7 @@ from api.conversations.models import Message, OutboxItem
 from api.db import make_session_factory
 from api.pipeline.turn import null_safety_hook
 from api.settings import Settings
+from tests.browser.a11y import blocking_violations, overflow_px
 from tests.browser.conftest import serve_app
 from tests.fakes.rasa import FakeRasa
 
@@ -124,3 +125,15 @@ def test_a_photo_gets_the_channels_attachment_answer(page: Page, sandbox: PhoneS
     page.get_by_test_id("send-photo").click()
     expect(page.get_by_test_id("bubble-phone").get_by_test_id("bubble-text")).to_have_text("[Photo]")
     expect(page.get_by_test_id("bubble-business")).to_contain_text("I have received your image", timeout=15000)
+
+
+def test_the_phone_passes_axe_at_desktop_and_phone_width(page: Page, sandbox: PhoneSandbox) -> None:
+    _open(page, sandbox)
+    _type(page, "Do you have the Glucorel pen needles leaflet?")
+    expect(page.get_by_test_id("bubble-business").first).to_be_visible(timeout=15000)
+    problems = blocking_violations(page)
+    page.set_viewport_size({"width": 390, "height": 844})
+    problems += [f"390 px: {v}" for v in blocking_violations(page)]
+    if over := overflow_px(page):
+        problems.append(f"390 px: {over} px of horizontal scrolling")
+    assert not problems, "\n".join(problems)

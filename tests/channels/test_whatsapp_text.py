@@ -6,6 +6,7 @@ from api.channels.whatsapp.text import (
     WHATSAPP_BODY_LIMIT,
     chosen_option,
     numbered_options,
+    speaker_line,
     split_body,
     with_options,
 )
@@ -51,3 +52,12 @@ def test_buttons_become_numbered_options_and_a_number_picks_one() -> None:
     assert chosen_option("3", options) is None
     assert chosen_option("12 tablets a day", options) is None
     assert chosen_option("1", None) is None
+
+
+def test_a_staff_message_names_its_speaker_and_the_bot_does_not() -> None:
+    from api.conversations.models import Message
+
+    answer = Message(body="Our data in adolescents are limited.", sender_label="Medical Information · MI-2026-000077")
+    assert speaker_line(answer) + answer.body == ("*Medical Information · MI-2026-000077*\n"
+                                                  "Our data in adolescents are limited.")
+    assert speaker_line(Message(body="Hello")) == ""

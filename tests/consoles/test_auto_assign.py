@@ -204,6 +204,20 @@ def test_a_released_handoff_is_offered_to_someone_else_not_back_to_who_released_
     assert h.claimed_by == first.id
 
 
+def test_an_hcp_who_cancels_frees_the_offered_person(session: Session) -> None:
+    from api.handoffs import waiting
+
+    rep = _person(session, "rep", markets=["QL"], max_open=1)
+    h = _open(session, market="QL")
+    conv = session.get(Conversation, h.conversation_id)
+    assert conv is not None and h.offered_to == rep.id and assign.load(session, rep.id) == 1
+    msg = conversations.persist_inbound(session, conv, text="never mind, sorted it", now=MONDAY_MORNING).message
+    assert waiting.cancel(session, conv, msg, MONDAY_MORNING) is not None
+    assert h.status == HandoffStatus.closed and h.offered_to is None and assign.load(session, rep.id) == 0
+    assert ("handoff.offer_withdrawn", rep.id) in _actions(session, h)
+    assert _open(session, market="QL").offered_to == rep.id  # room again for the next one
+
+
 def test_going_away_hands_pending_offers_to_a_colleague(session: Session) -> None:
     first, second = sorted((_person(session, "rep", markets=["QI"]) for _ in range(2)), key=lambda u: u.id)
     h = _open(session, market="QI")

@@ -215,3 +215,21 @@ def test_a_rating_tapped_while_a_person_has_the_chat_is_still_recorded(world: Wo
         assert survey is not None and survey.score == 3
         conv_after = s.get(Conversation, survey.conversation_id)
         assert conv_after is not None and conv_after.state == "queued"  # still waiting for the person
+
+
+def test_a_request_stored_with_free_text_as_its_product_shows_no_product(world: World) -> None:
+    _, _, rid = world.chat_with_request()
+    with unit_of_work(world.factory) as s:   # as an old request, before the forms validated the product
+        row = s.get(ServiceRequest, rid)
+        assert row is not None
+        row.product = "four boxes to the usual place"
+    rep, _ = world.staff("rep")
+    listed = next(r for r in rep.get("/api/staff/requests", headers=JSON).json()["requests"] if r["id"] == rid)
+    assert listed["product"] is None
+    detail = rep.get(f"/api/staff/requests/{rid}", headers=JSON).json()
+    assert detail["product"] is None and detail["details"] == {"sample_quantity": "2 packs"}
+    with world.factory() as s:   # the stored row is left as it is
+        assert s.get(ServiceRequest, rid).product == "four boxes to the usual place"   # type: ignore[union-attr]
+    _, _, ok = world.chat_with_request()
+    assert next(r for r in rep.get("/api/staff/requests", headers=JSON).json()["requests"]
+                if r["id"] == ok)["product"] == "respizan"

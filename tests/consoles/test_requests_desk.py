@@ -158,7 +158,8 @@ def test_submitting_a_request_no_longer_asks_csat(session: Session, settings: Se
     ctx = ActionContext(session=session, settings=settings, conversation=conv, now=NOW,
                         tracker=tracker("12 Harley Street", intent="inform",
                                         slots={"product": "cardiovex", "sample_quantity": "2",
-                                               "delivery_address": "12 Harley Street"}))
+                                               "delivery_address": "12 Harley Street",
+                                               "request_confirmed": "yes"}))
     result = submit_samples.run(ctx)
     texts = [r.get("custom", {}).get("text", r.get("text", "")) for r in result.responses]
     assert len(texts) == 1 and "sample request is recorded" in texts[0]

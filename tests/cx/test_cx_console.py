@@ -128,3 +128,35 @@ def test_no_personal_data_on_the_page_or_in_json(
     with sessionmaker(bind=engine)() as s:
         rows = s.scalars(select(AuditEvent).where(AuditEvent.action == "cx.dashboard_viewed")).all()
     assert rows and not any(c in repr(r.data) for r in rows for c in canaries)
+
+
+def test_a_tile_drills_down_to_its_conversations_without_text(
+        crafted: Crafted, logged_in: Callable[..., tuple[TestClient, StaffAccount, str]], engine: Engine) -> None:
+    client, account, _ = logged_in("cx_analyst")
+    page = client.get("/console/cx", params=_window(crafted))
+    assert "drill=handoff" in page.text and "drill=contained" in page.text
+    # the window's five conversations: handoffs in three, one contained (worked out in tests/cx/dataset.py)
+    handed = client.get("/console/cx/conversations", params={**_window(crafted), "drill": "handoff"})
+    assert handed.status_code == 200
+    assert handed.text.count('<tr data-conversation="') == 3
+    contained = client.get("/console/cx/conversations", params={**_window(crafted), "drill": "contained"})
+    assert contained.text.count('<tr data-conversation="') == 1
+    for text in (handed.text, contained.text):
+        assert CANARY_PHONE not in text and CANARY_EMAIL not in text and CANARY_NAME not in text
+        assert "/transcript" not in text                      # a CX analyst does not read transcripts
+    csv_rows = client.get("/api/cx/conversations.csv", params={**_window(crafted), "drill": "handoff"}).text
+    assert len(csv_rows.strip().splitlines()) == 1 + 3
+    by_product = client.get("/console/cx/conversations", params={**_window(crafted), "drill": "all",
+                                                                 "product": crafted.p2})
+    assert 0 < by_product.text.count('<tr data-conversation="') < 5
+    bad = client.get("/console/cx/conversations", params={**_window(crafted), "drill": "everything"})
+    assert bad.status_code == 422 and "drill must be one of" in bad.text
+    with unit_of_work(sessionmaker(bind=engine)) as s:
+        seen = s.scalars(select(AuditEvent).where(AuditEvent.action == "cx.drill_down_viewed",
+                                                  AuditEvent.actor_id == account.id)).all()
+    assert len(seen) >= 3
+
+
+def test_the_drill_down_is_for_cx_analysts_only(logged_in: Callable[..., tuple[TestClient, StaffAccount, str]]) -> None:
+    client, _, _ = logged_in("rep")
+    assert client.get("/console/cx/conversations").status_code == 403

@@ -102,17 +102,76 @@ def test_a_samples_request_creates_a_service_request_with_reference_and_sla(live
     chat = Chat(live_stack.api_url)
     assert "How many sample packs" in _texts(chat.say("I'd like some samples of cardiovex please"))
     assert "Where should we deliver" in _texts(chat.say("3 boxes"))
-    done = chat.say("12 Harley Street, London W1G 9QY")
+    summary = _texts(chat.say("12 Harley Street, London W1G 9QY"))
+    assert "Please check your sample request" in summary
+    assert "Cardiovex (velostatin)" in summary and "3 packs" in summary and "12 Harley Street" in summary
+    with Session(engine) as s:   # nothing is created before the HCP confirms
+        conv = chat.conversation(s)
+        assert s.execute(select(ServiceRequest).where(ServiceRequest.conversation_id == conv.id)).first() is None
+    done = chat.say("Confirm", payload="/affirm")
     reply = _texts(done)
     assert "sample request is recorded (reference SR-" in reply and "will follow up by" in reply
     with Session(engine) as s:
         conv = chat.conversation(s)
         row = s.execute(select(ServiceRequest).where(ServiceRequest.conversation_id == conv.id)).scalar_one()
         assert row.kind == "samples" and row.product == "cardiovex" and row.reference in reply
-        assert row.details["sample_quantity"] == "3 boxes"
+        assert row.details["sample_quantity"] == 3
         assert row.details["delivery_address"] == "12 Harley Street, London W1G 9QY"
     # CSAT is not asked at submission: staff resolving the request asks it (tests/consoles)
     assert not any(b["payload"].startswith("/give_score") for m in done for b in m["buttons"])
+
+
+def test_a_form_keeps_what_was_said_refuses_junk_and_resumes_after_a_preference(live_stack: LiveStack,
+                                                                                engine: Engine) -> None:
+    chat = Chat(live_stack.api_url)
+    first = _texts(chat.say("could you post 2 cartons of zelvamab samples to my clinic"))
+    assert "Which product" not in first and "How many" not in first     # both were in the request
+    assert "Where should we deliver" in first
+    aside = _texts(chat.say("by the way, send things by email, not WhatsApp"))
+    assert "email instead of WhatsApp" in aside and "Where should we deliver" in aside
+    junk = _texts(chat.say("3"))
+    assert "doesn't look like a delivery address" in junk and "Where should we deliver" in junk
+    summary = _texts(chat.say("Ward 5, Riverside Infirmary, 10 Bank Street, Derby DE1 1AA"))
+    assert "Respizan (zelvamab)" in summary and "2 packs" in summary
+    fixed = _texts(chat.say("make it 4 packs"))
+    assert "4 packs" in fixed and "Please check your sample request" in fixed
+    with Session(engine) as s:
+        conv = chat.conversation(s)
+        assert s.execute(select(ServiceRequest).where(ServiceRequest.conversation_id == conv.id)).first() is None
+    assert "reference SR-" in _texts(chat.say("Confirm", payload="/affirm"))
+    with Session(engine) as s:
+        conv = chat.conversation(s)
+        row = s.execute(select(ServiceRequest).where(ServiceRequest.conversation_id == conv.id)).scalar_one()
+        assert row.product == "respizan" and row.details["sample_quantity"] == 4
+        assert row.details["delivery_address"] == "Ward 5, Riverside Infirmary, 10 Bank Street, Derby DE1 1AA"
+        change = s.execute(select(PreferenceChange).where(PreferenceChange.conversation_id == conv.id)).scalar_one()
+        assert (change.name, change.new_value) == ("channel", "email")
+
+
+@pytest.mark.usefixtures("demo_library")
+def test_a_product_question_in_the_middle_of_a_form_is_answered_and_the_form_resumes(live_stack: LiveStack,
+                                                                                     engine: Engine) -> None:
+    chat = Chat(live_stack.api_url)
+    assert "How many sample packs" in _texts(chat.say("samples of cardiovex please"))
+    aside = chat.say("what is the recommended dose of cardiovex?")
+    assert any(m["approval_code"] == "HAL-CVX-001-INT-2601" for m in aside), aside
+    assert "How many sample packs" in _texts(aside)      # the form asks its question again
+    assert "Where should we deliver" in _texts(chat.say("2"))
+    with Session(engine) as s:
+        conv = chat.conversation(s)
+        assert s.execute(select(ServiceRequest).where(ServiceRequest.conversation_id == conv.id)).first() is None
+
+
+def test_edit_at_the_summary_asks_again_and_creates_nothing(live_stack: LiveStack, engine: Engine) -> None:
+    chat = Chat(live_stack.api_url)
+    chat.say("I'd like some samples of glucorel please")
+    chat.say("one pack")
+    assert "Please check your" in _texts(chat.say("Elm Lodge Surgery, 3 Park Road, Leeds LS6 2AB"))
+    again = _texts(chat.say("Edit", payload="/deny"))
+    assert "go through it again" in again and "Which product" in again
+    with Session(engine) as s:
+        conv = chat.conversation(s)
+        assert s.execute(select(ServiceRequest).where(ServiceRequest.conversation_id == conv.id)).first() is None
 
 
 def test_a_preference_change_is_stored_with_history_and_acknowledged(live_stack: LiveStack,
@@ -126,6 +185,22 @@ def test_a_preference_change_is_stored_with_history_and_acknowledged(live_stack:
                            ).scalar_one()
         assert (change.name, change.old_value, change.new_value) == ("frequency", None, "monthly")
         assert change.message_id is not None
+
+
+def test_a_preference_is_echoed_the_right_way_round_and_can_be_undone(live_stack: LiveStack,
+                                                                      engine: Engine) -> None:
+    chat = Chat(live_stack.api_url)
+    said = chat.say("please use SMS for me rather than WhatsApp")
+    reply = _texts(said)
+    assert "channel: SMS instead of WhatsApp" in reply
+    assert any(b["payload"] == "/undo_preference" for m in said for b in m["buttons"])
+    assert "Undone" in _texts(chat.say("Undo", payload="/undo_preference"))
+    with Session(engine) as s:
+        conv = chat.conversation(s)
+        changes = s.execute(select(PreferenceChange).where(PreferenceChange.conversation_id == conv.id)
+                            .order_by(PreferenceChange.id)).scalars().all()
+        assert [(c.name, c.old_value, c.new_value, c.source) for c in changes] == [
+            ("channel", None, "sms", "bot"), ("channel", "sms", "", "undo")]
 
 
 def test_out_of_scope_twice_in_a_row_offers_a_person(live_stack: LiveStack) -> None:

@@ -41,6 +41,9 @@ def test_an_msl_visit_asked_for_in_everyday_words_is_an_msl_meeting_request(live
         if "reference SR-" in reply:
             break
         reply = _texts(chat.say(answer))
+    # every request form ends with its summary: nothing is created before Confirm
+    assert "Please check your meeting request" in reply, reply
+    reply = _texts(chat.say("Confirm", payload="/affirm"))
     assert "reference SR-" in reply, reply
     with Session(engine) as s:
         conv = chat.conversation(s)

@@ -25,6 +25,8 @@ def test_an_alarming_address_given_to_the_samples_form_opens_no_case(live_stack:
     assert "Where should we deliver" in _texts(chat.say("two packs"))
     address = "Poisons & Overdose Unit, Emergency Dept, St Bride's Hospital, 4 Mill Road"
     reply = _texts(chat.say(address))
+    assert "Please check your sample request" in reply and "AE-" not in reply
+    reply = _texts(chat.say("Confirm", payload="/affirm"))
     assert "reference SR-" in reply and "AE-" not in reply
     with Session(engine) as s:
         conv = chat.conversation(s)

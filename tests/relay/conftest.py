@@ -27,6 +27,7 @@ from api.clock import SystemClock
 from api.conversations import service as conversations
 from api.conversations.models import Conversation, ConversationState, Message
 from api.db import unit_of_work
+from api.handoffs import screening
 from api.handoffs.models import Handoff, HandoffStatus
 from api.handoffs.service import open_handoff
 from api.relay.stream import Relay
@@ -96,6 +97,9 @@ def start_api(engine: Engine, settings: Settings) -> Iterator[Callable[..., Api]
     def start(*, redis_url: str = "", poll_interval: float = 2.0, heartbeat: float = 15.0) -> Api:
         app = create_app(settings.model_copy(update={"redis_url": redis_url}), engine=engine,
                          safety_hook=scripted_screen, rasa_transport=FakeRasa().transport(), warm_knowledge=False)
+        # Staff replies pass the staff reply screen, whose AE model the app warms at start only with
+        # its own safety hook: warm it here so a first reply is not timed with the model's load.
+        screening.screener_for(settings).warm_up()
         server = LiveServer(app, free_port()).start()
         api = Api(app=app, server=server, url=server.url)
         api.relay.config.poll_interval = poll_interval

@@ -18,6 +18,7 @@ during a deprecation window; the access log never shows that path segment (``fee
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import json
 from pathlib import Path
@@ -27,14 +28,24 @@ import anyio.to_thread
 from fastapi import APIRouter, Header, Request, Response
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from pydantic import ValidationError
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from api.channels.webchat.schemas import ButtonRead, MessageCreate, MessageRead, SessionRead, TurnRead
+from api.channels.webchat.schemas import (
+    ButtonRead,
+    MessageCreate,
+    MessageRead,
+    SessionRead,
+    TurnRead,
+    WaitingRead,
+)
 from api.conversations import service as conversations
 from api.conversations.models import Conversation, InboxStatus, Message
 from api.cursors import MessageCursor
 from api.db import is_transient, read_only, unit_of_work
 from api.errors import DatabaseBusy, InvalidInput, NotFound, RateLimited, Unauthorized
+from api.handoffs import waiting
+from api.handoffs.hours import staff_hours
 from api.net import client_address
 from api.relay import service as relay
 from api.relay.schemas import RelayState
@@ -106,7 +117,8 @@ async def _limit_read(request: Request, token: str) -> None:
 
 def to_read(m: Message) -> MessageRead:
     return MessageRead(
-        id=m.id, text=m.body, direction=m.direction, sender=m.sender_type, content_id=m.content_id,
+        id=m.id, text=m.body, direction=m.direction, sender=m.sender_type, sender_label=m.sender_label,
+        content_id=m.content_id,
         content_version=m.content_version, approval_code=m.approval_code,
         buttons=[ButtonRead(title=b["title"], payload=b["payload"]) for b in (m.buttons or [])],
         created_at=m.created_at.isoformat(),
@@ -220,31 +232,38 @@ async def _post(request: Request, session_id: str) -> TurnRead:
         wait = max(0.0, deadline - loop.time())
         pending = await state.worker.submit(conv_id, message_id, timeout=wait) is None
 
-    def load() -> list[MessageRead]:
+    def load() -> tuple[list[MessageRead], WaitingRead | None]:
         with read_only(state.engine) as session:
-            return [to_read(m) for m in conversations.replies_to(session, message_id)
-                    if m.status in ("sent", "delivered", "read")]
+            replies = [to_read(m) for m in conversations.replies_to(session, message_id)
+                       if m.status in ("sent", "delivered", "read")]
+            return replies, _waiting(session, conversations.get_by_session_token(session, session_id), state)
 
     try:
-        replies = await asyncio.wait_for(anyio.to_thread.run_sync(load, abandon_on_cancel=True),
-                                         timeout=max(0.5, deadline - loop.time()) + 1.0)
+        replies, waiting_for = await asyncio.wait_for(anyio.to_thread.run_sync(load, abandon_on_cancel=True),
+                                                      timeout=max(0.5, deadline - loop.time()) + 1.0)
     except Exception as exc:
         if not (isinstance(exc, TimeoutError) or is_transient(exc)):
             raise
         # The message is stored (acknowledged); only reading its replies failed: they follow.
         return TurnRead(messages=[], pending=True)
-    return TurnRead(messages=replies, pending=pending)
+    return TurnRead(messages=replies, pending=pending, waiting=waiting_for)
+
+
+def _waiting(session: Session, conv: Conversation, state: AppState) -> WaitingRead | None:
+    found = waiting.waiting_for(session, conv, staff_hours(state.settings))
+    return None if found is None else WaitingRead(**dataclasses.asdict(found))
 
 
 async def _list(request: Request, session_id: str, after: int) -> TurnRead:
     state = app_state(request)
 
-    def load() -> list[MessageRead]:
+    def load() -> TurnRead:
         with read_only(state.engine) as session:
             conv = conversations.get_by_session_token(session, session_id)
-            return [to_read(m) for m in conversations.list_after(session, conv, after)]
+            return TurnRead(messages=[to_read(m) for m in conversations.list_after(session, conv, after)],
+                            waiting=_waiting(session, conv, state))
 
-    return TurnRead(messages=await run_in_threadpool(load))
+    return await run_in_threadpool(load)
 
 
 async def _events(request: Request, conv_id: str, session_id: str, after: int) -> StreamingResponse:

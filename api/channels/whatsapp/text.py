@@ -15,6 +15,12 @@ _SENTENCE_END = re.compile(r"(?<=[.!?…])\s+|\n{2,}")
 _CHOICE = re.compile(r"^\s*(\d{1,2})\s*[.)]?\s*$")
 
 
+def speaker_line(msg: Any) -> str:
+    """A staff message on WhatsApp starts with who is speaking (the web chat shows it as a label)."""
+    label = getattr(msg, "sender_label", None)
+    return f"*{label}*\n" if label else ""
+
+
 def numbered_options(buttons: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
     """Quick-reply buttons → [{"n": 1, "title": ..., "payload": ...}, ...]."""
     return [{"n": i, "title": str(b.get("title", "")), "payload": str(b.get("payload", ""))}

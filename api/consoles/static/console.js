@@ -26,5 +26,25 @@
     return e;
   }
 
-  window.Console = { post, el, csrf };
+  // Phones: every data table stacks into one card per row (console.css, table.stack); each cell carries
+  // its column's header as data-label. Rows drawn later by a page's script are labelled as they arrive.
+  function labelTable(table) {
+    const heads = Array.from(table.querySelectorAll("thead th")).map((th) => th.textContent.trim());
+    if (!heads.length) return;
+    table.classList.add("stack");
+    table.querySelectorAll("tbody tr").forEach((tr) => {
+      Array.from(tr.children).forEach((cell, i) => {
+        if (heads[i] && !cell.hasAttribute("data-label") && !cell.hasAttribute("colspan")) cell.setAttribute("data-label", heads[i]);
+      });
+    });
+  }
+  function labelTables(root) { (root || document).querySelectorAll("table").forEach(labelTable); }
+  labelTables(document);
+  new MutationObserver((changes) => {
+    const tables = new Set();
+    changes.forEach((c) => { const t = c.target.closest && c.target.closest("table"); if (t) tables.add(t); });
+    tables.forEach(labelTable);
+  }).observe(document.body, { childList: true, subtree: true });
+
+  window.Console = { post, el, csrf, labelTables };
 })();

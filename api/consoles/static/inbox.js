@@ -187,7 +187,8 @@
       }
       const transferable = mine || status === "queued";
       for (const c of document.getElementById("transfer-form").elements) c.disabled = !transferable;
-      for (const b of document.querySelectorAll("#content-results button")) b.disabled = !mine || b.dataset.gated === "1";
+      for (const b of document.querySelectorAll("#content-results button, #screen-suggestions button")) b.disabled = !mine || b.dataset.gated === "1";
+      for (const c of document.querySelectorAll("#screen-override input, #screen-override button")) c.disabled = !mine;
     }
 
     // Live: the relay's server-sent events when the server has them; polling otherwise (and as the fallback).
@@ -243,15 +244,101 @@
         note: f.note.value || null });
       if (h && h.claimed_by !== me) window.location.assign("/console/inbox");
     });
-    document.getElementById("reply-form").addEventListener("submit", async (e) => {
-      e.preventDefault();
-      const box = document.getElementById("reply-text");
+    function contentItem(item, onSent) {
+      const li = el("li"); li.setAttribute("data-testid", "content-item");
+      li.append(el("strong", null, item.title), " ", el("span", "muted", item.content_id + " v" + item.version +
+        " · " + item.approval_code));
+      li.append(el("p", "muted", item.excerpt));
+      const btn = el("button", "secondary", "Send verbatim"); btn.type = "button";
+      btn.setAttribute("data-testid", "send-content");
+      if (!item.sendable) {
+        btn.dataset.gated = "1"; btn.disabled = true;
+        li.append(el("p", "flash error", "Cannot go to this HCP: " + item.reason));
+      }
+      btn.addEventListener("click", async () => {
+        showError("");
+        try {
+          const sent = await post("/api/staff/inbox/" + id + "/content",
+            { content_id: item.content_id, version: item.version });
+          addMessage(sent.message);
+          if (onSent) onSent();
+        } catch (err) {
+          showError((err.body && err.body.error && err.body.error.code === "content_gated")
+            ? "Not sent — this item may not go to this HCP now: " + err.message : err.message);
+        }
+      });
+      li.append(btn);
+      return li;
+    }
+
+    // The reply screen: a refused reply stays in the box; the reasons, the approved content that
+    // fits and (when allowed) an override with a reason are shown under it.
+    const box = document.getElementById("reply-text");
+    const maxChars = Number(box.dataset.max || 4000);
+    const counter = document.getElementById("reply-count");
+    const screenBox = document.getElementById("screen-result");
+    const notice = document.getElementById("screen-notice");
+    function countChars() {
+      const n = box.value.trim().length;
+      counter.textContent = n > maxChars ? n + " / " + maxChars + " characters: too long, shorten it before sending"
+        : (n ? n + " / " + maxChars + " characters" : "");
+      counter.className = n > maxChars ? "flash error" : "muted";
+    }
+    box.addEventListener("input", countChars);
+    function clearScreen() { screenBox.hidden = true; notice.hidden = true; }
+    function showScreen(detail) {
+      const list = document.getElementById("screen-findings");
+      list.replaceChildren();
+      for (const f of detail.findings || []) {
+        const li = el("li"); li.setAttribute("data-testid", "screen-finding"); li.dataset.kind = f.kind;
+        li.append(el("span", "finding-kind", f.label + ": "), f.detail);
+        if (f.excerpt) li.append(" — ", el("span", "excerpt", "“" + f.excerpt + "”"));
+        list.append(li);
+      }
+      document.getElementById("screen-override").hidden = !detail.overridable;
+      const no = document.getElementById("screen-no-override");
+      no.hidden = detail.overridable;
+      no.textContent = detail.overridable ? "" : "This cannot be sent with an override" +
+        (detail.commercial ? ": reps cannot override an off-label block." : ".") +
+        " Rephrase it, send approved content, or transfer the question to Medical Information.";
+      const sugg = document.getElementById("screen-suggestions");
+      sugg.replaceChildren();
+      if (!(detail.suggestions || []).length) sugg.append(el("li", "muted", "No approved item about this product can go to this HCP now; search below."));
+      for (const item of detail.suggestions || []) sugg.append(contentItem(item, clearScreen));
+      screenBox.hidden = false;
+      applyState({});
+    }
+    async function sendReply(overrideReason) {
       showError("");
+      notice.hidden = true;
+      const data = { text: box.value };
+      if (overrideReason !== undefined) data.override_reason = overrideReason;
       try {
-        const r = await post("/api/staff/inbox/" + id + "/reply", { text: box.value });
+        const r = await post("/api/staff/inbox/" + id + "/reply", data);
         addMessage(r.message);
-        box.value = "";
-      } catch (err) { showError(err.message); }
+        box.value = ""; countChars(); clearScreen();
+        document.getElementById("override-reason").value = "";
+        const notes = [];
+        if (r.adverse_event_reference) notes.push("The adverse event you mentioned was reported to Patient Safety as " + r.adverse_event_reference + ".");
+        if (r.overridden && r.overridden.length) notes.push("Sent with your recorded reason.");
+        if (notes.length) { notice.textContent = notes.join(" "); notice.hidden = false; }
+      } catch (err) {
+        const error = err.body && err.body.error;
+        if (error && error.code === "reply_blocked" && error.detail) {
+          showScreen(error.detail);
+          let msg = err.message;
+          if (error.detail.adverse_event_reference) msg += " The adverse event you mentioned was reported to Patient Safety as " + error.detail.adverse_event_reference + ".";
+          showError(msg);
+        } else {
+          showError(err.message + " Your text is still in the box.");
+        }
+      }
+    }
+    document.getElementById("reply-form").addEventListener("submit", (e) => { e.preventDefault(); sendReply(); });
+    document.getElementById("override-send").addEventListener("click", () => {
+      const reason = document.getElementById("override-reason").value.trim();
+      if (!reason) { showError("Give a reason for sending it anyway."); return; }
+      sendReply(reason);
     });
 
     const results = document.getElementById("content-results");
@@ -263,31 +350,7 @@
         const r = await getJson("/api/staff/inbox/" + id + "/content?q=" + q);
         results.replaceChildren();
         if (!r.items.length) results.append(el("li", "muted", "No approved item matches."));
-        for (const item of r.items) {
-          const li = el("li"); li.setAttribute("data-testid", "content-item");
-          li.append(el("strong", null, item.title), " ", el("span", "muted", item.content_id + " v" + item.version +
-            " · " + item.approval_code));
-          li.append(el("p", "muted", item.excerpt));
-          const btn = el("button", "secondary", "Send verbatim"); btn.type = "button";
-          btn.setAttribute("data-testid", "send-content");
-          if (!item.sendable) {
-            btn.dataset.gated = "1"; btn.disabled = true;
-            li.append(el("p", "flash error", "Cannot go to this HCP: " + item.reason));
-          }
-          btn.addEventListener("click", async () => {
-            showError("");
-            try {
-              const sent = await post("/api/staff/inbox/" + id + "/content",
-                { content_id: item.content_id, version: item.version });
-              addMessage(sent.message);
-            } catch (err) {
-              showError((err.body && err.body.error && err.body.error.code === "content_gated")
-                ? "Not sent — this item may not go to this HCP now: " + err.message : err.message);
-            }
-          });
-          li.append(btn);
-          results.append(li);
-        }
+        for (const item of r.items) results.append(contentItem(item));
         applyState({});
       } catch (err) { showError(err.message); }
     });

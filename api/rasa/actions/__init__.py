@@ -22,6 +22,8 @@ from api.rasa.actions import (
     submit_patient_support,
     submit_samples,
     submit_verification,
+    undo_preference,
+    validate_forms,
 )
 from api.rasa.actions.protocol import Action
 
@@ -31,7 +33,8 @@ REGISTRY: dict[str, Action] = {
         answer_question, fallback, request_handoff, check_verification,
         ask_medical_information, give_score, out_of_scope, rate_answer, rating_reason, record_comment,
         set_preference, submit_access, submit_contact_update, submit_literature, submit_meeting,
-        submit_patient_support, submit_samples, submit_verification,
+        submit_patient_support, submit_samples, submit_verification, undo_preference,
     )
 }
 REGISTRY.update(ask_form_slot.ACTIONS)
+REGISTRY.update(validate_forms.ACTIONS)

@@ -46,9 +46,21 @@
 
   // ---------------------------------------------------------------- storage
 
+  /* The chat lives in localStorage, so closing the tab or opening a new one keeps it (the
+     transcript is redrawn from the server); "forget it on this device" clears it. The secret is
+     only ever sent in a header, never in a URL. */
+  function store() {
+    return window.localStorage;
+  }
+
   function loadSessionId() {
     try {
-      return window.sessionStorage.getItem(STORAGE_KEY);
+      var id = store().getItem(STORAGE_KEY);
+      if (!id && window.sessionStorage.getItem(STORAGE_KEY)) {
+        id = window.sessionStorage.getItem(STORAGE_KEY); // a tab opened before this version
+        store().setItem(STORAGE_KEY, id);
+      }
+      return id;
     } catch (e) {
       return null;
     }
@@ -56,7 +68,7 @@
 
   function loadStreamUrl() {
     try {
-      return window.sessionStorage.getItem(STREAM_KEY);
+      return store().getItem(STREAM_KEY);
     } catch (e) {
       return null;
     }
@@ -70,14 +82,15 @@
     state.streamUrl = id ? streamUrl || null : null;
     try {
       if (id) {
-        window.sessionStorage.setItem(STORAGE_KEY, id);
+        store().setItem(STORAGE_KEY, id);
       } else {
+        store().removeItem(STORAGE_KEY);
         window.sessionStorage.removeItem(STORAGE_KEY);
       }
       if (state.streamUrl) {
-        window.sessionStorage.setItem(STREAM_KEY, state.streamUrl);
+        store().setItem(STREAM_KEY, state.streamUrl);
       } else {
-        window.sessionStorage.removeItem(STREAM_KEY);
+        store().removeItem(STREAM_KEY);
       }
     } catch (e) {
       /* storage disabled: the conversation simply will not survive a reload */
@@ -190,7 +203,7 @@
   var SENDER_LABELS = {
     user: "You",
     bot: "HCP Concierge",
-    staff: "Your representative",
+    staff: "Our team", // a staff message sent before speakers were labelled
     system: "Notice",
   };
 
@@ -210,7 +223,8 @@
 
     var label = document.createElement("div");
     label.className = "msg-sender";
-    label.textContent = SENDER_LABELS[kind];
+    // Staff messages name the speaker: "Medical Information · MI-2026-000042", "Sam Rivera · your representative".
+    label.textContent = (kind === "staff" && message.sender_label) || SENDER_LABELS[kind];
     if (kind === "user" || kind === "bot") {
       // The bubble side already says who spoke; keep the name for screen readers.
       label.classList.add("visually-hidden");
@@ -428,6 +442,46 @@
     els.input.focus();
   }
 
+  // ---------------------------------------------------------------- waiting for a person
+
+  /* The status of an open request for a person rides on every messages response. */
+  function showWaiting(waiting) {
+    if (waiting === undefined) {
+      return; // an older response shape: leave the banner as it is
+    }
+    if (!waiting) {
+      els.waiting.hidden = true;
+      return;
+    }
+    var text =
+      waiting.status === "claimed"
+        ? "You are chatting with " + waiting.who + " (reference " + waiting.reference + ")."
+        : "Waiting for " + waiting.who + " · reference " + waiting.reference + " · expected by " +
+          waiting.expected_by + ". You can keep asking me questions meanwhile.";
+    if (els.waitingText.textContent !== text) {
+      els.waitingText.textContent = text;
+    }
+    els.waitingCancel.hidden = waiting.status !== "queued";
+    els.waiting.hidden = false;
+  }
+
+  function onCancelWaiting() {
+    if (state.sending) {
+      return;
+    }
+    clearError();
+    send({ text: "Cancel my request", payload: "/cancel_handoff", client_message_id: newClientMessageId() }, {});
+  }
+
+  function onForget() {
+    stopStream();
+    saveSessionId(null);
+    resetConversationCursor();
+    els.messages.textContent = "";
+    showWaiting(null);
+    els.input.focus();
+  }
+
   function onKeyDown(event) {
     if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
       event.preventDefault();
@@ -466,6 +520,7 @@
         pending.node.classList.remove("msg-pending");
         var replies = Array.isArray(data.messages) ? data.messages : [];
         replies.forEach(appendMessage);
+        showWaiting(data.waiting);
         // Stored but not answered yet (a slow turn): keep "typing" until the reply streams in.
         state.awaitingReply = data.pending === true && replies.length === 0;
         state.failed = null;
@@ -529,6 +584,7 @@
       text: data.body,
       direction: data.direction,
       sender: data.sender_type,
+      sender_label: data.sender_label,
       content_id: data.content_id,
       content_version: data.content_version,
       approval_code: data.approval_code,
@@ -648,6 +704,7 @@
           }
           appendMessage(m);
         });
+        showWaiting(data.waiting);
         state.pollDelay = POLL_MS;
         ensureStream();
       })
@@ -679,6 +736,11 @@
     els.errorText = document.getElementById("chat-error-text");
     els.retry = document.getElementById("retry-button");
     els.counter = document.getElementById("char-count");
+    els.waiting = document.getElementById("waiting");
+    els.waitingText = document.getElementById("waiting-text");
+    els.waitingCancel = document.getElementById("waiting-cancel");
+    els.waitingCancel.addEventListener("click", onCancelWaiting);
+    document.getElementById("forget-chat").addEventListener("click", onForget);
 
     els.form.addEventListener("submit", onSubmit);
     els.input.addEventListener("keydown", onKeyDown);
