@@ -96,6 +96,15 @@ class ScreenHook:
         return self.screen.ready()
 
 
+def _warm_staff_screen(settings: Settings) -> None:
+    from api.handoffs import screening
+
+    try:
+        screening.screener_for(settings).warm_up()
+    except Exception:
+        log.exception("staff reply screen warm-up failed")
+
+
 def _warm_knowledge(state: AppState) -> None:
     try:
         from knowledge.service import get_knowledge_base
@@ -280,6 +289,11 @@ def create_app(
         app.state.concierge = state
         if warm_knowledge:
             threading.Thread(target=_warm_knowledge, args=(state,), name="kb-warmup", daemon=True).start()
+        if not isinstance(hook, ScreenHook):
+            # Staff replies pass the staff reply screen, whose AE model the app's own safety hook loads at
+            # start; with another hook, load it here so a rep's first reply does not wait for it.
+            threading.Thread(target=_warm_staff_screen, args=(settings,), name="staff-screen-warmup",
+                             daemon=True).start()
         # WhatsApp after the ack: here (inline), or in the `concierge worker` process (process).
         inline = settings.whatsapp_worker == "inline"
         dispatcher = _whatsapp_dispatcher(settings, factory, the_clock) if inline else None

@@ -19,7 +19,7 @@ from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from pydantic import BaseModel, ConfigDict, StrictBool
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -40,7 +40,8 @@ T = TypeVar("T")
 
 DONE_FLASH = {"duplicate": "Duplicate decision recorded.",
               "status": "Status updated.", "assessment": "Assessment saved.", "unchanged": "Nothing changed.",
-              "taken": "The case is yours.", "released": "The case is back in the team's queue."}
+              "taken": "The case is yours.", "released": "The case is back in the team's queue.",
+              "assigned": "The case is assigned to your colleague."}
 SAFE_FILENAME = re.compile(r"[^A-Za-z0-9._-]")
 
 
@@ -55,6 +56,7 @@ class AssignmentIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     take: StrictBool
     expected: str | None = None  # the assignee the staff member saw ("" or null: nobody)
+    to: str | None = Field(default=None, max_length=32)  # a colleague's staff id: assign it to them
 
 
 class DuplicateDecisionIn(BaseModel):
@@ -84,7 +86,7 @@ def _change_status(state: AppState, ident: StaffIdentity, case_id: str, data: St
 def _assign(state: AppState, ident: StaffIdentity, case_id: str, data: AssignmentIn) -> AdverseEvent:
     def run(session: Session) -> AdverseEvent:
         return review.assign_case(session, case_id, actor_id=ident.id, now=state.clock.now(), take=data.take,
-                                  expected=data.expected or None)
+                                  expected=data.expected or None, to=data.to or None)
 
     return _act(state, ident, case_id, "assignment", run)
 
@@ -153,6 +155,7 @@ def _case_page(request: Request, ident: StaffIdentity, case_id: str, *, status_c
         return render(request, "safety_case.html", ident, status_code=status_code, view=view, case=view.case,
                       assignee_name=review.staff_names(session, [holder]).get(holder) if holder else None,
                       duplicates=duplicates.list_for_case(session, view.case.id),
+                      colleagues=[u for u in review.safety_colleagues(session) if u.id != holder],
                       flash=flash, flash_kind=flash_kind, reason=reason, seriousness_options=review.ASSESSED)
 
 
@@ -177,18 +180,20 @@ def status_form(request: Request, case_id: str, ident: SafetyStaff, status: Anno
 
 @router.post("/console/safety/{case_id}/assignment")
 def assignment_form(request: Request, case_id: str, ident: SafetyStaff, take: Annotated[str, Form()] = "",
-                    expected: Annotated[str, Form()] = "") -> Response:
+                    expected: Annotated[str, Form()] = "", to: Annotated[str, Form()] = "") -> Response:
     if take not in ("0", "1"):
         return _case_page(request, ident, case_id, status_code=422, flash="say whether to take the case or release it",
                           flash_kind="error")
     try:
-        _assign(app_state(request), ident, case_id, AssignmentIn(take=take == "1", expected=expected or None))
+        _assign(app_state(request), ident, case_id,
+                AssignmentIn(take=take == "1", expected=expected or None, to=to[:32] or None))
     except ConciergeError as exc:
         if isinstance(exc, NotFound):
             raise
         return _case_page(request, ident, case_id, status_code=exc.status_code, flash=exc.message,
                           flash_kind="error")
-    return RedirectResponse(f"/console/safety/{case_id}?done={'taken' if take == '1' else 'released'}",
+    done = "assigned" if take == "1" and to and to != ident.id else "taken" if take == "1" else "released"
+    return RedirectResponse(f"/console/safety/{case_id}?done={done}",
                             status_code=303)
 
 

@@ -7,11 +7,11 @@ admins deciding at once cannot both win, and the HCP is told the outcome on thei
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, select, update
+from sqlalchemy import CursorResult, func, select, update
 from sqlalchemy.orm import Session
 
 from api.audit import service as audit
@@ -36,6 +36,9 @@ class PendingVerification:
     country: str | None
     channels: list[str]
     requested_at: datetime
+    # Other HCP records with the same licence number (normalised): two phone numbers claiming one
+    # registration need a look before either is verified.
+    same_licence: list[str] = field(default_factory=list)
 
 
 def list_pending(session: Session) -> list[PendingVerification]:
@@ -46,9 +49,28 @@ def list_pending(session: Session) -> list[PendingVerification]:
         for ident in session.execute(select(ChannelIdentity).where(
                 ChannelIdentity.hcp_id.in_([h.id for h in rows]))).scalars():
             channels.setdefault(ident.hcp_id or "", []).append(ident.channel)
+    wanted = {licence_key(h.licence_id) for h in rows} - {""}
+    holders: dict[str, list[Hcp]] = {}
+    if wanted:
+        normalised = func.upper(func.replace(func.replace(func.replace(Hcp.licence_id, " ", ""), "-", ""), ".", ""))
+        for other in session.execute(select(Hcp).where(normalised.in_(sorted(wanted)))).scalars():
+            key = licence_key(other.licence_id)
+            if key in wanted:
+                holders.setdefault(key, []).append(other)
+
+    def others(h: Hcp) -> list[str]:
+        found = holders.get(licence_key(h.licence_id), [])
+        return [f"{o.name or 'unnamed'} ({o.verification_status})" for o in found if o.id != h.id]
+
     return [PendingVerification(hcp_id=h.id, name=h.name, licence_id=h.licence_id, country=h.country,
-                                channels=sorted(set(channels.get(h.id, []))), requested_at=h.created_at)
+                                channels=sorted(set(channels.get(h.id, []))), requested_at=h.created_at,
+                                same_licence=others(h))
             for h in rows]
+
+
+def licence_key(licence_id: str | None) -> str:
+    """A licence number as compared for duplicates: upper case, without spaces, hyphens and dots."""
+    return (licence_id or "").upper().replace(" ", "").replace("-", "").replace(".", "")
 
 
 def _latest_conversation(session: Session, hcp_id: str) -> Conversation | None:

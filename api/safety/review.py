@@ -631,19 +631,33 @@ def change_status(session: Session, case_id: str, *, to: str, actor_id: str, now
     return found
 
 
-def assign_case(session: Session, case_id: str, *, actor_id: str, now: datetime, take: bool,
-                expected: str | None = None) -> AdverseEvent:
-    """Take a case (``take=True``) or put it back in the team's queue, atomically.
+def safety_colleagues(session: Session) -> list[StaffUser]:
+    """Active staff with the safety role: whom a case can be assigned to."""
+    return [u for u in session.scalars(select(StaffUser).where(StaffUser.active.is_(True)).order_by(StaffUser.name))
+            if "safety" in (u.roles or [])]
 
-    ``expected`` is the assignee the staff member saw (``""``: nobody): taking a case somebody
-    else holds needs it, so two people clicking "take" at once cannot both win and nobody takes a
-    case over without having seen who had it. Releasing is for the assignee only.
+
+def assign_case(session: Session, case_id: str, *, actor_id: str, now: datetime, take: bool,
+                expected: str | None = None, to: str | None = None) -> AdverseEvent:
+    """Take a case (``take=True``), assign it to a colleague (``to``), or put it back in the
+    team's queue, atomically.
+
+    ``expected`` is the assignee the staff member saw (``""``: nobody): taking or assigning a case
+    somebody else holds needs it, so two people clicking at once cannot both win and nobody moves a
+    case without having seen who had it. Releasing is for the assignee only. ``to`` must be an
+    active colleague with the safety role.
     """
     found = get_case(session, case_id)
     current = found.assignee_id
-    names = staff_names(session, [current, actor_id])
+    target = actor_id
+    if to is not None and take:
+        colleague = session.get(StaffUser, to)
+        if colleague is None or not colleague.active or "safety" not in (colleague.roles or []):
+            raise InvalidInput("a case can be assigned only to an active colleague in the safety team")
+        target = colleague.id
+    names = staff_names(session, [current, actor_id, target])
     if take:
-        if current == actor_id:
+        if current == target:
             return found
         if current is not None and expected != current:
             raise Conflict(f"{found.reference} is being worked by {names.get(current, 'someone else')}; "
@@ -651,7 +665,7 @@ def assign_case(session: Session, case_id: str, *, actor_id: str, now: datetime,
                            detail={"assignee_id": current, "assignee": names.get(current)})
         if current is None and expected:
             raise Conflict(f"{found.reference} changed meanwhile: nobody holds it now", detail={"assignee_id": None})
-        values: dict[str, Any] = {"assignee_id": actor_id, "assigned_at": now, "updated_at": now}
+        values: dict[str, Any] = {"assignee_id": target, "assigned_at": now, "updated_at": now}
     else:
         if current is None:
             return found
@@ -671,7 +685,8 @@ def assign_case(session: Session, case_id: str, *, actor_id: str, now: datetime,
     session.refresh(found)
     audit.record(session, action="adverse_event.assigned" if take else "adverse_event.released",
                  subject_type="adverse_event", subject_id=found.id, actor_type="staff", actor_id=actor_id,
-                 data={"assignee_id": found.assignee_id, "from": current}, at=now)
+                 data={"assignee_id": found.assignee_id, "from": current,
+                       **({"assigned_by": actor_id} if target != actor_id else {})}, at=now)
     return found
 
 

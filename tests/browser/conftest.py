@@ -20,6 +20,7 @@ import uvicorn
 from sqlalchemy import Engine
 
 from api.app import create_app
+from api.handoffs import screening
 from api.pipeline.turn import null_safety_hook
 from api.settings import Settings
 from tests.browser.fake_api import FakeChatApi
@@ -122,6 +123,8 @@ def live_server(engine: Engine, settings: Settings, fake_rasa: FakeRasa) -> Iter
         rasa_transport=fake_rasa.transport(),
         warm_knowledge=False,
     )
+    # Staff replies pass the staff reply screen: load its AE model before the page times a reply.
+    screening.screener_for(settings).warm_up()
     with serve_app(app) as url:
         try:
             yield url

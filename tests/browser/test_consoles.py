@@ -77,6 +77,13 @@ def test_rep_claims_a_handoff_chats_live_with_the_hcp_and_hands_back(
     expect(rep.get_by_test_id("transcript")).to_contain_text(f"{marker}-2")
     rep.screenshot(path=str(DOCS_SCREENS / "console-conversation.png"))
 
+    # a destructive click asks first: dismissed, nothing happens; accepted, it is done
+    asked: list[str] = []
+    rep.once("dialog", lambda dialog: (asked.append(dialog.message), dialog.dismiss()))
+    rep.get_by_test_id("hand-back").click()
+    expect(rep.locator("#status-text")).to_contain_text("claimed")
+    assert asked and "Hand this conversation back" in asked[0]
+    rep.once("dialog", lambda dialog: dialog.accept())
     rep.get_by_test_id("hand-back").click()
     expect(rep.locator("#status-text")).to_contain_text("handed back")
     with Session(engine) as s:

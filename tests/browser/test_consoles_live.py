@@ -52,6 +52,7 @@ def test_content_admin_withdraws_an_item_and_the_bot_stops_sending_it(
     admin.goto(f"{base}/console/content/items/{item_id}")
     admin.screenshot(path=str(DOCS_SCREENS / "console-content.png"))
     admin.get_by_label("Reason").fill("Label section renumbered; superseded by the new SmPC.")
+    admin.once("dialog", lambda dialog: dialog.accept())   # "Withdraw v1 of …? HCPs stop receiving it"
     admin.get_by_role("button", name="Withdraw v1").click()
     expect(admin.locator("body")).to_contain_text("withdrawn")
 

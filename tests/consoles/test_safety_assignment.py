@@ -164,3 +164,29 @@ def test_bad_assignment_bodies_are_422_and_change_nothing(world: ReviewWorld, bo
 def test_an_unknown_assignee_filter_is_422(world: ReviewWorld) -> None:
     pv, _acc, _csrf = world.staff_client("safety")
     assert pv.get("/api/staff/safety/cases", params={"assignee": "bob"}, headers=JSON).status_code == 422
+
+
+def test_a_case_is_assigned_to_a_colleague_knowingly_and_only_to_the_safety_team(world: ReviewWorld) -> None:
+    case = _case(world)
+    ana, ana_acc, ana_csrf = world.staff_client("safety")
+    _ben, ben_acc, _ = world.staff_client("safety")
+    _rep, rep_acc, _ = world.staff_client("rep")
+    # from the queue to Ben, by Ana: audited as assigned by her
+    given = _assign(ana, ana_csrf, case.id, {"take": True, "expected": "", "to": ben_acc.id})
+    assert given.status_code == 200 and given.json()["assignee_id"] == ben_acc.id
+    # a stale page (Ana thinks nobody has it) cannot move it again
+    assert _assign(ana, ana_csrf, case.id, {"take": True, "expected": "", "to": ana_acc.id}).status_code == 409
+    # not to someone outside the safety team, nor to nobody-in-particular ids
+    for outsider in (rep_acc.id, "no-such-staff"):
+        refused = _assign(ana, ana_csrf, case.id, {"take": True, "expected": ben_acc.id, "to": outsider})
+        assert refused.status_code == 422 and "safety team" in refused.json()["error"]["message"]
+    assert world.case(case.id).assignee_id == ben_acc.id
+    with world.factory() as s:
+        moved = s.execute(select(AuditEvent).where(AuditEvent.subject_id == case.id,
+                                                   AuditEvent.action == "adverse_event.assigned")).scalars().all()
+    assert [(e.actor_id, e.data["assignee_id"], e.data.get("assigned_by")) for e in moved] == [
+        (ana_acc.id, ben_acc.id, ana_acc.id)]
+    # the page offers colleagues (not the holder) with a confirmation
+    page = ana.get(f"/console/safety/{case.id}").text
+    assert 'data-testid="assign-to"' in page and "data-confirm=" in page
+    assert f'<option value="{ben_acc.id}">' not in page

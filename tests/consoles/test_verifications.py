@@ -82,3 +82,31 @@ def test_unknown_hcp_and_missing_csrf_change_nothing(logged_in: LoggedIn, engine
     assert client.post(f"/console/admin/verifications/{hcp_id}", data={"decision": "verify"}).status_code == 403
     with sessionmaker(bind=engine)() as s:
         assert s.get(Hcp, hcp_id).verification_status == "pending"  # type: ignore[union-attr]
+
+
+def test_one_licence_number_on_two_phone_numbers_is_flagged_before_either_is_verified(
+        logged_in: LoggedIn, engine: Engine) -> None:
+    import uuid
+
+    from api.hcps.verification import licence_key, list_pending
+
+    digits = str(uuid.uuid4().int)[:8]
+    now = datetime.now(UTC)
+    with unit_of_work(sessionmaker(bind=engine, expire_on_commit=False)) as s:
+        first = Hcp(name="Dr Iris Vale", licence_id=f"GMC {digits}", country="GB",
+                    verification_status=VerificationStatus.pending, created_at=now)
+        second = Hcp(name="Dr I. Vale", licence_id=f"gmc-{digits}", country="GB",
+                     verification_status=VerificationStatus.pending, created_at=now)
+        alone = Hcp(name="Dr Otto Lind", licence_id=f"GMC {digits[::-1]}9", country="GB",
+                    verification_status=VerificationStatus.pending, created_at=now)
+        s.add_all([first, second, alone])
+    assert licence_key(f"GMC {digits}") == licence_key(f"gmc-{digits}")
+    with sessionmaker(bind=engine)() as s:
+        pending = {p.hcp_id: p for p in list_pending(s)}
+    assert pending[first.id].same_licence == ["Dr I. Vale (pending)"]
+    assert pending[second.id].same_licence == ["Dr Iris Vale (pending)"]
+    assert pending[alone.id].same_licence == []
+    client, _, _ = logged_in("admin")
+    page = client.get("/console/admin/verifications").text
+    assert page.count('data-testid="same-licence"') >= 2 and "check before verifying" in page
+    assert 'data-confirm="Verify this HCP?' in page

@@ -46,5 +46,26 @@
     tables.forEach(labelTable);
   }).observe(document.body, { childList: true, subtree: true });
 
+  // Destructive actions ask first: a form or button with data-confirm="…" proceeds only when the
+  // staff member says OK. Capture phase, so a page's own handlers never see a cancelled click.
+  function confirmed(node) {
+    const text = node && node.getAttribute && node.getAttribute("data-confirm");
+    return !text || window.confirm(text);
+  }
+  document.addEventListener("submit", (event) => {
+    const button = event.submitter;
+    if (!confirmed(event.target) || (button && !confirmed(button))) {
+      event.preventDefault();
+      event.stopImmediatePropagation();
+    }
+  }, true);
+  document.addEventListener("click", (event) => {
+    const button = event.target.closest && event.target.closest("button[data-confirm]");
+    if (button && button.type !== "submit" && !confirmed(button)) {
+      event.preventDefault();
+      event.stopImmediatePropagation();
+    }
+  }, true);
+
   window.Console = { post, el, csrf, labelTables };
 })();
