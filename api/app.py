@@ -35,6 +35,7 @@ from api.content import make_send_gate
 from api.conversations.models import Conversation, Message
 from api.db import is_transient, make_engine, make_session_factory
 from api.errors import ConciergeError, DatabaseBusy, RateLimited
+from api.handoffs.assign import assign_policy
 from api.handoffs.hours import staff_hours
 from api.handoffs.service import handoff_from_api
 from api.health.router import router as health_router
@@ -196,6 +197,24 @@ def _start_sla_sweeper(settings: Settings, factory: sessionmaker[Session],
     return _start_periodic("sla-alerts", settings.sla_sweep_interval_s, job)
 
 
+def _start_assign_sweeper(settings: Settings, factory: sessionmaker[Session],
+                          clock: Clock) -> asyncio.Task[None] | None:
+    """Auto-assignment every ``assign_sweep_interval_s``: expired offers move on, waiting handoffs are offered."""
+    from api.handoffs import assign
+
+    policy = assign.assign_policy(settings)
+    if not policy.enabled:
+        return None
+
+    def job() -> str | None:
+        report = assign.sweep(factory, policy, clock.now())
+        if not (report.expired or report.offered):
+            return None
+        return f"{report.offered} offered, {report.expired} expired offers moved on, {report.waiting} waiting"
+
+    return _start_periodic("auto-assign", settings.assign_sweep_interval_s, job)
+
+
 def _start_audit_checkpointer(settings: Settings, factory: sessionmaker[Session],
                               clock: Clock) -> asyncio.Task[None] | None:
     """A signed checkpoint of the audit chain head every ``audit_checkpoint_interval_s`` (api.audit.checkpoint),
@@ -224,7 +243,8 @@ def build_processor(settings: Settings, factory: Any, clock: Clock, rasa: RasaCl
         senders={"webchat": WebchatSender()}, gate=make_send_gate(settings.default_market),
         default_market=settings.default_market,
         safety_hook=safety_hook or default_safety_hook(settings),
-        handoff_hook=functools.partial(handoff_from_api, hours=staff_hours(settings)),
+        handoff_hook=functools.partial(handoff_from_api, hours=staff_hours(settings),
+                                        policy=assign_policy(settings)),
         hours=staff_hours(settings),
     )
     processor.transient_deadline_s = settings.turn_retry_deadline_s
@@ -292,6 +312,7 @@ def create_app(
         rollup_task = _start_rollup_refresher(settings, factory, the_clock)
         sla_task = _start_sla_sweeper(settings, factory, the_clock)
         checkpoint_task = _start_audit_checkpointer(settings, factory, the_clock)
+        assign_task = _start_assign_sweeper(settings, factory, the_clock)
         ingester = None
         if inline:
             ingester = whatsapp_ingester(settings, eng, factory, the_clock, worker, dispatcher)
@@ -305,7 +326,7 @@ def create_app(
         try:
             yield
         finally:
-            for task in (rollup_task, sla_task, checkpoint_task):
+            for task in (rollup_task, sla_task, checkpoint_task, assign_task):
                 if task is not None:
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):

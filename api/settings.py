@@ -204,6 +204,22 @@ class Settings(BaseSettings):
         default=0.95, ge=0, le=1, description="Alert (SLA-style, team safety) when the lower 95 % bound of the "
                                               "screen's live recall drops below this.")
 
+    # Auto-assignment of handoffs (api.handoffs.assign)
+    auto_assign: bool = Field(
+        default=False,
+        description="Offer each queued handoff to one online colleague of its team (market, language, "
+                    "territory; round-robin under a capacity) instead of leaving it for a manual claim. Off by "
+                    "default: it changes who sees what first, and staff must set their presence and capacity "
+                    "before it can work; manual claims always work.")
+    assign_offer_timeout_s: float = Field(
+        default=180.0, gt=0, description="An offer not accepted within this many seconds moves to the next person.")
+    assign_max_open: int = Field(
+        default=5, ge=1, description="Open conversations (held + offered) per person unless their own "
+                                     "capacity is set; at capacity nobody is offered more and claims are refused.")
+    assign_sweep_interval_s: float = Field(
+        default=15.0, ge=0, description="Seconds between auto-assignment sweeps in the app (expired offers move "
+                                        "on, waiting handoffs are offered; 0: off).")
+
     # SLA alerts (api.sla): overdue handoffs / requests, adverse-event cases near their deadline
     sla_sweep_interval_s: float = Field(
         default=60.0, ge=0, description="Seconds between SLA sweeps in the app (0: off; `concierge sla sweep` "

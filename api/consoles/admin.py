@@ -1,4 +1,5 @@
-"""The admin console (admin only): staff users, their roles and territory, activation, password resets.
+"""The admin console (admin only): staff users, their roles and territory, activation, password resets,
+and what auto-assignment needs of each person (capacity, languages, markets).
 
 Every change goes through :mod:`api.staff.service`, which validates and audits it. A bad input
 re-renders the page with the message and a 4xx status; nothing is changed.
@@ -13,7 +14,8 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 
 from api.consoles.render import render
 from api.db import unit_of_work
-from api.errors import ConciergeError
+from api.errors import ConciergeError, InvalidInput
+from api.handoffs import assign
 from api.staff import service
 from api.staff.auth import Staff
 from api.staff.models import StaffRole, StaffUser
@@ -29,13 +31,15 @@ DONE = {
     "deactivated": "User deactivated and logged out everywhere.",
     "reactivated": "User reactivated.",
     "password": "Temporary password set; the user's sessions were ended and they choose their own at next login.",
+    "assignment": "Capacity, languages and markets saved.",
 }
 
 
 def _user_view(u: StaffUser) -> dict[str, Any]:
     return {"id": u.id, "email": u.email, "name": u.name, "roles": sorted(u.roles), "territory": u.territory,
             "active": u.active, "available": u.available, "totp": bool(u.totp_secret),
-            "created_at": u.created_at, "last_login_at": u.last_login_at}
+            "created_at": u.created_at, "last_login_at": u.last_login_at, "presence": u.presence,
+            "max_open": u.max_open, "languages": ", ".join(u.languages or []), "markets": ", ".join(u.markets or [])}
 
 
 def _users_page(request: Request, ident: StaffIdentity, *, status_code: int = 200, form: dict[str, Any] | None = None,
@@ -53,6 +57,7 @@ def _user_page(request: Request, ident: StaffIdentity, staff_id: str, *, status_
     with unit_of_work(state.session_factory) as session:
         user = _user_view(service.get(session, staff_id))
     return render(request, "admin_user.html", ident, status_code=status_code, user=user, roles=ROLES,
+                  default_max_open=state.settings.assign_max_open,
                   is_self=staff_id == ident.id, min_password=service.MIN_PASSWORD_LENGTH, **extra)
 
 
@@ -136,6 +141,33 @@ def update_user(
         return _user_page(request, ident, staff_id, status_code=exc.status_code, flash=exc.message,
                           flash_kind="error")
     return _back(staff_id, "updated")
+
+
+@router.post("/console/admin/users/{staff_id}/assignment", response_class=HTMLResponse)
+def update_assignment(
+    request: Request,
+    ident: Admin,
+    staff_id: str,
+    max_open: Annotated[str, Form(max_length=8)] = "",
+    languages: Annotated[str, Form(max_length=200)] = "",
+    markets: Annotated[str, Form(max_length=200)] = "",
+) -> Response:
+    state = app_state(request)
+    try:
+        capacity = max_open.strip()
+        if capacity and not capacity.isdigit():
+            raise InvalidInput(f"capacity must be a whole number of open conversations, not {capacity[:8]!r}")
+        with unit_of_work(state.session_factory) as session:
+            user = service.get(session, staff_id)
+            assign.set_profile(session, user, max_open=int(capacity) if capacity else None,
+                               languages=languages.split(","), markets=markets.split(","), now=state.clock.now(),
+                               actor_id=ident.id)
+    except ConciergeError as exc:
+        if exc.status_code == 404:
+            raise
+        return _user_page(request, ident, staff_id, status_code=exc.status_code, flash=exc.message,
+                          flash_kind="error")
+    return _back(staff_id, "assignment")
 
 
 @router.post("/console/admin/users/{staff_id}/active", response_class=HTMLResponse)

@@ -20,13 +20,14 @@ from api.conversations.outbound import MAX_STAFF_TEXT
 from api.cursors import MessageCursor
 from api.db import unit_of_work
 from api.errors import ContentGated
-from api.handoffs import screening
+from api.handoffs import assign, screening
 from api.handoffs import service as handoffs
 from api.handoffs.content_search import search_content
 from api.handoffs.hours import staff_hours
 from api.handoffs.models import Handoff, HandoffStatus, HandoffTarget
 from api.handoffs.profile import profile_card
 from api.handoffs.schemas import (
+    AssignmentRead,
     CloseCreate,
     ColleagueRead,
     ContentChoiceRead,
@@ -37,6 +38,7 @@ from api.handoffs.schemas import (
     HandoffDetailRead,
     HandoffRead,
     MessagesRead,
+    PresenceCreate,
     QueueRead,
     ReplyCreate,
     ScreenedSentRead,
@@ -47,8 +49,9 @@ from api.handoffs.schemas import (
 from api.hcps.models import Hcp
 from api.pipeline.delivery import deliver_after_commit
 from api.safety import firewall
+from api.staff import service as staff_service
 from api.staff.auth import Staff, api_routes
-from api.staff.models import StaffRole
+from api.staff.models import Presence, StaffRole
 from api.staff.service import StaffIdentity
 from api.state import app_state
 
@@ -74,7 +77,8 @@ def _read(session: Session, h: Handoff, conv: Conversation, hcp: Hcp | None, ide
         sla=sla_badge(h, now), requested_for_me=h.requested_staff_id == ident.id,
         claimed_by_name=handoffs.staff_name(session, h.claimed_by) if h.claimed_by else None,
         channel=conv.channel, hcp_name=hcp.name if hcp else None, hcp_specialty=hcp.specialty if hcp else None,
-        hcp_territory=hcp.territory if hcp else None,
+        hcp_territory=hcp.territory if hcp else None, offered_to_me=h.offered_to == ident.id,
+        offered_to_name=handoffs.staff_name(session, h.offered_to) if h.offered_to else None,
     )
 
 
@@ -85,11 +89,16 @@ def _read_one(session: Session, h: Handoff, ident: StaffIdentity, now: datetime)
     return _read(session, h, conv, hcp, ident, now)
 
 
-def _queue(session: Session, ident: StaffIdentity, now: datetime) -> QueueRead:
+def _queue(session: Session, ident: StaffIdentity, now: datetime, policy: assign.AssignPolicy) -> QueueRead:
     q = handoffs.list_queue(session, ident)
+    queued = [_read(session, e.handoff, e.conversation, e.hcp, ident, now, e.summary) for e in q.queued]
+    user = staff_service.get(session, ident.id)
     return QueueRead(
-        queued=[_read(session, e.handoff, e.conversation, e.hcp, ident, now, e.summary) for e in q.queued],
+        queued=[h for h in queued if not h.offered_to_me],
         mine=[_read(session, e.handoff, e.conversation, e.hcp, ident, now, e.summary) for e in q.mine],
+        offered=[h for h in queued if h.offered_to_me],
+        assignment=AssignmentRead(auto_assign=policy.enabled, presence=user.presence,
+                                  load=assign.load(session, ident.id), capacity=assign.capacity(user, policy)),
     )
 
 
@@ -116,8 +125,9 @@ def _detail(session: Session, handoff_id: str, ident: StaffIdentity, now: dateti
 def inbox_page(request: Request, ident: Inbox) -> Response:
     state = app_state(request)
     with unit_of_work(state.session_factory) as session:
-        queue = _queue(session, ident, state.clock.now())
-    return render(request, "inbox.html", ident, queue=queue, teams=sorted(handoffs.targets_for(ident)),
+        queue = _queue(session, ident, state.clock.now(), assign.assign_policy(state.settings))
+    return render(request, "inbox.html", ident, queue=queue, presences=[str(p) for p in Presence],
+                  teams=sorted(handoffs.targets_for(ident)),
                   territory=ident.territory)
 
 
@@ -150,7 +160,7 @@ def claim_form(request: Request, handoff_id: str, ident: Inbox) -> Response:
 def queue_json(request: Request, ident: Inbox) -> QueueRead:
     state = app_state(request)
     with unit_of_work(state.session_factory) as session:
-        return _queue(session, ident, state.clock.now())
+        return _queue(session, ident, state.clock.now(), assign.assign_policy(state.settings))
 
 
 @router.get("/api/staff/inbox/{handoff_id}")
@@ -181,7 +191,7 @@ def _claim(request: Request, handoff_id: str, ident: StaffIdentity) -> HandoffRe
     state = app_state(request)
     with unit_of_work(state.session_factory) as session:
         now = state.clock.now()
-        h = handoffs.claim(session, handoff_id, ident, now)
+        h = handoffs.claim(session, handoff_id, ident, now, assign.assign_policy(state.settings))
         read = _read_one(session, h, ident, now)
     deliver_after_commit(state, read.conversation_id)
     return read
@@ -189,7 +199,31 @@ def _claim(request: Request, handoff_id: str, ident: StaffIdentity) -> HandoffRe
 
 @router.post("/api/staff/inbox/{handoff_id}/claim")
 def claim_json(request: Request, handoff_id: str, ident: Inbox) -> HandoffRead:
+    """Claim from the shared queue; accepting an offer is the same claim."""
     return _claim(request, handoff_id, ident)
+
+
+@router.post("/api/staff/inbox/{handoff_id}/decline")
+def decline_json(request: Request, handoff_id: str, ident: Inbox) -> HandoffRead:
+    """Say no to an offer: it moves to the next person who fits (or waits in the shared queue)."""
+    state = app_state(request)
+    with unit_of_work(state.session_factory) as session:
+        now = state.clock.now()
+        handoffs.get_for_staff(session, handoff_id, ident)
+        h = assign.decline(session, handoff_id, ident.id, assign.assign_policy(state.settings), now)
+        return _read_one(session, h, ident, now)
+
+
+@router.post("/api/staff/presence")
+def presence_json(request: Request, body: PresenceCreate, ident: Inbox) -> AssignmentRead:
+    """Online (offers come to you), away or offline (they go to colleagues; your offers move on)."""
+    state = app_state(request)
+    policy = assign.assign_policy(state.settings)
+    with unit_of_work(state.session_factory) as session:
+        user = staff_service.get(session, ident.id)
+        assign.set_presence(session, user, body.presence, policy, state.clock.now(), actor_id=ident.id)
+        return AssignmentRead(auto_assign=policy.enabled, presence=user.presence,
+                              load=assign.load(session, ident.id), capacity=assign.capacity(user, policy))
 
 
 @router.post("/api/staff/inbox/{handoff_id}/release")

@@ -28,3 +28,15 @@ class ReplyBlocked(InvalidInput):
     findings, whether they may be overridden, and the approved content that fits."""
 
     code = "reply_blocked"
+
+
+class AtCapacity(Conflict):
+    """Auto-assignment is on and the staff member already has as many open conversations as allowed."""
+
+    code = "at_capacity"
+
+
+class NotOffered(Conflict):
+    """The handoff is not (or no longer) offered to this staff member."""
+
+    code = "not_offered"

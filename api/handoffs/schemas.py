@@ -33,24 +33,45 @@ class HandoffRead(BaseModel):
     hcp_name: str | None
     hcp_specialty: str | None
     hcp_territory: str | None
+    # Auto-assignment: who it is offered to now, and until when.
+    offered_to_me: bool = False
+    offered_to_name: str | None = None
+    offer_expires_at: datetime | None = None
 
     @classmethod
     def build(cls, h: Handoff, *, summary: str, sla: str, requested_for_me: bool, claimed_by_name: str | None,
               channel: str, hcp_name: str | None, hcp_specialty: str | None,
-              hcp_territory: str | None) -> HandoffRead:
+              hcp_territory: str | None, offered_to_me: bool = False,
+              offered_to_name: str | None = None) -> HandoffRead:
         return cls(
             id=h.id, reference=h.reference, conversation_id=h.conversation_id, target=h.target, reason=h.reason,
             status=h.status, summary=summary, sla_due_at=h.sla_due_at, sla=sla,
             requested_staff_id=h.requested_staff_id, requested_for_me=requested_for_me, claimed_by=h.claimed_by,
             claimed_by_name=claimed_by_name, claimed_at=h.claimed_at, contact_preference=h.contact_preference,
             outcome=h.outcome, created_at=h.created_at, closed_at=h.closed_at, channel=channel, hcp_name=hcp_name,
-            hcp_specialty=hcp_specialty, hcp_territory=hcp_territory,
+            hcp_specialty=hcp_specialty, hcp_territory=hcp_territory, offered_to_me=offered_to_me,
+            offered_to_name=offered_to_name, offer_expires_at=h.offer_expires_at if h.offered_to else None,
         )
+
+
+class AssignmentRead(BaseModel):
+    """The signed-in person's side of auto-assignment (shown in the Inbox header)."""
+
+    auto_assign: bool
+    presence: str
+    load: int
+    capacity: int
 
 
 class QueueRead(BaseModel):
     queued: list[HandoffRead]
     mine: list[HandoffRead]
+    offered: list[HandoffRead] = []
+    assignment: AssignmentRead | None = None
+
+
+class PresenceCreate(BaseModel):
+    presence: str = Field(max_length=16)
 
 
 class StaffMessageRead(BaseModel):

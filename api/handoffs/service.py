@@ -26,6 +26,8 @@ from api.conversations.drafts import Button, ReplyDraft
 from api.conversations.models import Conversation, ConversationState, Direction, Message, SenderType
 from api.conversations.service import add_outbound, list_after
 from api.errors import InvalidInput, NotFound
+from api.handoffs import assign
+from api.handoffs.assign import ROLE_FOR_TARGET, AssignPolicy
 from api.handoffs.copy import (
     CLOSED,
     CONTACT_CHOICES,
@@ -64,12 +66,7 @@ TARGET_WORDS = {
     HandoffTarget.medical_information: "our Medical Information team",
 }
 
-# Who works a target's queue, and which queues a role works.
-ROLE_FOR_TARGET = {
-    HandoffTarget.rep: StaffRole.rep,
-    HandoffTarget.msl: StaffRole.msl,
-    HandoffTarget.medical_information: StaffRole.medical_reviewer,
-}
+# Who works a target's queue (ROLE_FOR_TARGET, api.handoffs.assign), and which queues a role works.
 TARGETS_FOR_ROLE = {role: target for target, role in ROLE_FOR_TARGET.items()}
 INBOX_ROLES = frozenset(ROLE_FOR_TARGET.values())
 
@@ -120,10 +117,12 @@ def open_handoff(
     reason: str,
     now: datetime,
     hours: StaffHours = DEFAULT_HOURS,
+    policy: AssignPolicy = assign.OFF,
 ) -> Handoff:
     """Queue the conversation for a human; an already-open handoff is reused.
 
-    The SLA clock starts now during staff hours, otherwise when staff are next at work.
+    The SLA clock starts now during staff hours, otherwise when staff are next at work. With
+    auto-assignment on, it is offered at once to the next person who fits (``api.handoffs.assign``).
     """
     existing = open_handoff_for(session, conv)
     if existing is not None:
@@ -134,6 +133,7 @@ def open_handoff(
         reference=f"H-{secrets.token_hex(3).upper()}", conversation_id=conv.id, hcp_id=conv.hcp_id,
         target=tgt, reason=reason, summary=summarise(session, conv, target=tgt), status=HandoffStatus.queued,
         sla_due_at=starts + SLA[tgt], requested_staff_id=_assigned_person(session, conv, tgt), created_at=now,
+        market=conv.market, language=assign.hcp_language(session, conv),
     )
     session.add(handoff)
     conv.state = ConversationState.queued
@@ -142,7 +142,9 @@ def open_handoff(
                  actor_type="bot", data={"conversation_id": conv.id, "target": tgt, "reason": reason,
                                          "reference": handoff.reference,
                                          "requested_staff_id": handoff.requested_staff_id,
-                                         "availability": availability(session, tgt, now, hours)}, at=now)
+                                         "availability": availability(session, tgt, now, hours, policy)},
+                 at=now)
+    assign.offer_next(session, handoff, policy, now)
     return handoff
 
 
@@ -159,10 +161,13 @@ class Availability(StrEnum):
     nobody_available = "nobody_available"
 
 
-def availability(session: Session, target: str, now: datetime, hours: StaffHours) -> Availability:
+def availability(session: Session, target: str, now: datetime, hours: StaffHours,
+                 policy: AssignPolicy = assign.OFF) -> Availability:
+    """With auto-assignment on, a person is available only when their presence is online."""
     if not hours.is_open(now):
         return Availability.out_of_hours
-    if not list_available(session, ROLE_FOR_TARGET[HandoffTarget(target)]):
+    role = ROLE_FOR_TARGET[HandoffTarget(target)]
+    if not list_available(session, role) or (policy.enabled and not assign.online_count(session, role)):
         return Availability.nobody_available
     return Availability.open
 
@@ -173,12 +178,13 @@ def acknowledgement(handoff: Handoff, hours: StaffHours | None = None) -> str:
                                       reference=handoff.reference, due=due)
 
 
-def reply_draft(session: Session, handoff: Handoff, *, now: datetime, hours: StaffHours = DEFAULT_HOURS) -> ReplyDraft:
+def reply_draft(session: Session, handoff: Handoff, *, now: datetime, hours: StaffHours = DEFAULT_HOURS,
+                policy: AssignPolicy = assign.OFF) -> ReplyDraft:
     """What the HCP is told: when a human will reply, honestly; out of hours or with nobody free,
     a callback or an email is offered instead."""
     if handoff.status != HandoffStatus.queued:
         return ReplyDraft(text=acknowledgement(handoff, hours))
-    found = availability(session, handoff.target, now, hours)
+    found = availability(session, handoff.target, now, hours, policy)
     words = {"who": TARGET_WORDS[HandoffTarget(handoff.target)], "reference": handoff.reference,
              "due": hours.format(handoff.sla_due_at)}
     if found == Availability.out_of_hours:
@@ -191,10 +197,11 @@ def reply_draft(session: Session, handoff: Handoff, *, now: datetime, hours: Sta
 
 
 def handoff_from_api(session: Session, conv: Conversation, msg: Message, now: datetime,
-                     reason: str, hours: StaffHours = DEFAULT_HOURS) -> ReplyDraft:
+                     reason: str, hours: StaffHours = DEFAULT_HOURS, policy: AssignPolicy = assign.OFF) -> ReplyDraft:
     """Used when Rasa is unavailable: the api itself honours 'talk to a person'."""
-    handoff = open_handoff(session, conv, target=HandoffTarget.rep, reason=reason, now=now, hours=hours)
-    return reply_draft(session, handoff, now=now, hours=hours)
+    handoff = open_handoff(session, conv, target=HandoffTarget.rep, reason=reason, now=now, hours=hours,
+                           policy=policy)
+    return reply_draft(session, handoff, now=now, hours=hours, policy=policy)
 
 
 def _payload_args(payload: str, intent: str) -> dict[str, Any] | None:
@@ -293,7 +300,8 @@ def list_queue(session: Session, ident: StaffIdentity, *, limit: int = 200) -> Q
             .outerjoin(Hcp, Hcp.id == Handoff.hcp_id))
     queued = session.execute(
         base.where(Handoff.status == HandoffStatus.queued, _visible_clause(ident))
-        .order_by(case((Handoff.requested_staff_id == ident.id, 0), else_=1), Handoff.sla_due_at, Handoff.id)
+        .order_by(case((Handoff.offered_to == ident.id, 0), (Handoff.requested_staff_id == ident.id, 1), else_=2),
+                  Handoff.sla_due_at, Handoff.id)
         .limit(limit)
     ).all()
     mine = session.execute(
@@ -365,13 +373,17 @@ def _audit(session: Session, action: str, handoff: Handoff, ident: StaffIdentity
 # ---------------------------------------------------------------- staff side: actions
 
 
-def claim(session: Session, handoff_id: str, ident: StaffIdentity, now: datetime) -> Handoff:
-    """Take the handoff. One conditional UPDATE decides: of two staff clicking at once exactly one
-    wins; the other is told who has it."""
+def claim(session: Session, handoff_id: str, ident: StaffIdentity, now: datetime,
+          policy: AssignPolicy = assign.OFF) -> Handoff:
+    """Take the handoff (also: accept an offer). One conditional UPDATE decides: of two staff clicking
+    at once exactly one wins; the other is told who has it. With auto-assignment on, a claim beyond
+    the person's capacity is refused; claiming a handoff offered to a colleague withdraws the offer."""
     handoff = get_for_staff(session, handoff_id, ident)
+    assign.reserve_for_claim(session, handoff, ident.id, policy)
     won = session.execute(
         update(Handoff).where(Handoff.id == handoff_id, Handoff.status == HandoffStatus.queued)
-        .values(status=HandoffStatus.claimed, claimed_by=ident.id, claimed_at=now)
+        .values(status=HandoffStatus.claimed, claimed_by=ident.id, claimed_at=now, offered_to=None,
+                offered_at=None, offer_expires_at=None)
         .execution_options(synchronize_session=False)
     ).rowcount  # type: ignore[attr-defined]
     current = session.execute(
@@ -389,12 +401,13 @@ def claim(session: Session, handoff_id: str, ident: StaffIdentity, now: datetime
     conv.state = ConversationState.human
     conv.assigned_staff_id = ident.id
     _notice(session, conv, STAFF_JOINED.format(name=ident.name), now)
-    _audit(session, "handoff.claimed", current, ident, now, target=current.target)
+    accepted = assign.settle_on_claim(session, current, ident.id, now)
+    _audit(session, "handoff.claimed", current, ident, now, target=current.target, accepted_offer=accepted)
     return current
 
 
 def release(session: Session, handoff_id: str, ident: StaffIdentity, now: datetime) -> Handoff:
-    """Back to the queue for the rest of the team."""
+    """Back to the queue for the rest of the team (auto-assignment does not offer it to them again)."""
     handoff = get_for_staff(session, handoff_id, ident)
     _require_holder(session, handoff, ident)
     handoff.status = HandoffStatus.queued
@@ -403,6 +416,7 @@ def release(session: Session, handoff_id: str, ident: StaffIdentity, now: dateti
     conv = _conversation(session, handoff)
     conv.state = ConversationState.queued
     conv.assigned_staff_id = None
+    assign.remember_release(session, handoff, ident.id, now)
     _audit(session, "handoff.released", handoff, ident, now)
     return handoff
 
@@ -443,6 +457,7 @@ def transfer(session: Session, handoff_id: str, ident: StaffIdentity, now: datet
         raise InvalidInput(f"the handoff is already with the {new_target} team; choose another team or a colleague")
     conv = _conversation(session, handoff)
     before = {"target": handoff.target, "claimed_by": handoff.claimed_by, "status": handoff.status}
+    assign.withdraw(session, handoff, now, reason="transferred", actor_id=ident.id)
     if new_target != handoff.target:
         handoff.target = new_target
         handoff.summary = summarise(session, conv, target=new_target)

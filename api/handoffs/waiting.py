@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from api.audit import service as audit
 from api.conversations.drafts import Button, ReplyDraft
 from api.conversations.models import Conversation, ConversationState, Message
+from api.handoffs.assign import withdraw as withdraw_offer
 from api.handoffs.hours import DEFAULT_HOURS, StaffHours
 from api.handoffs.models import Handoff, HandoffStatus, HandoffTarget
 from api.handoffs.service import TARGET_WORDS, open_handoff_for
@@ -80,6 +81,7 @@ def cancel(session: Session, conv: Conversation, msg: Message, now: datetime) ->
     handoff = open_handoff_for(session, conv)
     if handoff is None or handoff.status != HandoffStatus.queued:
         return None
+    withdraw_offer(session, handoff, now, reason="cancelled by the HCP", actor_id=conv.hcp_id, actor_type="hcp")
     handoff.status = HandoffStatus.closed
     handoff.outcome = CANCELLED_OUTCOME
     handoff.closed_at = now

@@ -22,6 +22,14 @@ class StaffRole(StrEnum):
     admin = "admin"
 
 
+class Presence(StrEnum):
+    """Whether a person is at their desk (auto-assignment offers handoffs only to ``online`` staff)."""
+
+    online = "online"
+    away = "away"
+    offline = "offline"
+
+
 class StaffUser(Base):
     __tablename__ = "staff_user"
 
@@ -36,6 +44,13 @@ class StaffUser(Base):
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     # Whether the user takes handoffs right now (the "nobody available" path looks at this).
     available: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Auto-assignment (api.handoffs.assign): presence set in the Inbox console; capacity (None: the
+    # CONCIERGE_ASSIGN_MAX_OPEN default); languages and markets served (None or empty: any).
+    presence: Mapped[str] = mapped_column(String(16), default=Presence.offline, server_default=Presence.offline)
+    max_open: Mapped[int | None] = mapped_column(Integer)
+    languages: Mapped[list[str] | None] = mapped_column(JSON)
+    markets: Mapped[list[str] | None] = mapped_column(JSON)
+    last_offered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # A password an admin set (or none yet: an invite) must be replaced by the user's own before

@@ -12,10 +12,12 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from api.consoles.render import render
 from api.db import unit_of_work
 from api.errors import ConciergeError, InvalidInput
+from api.handoffs import assign
 from api.net import client_address
 from api.staff import service
 from api.staff.auth import COOKIE, AnyStaff, current_identity, public_route
 from api.staff.errors import TotpRequired
+from api.staff.models import Presence
 from api.state import app_state
 
 router = APIRouter()
@@ -91,6 +93,10 @@ def logout(request: Request, ident: AnyStaff) -> Response:
     state = app_state(request)
     with unit_of_work(state.session_factory) as session:
         service.revoke(session, ident.session_id, now=state.clock.now(), actor_id=ident.id)
+        user = service.get(session, ident.id)
+        if user.presence != Presence.offline:  # nobody is offered work after logging out
+            assign.set_presence(session, user, Presence.offline, assign.assign_policy(state.settings),
+                                state.clock.now(), actor_id=ident.id)
     response = RedirectResponse("/console/login", status_code=303)
     response.delete_cookie(COOKIE, path="/")
     return response

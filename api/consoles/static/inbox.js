@@ -25,11 +25,16 @@
   // ------------------------------------------------------------------ the queue page
   const SLA_WORDS = { overdue: "overdue", "due-soon": "due soon", ok: "on time" };
 
-  function queueRow(h, claimable) {
+  function queueRow(h, claimable, offer) {
     const tr = el("tr"); tr.dataset.handoffId = h.id;
     tr.setAttribute("data-testid", "handoff-row");
     const ref = el("td"); ref.style.whiteSpace = "nowrap"; const a = el("a", null, h.reference); a.href = "/console/inbox/" + h.id; ref.append(a);
     if (h.requested_for_me) { ref.append(" ", el("span", "badge ok", "for you")); }
+    if (h.offered_to_name && !h.offered_to_me) {
+      const b = el("span", "badge", "offered to " + h.offered_to_name); b.setAttribute("data-testid", "offered-to");
+      ref.append(el("br"), b);
+    }
+    if (offer && h.offer_expires_at) { ref.append(el("br"), el("span", "muted", "until " + when(h.offer_expires_at))); }
     const who = el("td", null, h.hcp_name || "Not identified");
     if (h.hcp_specialty) { who.append(el("br"), el("span", "muted", h.hcp_specialty)); }
     const sla = el("td"); const badge = el("span", "badge " + h.sla, SLA_WORDS[h.sla] || h.sla);
@@ -40,8 +45,17 @@
     if (claimable) {
       const form = el("form"); form.method = "post"; form.action = "/console/inbox/" + h.id + "/claim";
       const token = el("input"); token.type = "hidden"; token.name = "csrf_token"; token.value = csrf();
-      const btn = el("button", null, "Claim"); btn.type = "submit"; btn.setAttribute("data-testid", "claim");
-      form.append(token, btn); act.append(form);
+      form.append(token);
+      if (offer) {
+        const accept = el("button", null, "Accept"); accept.type = "submit"; accept.setAttribute("data-testid", "accept");
+        const decline = el("button", null, "Decline"); decline.type = "button";
+        decline.setAttribute("data-testid", "decline"); decline.dataset.decline = h.id;
+        form.append(accept, " ", decline);
+      } else {
+        const btn = el("button", null, "Claim"); btn.type = "submit"; btn.setAttribute("data-testid", "claim");
+        form.append(btn);
+      }
+      act.append(form);
     } else {
       const open = el("a", null, "Open"); open.href = "/console/inbox/" + h.id; act.append(open);
     }
@@ -50,10 +64,11 @@
     return tr;
   }
 
-  function fillTable(id, items, claimable, emptyText) {
+  function fillTable(id, items, claimable, emptyText, offer) {
     const table = document.getElementById(id);
     const body = table.querySelector("tbody");
-    body.replaceChildren(...items.map((h) => queueRow(h, claimable)));
+    body.replaceChildren(...items.map((h) => queueRow(h, claimable, offer)));
+    if (offer) { document.getElementById("offered-card").hidden = !items.length; return; }
     let empty = document.getElementById(id + "-empty");
     if (!items.length && !empty) {
       empty = el("p", "muted", emptyText); empty.id = id + "-empty"; table.after(empty);
@@ -62,14 +77,58 @@
     }
   }
 
+  function showAssignment(a) {
+    if (!a) return;
+    document.getElementById("presence").value = a.presence;
+    document.getElementById("load").textContent = a.load + " of " + a.capacity + " open";
+  }
+
+  function assignError(text) {
+    const box = document.getElementById("assign-error");
+    box.textContent = text || ""; box.hidden = !text;
+  }
+
   function queuePage() {
     async function refresh() {
       try {
         const q = await getJson("/api/staff/inbox");
         fillTable("mine", q.mine, false, "You hold no conversations.");
         fillTable("queued", q.queued, true, "Nobody is waiting.");
+        fillTable("offered", q.offered || [], true, "", true);
+        showAssignment(q.assignment);
       } catch (_) { /* keep the last view; the next refresh tries again */ }
     }
+    const presence = document.getElementById("presence");
+    if (presence) {
+      presence.addEventListener("change", async () => {
+        assignError("");
+        try {
+          showAssignment(await post("/api/staff/presence", { presence: presence.value }));
+          await refresh();
+        } catch (err) { assignError("Your status did not change: " + err.message); await refresh(); }
+      });
+    }
+    // Claim and Accept through the JSON route, so a refusal (at capacity, claimed by a colleague)
+    // is shown here and nothing is lost; without the script the forms still post.
+    document.addEventListener("submit", async (ev) => {
+      const form = ev.target;
+      if (!(form instanceof HTMLFormElement) || !/\/claim$/.test(form.action)) return;
+      ev.preventDefault();
+      assignError("");
+      const id = form.action.split("/").slice(-2)[0];
+      try {
+        await post("/api/staff/inbox/" + id + "/claim");
+        window.location.href = "/console/inbox/" + id;
+      } catch (err) { assignError(err.message); await refresh(); }
+    });
+    document.addEventListener("click", async (ev) => {
+      const btn = ev.target.closest && ev.target.closest("[data-decline]");
+      if (!btn) return;
+      assignError("");
+      try { await post("/api/staff/inbox/" + btn.dataset.decline + "/decline"); }
+      catch (err) { assignError(err.message); }
+      await refresh();
+    });
     setInterval(refresh, 5000);
   }
 

@@ -11,6 +11,7 @@ from sqlalchemy import select
 from api.conversations.models import Message
 from api.handoffs import routing
 from api.handoffs import service as handoffs
+from api.handoffs.assign import assign_policy
 from api.handoffs.hours import staff_hours
 from api.handoffs.models import HandoffTarget
 from api.rasa.actions.protocol import ActionContext, ActionResult, text
@@ -64,8 +65,10 @@ def run(ctx: ActionContext) -> ActionResult:
         # "Put me through to medical information": a person from Medical Information (never a rep).
         hours = staff_hours(ctx.settings)
         handoff = handoffs.open_handoff(ctx.session, ctx.conversation, target=HandoffTarget.medical_information,
-                                        reason="hcp_request", now=ctx.now, hours=hours)
-        draft = handoffs.reply_draft(ctx.session, handoff, now=ctx.now, hours=hours)
+                                        reason="hcp_request", now=ctx.now, hours=hours,
+                                        policy=assign_policy(ctx.settings))
+        draft = handoffs.reply_draft(ctx.session, handoff, now=ctx.now, hours=hours,
+                                     policy=assign_policy(ctx.settings))
         return ActionResult(responses=[text(draft.text, [b.as_dict() for b in draft.buttons],
                                             handoff=handoff.reference)])
     message = _question_message(ctx)

@@ -12,6 +12,7 @@ from api.audit import service as audit
 from api.conversations.models import Message
 from api.handoffs import routing
 from api.handoffs import service as handoffs
+from api.handoffs.assign import assign_policy
 from api.handoffs.hours import staff_hours
 from api.handoffs.models import HandoffStatus, HandoffTarget
 from api.rasa.actions.protocol import ActionContext, ActionResult, text
@@ -44,7 +45,8 @@ def run(ctx: ActionContext) -> ActionResult:
     callback = routing.wants_callback(words)
     handoff = handoffs.open_handoff(ctx.session, ctx.conversation, target=target,
                                     reason="callback_request" if callback else "hcp_request", now=ctx.now,
-                                    hours=hours)
+                                    hours=hours,
+                                    policy=assign_policy(ctx.settings))
     if callback and handoff.status == HandoffStatus.queued and handoff.contact_preference != "callback":
         handoff.contact_preference = "callback"
         audit.record(ctx.session, action="handoff.contact_preference", subject_type="handoff",
@@ -55,6 +57,7 @@ def run(ctx: ActionContext) -> ActionResult:
         return ActionResult(responses=[text(CALLBACK_TEXT.format(who=who, reference=handoff.reference),
                                             handoff=handoff.reference)])
     # Out of hours or with nobody free: an honest reply time, and a callback / email offered.
-    draft = handoffs.reply_draft(ctx.session, handoff, now=ctx.now, hours=hours)
+    draft = handoffs.reply_draft(ctx.session, handoff, now=ctx.now, hours=hours,
+                                    policy=assign_policy(ctx.settings))
     return ActionResult(responses=[text(draft.text, [b.as_dict() for b in draft.buttons],
                                         handoff=handoff.reference)])
