@@ -68,6 +68,12 @@ OPT_IN_TEXT = (
     "Welcome back — you will receive messages from us again. Reply STOP at any time to unsubscribe "
     "or HELP for help."
 )
+# A message after STOP (and before START): the HCP is told once more how to resume; nothing else is
+# done with it except recording an adverse event, which is never dropped.
+STILL_OPTED_OUT_TEXT = (
+    "You have unsubscribed, so we do not reply here or pass on requests. Reply START to resume. "
+    "A report of a side effect or a product problem is still passed to our safety team."
+)
 HELP_TEXT = (
     "This is the HCP Concierge for healthcare professionals. You can ask about our medicines, "
     "request samples, a meeting or a callback, or ask to speak to a person. To report a side "
@@ -619,6 +625,16 @@ def apply(
         # Live recall: flagged messages and a random share of the rest go to the blinded review.
         recall.sample(session, conversation=conversation, message=message, flagged=result.adverse_event,
                       rate=review_rate, now=now)
+
+    if not (result.opt_out or result.opt_in or result.help) and is_conversation_opted_out(session, conversation):
+        # After STOP: no medical inquiry (Medical Information would contact someone who unsubscribed),
+        # no bot turn; an adverse event above is already recorded.
+        audit.record(session, action="message.opted_out_ignored", subject_type="message", subject_id=str(message.id),
+                     data={"conversation_id": conversation.id, "off_label": result.off_label,
+                           "adverse_event": result.adverse_event}, at=now)
+        outcome.stop_processing = True
+        outcome.replies.append(ReplyDraft(text=STILL_OPTED_OUT_TEXT))
+        return outcome
 
     if result.off_label:
         inquiry = create_medical_inquiry(

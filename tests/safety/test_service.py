@@ -215,6 +215,24 @@ def test_stop_records_opt_out_until_start(
     assert actions == ["opt_out", "opt_in"]
 
 
+def test_after_stop_a_question_opens_nothing_but_an_adverse_event_is_still_recorded(
+    session: Session, screen: RuleModelScreen, make_conversation: MakeConversation, make_message: MakeMessage
+) -> None:
+    question = "could glucorel be prescribed just for weight loss in someone without diabetes?"
+    assert screen.screen(question).off_label
+    conv = make_conversation()
+    run(session, screen, conv, make_message, "STOP")
+    asked = run(session, screen, conv, make_message, question, minutes=5)
+    assert asked.medical_inquiry_id is None and asked.stop_processing           # Medical would contact them
+    assert [r.text for r in asked.replies] == [service.STILL_OPTED_OUT_TEXT]    # how to resume, nothing more
+    harmed = run(session, screen, conv, make_message,
+                 "my patient had a severe rash after her first Respizan injection", minutes=6)
+    assert harmed.adverse_event_id is not None and harmed.stop_processing       # never dropped
+    run(session, screen, conv, make_message, "START", minutes=7)
+    again = run(session, screen, conv, make_message, question, minutes=8)
+    assert again.medical_inquiry_id is not None
+
+
 def test_help_answers_and_stops_processing(
     session: Session, screen: RuleModelScreen, make_conversation: MakeConversation, make_message: MakeMessage
 ) -> None:
