@@ -443,9 +443,14 @@ class TurnProcessor:
     def _queue(self, session: Session, conv: Conversation, msg: Message, drafts: list[ReplyDraft],
                now: datetime) -> list[Message]:
         out: list[Message] = []
+        # On WhatsApp options are numbers the HCP types ("Reply 1 for …"), and a typed number answers
+        # the newest menu: only the turn's last message with options keeps them, so two bubbles never
+        # offer two different "1"s. (The web chat shows every button where it belongs.)
+        last_menu = max((i for i, d in enumerate(drafts) if d.buttons), default=-1)
         for i, draft in enumerate(drafts):
             at = now + timedelta(microseconds=i)  # keeps replies ordered on coarse clocks
-            buttons = [b.as_dict() for b in draft.buttons]
+            keep = conv.channel != "whatsapp" or i == last_menu
+            buttons = [b.as_dict() for b in draft.buttons] if keep else []
             if draft.content_ref is not None:
                 ref = draft.content_ref
                 try:

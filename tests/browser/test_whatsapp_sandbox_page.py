@@ -72,15 +72,15 @@ def test_chat_with_the_bot_over_the_fake_twilio_and_pick_a_numbered_option(
     business = page.get_by_test_id("bubble-business")
     reply = business.first
     expect(reply.get_by_test_id("bubble-text")).to_have_text(
-        "echo: Hello, what is the dose of Cardiovex?\n\nReply 1 for Talk to a person", timeout=15000)
-    expect(reply.get_by_test_id("option")).to_have_text(["1 · Talk to a person"])
+        "echo: Hello, what is the dose of Cardiovex?", timeout=15000)
+    expect(reply.get_by_test_id("option")).to_have_count(0)  # one menu per turn: on the last bubble
     # a first-time number: after the answer the api starts verification, a person still one tap away
     expect(business.nth(1).get_by_test_id("bubble-text")).to_contain_text("What is your full name?")
     expect(business.nth(1).get_by_test_id("option")).to_have_text(["1 · Talk to a person"])
     expect(page.get_by_test_id("phone-input")).to_have_value("")
     page.screenshot(path=str(screens_dir / "whatsapp-sandbox.png"))
 
-    reply.get_by_test_id("option").click()  # sends "1", as an HCP would type it
+    business.nth(1).get_by_test_id("option").click()  # sends "1", as an HCP would type it
     expect(mine.last.get_by_test_id("bubble-text")).to_have_text("1")
     # (the fake Rasa only answers; the real handoff action would also take the chat off the bot, and
     # the verification reminder that follows here would not be sent: tests/channels/test_whatsapp_intake.py)

@@ -100,7 +100,9 @@ def test_phone_message_is_answered_through_the_outbox_and_its_delivery_reported(
     assert r.json()["status"] == "accepted" and r.json()["ack_ms"] > 0
     _wait_for(lambda: len(_business_bodies(sandbox, number)) >= 2)
     bodies = _business_bodies(sandbox, number)
-    assert bodies[0] == "echo: hello from the sandbox\n\nReply 1 for Talk to a person"
+    # one menu per turn: the answer's "Talk to a person" moves to the last bubble (a typed 1 means one thing)
+    assert bodies[0] == "echo: hello from the sandbox"
+    assert bodies[1].endswith("Reply 1 for Talk to a person")
     # a first-time number: the verification intake follows the answer (api/hcps/intake.py)
     assert bodies[1].startswith(intake.INTRO) and len(bodies) == 2
     assert rasa.calls[-1]["message"] == "hello from the sandbox"
