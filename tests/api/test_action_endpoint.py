@@ -27,11 +27,14 @@ def recorded(name: str, conversation_id: str) -> dict[str, Any]:
 
 
 def _conversation(client: TestClient) -> str:
-    client.post("/api/webchat/sessions")
+    """A new web chat conversation's id: found by its own session token (the shared test database holds
+    other tests' conversations, some created at the same instant)."""
+    from api.conversations import service as conversations
+
+    token = client.post("/api/webchat/sessions").json()["session_id"]
     state = client.app.state.concierge  # type: ignore[attr-defined]
     with state.session_factory() as s:
-        conv = s.execute(select(Conversation).order_by(Conversation.created_at.desc())).scalars().first()
-        return str(conv.id)
+        return str(conversations.get_by_session_token(s, token).id)
 
 
 def _url(client: TestClient) -> str:
