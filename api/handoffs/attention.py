@@ -29,7 +29,7 @@ PREVIEW_CHARS = 140
 # Enough recent messages to find the last one a viewer may read behind a few withheld or unsettled ones.
 PREVIEW_WINDOW = 12
 MEDICAL_PREVIEW = "a medical or safety message; open the handoff to read it"
-SPEAKERS = {SenderType.hcp: "HCP", SenderType.bot: "Assistant", SenderType.staff: "Staff",
+SPEAKERS: dict[str, str] = {SenderType.hcp: "HCP", SenderType.bot: "Assistant", SenderType.staff: "Staff",
             SenderType.system: "System"}
 RECENT_IDS = 20
 

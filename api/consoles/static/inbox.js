@@ -54,7 +54,7 @@
     badge.setAttribute("data-testid", "sla-badge");
     sla.append(badge, el("br"), el("span", "muted", when(h.sla_due_at)));
     if (h.contact_preference) { sla.append(el("br"), el("span", "badge", "prefers " + h.contact_preference)); }
-    const act = el("td");
+    const act = el("td", "nowrap");
     if (claimable) {
       const form = el("form"); form.method = "post"; form.action = "/console/inbox/" + h.id + "/claim";
       const token = el("input"); token.type = "hidden"; token.name = "csrf_token"; token.value = csrf();
@@ -65,9 +65,9 @@
     }
     return [
       [ref, [h.reference, h.requested_for_me].join("|")],
-      [el("td", null, h.target.replace(/_/g, " ")), h.target],
+      [el("td", "nowrap", h.target.replace(/_/g, " ")), h.target],
       [who, [h.hcp_name, h.hcp_specialty, h.opted_out].join("|")],
-      [el("td", null, h.channel === "whatsapp" ? "WhatsApp" : "web chat"), h.channel],
+      [el("td", "nowrap", h.channel === "whatsapp" ? "WhatsApp" : "web chat"), h.channel],
       [el("td", "summary", h.summary), h.summary],
       [preview, [h.preview_from, h.preview, h.preview_withheld].join("|")],
       [wait, wait.textContent],
