@@ -70,7 +70,7 @@ def sla_badge(h: Handoff, now: datetime) -> str:
 
 
 def _read(session: Session, h: Handoff, conv: Conversation, hcp: Hcp | None, ident: StaffIdentity,
-          now: datetime, summary: str | None = None, *, triage: bool = False) -> HandoffRead:
+          now: datetime, summary: str | None = None, *, facts: attention.RowFacts | None = None) -> HandoffRead:
     read = HandoffRead.build(
         h, summary=summary if summary is not None else handoffs.summary_for(session, h, conv, ident),
         sla=sla_badge(h, now), requested_for_me=h.requested_staff_id == ident.id,
@@ -78,8 +78,7 @@ def _read(session: Session, h: Handoff, conv: Conversation, hcp: Hcp | None, ide
         channel=conv.channel, hcp_name=hcp.name if hcp else None, hcp_specialty=hcp.specialty if hcp else None,
         hcp_territory=hcp.territory if hcp else None,
     )
-    if triage:
-        facts = attention.row_facts(session, h, conv, ident, now)
+    if facts is not None:
         read = read.model_copy(update={
             "preview": facts.preview, "preview_from": facts.preview_from, "preview_withheld": facts.preview_withheld,
             "waiting_since": facts.waiting_since, "waiting_seconds": facts.waiting_seconds,
@@ -96,10 +95,12 @@ def _read_one(session: Session, h: Handoff, ident: StaffIdentity, now: datetime)
 
 def _queue(session: Session, ident: StaffIdentity, now: datetime) -> QueueRead:
     q = handoffs.list_queue(session, ident)
+    facts = attention.row_facts_many(session, [(e.handoff, e.conversation) for e in [*q.queued, *q.mine]], ident, now)
     return QueueRead(
-        queued=[_read(session, e.handoff, e.conversation, e.hcp, ident, now, e.summary, triage=True)
+        queued=[_read(session, e.handoff, e.conversation, e.hcp, ident, now, e.summary, facts=facts[e.handoff.id])
                 for e in q.queued],
-        mine=[_read(session, e.handoff, e.conversation, e.hcp, ident, now, e.summary, triage=True) for e in q.mine],
+        mine=[_read(session, e.handoff, e.conversation, e.hcp, ident, now, e.summary, facts=facts[e.handoff.id])
+              for e in q.mine],
     )
 
 
@@ -113,7 +114,7 @@ def _detail(session: Session, handoff_id: str, ident: StaffIdentity, now: dateti
                                           "medical_content_shown": firewall.sees_medical_content(ident)}, at=now)
     return HandoffDetailRead(
         handoff=_read(session, h, conv, session.get(Hcp, h.hcp_id) if h.hcp_id else None, ident, now,
-                      triage=True),
+                      facts=attention.row_facts(session, h, conv, ident, now)),
         card=card,
         colleagues=[ColleagueRead(**c) for c in handoffs.transfer_options(session, ident)],
         medical_content_withheld=not firewall.sees_medical_content(ident),

@@ -49,10 +49,16 @@ def _clip(text: str) -> str:
     return flat if len(flat) <= PREVIEW_CHARS else flat[: PREVIEW_CHARS - 1].rstrip() + "…"
 
 
-def _recent(session: Session, conv_id: str) -> list[Message]:
-    rows = session.execute(select(Message).where(Message.conversation_id == conv_id)
-                           .order_by(Message.id.desc()).limit(PREVIEW_WINDOW)).scalars().all()
-    return list(reversed(rows))
+def _recent(session: Session, conv_ids: list[str]) -> dict[str, list[Message]]:
+    """The last PREVIEW_WINDOW messages of each conversation, oldest first, in one query."""
+    rank = func.row_number().over(partition_by=Message.conversation_id, order_by=Message.id.desc()).label("rank")
+    ranked = select(Message.id, rank).where(Message.conversation_id.in_(conv_ids)).subquery()
+    rows = session.execute(select(Message).join(ranked, ranked.c.id == Message.id)
+                           .where(ranked.c.rank <= PREVIEW_WINDOW).order_by(Message.id)).scalars().all()
+    out: dict[str, list[Message]] = {c: [] for c in conv_ids}
+    for m in rows:
+        out[m.conversation_id].append(m)
+    return out
 
 
 def _waiting_since(h: Handoff, messages: Sequence[Message]) -> datetime | None:
@@ -71,26 +77,39 @@ def _waiting_since(h: Handoff, messages: Sequence[Message]) -> datetime | None:
     return since
 
 
+def row_facts_many(session: Session, rows: Sequence[tuple[Handoff, Conversation]], ident: StaffIdentity,
+                   now: datetime) -> dict[str, RowFacts]:
+    """Each handoff's row facts, by handoff id (a queue's worth in a handful of queries)."""
+    if not rows:
+        return {}
+    recent = _recent(session, sorted({conv.id for _h, conv in rows}))
+    shown = {conv_id: firewall.settled(session, messages) for conv_id, messages in recent.items()}
+    medical = firewall.medical_ids_many(session, shown)
+    medical_viewer = firewall.sees_medical_content(ident)
+    out: dict[str, RowFacts] = {}
+    for h, conv in rows:
+        preview = preview_from = None
+        withheld = False
+        for m in reversed(shown[conv.id]):
+            if not m.body.strip() and m.id not in medical:
+                continue
+            preview_from = SPEAKERS.get(m.sender_type, m.sender_type)
+            if m.id in medical:
+                withheld = True
+                preview = MEDICAL_PREVIEW if medical_viewer else firewall.WITHHELD_NOTE
+            else:
+                preview = _clip(m.body)
+            break
+        since = _waiting_since(h, shown[conv.id])
+        out[h.id] = RowFacts(preview=preview, preview_from=preview_from, preview_withheld=withheld,
+                             waiting_since=since,
+                             waiting_seconds=max(0, int((now - since).total_seconds())) if since else None,
+                             opted_out=is_conversation_opted_out(session, conv, "service"))
+    return out
+
+
 def row_facts(session: Session, h: Handoff, conv: Conversation, ident: StaffIdentity, now: datetime) -> RowFacts:
-    messages = _recent(session, conv.id)
-    shown = firewall.settled(session, messages)
-    medical = firewall.medical_ids(session, conv.id, shown)
-    preview = preview_from = None
-    withheld = False
-    for m in reversed(shown):
-        if not m.body.strip() and m.id not in medical:
-            continue
-        preview_from = SPEAKERS.get(m.sender_type, m.sender_type)
-        if m.id in medical:
-            withheld = True
-            preview = MEDICAL_PREVIEW if firewall.sees_medical_content(ident) else firewall.WITHHELD_NOTE
-        else:
-            preview = _clip(m.body)
-        break
-    since = _waiting_since(h, shown)
-    return RowFacts(preview=preview, preview_from=preview_from, preview_withheld=withheld, waiting_since=since,
-                    waiting_seconds=max(0, int((now - since).total_seconds())) if since else None,
-                    opted_out=is_conversation_opted_out(session, conv, "service"))
+    return row_facts_many(session, [(h, conv)], ident, now)[h.id]
 
 
 @dataclass(frozen=True)

@@ -186,3 +186,24 @@ def test_the_attention_count_is_for_inbox_staff_only(engine: Engine, logged_in: 
     assert 'data-testid="nav-badge"' not in safety.get("/console/safety").text
     rep, _account, _csrf = logged_in("rep")
     assert 'data-testid="nav-badge"' in rep.get("/console/requests").text
+
+
+def test_the_batched_firewall_rule_marks_what_the_per_conversation_rule_marks(engine: Engine) -> None:
+    from sqlalchemy import select
+
+    from api.conversations.models import Message
+    from api.safety import firewall
+
+    now = datetime.now(UTC)
+    medical_chat, plain_chat = new_chat(engine, now=now), new_chat(engine, now=now)
+    add_medical_messages(engine, medical_chat, now=now)
+    queue_handoff(engine, medical_chat, target="msl", now=now, said=["and a delivery question"])
+    queue_handoff(engine, plain_chat, target="rep", now=now, said=["only about the delivery date"])
+    with factory(engine)() as s:
+        by_conv = {c: list(s.execute(select(Message).where(Message.conversation_id == c)
+                                     .order_by(Message.id)).scalars())
+                   for c in (medical_chat.conversation_id, plain_chat.conversation_id)}
+        one_by_one = set().union(*(firewall.medical_ids(s, c, rows) for c, rows in by_conv.items()))
+        together = firewall.medical_ids_many(s, by_conv)
+        assert together == one_by_one
+        assert len(together) == 2 and together <= {m.id for m in by_conv[medical_chat.conversation_id]}
