@@ -196,3 +196,31 @@ def test_the_alert_choice_is_remembered_and_a_new_handoff_beeps(
         expect(rep.locator("body[data-alerts-played]")).to_have_count(1, timeout=WAIT_MS)
     finally:
         context.close()
+
+
+def test_when_the_focused_row_is_taken_by_a_colleague_focus_lands_on_its_list(
+        browser: Any, live_server: str, engine: Engine) -> None:
+    from api.handoffs.service import claim
+    from api.staff.service import StaffIdentity
+
+    base = live_server
+    taken = queue_handoff(engine, new_chat(engine, now=datetime.now(UTC)), target="rep", now=datetime.now(UTC),
+                          said=["whoever is free"])
+    context = browser.new_context(viewport={"width": 390, "height": 844})
+    context.set_default_timeout(WAIT_MS)
+    rep = context.new_page()
+    try:
+        log_in(rep, base, make_staff(engine, "rep", "Ash Moreno"), "/console/inbox")
+        _row(rep, taken).get_by_test_id("claim").focus()
+        colleague_email = make_staff(engine, "rep", "Noor Patel")
+        from api.staff.models import StaffUser
+        with unit_of_work(factory(engine)) as s:
+            user = s.query(StaffUser).filter_by(email=colleague_email).one()
+            colleague = StaffIdentity(id=user.id, email=user.email, name=user.name, roles=frozenset(user.roles),
+                                      territory=None, session_id="test", csrf_token="test")
+            claim(s, taken, colleague, datetime.now(UTC))
+        expect(_row(rep, taken)).to_have_count(0, timeout=WAIT_MS)
+        assert rep.evaluate("document.activeElement.tagName + ':' + document.activeElement.textContent") == "H2:Waiting"
+        assert overflow_px(rep) == 0
+    finally:
+        context.close()

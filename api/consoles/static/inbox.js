@@ -121,7 +121,7 @@
     for (const h of items) {
       let tr = existing.get(h.id);
       if (!tr) {
-        tr = el("tr"); tr.setAttribute("data-testid", "handoff-row"); tr.dataset.new = "1";
+        tr = el("tr"); tr.setAttribute("data-testid", "handoff-row");
       }
       updateRow(tr, h, claimable);
       if (tr !== cursor) body.insertBefore(tr, cursor);  // moves a kept row only when the order changed
