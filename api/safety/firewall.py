@@ -116,7 +116,8 @@ def medical_ids_many(session: Session, by_conversation: Mapping[str, Sequence[Me
             select(MedicalInquiry.conversation_id, MedicalInquiry.reviewer_id).where(
                 MedicalInquiry.conversation_id.in_(sorted(by_conversation)), MedicalInquiry.reviewer_id.is_not(None))
         ).all():
-            reviewers.setdefault(conv_id, set()).add(reviewer_id)
+            if reviewer_id is not None:
+                reviewers.setdefault(conv_id, set()).add(reviewer_id)
         users = session.execute(select(StaffUser.id, StaffUser.roles)
                                 .where(StaffUser.id.in_(sorted(staff_senders)))).all()
         medical_roles = {uid for uid, roles in users if MEDICAL_AUTHOR_ROLES & set(roles or [])}
