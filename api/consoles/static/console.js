@@ -80,7 +80,8 @@
     set(on) {
       try { window.localStorage.setItem(ALERTS_KEY, on ? "on" : "off"); } catch (_) { /* private mode: stays off */ }
       if (on && "Notification" in window && Notification.permission === "default") {
-        Notification.requestPermission().catch(() => null);
+        const asked = Notification.requestPermission();  // a promise (older Safari: a callback API)
+        if (asked && asked.catch) asked.catch(() => null);
       }
     },
   };
