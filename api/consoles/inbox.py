@@ -20,7 +20,7 @@ from api.conversations.outbound import MAX_STAFF_TEXT
 from api.cursors import MessageCursor
 from api.db import unit_of_work
 from api.errors import ContentGated
-from api.handoffs import assign, screening
+from api.handoffs import assign, attention, screening
 from api.handoffs import service as handoffs
 from api.handoffs.content_search import search_content
 from api.handoffs.hours import staff_hours
@@ -28,6 +28,8 @@ from api.handoffs.models import Handoff, HandoffStatus, HandoffTarget
 from api.handoffs.profile import profile_card
 from api.handoffs.schemas import (
     AssignmentRead,
+    AttentionHandoffRead,
+    AttentionRead,
     CloseCreate,
     ColleagueRead,
     ContentChoiceRead,
@@ -71,8 +73,8 @@ def sla_badge(h: Handoff, now: datetime) -> str:
 
 
 def _read(session: Session, h: Handoff, conv: Conversation, hcp: Hcp | None, ident: StaffIdentity,
-          now: datetime, summary: str | None = None) -> HandoffRead:
-    return HandoffRead.build(
+          now: datetime, summary: str | None = None, *, facts: attention.RowFacts | None = None) -> HandoffRead:
+    read = HandoffRead.build(
         h, summary=summary if summary is not None else handoffs.summary_for(session, h, conv, ident),
         sla=sla_badge(h, now), requested_for_me=h.requested_staff_id == ident.id,
         claimed_by_name=handoffs.staff_name(session, h.claimed_by) if h.claimed_by else None,
@@ -80,6 +82,12 @@ def _read(session: Session, h: Handoff, conv: Conversation, hcp: Hcp | None, ide
         hcp_territory=hcp.territory if hcp else None, offered_to_me=h.offered_to == ident.id,
         offered_to_name=handoffs.staff_name(session, h.offered_to) if h.offered_to else None,
     )
+    if facts is not None:
+        read = read.model_copy(update={
+            "preview": facts.preview, "preview_from": facts.preview_from, "preview_withheld": facts.preview_withheld,
+            "waiting_since": facts.waiting_since, "waiting_seconds": facts.waiting_seconds,
+            "opted_out": facts.opted_out})
+    return read
 
 
 def _read_one(session: Session, h: Handoff, ident: StaffIdentity, now: datetime) -> HandoffRead:
@@ -91,11 +99,14 @@ def _read_one(session: Session, h: Handoff, ident: StaffIdentity, now: datetime)
 
 def _queue(session: Session, ident: StaffIdentity, now: datetime, policy: assign.AssignPolicy) -> QueueRead:
     q = handoffs.list_queue(session, ident)
-    queued = [_read(session, e.handoff, e.conversation, e.hcp, ident, now, e.summary) for e in q.queued]
+    facts = attention.row_facts_many(session, [(e.handoff, e.conversation) for e in [*q.queued, *q.mine]], ident, now)
+    queued = [_read(session, e.handoff, e.conversation, e.hcp, ident, now, e.summary, facts=facts[e.handoff.id])
+              for e in q.queued]
     user = staff_service.get(session, ident.id)
     return QueueRead(
         queued=[h for h in queued if not h.offered_to_me],
-        mine=[_read(session, e.handoff, e.conversation, e.hcp, ident, now, e.summary) for e in q.mine],
+        mine=[_read(session, e.handoff, e.conversation, e.hcp, ident, now, e.summary, facts=facts[e.handoff.id])
+              for e in q.mine],
         offered=[h for h in queued if h.offered_to_me],
         assignment=AssignmentRead(auto_assign=policy.enabled, presence=user.presence,
                                   load=assign.load(session, ident.id), capacity=assign.capacity(user, policy)),
@@ -111,7 +122,8 @@ def _detail(session: Session, handoff_id: str, ident: StaffIdentity, now: dateti
                  actor_id=ident.id, data={"reference": h.reference,
                                           "medical_content_shown": firewall.sees_medical_content(ident)}, at=now)
     return HandoffDetailRead(
-        handoff=_read(session, h, conv, session.get(Hcp, h.hcp_id) if h.hcp_id else None, ident, now),
+        handoff=_read(session, h, conv, session.get(Hcp, h.hcp_id) if h.hcp_id else None, ident, now,
+                      facts=attention.row_facts(session, h, conv, ident, now)),
         card=card,
         colleagues=[ColleagueRead(**c) for c in handoffs.transfer_options(session, ident)],
         medical_content_withheld=not firewall.sees_medical_content(ident),
@@ -161,6 +173,16 @@ def queue_json(request: Request, ident: Inbox) -> QueueRead:
     state = app_state(request)
     with unit_of_work(state.session_factory) as session:
         return _queue(session, ident, state.clock.now(), assign.assign_policy(state.settings))
+
+
+@router.get("/api/staff/attention")
+def attention_json(request: Request, ident: Inbox) -> AttentionRead:
+    """The nav badge and the page title count on every console page (console.js polls it)."""
+    state = app_state(request)
+    with unit_of_work(state.session_factory) as session:
+        a = attention.attention(session, ident)
+    return AttentionRead(queued=a.queued, mine=a.mine,
+                         recent=[AttentionHandoffRead(id=i, reference=r, target=t) for i, r, t in a.recent])
 
 
 @router.get("/api/staff/inbox/{handoff_id}")

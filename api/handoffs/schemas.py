@@ -37,6 +37,14 @@ class HandoffRead(BaseModel):
     offered_to_me: bool = False
     offered_to_name: str | None = None
     offer_expires_at: datetime | None = None
+    # Queue triage (api.handoffs.attention): the last message as this viewer may read it, how long
+    # the HCP has waited for a person, and whether they opted out (STOP).
+    preview: str | None = None
+    preview_from: str | None = None
+    preview_withheld: bool = False
+    waiting_since: datetime | None = None
+    waiting_seconds: int | None = None
+    opted_out: bool = False
 
     @classmethod
     def build(cls, h: Handoff, *, summary: str, sla: str, requested_for_me: bool, claimed_by_name: str | None,
@@ -72,6 +80,20 @@ class QueueRead(BaseModel):
 
 class PresenceCreate(BaseModel):
     presence: str = Field(max_length=16)
+
+
+class AttentionHandoffRead(BaseModel):
+    id: str
+    reference: str
+    target: str
+
+
+class AttentionRead(BaseModel):
+    """What every console page's nav badge polls: how many handoffs wait for this staff member."""
+
+    queued: int
+    mine: int
+    recent: list[AttentionHandoffRead]
 
 
 class StaffMessageRead(BaseModel):

@@ -15,7 +15,7 @@ it has (``settled``): an event once sent cannot be recalled, so the decision wai
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -94,6 +94,13 @@ def settled(session: Session, messages: Sequence[Message]) -> list[Message]:
 
 def medical_ids(session: Session, conversation_id: str, messages: Sequence[Message]) -> set[int]:
     """Ids among ``messages`` whose content is for Medical / Safety only."""
+    return medical_ids_many(session, {conversation_id: messages})
+
+
+def medical_ids_many(session: Session, by_conversation: Mapping[str, Sequence[Message]]) -> set[int]:
+    """:func:`medical_ids` for several conversations at once (the inbox queue's previews): the same
+    rule, in a fixed number of queries; each conversation's own reviewers count for it only."""
+    messages = [m for rows in by_conversation.values() for m in rows]
     if not messages:
         return set()
     inbound = [m.id for m in messages if m.direction == Direction.inbound]
@@ -104,14 +111,19 @@ def medical_ids(session: Session, conversation_id: str, messages: Sequence[Messa
 
     staff_senders = {m.sender_id for m in messages if m.sender_type == SenderType.staff and m.sender_id}
     if staff_senders:
-        reviewers = set(session.execute(
-            select(MedicalInquiry.reviewer_id).where(MedicalInquiry.conversation_id == conversation_id,
-                                                     MedicalInquiry.reviewer_id.is_not(None))
-        ).scalars())
+        reviewers: dict[str, set[str]] = {}
+        for conv_id, reviewer_id in session.execute(
+            select(MedicalInquiry.conversation_id, MedicalInquiry.reviewer_id).where(
+                MedicalInquiry.conversation_id.in_(sorted(by_conversation)), MedicalInquiry.reviewer_id.is_not(None))
+        ).all():
+            if reviewer_id is not None:
+                reviewers.setdefault(conv_id, set()).add(reviewer_id)
         users = session.execute(select(StaffUser.id, StaffUser.roles)
                                 .where(StaffUser.id.in_(sorted(staff_senders)))).all()
-        medical_authors = reviewers | {uid for uid, roles in users if MEDICAL_AUTHOR_ROLES & set(roles or [])}
-        out |= {m.id for m in messages if m.sender_type == SenderType.staff and m.sender_id in medical_authors}
+        medical_roles = {uid for uid, roles in users if MEDICAL_AUTHOR_ROLES & set(roles or [])}
+        for conv_id, rows in by_conversation.items():
+            authors = reviewers.get(conv_id, set()) | medical_roles
+            out |= {m.id for m in rows if m.sender_type == SenderType.staff and m.sender_id in authors}
 
     unscreened = [m.id for m in messages if m.direction == Direction.inbound and m.status == MessageStatus.received]
     if unscreened:

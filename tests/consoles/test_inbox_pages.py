@@ -22,7 +22,7 @@ JSON = {"accept": "application/json"}
 
 
 def _row(html: str, handoff_id: str) -> str:
-    found = re.search(rf'<tr data-testid="handoff-row" data-handoff-id="{handoff_id}">(.*?)</tr>', html, re.S)
+    found = re.search(rf'<tr data-testid="handoff-row" data-handoff-id="{handoff_id}"[^>]*>(.*?)</tr>', html, re.S)
     assert found, f"handoff {handoff_id} not listed"
     return found.group(1)
 

@@ -25,10 +25,18 @@
   // ------------------------------------------------------------------ the queue page
   const SLA_WORDS = { overdue: "overdue", "due-soon": "due soon", ok: "on time" };
 
-  function queueRow(h, claimable, offer) {
-    const tr = el("tr"); tr.dataset.handoffId = h.id;
-    tr.setAttribute("data-testid", "handoff-row");
-    const ref = el("td"); ref.style.whiteSpace = "nowrap"; const a = el("a", null, h.reference); a.href = "/console/inbox/" + h.id; ref.append(a);
+  function waited(seconds) {  // as the server renders it (inbox.html, macro waited)
+    if (seconds === null || seconds === undefined) return "—";
+    if (seconds < 60) return "under a minute";
+    if (seconds < 3600) return Math.floor(seconds / 60) + " min";
+    if (seconds < 86400) return Math.floor(seconds / 3600) + " h " + Math.floor((seconds % 3600) / 60) + " min";
+    return Math.floor(seconds / 86400) + " d " + Math.floor((seconds % 86400) / 3600) + " h";
+  }
+
+  // One row's cells, each with a key: a cell is redrawn only when its key changed, so the link or
+  // Claim button a keyboard user is on stays the same element across refreshes.
+  function rowCells(h, claimable, offer) {
+    const ref = el("td", "nowrap"); const a = el("a", null, h.reference); a.href = "/console/inbox/" + h.id; ref.append(a);
     if (h.requested_for_me) { ref.append(" ", el("span", "badge ok", "for you")); }
     if (h.offered_to_name && !h.offered_to_me) {
       const b = el("span", "badge", "offered to " + h.offered_to_name); b.setAttribute("data-testid", "offered-to");
@@ -37,11 +45,21 @@
     if (offer && h.offer_expires_at) { ref.append(el("br"), el("span", "muted", "until " + when(h.offer_expires_at))); }
     const who = el("td", null, h.hcp_name || "Not identified");
     if (h.hcp_specialty) { who.append(el("br"), el("span", "muted", h.hcp_specialty)); }
+    if (h.opted_out) {
+      const flag = el("span", "badge overdue", "opted out"); flag.setAttribute("data-testid", "opted-out");
+      flag.title = "The HCP sent STOP: no messages go to them on this channel";
+      who.append(el("br"), flag);
+    }
+    const preview = el("td", "preview" + (h.preview_withheld ? " withheld" : ""));
+    preview.setAttribute("data-testid", "preview");
+    if (h.preview) preview.append(el("span", "muted", h.preview_from + ":"), " " + h.preview);
+    else preview.append(el("span", "muted", "—"));
+    const wait = el("td", "nowrap", waited(h.waiting_seconds)); wait.setAttribute("data-testid", "waiting");
     const sla = el("td"); const badge = el("span", "badge " + h.sla, SLA_WORDS[h.sla] || h.sla);
     badge.setAttribute("data-testid", "sla-badge");
     sla.append(badge, el("br"), el("span", "muted", when(h.sla_due_at)));
     if (h.contact_preference) { sla.append(el("br"), el("span", "badge", "prefers " + h.contact_preference)); }
-    const act = el("td");
+    const act = el("td", "nowrap");
     if (claimable) {
       const form = el("form"); form.method = "post"; form.action = "/console/inbox/" + h.id + "/claim";
       const token = el("input"); token.type = "hidden"; token.name = "csrf_token"; token.value = csrf();
@@ -59,15 +77,75 @@
     } else {
       const open = el("a", null, "Open"); open.href = "/console/inbox/" + h.id; act.append(open);
     }
-    tr.append(ref, el("td", null, h.target.replace(/_/g, " ")), who,
-      el("td", null, h.channel === "whatsapp" ? "WhatsApp" : "web chat"), el("td", "summary", h.summary), sla, act);
-    return tr;
+    return [
+      [ref, [h.reference, h.requested_for_me, h.offered_to_name, h.offered_to_me, offer && h.offer_expires_at].join("|")],
+      [el("td", "nowrap", h.target.replace(/_/g, " ")), h.target],
+      [who, [h.hcp_name, h.hcp_specialty, h.opted_out].join("|")],
+      [el("td", "nowrap", h.channel === "whatsapp" ? "WhatsApp" : "web chat"), h.channel],
+      [el("td", "summary", h.summary), h.summary],
+      [preview, [h.preview_from, h.preview, h.preview_withheld].join("|")],
+      [wait, wait.textContent],
+      [sla, [h.sla, h.sla_due_at, h.contact_preference].join("|")],
+      [act, claimable ? (offer ? "offer" : "claim") : "open"],
+    ];
   }
 
+  function setRowData(tr, h) {
+    tr.dataset.handoffId = h.id; tr.dataset.target = h.target; tr.dataset.status = h.status; tr.dataset.sla = h.sla;
+    tr.dataset.optedOut = h.opted_out ? "yes" : "no";
+    tr.dataset.search = [h.reference, h.hcp_name, h.hcp_specialty, h.summary, h.preview, h.target.replace(/_/g, " ")]
+      .filter(Boolean).join(" ").toLowerCase();
+  }
+
+  function updateRow(tr, h, claimable, offer) {
+    setRowData(tr, h);
+    const cells = rowCells(h, claimable, offer);
+    const drawnByServer = tr.dataset.keys === undefined && tr.children.length > 0;
+    const keys = JSON.parse(tr.dataset.keys || "[]");
+    const text = (node) => node.textContent.replace(/\s+/g, " ").trim();
+    cells.forEach(([cell, key], i) => {
+      const old = tr.children[i];
+      // unchanged: keep the element (and any focus inside it); a row the server drew is compared by its text
+      if (old && (drawnByServer ? text(old) === text(cell) : keys[i] === String(key))) return;
+      if (old) {
+        // Carry the phone layout's column label over; the table's observer labels new cells too.
+        if (old.hasAttribute("data-label")) cell.setAttribute("data-label", old.getAttribute("data-label"));
+        old.replaceWith(cell);
+      } else {
+        tr.append(cell);
+      }
+    });
+    tr.dataset.keys = JSON.stringify(cells.map(([, key]) => String(key)));
+  }
+
+  // Rows are matched by handoff id: kept rows are updated in place, new ones inserted where the
+  // server's order puts them, gone ones removed. Focus survives; if the focused row is gone, focus
+  // moves to the table's heading rather than being lost to the page.
   function fillTable(id, items, claimable, emptyText, offer) {
     const table = document.getElementById(id);
     const body = table.querySelector("tbody");
-    body.replaceChildren(...items.map((h) => queueRow(h, claimable, offer)));
+    const active = document.activeElement;
+    const existing = new Map([...body.querySelectorAll("tr[data-handoff-id]")].map((tr) => [tr.dataset.handoffId, tr]));
+    const wanted = new Set(items.map((h) => h.id));
+    let lostFocus = false;
+    for (const [hid, tr] of existing) {
+      if (!wanted.has(hid)) { if (tr.contains(active)) lostFocus = true; tr.remove(); existing.delete(hid); }
+    }
+    let cursor = body.firstElementChild;
+    for (const h of items) {
+      let tr = existing.get(h.id);
+      if (!tr) {
+        tr = el("tr"); tr.setAttribute("data-testid", "handoff-row");
+      }
+      updateRow(tr, h, claimable, offer);
+      if (tr !== cursor) body.insertBefore(tr, cursor);  // moves a kept row only when the order changed
+      else cursor = cursor.nextElementSibling;
+    }
+    if (active && active !== document.activeElement && active.isConnected) active.focus({ preventScroll: true });
+    if (lostFocus) {
+      const heading = table.closest("section").querySelector("h2");
+      heading.tabIndex = -1; heading.focus({ preventScroll: true });
+    }
     if (offer) { document.getElementById("offered-card").hidden = !items.length; return; }
     let empty = document.getElementById(id + "-empty");
     if (!items.length && !empty) {
@@ -88,15 +166,44 @@
     box.textContent = text || ""; box.hidden = !text;
   }
 
+  // Search and filters work on the rows in the page (they survive refreshes).
+  function applyFilters() {
+    const q = document.getElementById("queue-q").value.trim().toLowerCase();
+    const target = document.getElementById("queue-target").value;
+    const status = document.getElementById("queue-status").value;
+    let shown = 0; let total = 0;
+    for (const tr of document.querySelectorAll("#mine tbody tr[data-handoff-id], #queued tbody tr[data-handoff-id]")) {
+      total += 1;
+      const ok = (!q || (tr.dataset.search || "").includes(q)) && (!target || tr.dataset.target === target) &&
+        (!status || (status === "overdue" ? tr.dataset.sla === "overdue"
+          : status === "opted-out" ? tr.dataset.optedOut === "yes" : tr.dataset.status === status));
+      tr.hidden = !ok;
+      if (ok) shown += 1;
+    }
+    const line = document.getElementById("queue-shown");
+    const text = (q || target || status) ? "Showing " + shown + " of " + total + "." : "";
+    if (line.textContent !== text) line.textContent = text;
+  }
+
   function queuePage() {
+    // Rows drawn by the server carry no search text yet: read it from the first refresh; until
+    // then, the visible text of the row.
+    for (const tr of document.querySelectorAll("tr[data-handoff-id]")) {
+      tr.dataset.search = tr.textContent.replace(/\s+/g, " ").trim().toLowerCase();
+    }
+    let busy = false;
     async function refresh() {
+      if (busy) return;
+      busy = true;
       try {
         const q = await getJson("/api/staff/inbox");
         fillTable("mine", q.mine, false, "You hold no conversations.");
         fillTable("queued", q.queued, true, "Nobody is waiting.");
         fillTable("offered", q.offered || [], true, "", true);
         showAssignment(q.assignment);
+        applyFilters();
       } catch (_) { /* keep the last view; the next refresh tries again */ }
+      busy = false;
     }
     const presence = document.getElementById("presence");
     if (presence) {
@@ -129,6 +236,22 @@
       catch (err) { assignError(err.message); }
       await refresh();
     });
+    const form = document.getElementById("queue-filters");
+    form.addEventListener("submit", (e) => e.preventDefault());
+    form.addEventListener("input", applyFilters);
+    form.addEventListener("change", applyFilters);
+    const alertsBox = document.getElementById("queue-alerts");
+    alertsBox.checked = window.Console.alerts.enabled();
+    alertsBox.addEventListener("change", () => window.Console.alerts.set(alertsBox.checked));
+    // A new handoff seen by the nav badge's poll refreshes the queue at once.
+    let lastCount = null;
+    document.addEventListener("console:attention", (e) => {
+      const key = e.detail.queued + "/" + e.detail.mine + "/" + e.detail.recent.map((r) => r.id).join(",");
+      if (lastCount !== null && key !== lastCount) refresh();
+      lastCount = key;
+    });
+    applyFilters();
+    refresh();
     setInterval(refresh, 5000);
   }
 
@@ -334,7 +457,14 @@
         }
       }
     }
-    document.getElementById("reply-form").addEventListener("submit", (e) => { e.preventDefault(); sendReply(); });
+    const replyForm = document.getElementById("reply-form");
+    replyForm.addEventListener("submit", (e) => { e.preventDefault(); sendReply(); });
+    // Ctrl+Enter (Cmd+Enter on a Mac) sends; Enter alone keeps making new lines.
+    box.addEventListener("keydown", (e) => {
+      if (e.key !== "Enter" || !(e.ctrlKey || e.metaKey) || e.isComposing) return;
+      e.preventDefault();
+      if (!box.disabled && box.value.trim()) replyForm.requestSubmit();
+    });
     document.getElementById("override-send").addEventListener("click", () => {
       const reason = document.getElementById("override-reason").value.trim();
       if (!reason) { showError("Give a reason for sending it anyway."); return; }
