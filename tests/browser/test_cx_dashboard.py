@@ -54,7 +54,7 @@ def test_cx_analyst_sees_kpis_and_charts_and_filters_change_them(
     expect(page.locator("[data-testid=chart] svg[role=img]")).to_have_count(8)
     expect(page.locator('[data-chart="trend-conversations"] polyline').first).to_be_visible()
     expect(page.locator('[data-chart="dist-csat"] rect.bar')).to_have_count(5)
-    assert page.locator('[data-chart="trend-containment"] svg > title').text_content() == "Containment"
+    assert page.locator('[data-chart="trend-containment"] svg > title').text_content() == "Containment per day"
     expect(page.get_by_test_id("by-channel").locator("tbody tr")).to_have_count(2)
     expect(page.get_by_test_id("themes").locator("td.theme-first").first).to_be_visible()
     expect(page.get_by_test_id("unanswered").locator("tbody tr").first).not_to_contain_text("Nothing unanswered")

@@ -20,8 +20,8 @@ pytestmark = pytest.mark.rasa
 
 
 def _requests(engine: Engine, page: Page) -> list[ServiceRequest]:
-    """This page's conversation's requests (the session id the page keeps in sessionStorage)."""
-    sid = page.evaluate("() => window.sessionStorage.getItem('hcpConcierge.webchat.sessionId')")
+    """This page's conversation's requests (the session id the page keeps in localStorage)."""
+    sid = page.evaluate("() => window.localStorage.getItem('hcpConcierge.webchat.sessionId')")
     assert sid
     with Session(engine) as s:
         conv = conversations.get_by_session_token(s, sid)
