@@ -85,9 +85,14 @@ def summarise(session: Session, conv: Conversation, *, target: str = HandoffTarg
         select(Message).where(Message.conversation_id == conv.id, Message.direction == Direction.inbound)
         .order_by(Message.id.desc()).limit(limit)
     ).scalars().all()
-    withheld = firewall.medical_message_ids(session, [m.id for m in rows]) if target == HandoffTarget.rep else set()
+    ids = [m.id for m in rows]
+    withheld = firewall.medical_message_ids(session, ids) if target == HandoffTarget.rep else set()
+    # A message the screen has not finished is not quoted to a rep (it may turn out to be medical).
+    unscreened = firewall.unscreened_ids(session, ids) if target == HandoffTarget.rep else set()
     said = []
     for m in reversed(rows):
+        if m.id in unscreened:
+            continue
         if m.id in withheld:
             said.append(firewall.WITHHELD_TEXT)
         elif m.body.strip():

@@ -132,3 +132,13 @@ def medical_ids_many(session: Session, by_conversation: Mapping[str, Sequence[Me
                                                InboxItem.status == InboxStatus.failed)
         ).scalars())
     return out
+
+
+def unscreened_ids(session: Session, message_ids: Sequence[int]) -> set[int]:
+    """Inbound messages the safety screen has not finished yet (their inbox row is still pending and
+    unscreened): nobody outside Medical/Safety may read them before it has."""
+    if not message_ids:
+        return set()
+    return set(session.execute(select(InboxItem.message_id).where(
+        InboxItem.message_id.in_(list(message_ids)), InboxItem.status == InboxStatus.pending,
+        InboxItem.screened_at.is_(None))).scalars())

@@ -20,9 +20,14 @@ def _conversation(session: Session) -> Conversation:
     return conv
 
 
+def _screened(stored: conversations.Persisted) -> conversations.Persisted:
+    stored.inbox.screened_at = NOW  # as the pipeline leaves a message once the safety screen has run
+    return stored
+
+
 def _with_medical_question(session: Session, conv: Conversation) -> None:
-    conversations.persist_inbound(session, conv, text="hello there", now=NOW)
-    stored = conversations.persist_inbound(session, conv, text=CANARY, now=NOW)
+    _screened(conversations.persist_inbound(session, conv, text="hello there", now=NOW))
+    stored = _screened(conversations.persist_inbound(session, conv, text=CANARY, now=NOW))
     session.add(MedicalInquiry(reference=f"MI-T-{conv.id[:8]}", text=CANARY, channel="webchat",
                                conversation_id=conv.id, message_id=stored.message.id, created_at=NOW))
     session.flush()
@@ -42,3 +47,12 @@ def test_a_medical_information_handoff_summary_keeps_the_full_context(session: S
     _with_medical_question(session, conv)
     handoff = open_handoff(session, conv, target="medical_information", reason="hcp_request", now=NOW)
     assert CANARY in handoff.summary
+
+
+def test_a_message_the_screen_has_not_finished_is_not_quoted_to_a_rep(session: Session) -> None:
+    conv = _conversation(session)
+    _screened(conversations.persist_inbound(session, conv, text="good morning", now=NOW))
+    waiting = "CANARY-still-being-screened"
+    conversations.persist_inbound(session, conv, text=waiting, now=NOW)   # its turn has not run yet
+    handoff = open_handoff(session, conv, target="rep", reason="hcp_request", now=NOW)
+    assert waiting not in handoff.summary and '"good morning"' in handoff.summary
