@@ -134,7 +134,17 @@ def cx_page(request: Request, ident: CxAnalyst, days: str | None = None, since: 
                   channel_rows=breakdown_rows(board.by_channel), product_rows=breakdown_rows(board.by_product),
                   topics=board.unanswered, themes=board.themes, redaction=redactor() is not None,
                   first_class=FIRST_CLASS_THEMES, channels=kpis.CHANNELS, weekly=weekly, drills=TILE_DRILLS,
+                  theme_drills=THEME_DRILLS,
                   drill_titles={k: v[0] for k, v in DRILLS.items()})
+
+
+# Not-helpful-reason themes → the conversations with such a rating (the export's theme labels). Comment
+# clusters have no link: a theme run does not keep which comments formed it.
+THEME_DRILLS = {"answer_not_relevant": "drill=not_helpful&theme=answer+not+relevant",
+                "answer_incomplete": "drill=not_helpful&theme=answer+incomplete",
+                "answer_unclear": "drill=not_helpful&theme=answer+unclear",
+                "answer_not_helpful_other": "drill=not_helpful&theme=answer+other",
+                "answer_not_helpful": "drill=not_helpful"}
 
 
 # Which conversations stand behind a tile (feedback.conversation_export.DRILLS)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+import re
 from collections.abc import Callable
 from datetime import timedelta
 
@@ -160,3 +162,23 @@ def test_a_tile_drills_down_to_its_conversations_without_text(
 def test_the_drill_down_is_for_cx_analysts_only(logged_in: Callable[..., tuple[TestClient, StaffAccount, str]]) -> None:
     client, _, _ = logged_in("rep")
     assert client.get("/console/cx/conversations").status_code == 403
+
+
+def test_a_not_helpful_reason_theme_links_to_its_conversations(
+        crafted: Crafted, logged_in: Callable[..., tuple[TestClient, StaffAccount, str]], engine: Engine) -> None:
+    from feedback.models import FeedbackTheme, FeedbackThemeRun
+
+    with unit_of_work(sessionmaker(bind=engine)) as s:
+        run = FeedbackThemeRun(created_at=crafted.until, since=crafted.since, until=crafted.until, method="test",
+                               embedder="none", comments=0, ratings=2, duration_ms=1)
+        s.add(run)
+        s.flush()
+        day = crafted.since.date().isoformat()
+        s.add(FeedbackTheme(run_id=run.id, position=0, key="answer_unclear", label="Answer unclear",
+                            first_class=False, terms=[], count=2, sentiment=-1.2, trend=[[day, 2, -1.2]], examples=[]))
+    client, _, _ = logged_in("cx_analyst")
+    page = client.get("/console/cx", params=_window(crafted)).text
+    link = re.search(r'data-testid="theme-drill" href="([^"]+)"', page)
+    assert link is not None and "theme=answer+unclear" in link.group(1) and "drill=not_helpful" in link.group(1)
+    assert client.get(html.unescape(link.group(1))).status_code == 200
+    assert "n/a (votes)" in page   # votes have no words: no sentiment is made up for them
