@@ -160,13 +160,16 @@ DRILLS: dict[str, tuple[str, Callable[[Row], bool]]] = {
 }
 
 
-def drill(found: list[Row], name: str, *, product: str | None = None, theme: str | None = None) -> list[Row]:
-    """The rows behind one tile (``DRILLS``), optionally one product or one feedback category."""
+def drill(found: list[Row], name: str, *, product: str | None = None, theme: str | None = None,
+          conversation_ids: set[str] | None = None) -> list[Row]:
+    """The rows behind one tile (``DRILLS``), optionally one product, one feedback category, or the
+    conversations of one feedback theme (``conversation_ids``)."""
     if name not in DRILLS:
         raise InvalidInput(f"drill must be one of {', '.join(DRILLS)}")
     test = DRILLS[name][1]
     return [r for r in found if test(r) and (not product or product in r.products)
-            and (not theme or theme in (r.themes or ()))]
+            and (not theme or theme in (r.themes or ()))
+            and (conversation_ids is None or r.conversation.id in conversation_ids)]
 
 
 def outcome(row: Row) -> str:

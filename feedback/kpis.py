@@ -213,6 +213,7 @@ class Theme:
     trend: list[tuple[date, int]]
     examples: list[str]
     sentiment: float | None           # None: not-helpful votes, no words to score
+    drillable: bool = False           # its conversations can be listed (the run kept its members)
     first_class: bool = False         # one of the themes the business acts on (wants a human, ...)
 
 
@@ -531,7 +532,7 @@ def themes(session: Session, f: KpiFilter, *, redact: Callable[[str], str] | Non
             # examples come redacted from the theme job; masked again here (defence in depth),
             # and dropped when no redactor is available.
             examples=[_mask(str(e), redact) for e in t.examples] if redact else [],
-            sentiment=None if t.sentiment is None else float(t.sentiment),
+            sentiment=None if t.sentiment is None else float(t.sentiment), drillable=bool(t.drillable),
             first_class=bool(getattr(t, "first_class", False))))
     return Themes(True, found)
 

@@ -162,3 +162,5 @@ class FeedbackTheme(Base):
     sentiment: Mapped[float] = mapped_column(Float)
     trend: Mapped[list[list[Any]]] = mapped_column(JSON)
     examples: Mapped[list[list[str]]] = mapped_column(JSON)
+    # ids of the comments (``comment:<id>``) and not-helpful ratings (``rating:<id>``) in the theme
+    members: Mapped[list[str] | None] = mapped_column(JSON)

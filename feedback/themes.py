@@ -189,6 +189,7 @@ class ThemeView:
     examples: list[str]
     sentiment: float | None     # None for not-helpful votes: they carry no words to score
     first_class: bool = False
+    drillable: bool = False     # the run kept which comments / ratings formed it
 
 
 @dataclass(frozen=True)
@@ -212,6 +213,7 @@ class ComputedTheme:
     sentiment: float
     trend: list[list[Any]]
     examples: list[list[str]]
+    members: list[str] = field(default_factory=list)   # "comment:<id>" / "rating:<id>"
 
 
 @dataclass
@@ -438,7 +440,7 @@ def compute_themes(items: Sequence[FeedbackItem], embedder: Embedder, *, method:
             key=key[:120], label=label[:200], first_class=first, terms=theme_terms, count=len(idxs),
             sentiment=round(float(np.mean([sentiment_unique[rows[i]] for i in idxs])), 4),
             trend=[[d.isoformat(), int(c[0]), round(c[1], 4)] for d, c in sorted(day_counts.items())],
-            examples=examples))
+            examples=examples, members=[f"comment:{comments[i].id}" for i in idxs]))
 
     by_reason: dict[str | None, list[FeedbackItem]] = defaultdict(list)
     for rating in ratings:
@@ -449,7 +451,7 @@ def compute_themes(items: Sequence[FeedbackItem], embedder: Embedder, *, method:
         themes.append(ComputedTheme(
             key=key, label=label, first_class=False, terms=[], count=len(votes), sentiment=NOT_HELPFUL_SENTIMENT,
             trend=[[d.isoformat(), n, round(n * NOT_HELPFUL_SENTIMENT, 4)] for d, n in sorted(per_day.items())],
-            examples=[]))
+            examples=[], members=[f"rating:{v.id}" for v in votes]))
     # keys must be unique within a run (two clusters can share their top terms)
     seen_keys: Counter[str] = Counter()
     for theme in themes:
@@ -492,7 +494,7 @@ def run_themes(session: Session, *, since: datetime, until: datetime, embedder: 
     session.flush()
     session.add_all(FeedbackTheme(run_id=run.id, position=pos, key=t.key, label=t.label, first_class=t.first_class,
                                   terms=t.terms, count=t.count, sentiment=t.sentiment, trend=t.trend,
-                                  examples=t.examples) for pos, t in enumerate(result.themes))
+                                  examples=t.examples, members=t.members) for pos, t in enumerate(result.themes))
     session.flush()
     audit.record(session, action="feedback.themes_run", subject_type="feedback_theme_run", subject_id=run.id,
                  actor_type="staff" if actor_id else "system", actor_id=actor_id,
@@ -537,7 +539,7 @@ def latest_themes(session: Session, *, since: datetime, until: datetime) -> list
                                trend=[(d, n) for d, n, _ in days], examples=examples,
                                sentiment=None if theme.key in RATING_THEME_KEYS
                                else round(sum(s for _, _, s in days) / count, 4),
-                               first_class=theme.first_class))
+                               first_class=theme.first_class, drillable=bool(theme.members)))
     views.sort(key=lambda v: (not v.first_class, v.key == OTHER_KEY, -v.count, v.key))
     return views
 
@@ -548,3 +550,25 @@ def weekly(trend: Sequence[tuple[date, int]]) -> list[tuple[date, int]]:
     for day, n in trend:
         weeks[day - timedelta(days=day.weekday())] += n
     return sorted(weeks.items())
+
+
+def theme_conversations(session: Session, *, since: datetime, until: datetime, key: str) -> set[str] | None:
+    """Conversation ids behind theme ``key`` of the run the dashboard shows for [since, until); None when
+    that run has no such theme or did not keep its members."""
+    run = _latest_run(session, since, until)
+    if run is None:
+        return None
+    theme = session.execute(select(FeedbackTheme).where(FeedbackTheme.run_id == run.id, FeedbackTheme.key == key)
+                            ).scalars().first()
+    if theme is None or not theme.members:
+        return None
+    comments = [m.split(":", 1)[1] for m in theme.members if m.startswith("comment:")]
+    ratings = [m.split(":", 1)[1] for m in theme.members if m.startswith("rating:")]
+    found: set[str] = set()
+    for chunk in range(0, len(comments), 500):
+        found |= set(session.execute(select(FeedbackComment.conversation_id).where(
+            FeedbackComment.id.in_(comments[chunk:chunk + 500]))).scalars())
+    for chunk in range(0, len(ratings), 500):
+        found |= set(session.execute(select(AnswerRating.conversation_id).where(
+            AnswerRating.id.in_(ratings[chunk:chunk + 500]))).scalars())
+    return {c for c in found if c}

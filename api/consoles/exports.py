@@ -10,10 +10,11 @@ redacted and only on request (``free_text=1``). Both are audited.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
+from sqlalchemy.orm import Session
 
 from api.audit import service as audit
 from api.consoles.cx import parse_period, redactor
@@ -47,7 +48,8 @@ def transcript_page(request: Request, conversation_id: str, ident: TranscriptRea
 @router.get("/api/cx/conversations.csv")
 def conversations_csv(request: Request, ident: CxAnalyst, days: str | None = None, since: str | None = None,
                       until: str | None = None, channel: str | None = None, free_text: str = "",
-                      drill: str = "all", product: str | None = None, theme: str | None = None) -> Response:
+                      drill: str = "all", product: str | None = None, theme: str | None = None,
+                      theme_key: str | None = None) -> Response:
     state = app_state(request)
     now = state.clock.now()
     period = parse_period(now, days, since, until)
@@ -60,7 +62,8 @@ def conversations_csv(request: Request, ident: CxAnalyst, days: str | None = Non
     with unit_of_work(state.session_factory) as session:
         found = cx_export.drill(cx_export.rows(session, since=period.since, until=period.until,
                                                channel=channel or None, with_comments=mode is not None),
-                                drill, product=product or None, theme=theme or None)
+                                drill, product=product or None, theme=theme or None,
+                                conversation_ids=_theme_members(session, period, theme_key))
         body = cx_export.to_csv(found, redact=redact if mode == "redacted" else None)
         audit.record(session, action="cx.conversations_exported", subject_type="cx_dashboard", subject_id=None,
                      actor_type="staff", actor_id=ident.id,
@@ -78,7 +81,7 @@ DRILL_PAGE_ROWS = 500
 @router.get("/console/cx/conversations", response_class=HTMLResponse)
 def drill_page(request: Request, ident: CxAnalyst, days: str | None = None, since: str | None = None,
                until: str | None = None, channel: str | None = None, drill: str = "all",
-               product: str | None = None, theme: str | None = None) -> Response:
+               product: str | None = None, theme: str | None = None, theme_key: str | None = None) -> Response:
     """The conversations behind a dashboard tile or feedback category: metadata only (no message text);
     a transcript link only for a reader whose role may open it in the Inbox."""
     state = app_state(request)
@@ -89,17 +92,31 @@ def drill_page(request: Request, ident: CxAnalyst, days: str | None = None, sinc
     with unit_of_work(state.session_factory) as session:
         found = cx_export.drill(cx_export.rows(session, since=period.since, until=period.until,
                                                channel=channel or None),
-                                drill, product=product or None, theme=theme or None)
+                                drill, product=product or None, theme=theme or None,
+                                conversation_ids=_theme_members(session, period, theme_key))
         audit.record(session, action="cx.drill_down_viewed", subject_type="cx_dashboard", subject_id=None,
                      actor_type="staff", actor_id=ident.id,
                      data={"since": period.first.isoformat(), "until": period.last.isoformat(), "drill": drill,
                            "channel": channel or None, "product": product or None, "theme": theme or None,
-                           "rows": len(found)}, at=now)
+                           "theme_key": theme_key or None, "rows": len(found)}, at=now)
         reads_transcripts = bool(set(ident.roles) & TRANSCRIPT_ROLES)
         shown = list(reversed(found))[:DRILL_PAGE_ROWS]   # newest first
         response = render(request, "cx_drill.html", ident, rows=shown, total=len(found), period=period,
                           title=cx_export.DRILLS[drill][0], drill=drill, channel=channel, product=product,
-                          theme=theme, outcome=cx_export.outcome, reads_transcripts=reads_transcripts,
+                          theme=theme or theme_key, outcome=cx_export.outcome, reads_transcripts=reads_transcripts,
                           csv_query=request.url.query)
     response.headers["cache-control"] = "no-store"
     return response
+
+
+def _theme_members(session: Session, period: Any, theme_key: str | None) -> set[str] | None:
+    """The conversations behind a feedback theme of the dashboard's run, or None (no theme asked)."""
+    if not theme_key:
+        return None
+    from feedback.themes import theme_conversations
+
+    found = theme_conversations(session, since=period.since, until=period.until, key=theme_key[:120])
+    if found is None:
+        raise InvalidInput("this theme's conversations are not recorded (a theme run before they were kept, or "
+                           "no such theme in this period): run the theme job again")
+    return found

@@ -182,3 +182,33 @@ def test_a_not_helpful_reason_theme_links_to_its_conversations(
     assert link is not None and "theme=answer+unclear" in link.group(1) and "drill=not_helpful" in link.group(1)
     assert client.get(html.unescape(link.group(1))).status_code == 200
     assert "n/a (votes)" in page   # votes have no words: no sentiment is made up for them
+
+
+def test_a_comment_theme_drills_down_to_the_conversations_its_comments_came_from(
+        crafted: Crafted, logged_in: Callable[..., tuple[TestClient, StaffAccount, str]], engine: Engine) -> None:
+    from feedback.models import FeedbackComment, FeedbackTheme, FeedbackThemeRun
+
+    with unit_of_work(sessionmaker(bind=engine)) as s:
+        comments = s.execute(select(FeedbackComment).where(FeedbackComment.created_at >= crafted.since,
+                                                           FeedbackComment.created_at < crafted.until)
+                             .order_by(FeedbackComment.id)).scalars().all()
+        assert comments
+        picked = comments[:1]
+        expected = {c.conversation_id for c in picked}
+        run = FeedbackThemeRun(created_at=crafted.until + timedelta(minutes=1), since=crafted.since,
+                               until=crafted.until, method="test", embedder="none", comments=len(picked), ratings=0,
+                               duration_ms=1)
+        s.add(run)
+        s.flush()
+        day = crafted.since.date().isoformat()
+        s.add(FeedbackTheme(run_id=run.id, position=0, key="terms:leaflet-reprint", label="Need the leaflet reprinted",
+                            first_class=False, terms=["leaflet"], count=1, sentiment=-0.2, trend=[[day, 1, -0.2]],
+                            examples=[], members=[f"comment:{c.id}" for c in picked]))
+    client, _, _ = logged_in("cx_analyst")
+    page = client.get("/console/cx", params=_window(crafted)).text
+    link = re.search(r'data-testid="theme-drill" href="([^"]*theme_key=terms%3Aleaflet-reprint[^"]*)"', page)
+    assert link is not None
+    rows = client.get(html.unescape(link.group(1))).text
+    assert {m for m in re.findall(r'<tr data-conversation="([^"]+)"', rows)} == expected
+    unknown = client.get("/console/cx/conversations", params={**_window(crafted), "theme_key": "terms:nothing"})
+    assert unknown.status_code == 422 and "run the theme job again" in unknown.text

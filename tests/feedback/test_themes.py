@@ -93,6 +93,9 @@ def test_compute_themes_names_counts_and_redacts() -> None:
         assert sum(n for _, n, _ in theme.trend) == theme.count
         assert -1.0 <= theme.sentiment <= 1.0
         assert len(theme.examples) <= 10
+        assert len(theme.members) == theme.count  # each comment / vote it holds, for the drill-down
+    members = [m for t in result.themes for m in t.members]
+    assert len(members) == len(set(members)) == len(COMMENTS) + 4
     assert by_key["too_many_messages"].sentiment < 0
     terms = {term for t in result.themes for term in t.terms}
     assert not terms & {"name", "phone", "email", "licence", "dob"}  # placeholders are not terms
