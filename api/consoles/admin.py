@@ -102,8 +102,8 @@ def create_user(
 
 
 def _invite_link(request: Request, token: str) -> str:
-    base = (app_state(request).settings.public_url or str(request.base_url)).rstrip("/")
-    return f"{base}/console/invite/{token}"
+    # Where the admin reaches the console is where the colleague will (behind a proxy: forwarded headers).
+    return f"{str(request.base_url).rstrip('/')}/console/invite/{token}"
 
 
 @router.post("/console/admin/users/{staff_id}/invite", response_class=HTMLResponse)
