@@ -8,6 +8,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 from playwright.sync_api import expect
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -16,14 +17,17 @@ from api.conversations.models import Conversation
 from api.db import unit_of_work
 from api.handoffs.models import Handoff
 from api.handoffs.service import open_handoff
+from tests.browser.a11y import overflow_px
 from tests.browser.staff_pages import DOCS_SCREENS, chat, conversation_of, open_chat
 
 Page = Any
 
 
+@pytest.mark.parametrize(("width", "height"), [(1280, 800), (390, 844)])
 def test_waiting_banner_the_bot_still_answers_and_cancel_returns_to_the_bot(
-        page: Page, live_server: str, engine: Engine) -> None:
+        page: Page, live_server: str, engine: Engine, width: int, height: int) -> None:
     base, marker = live_server, uuid.uuid4().hex[:8]
+    page.set_viewport_size({"width": width, "height": height})
     open_chat(page, base)
     chat(page, f"I'd like someone to ring me about a homecare delivery ({marker})")
     expect(page.get_by_test_id("message-bot").first).to_be_visible()
@@ -39,7 +43,9 @@ def test_waiting_banner_the_bot_still_answers_and_cancel_returns_to_the_bot(
     expect(banner).to_be_visible()
     expect(banner).to_contain_text(handoff.reference)
     expect(banner).to_contain_text("expected by")
-    page.screenshot(path=str(DOCS_SCREENS / "webchat-waiting.png"))
+    assert overflow_px(page) == 0
+    if width > 400:
+        page.screenshot(path=str(DOCS_SCREENS / "webchat-waiting.png"))
 
     page.get_by_test_id("waiting-cancel").click()
     expect(page.get_by_test_id("message-bot").filter(has_text="withdrawn")).to_be_visible()
