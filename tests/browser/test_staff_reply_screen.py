@@ -35,7 +35,8 @@ def _approved_item(engine: Engine, tmp_path: Path, tag: str) -> str:
             "status": "approved", "approved_at": "2026-01-01", "expires_at": "2099-12-31",
             "markets": ["GB", "US", "DE"], "title": f"Cardiovex dose range {tag}",
             "questions": [f"cardiovex dose range {tag}?"], "approval_code": f"APP-PW-{tag}",
-            "body": f"Cardiovex is taken at 10 to 40 mg once daily; the maximum is 40 mg ({tag}).",
+            # shares more of the blocked reply's words than any demo item does (suggestions rank by that)
+            "body": f"Honestly, the Cardiovex dose range is 10 to 40 mg a day; the maximum can go up to 40 mg ({tag}).",
         }]))
     return item_id
 
@@ -87,10 +88,9 @@ def test_a_reps_blocked_reply_shows_why_keeps_the_text_and_overrides_only_when_a
     expect(kinds.filter(has_text="Promotional claim")).to_have_count(1)
     expect(rep.get_by_test_id("screen-no-override")).to_contain_text("reps cannot override an off-label block")
     expect(rep.locator("#screen-override")).to_be_hidden()
-    # approved items on the reply's product that may go to this HCP (which ones depends on the shared
-    # test library; the ranking has its own tests)
+    # approved items on the reply's product that may go to this HCP, the one sharing most words first
     offered = rep.get_by_test_id("screen-suggestions").locator("li")
-    expect(offered.first).to_contain_text("Cardiovex")
+    expect(offered.first).to_contain_text(f"Cardiovex dose range {tag}")
     expect(offered.first.get_by_role("button", name="Send verbatim")).to_be_visible()
     expect(box).to_have_value(off_label)
     rep.screenshot(path=str(DOCS_SCREENS / "console-reply-screen.png"), full_page=True)
@@ -98,7 +98,7 @@ def test_a_reps_blocked_reply_shows_why_keeps_the_text_and_overrides_only_when_a
     # the approved item that fits goes out verbatim from the suggestions
     rep.get_by_test_id("screen-suggestions").get_by_test_id("content-item").filter(
         has_text=item_id).get_by_test_id("send-content").click()
-    expect(hcp.get_by_test_id("message-staff").last).to_contain_text(f"the maximum is 40 mg ({tag})")
+    expect(hcp.get_by_test_id("message-staff").last).to_contain_text(f"the maximum can go up to 40 mg ({tag})")
 
     # personal data the HCP did not give: overridable with a reason, recorded
     contact = "Our regional nurse can help; she is on 07700 900777."

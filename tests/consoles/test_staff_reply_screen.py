@@ -240,7 +240,8 @@ def _load_items(engine: Engine, tmp_path: Path, tag: str) -> str:
             "status": "approved", "approved_at": "2026-01-01", "expires_at": "2027-12-31", "markets": ["GB"],
             "title": f"Cardiovex dosing {tag}", "questions": [f"cardiovex dose {tag}?"],
             "approval_code": f"APP-SCR-{tag}",
-            "body": f"Cardiovex is taken at 10 to 40 mg once daily; do not exceed 40 mg ({tag}).",
+            # shares more of the reply's words than any demo item does (suggestions rank by that)
+            "body": f"You can safely push Cardiovex only to 40 mg daily: 10 to 40 mg once daily ({tag}).",
         }]))
     return item_id
 

@@ -31,9 +31,11 @@ def test_asking_for_a_human_queues_a_handoff_and_acknowledges_it(live_stack: Liv
     r = client.post(f"/api/webchat/sessions/{sid}/messages", json={"text": "I want to talk to a human"})
     texts = [m["text"] for m in r.json()["messages"]]
     assert any("reference H-" in t for t in texts), texts
-    # now the conversation waits for a person: further messages are relayed, not answered by the bot
+    # while it waits for a person the bot still answers (the message is relayed too), and the page
+    # is told the request stands
     r2 = client.post(f"/api/webchat/sessions/{sid}/messages", json={"text": "hello?"})
-    assert r2.json()["messages"] == []
+    assert r2.json()["messages"], "a message while waiting gets an answer, never silence"
+    assert r2.json()["waiting"]["status"] == "queued" and r2.json()["waiting"]["reference"].startswith("H-")
 
 
 def test_an_msl_request_targets_an_msl(live_stack: LiveStack) -> None:
