@@ -75,11 +75,17 @@ def still_waiting(handoff: Handoff, hours: StaffHours = DEFAULT_HOURS, *, short:
     return ReplyDraft(text=text, buttons=[CANCEL_BUTTON])
 
 
+def queued_handoff(session: Session, conv: Conversation) -> Handoff | None:
+    """The conversation's request for a person while nobody has taken it yet."""
+    handoff = open_handoff_for(session, conv)
+    return handoff if handoff is not None and handoff.status == HandoffStatus.queued else None
+
+
 def cancel(session: Session, conv: Conversation, msg: Message, now: datetime) -> list[ReplyDraft] | None:
     """Withdraw the queued request for a person; None when there is none to withdraw (or a person
     already has the conversation: then the words are theirs to read)."""
-    handoff = open_handoff_for(session, conv)
-    if handoff is None or handoff.status != HandoffStatus.queued:
+    handoff = queued_handoff(session, conv)
+    if handoff is None:
         return None
     withdraw_offer(session, handoff, now, reason="cancelled by the HCP", actor_id=conv.hcp_id, actor_type="hcp")
     handoff.status = HandoffStatus.closed

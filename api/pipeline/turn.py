@@ -48,7 +48,6 @@ from api.errors import ContentGated
 from api.handoffs import routing, waiting
 from api.handoffs import service as handoffs
 from api.handoffs.hours import DEFAULT_HOURS, StaffHours
-from api.handoffs.models import Handoff, HandoffStatus
 from api.hcps import intake
 from api.outbox import ChannelSender, SendGate, deliver_pending
 from api.rasa.client import RasaClient, RasaFailure
@@ -382,7 +381,7 @@ class TurnProcessor:
                                                                         asked=screened.ae_question))[0])
                 # Reporting a problem is not a failed turn, whatever Rasa made of it.
                 conv.failed_turns = 0
-            elif failure is not None and screened.waiting and self._queued_handoff(session, conv) is not None:
+            elif failure is not None and screened.waiting and waiting.queued_handoff(session, conv) is not None:
                 # Rasa is down while the HCP waits for a person: the request stands, say so.
                 self._record_rasa_failure(session, conv, msg, now, failure)
             elif failure is not None:
@@ -392,7 +391,7 @@ class TurnProcessor:
                 drafts.extend(rasa_drafts)
                 if not turn_failed:
                     conv.failed_turns = 0
-            if screened.waiting and (queued := self._queued_handoff(session, conv)) is not None:
+            if screened.waiting and (queued := waiting.queued_handoff(session, conv)) is not None:
                 # Every message while waiting is acknowledged: by the bot's answer, and with the
                 # request's status when the bot had nothing to say (on WhatsApp, which has no status
                 # banner, always, in one short line).
@@ -415,11 +414,6 @@ class TurnProcessor:
             inbox.processed_at = now
             inbox.screen = None  # only a pending turn needs it; it holds the message text
             return TurnResult(msg.id, reply_ids, failure)
-
-    @staticmethod
-    def _queued_handoff(session: Session, conv: Conversation) -> Handoff | None:
-        found = handoffs.open_handoff_for(session, conv)
-        return found if found is not None and found.status == HandoffStatus.queued else None
 
     @staticmethod
     def _record_rasa_failure(session: Session, conv: Conversation, msg: Message, now: datetime,
