@@ -7,10 +7,13 @@ re-renders the page with the message and a 4xx status; nothing is changed.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from sqlalchemy.orm import Session
 
 from api.consoles.render import render
 from api.db import unit_of_work
@@ -121,6 +124,22 @@ def user_page(request: Request, ident: Admin, staff_id: str, done: str = "") -> 
     return _user_page(request, ident, staff_id, flash=DONE.get(done))
 
 
+def _change_user(request: Request, ident: StaffIdentity, staff_id: str, done: str,
+                 change: Callable[[Session, StaffUser, datetime], object]) -> Response:
+    """Apply ``change`` to one staff user in one transaction; a refusal re-renders their page with the
+    reason (nothing changed), an unknown user is a 404; done: back to their page with ``done``'s flash."""
+    state = app_state(request)
+    try:
+        with unit_of_work(state.session_factory) as session:
+            change(session, service.get(session, staff_id), state.clock.now())
+    except ConciergeError as exc:
+        if exc.status_code == 404:
+            raise
+        return _user_page(request, ident, staff_id, status_code=exc.status_code, flash=exc.message,
+                          flash_kind="error")
+    return _back(staff_id, done)
+
+
 @router.post("/console/admin/users/{staff_id}", response_class=HTMLResponse)
 def update_user(
     request: Request,
@@ -129,18 +148,8 @@ def update_user(
     territory: Annotated[str, Form(max_length=64)] = "",
     roles: Annotated[list[str] | None, Form()] = None,
 ) -> Response:
-    state = app_state(request)
-    try:
-        with unit_of_work(state.session_factory) as session:
-            user = service.get(session, staff_id)
-            service.update(session, user, roles=roles or [], territory=territory.strip(), now=state.clock.now(),
-                           actor_id=ident.id)
-    except ConciergeError as exc:
-        if exc.status_code == 404:
-            raise
-        return _user_page(request, ident, staff_id, status_code=exc.status_code, flash=exc.message,
-                          flash_kind="error")
-    return _back(staff_id, "updated")
+    return _change_user(request, ident, staff_id, "updated", lambda session, user, now: service.update(
+        session, user, roles=roles or [], territory=territory.strip(), now=now, actor_id=ident.id))
 
 
 @router.post("/console/admin/users/{staff_id}/assignment", response_class=HTMLResponse)
@@ -152,55 +161,31 @@ def update_assignment(
     languages: Annotated[str, Form(max_length=200)] = "",
     markets: Annotated[str, Form(max_length=200)] = "",
 ) -> Response:
-    state = app_state(request)
-    try:
+    def change(session: Session, user: StaffUser, now: datetime) -> None:
         capacity = max_open.strip()
         if capacity and not capacity.isdigit():
             raise InvalidInput(f"capacity must be a whole number of open conversations, not {capacity[:8]!r}")
-        with unit_of_work(state.session_factory) as session:
-            user = service.get(session, staff_id)
-            assign.set_profile(session, user, max_open=int(capacity) if capacity else None,
-                               languages=languages.split(","), markets=markets.split(","), now=state.clock.now(),
-                               actor_id=ident.id)
-    except ConciergeError as exc:
-        if exc.status_code == 404:
-            raise
-        return _user_page(request, ident, staff_id, status_code=exc.status_code, flash=exc.message,
-                          flash_kind="error")
-    return _back(staff_id, "assignment")
+        assign.set_profile(session, user, max_open=int(capacity) if capacity else None,
+                           languages=languages.split(","), markets=markets.split(","), now=now, actor_id=ident.id)
+
+    return _change_user(request, ident, staff_id, "assignment", change)
 
 
 @router.post("/console/admin/users/{staff_id}/active", response_class=HTMLResponse)
 def set_active(request: Request, ident: Admin, staff_id: str,
                active: Annotated[str, Form(pattern="^(true|false)$")]) -> Response:
-    state = app_state(request)
     on = active == "true"
-    try:
-        with unit_of_work(state.session_factory) as session:
-            user = service.get(session, staff_id)
-            service.update(session, user, active=on, now=state.clock.now(), actor_id=ident.id)
-    except ConciergeError as exc:
-        if exc.status_code == 404:
-            raise
-        return _user_page(request, ident, staff_id, status_code=exc.status_code, flash=exc.message,
-                          flash_kind="error")
-    return _back(staff_id, "reactivated" if on else "deactivated")
+    return _change_user(request, ident, staff_id, "reactivated" if on else "deactivated",
+                        lambda session, user, now: service.update(session, user, active=on, now=now,
+                                                                  actor_id=ident.id))
 
 
 @router.post("/console/admin/users/{staff_id}/password", response_class=HTMLResponse)
 def reset_password(request: Request, ident: Admin, staff_id: str,
                    password: Annotated[str, Form(max_length=1024)] = "") -> Response:
-    state = app_state(request)
-    try:
-        with unit_of_work(state.session_factory) as session:
-            user = service.get(session, staff_id)
-            service.set_password(session, user, password, now=state.clock.now(), actor_id=ident.id)
-    except ConciergeError as exc:
-        if exc.status_code == 404:
-            raise
-        return _user_page(request, ident, staff_id, status_code=exc.status_code, flash=exc.message,
-                          flash_kind="error")
-    return _back(staff_id, "password")
+    return _change_user(request, ident, staff_id, "password",
+                        lambda session, user, now: service.set_password(session, user, password, now=now,
+                                                                        actor_id=ident.id))
 
 
 @router.get("/api/staff/admin/users")
