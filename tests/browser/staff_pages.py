@@ -10,8 +10,10 @@ from playwright.sync_api import expect
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.conversations.models import Direction, Message
+from api.conversations.models import Conversation, Direction, Message
 from api.db import unit_of_work
+from api.handoffs.models import Handoff
+from api.handoffs.service import open_handoff
 from api.staff import service as staff_service
 from tests.conftest import REPO
 
@@ -43,6 +45,23 @@ def open_chat(page: Page, base: str) -> None:
 def chat(page: Page, text: str) -> None:
     page.get_by_test_id("chat-input").fill(text)
     page.get_by_test_id("chat-input").press("Enter")
+
+
+def hcp_says(page: Page, base: str, engine: Engine, text: str, marker: str) -> tuple[str, int]:
+    """Open the web chat, send ``text`` (which carries ``marker``), wait for the bot's first reply:
+    (conversation id, message id)."""
+    open_chat(page, base)
+    chat(page, text)
+    expect(page.get_by_test_id("message-bot").first).to_be_visible()
+    return conversation_of(engine, marker)
+
+
+def hand_to_rep(engine: Engine, conversation_id: str) -> Handoff:
+    """Queue the conversation for the rep team, as the bot does when the HCP asks for a person."""
+    with unit_of_work(sessionmaker(bind=engine, expire_on_commit=False)) as s:
+        conv = s.get(Conversation, conversation_id)
+        assert conv is not None
+        return open_handoff(s, conv, target="rep", reason="hcp_request", now=datetime.now(UTC))
 
 
 def conversation_of(engine: Engine, marker: str) -> tuple[str, int]:

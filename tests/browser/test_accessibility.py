@@ -28,7 +28,7 @@ from api.safety.service import apply
 from api.staff.models import StaffRole
 from knowledge.service import load_library
 from tests.browser.a11y import blocking_violations, overflow_px
-from tests.browser.staff_pages import PASSWORD, chat, conversation_of, open_chat
+from tests.browser.staff_pages import PASSWORD, hcp_says
 
 Page = Any
 SIZES = {"desktop": (1280, 800), "phone": (390, 844)}
@@ -75,10 +75,9 @@ def _seed(engine: Engine, base: str, hcp_page: Page, tmp_path: Path) -> dict[str
     marker = uuid.uuid4().hex[:8]
     with unit_of_work(sessionmaker(bind=engine)) as s:
         load_library(s, _library_item(tmp_path, marker), actor="a11y-test")
-    open_chat(hcp_page, base)
-    chat(hcp_page, f"Ward 7 here ({marker}): a patient had swollen lips after Respizan, and can it be used at 8?")
-    expect(hcp_page.get_by_test_id("message-bot").first).to_be_visible()
-    conv_id, msg_id = conversation_of(engine, marker)
+    conv_id, msg_id = hcp_says(
+        hcp_page, base, engine,
+        f"Ward 7 here ({marker}): a patient had swollen lips after Respizan, and can it be used at 8?", marker)
     now = datetime.now(UTC)
     with unit_of_work(sessionmaker(bind=engine, expire_on_commit=False)) as s:
         msg = s.get(Message, msg_id)

@@ -18,17 +18,16 @@ from sqlalchemy.orm import Session, sessionmaker
 from api.conversations.models import Conversation, Message
 from api.db import unit_of_work
 from api.handoffs.models import Handoff
-from api.handoffs.service import open_handoff
 from api.safety.models import AdverseEvent, MedicalInquiry
 from api.safety.screen import ScreenResult
 from api.safety.service import apply
 from tests.browser.staff_pages import (
     DOCS_SCREENS,
     chat,
-    conversation_of,
+    hand_to_rep,
+    hcp_says,
     log_in,
     make_staff,
-    open_chat,
 )
 
 Page = Any
@@ -49,14 +48,9 @@ def test_rep_claims_a_handoff_chats_live_with_the_hcp_and_hands_back(
         page: Page, staff_page: Page, live_server: str, engine: Engine) -> None:
     base, hcp, rep = live_server, page, staff_page
     marker = uuid.uuid4().hex[:8]
-    open_chat(hcp, base)
-    chat(hcp, f"Hello, Dr Okafor here from clinic {marker}. Can someone call me about access?")
-    expect(hcp.get_by_test_id("message-bot").first).to_be_visible()
-    conv_id, _ = conversation_of(engine, marker)
-    with unit_of_work(sessionmaker(bind=engine, expire_on_commit=False)) as s:
-        conv = s.get(Conversation, conv_id)
-        assert conv is not None
-        handoff_id = open_handoff(s, conv, target="rep", reason="hcp_request", now=datetime.now(UTC)).id
+    conv_id, _ = hcp_says(hcp, base, engine,
+                          f"Hello, Dr Okafor here from clinic {marker}. Can someone call me about access?", marker)
+    handoff_id = hand_to_rep(engine, conv_id).id
 
     log_in(rep, base, make_staff(engine, "rep", "Sam Rivera"), "/console/inbox")
     expect(rep.locator(f'[data-testid=handoff-row][data-handoff-id="{handoff_id}"]')).to_be_visible()
@@ -97,10 +91,9 @@ def test_medical_reviewer_answers_an_inquiry_and_the_hcp_sees_it(
         page: Page, staff_page: Page, live_server: str, engine: Engine) -> None:
     base, hcp, reviewer = live_server, page, staff_page
     marker = uuid.uuid4().hex[:8]
-    open_chat(hcp, base)
-    chat(hcp, f"Can Cardiovex be used in a 9 year old with familial hypercholesterolaemia? ({marker})")
-    expect(hcp.get_by_test_id("message-bot").first).to_be_visible()
-    _conv_id, msg_id = conversation_of(engine, marker)
+    _conv_id, msg_id = hcp_says(
+        hcp, base, engine, f"Can Cardiovex be used in a 9 year old with familial hypercholesterolaemia? ({marker})",
+        marker)
     _ae, inquiry_id = _screen_message(engine, msg_id, ScreenResult(off_label=True, products=("cardiovex",),
                                                                   off_label_reasons=("population",)))
     assert inquiry_id is not None
@@ -127,10 +120,8 @@ def test_safety_and_admin_consoles_render_for_their_roles(
         page: Page, staff_page: Page, live_server: str, engine: Engine) -> None:
     base, hcp, pv = live_server, page, staff_page
     marker = uuid.uuid4().hex[:8]
-    open_chat(hcp, base)
-    chat(hcp, f"My patient developed a severe rash after the second dose of Cardiovex ({marker})")
-    expect(hcp.get_by_test_id("message-bot").first).to_be_visible()
-    _conv_id, msg_id = conversation_of(engine, marker)
+    _conv_id, msg_id = hcp_says(
+        hcp, base, engine, f"My patient developed a severe rash after the second dose of Cardiovex ({marker})", marker)
     case_id, _mi = _screen_message(engine, msg_id, ScreenResult(
         adverse_event=True, ae_categories=("side_effect",), ae_score=0.98, products=("cardiovex",)))
     assert case_id is not None

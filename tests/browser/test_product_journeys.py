@@ -19,7 +19,7 @@ from sqlalchemy.orm import sessionmaker
 from api.db import unit_of_work
 from api.safety.screen import ScreenResult
 from tests.browser.a11y import overflow_px
-from tests.browser.staff_pages import chat, conversation_of, log_in, make_staff, open_chat
+from tests.browser.staff_pages import chat, hcp_says, log_in, make_staff, open_chat
 from tests.cx.dataset import build
 
 Page = Any
@@ -110,10 +110,8 @@ def test_a_safety_case_is_assigned_to_a_colleague_after_a_confirmation(
     from api.safety.service import apply
 
     marker = uuid.uuid4().hex[:8]
-    open_chat(page, live_server)
-    chat(page, f"a patient fainted twice after starting Glucorel last week ({marker})")
-    expect(page.get_by_test_id("message-bot").first).to_be_visible()
-    conv_id, msg_id = conversation_of(engine, marker)
+    conv_id, msg_id = hcp_says(
+        page, live_server, engine, f"a patient fainted twice after starting Glucorel last week ({marker})", marker)
     with unit_of_work(sessionmaker(bind=engine, expire_on_commit=False)) as s:
         conv, msg = s.get(Conversation, conv_id), s.get(Message, msg_id)
         assert conv is not None and msg is not None

@@ -16,7 +16,7 @@ from api.db import unit_of_work
 from api.requests.models import ServiceRequest
 from api.requests.service import create_request
 from feedback.models import SurveyResponse
-from tests.browser.staff_pages import DOCS_SCREENS, chat, conversation_of, log_in, make_staff, open_chat
+from tests.browser.staff_pages import DOCS_SCREENS, hcp_says, log_in, make_staff
 
 Page = Any
 
@@ -25,10 +25,7 @@ def test_rep_resolves_a_sample_request_and_the_hcp_is_asked_for_csat(
         page: Page, staff_page: Page, live_server: str, engine: Engine) -> None:
     base, hcp, rep = live_server, page, staff_page
     marker = uuid.uuid4().hex[:8]
-    open_chat(hcp, base)
-    chat(hcp, f"Could you send me Cardiovex samples? Clinic {marker}")
-    expect(hcp.get_by_test_id("message-bot").first).to_be_visible()
-    conv_id, msg_id = conversation_of(engine, marker)
+    conv_id, msg_id = hcp_says(hcp, base, engine, f"Could you send me Cardiovex samples? Clinic {marker}", marker)
     with unit_of_work(sessionmaker(bind=engine, expire_on_commit=False)) as s:
         conv = s.get(Conversation, conv_id)
         assert conv is not None

@@ -6,7 +6,6 @@ Screenshot: docs/screens/console-reply-screen.png (docs/consoles.md)."""
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,13 +14,12 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.audit.models import AuditEvent
-from api.conversations.models import Conversation, Message
+from api.conversations.models import Message
 from api.db import unit_of_work
 from api.handoffs import screening
-from api.handoffs.service import open_handoff
 from api.settings import Settings
 from knowledge.service import load_library
-from tests.browser.staff_pages import DOCS_SCREENS, chat, conversation_of, log_in, make_staff, open_chat
+from tests.browser.staff_pages import DOCS_SCREENS, hand_to_rep, hcp_says, log_in, make_staff
 from tests.consoles.handoff_factory import write_library
 
 Page = Any
@@ -49,14 +47,8 @@ def test_a_reps_blocked_reply_shows_why_keeps_the_text_and_overrides_only_when_a
     tag = uuid.uuid4().hex[:8].upper()
     item_id = _approved_item(engine, tmp_path, tag)
     marker = uuid.uuid4().hex[:8]
-    open_chat(hcp, base)
-    chat(hcp, f"Hi, what dose range does cardiovex come in? ref {marker}")
-    expect(hcp.get_by_test_id("message-bot").first).to_be_visible()
-    conv_id, _ = conversation_of(engine, marker)
-    with unit_of_work(sessionmaker(bind=engine, expire_on_commit=False)) as s:
-        conv = s.get(Conversation, conv_id)
-        assert conv is not None
-        handoff_id = open_handoff(s, conv, target="rep", reason="hcp_request", now=datetime.now(UTC)).id
+    conv_id, _ = hcp_says(hcp, base, engine, f"Hi, what dose range does cardiovex come in? ref {marker}", marker)
+    handoff_id = hand_to_rep(engine, conv_id).id
 
     log_in(rep, base, make_staff(engine, "rep", "Jordan Blake"), f"/console/inbox/{handoff_id}")
     rep.get_by_test_id("claim").click()

@@ -5,20 +5,16 @@ a closed tab."""
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from playwright.sync_api import expect
 from sqlalchemy import Engine
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
-from api.conversations.models import Conversation
-from api.db import unit_of_work
 from api.handoffs.models import Handoff
-from api.handoffs.service import open_handoff
 from tests.browser.a11y import overflow_px
-from tests.browser.staff_pages import DOCS_SCREENS, chat, conversation_of, open_chat
+from tests.browser.staff_pages import DOCS_SCREENS, chat, hand_to_rep, hcp_says, open_chat
 
 Page = Any
 
@@ -28,14 +24,9 @@ def test_waiting_banner_the_bot_still_answers_and_cancel_returns_to_the_bot(
         page: Page, live_server: str, engine: Engine, width: int, height: int) -> None:
     base, marker = live_server, uuid.uuid4().hex[:8]
     page.set_viewport_size({"width": width, "height": height})
-    open_chat(page, base)
-    chat(page, f"I'd like someone to ring me about a homecare delivery ({marker})")
-    expect(page.get_by_test_id("message-bot").first).to_be_visible()
-    conv_id, _ = conversation_of(engine, marker)
-    with unit_of_work(sessionmaker(bind=engine, expire_on_commit=False)) as s:
-        conv = s.get(Conversation, conv_id)
-        assert conv is not None
-        handoff = open_handoff(s, conv, target="rep", reason="hcp_request", now=datetime.now(UTC))
+    conv_id, _ = hcp_says(page, base, engine, f"I'd like someone to ring me about a homecare delivery ({marker})",
+                          marker)
+    handoff = hand_to_rep(engine, conv_id)
 
     chat(page, f"While I wait: how should the pens be stored? {marker}-2")
     expect(page.get_by_test_id("message-bot").filter(has_text=f"{marker}-2")).to_be_visible()  # the bot answered
