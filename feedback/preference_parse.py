@@ -66,6 +66,16 @@ def _mentions(low: str, pairs: tuple[tuple[str, str], ...] | list[tuple[str, str
     return sorted(out)
 
 
+def _choose(found: Parsed, name: str, mentions: list[tuple[int, str, bool]]) -> None:
+    """The first value the HCP asked for (not negated) and, if they turned another one down, that one."""
+    wanted = [v for _, v, neg in mentions if not neg]
+    if wanted:
+        found.values[name] = wanted[0]
+        refused = [v for _, v, neg in mentions if neg and v != wanted[0]]
+        if refused:
+            found.instead_of[name] = refused[0]
+
+
 def _product_topics(low: str) -> list[tuple[int, str, bool]]:
     from api.requests.slots import products_named
 
@@ -88,13 +98,8 @@ def parse(text: str) -> Parsed:
             found.values[PreferenceName.frequency] = value
             break
 
-    languages = _mentions(low, [(rf"\b{re.escape(w)}\b", code) for w, code in LANGUAGES.items()])
-    wanted = [v for _, v, neg in languages if not neg]
-    if wanted:
-        found.values[PreferenceName.language] = wanted[0]
-        refused = [v for _, v, neg in languages if neg and v != wanted[0]]
-        if refused:
-            found.instead_of[PreferenceName.language] = refused[0]
+    _choose(found, PreferenceName.language,
+            _mentions(low, [(rf"\b{re.escape(w)}\b", code) for w, code in LANGUAGES.items()]))
 
     time_context = re.search(r"\b(best time|contact me|reach me|message me|call me|available|prefer)\b", low)
     clock = re.search(r"\b(after|before|around|at) (\d{1,2}(:\d{2})?\s*(am|pm)?)", low)
@@ -110,14 +115,9 @@ def parse(text: str) -> Parsed:
             found.values[PreferenceName.best_time] = "weekdays" if negative[0] == "weekend" else f"not_{negative[0]}"
 
     if re.search(r"\b(via|by|through|over|on|use|prefer|rather|switch|move|change|from|instead|only|stick to)\b", low):
-        channels = _mentions(low, [(rf"\b{re.escape(w)}s?\b", code) for w, code in CHANNELS])
         # "mail" inside "e-mail" / "email" is the same mention
-        wanted = [v for _, v, neg in channels if not neg]
-        if wanted:
-            found.values[PreferenceName.channel] = wanted[0]
-            refused = [v for _, v, neg in channels if neg and v != wanted[0]]
-            if refused:
-                found.instead_of[PreferenceName.channel] = refused[0]
+        _choose(found, PreferenceName.channel,
+                _mentions(low, [(rf"\b{re.escape(w)}s?\b", code) for w, code in CHANNELS]))
 
     if re.search(r"\b(only|interested in|topics?|about|news on|updates on|just)\b", low):
         topics = _mentions(low, [(rf"\b{re.escape(w)}\b", t) for w, t in TOPIC_WORDS.items()]) + _product_topics(low)
