@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from playwright.sync_api import expect
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.conversations import service as conversations
@@ -48,6 +48,9 @@ def test_a_rep_goes_online_declines_an_offer_is_stopped_at_capacity_and_accepts(
     with unit_of_work(sessionmaker(bind=engine)) as s:
         user = s.execute(select(StaffUser).where(StaffUser.email == email)).scalar_one()
         user.markets, user_id = [MARKET], user.id
+        # Nobody else is online: colleagues other tests left online in the shared database would
+        # otherwise take the offers this journey expects (round-robin).
+        s.execute(update(StaffUser).where(StaffUser.id != user_id).values(presence="offline"))
     try:
         log_in(rep, base, email, "/console/inbox")
         expect(rep.get_by_test_id("presence")).to_have_value("offline")
