@@ -282,8 +282,7 @@ def create_app(
         install_rollups()  # CX rollup days marked dirty on every flush
         factory = make_session_factory(eng)
         the_clock = clock or SystemClock()
-        rasa = RasaClient(settings.rasa_url, settings.rasa_token, settings.rasa_timeout,
-                          transport=rasa_transport)
+        rasa = RasaClient.from_settings(settings, transport=rasa_transport)
         processor = build_processor(settings, factory, the_clock, rasa, safety_hook)
         worker = ConversationWorker(processor, factory)
         # Live relay: hints published after each commit that changed a conversation (api/relay).

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -11,6 +12,29 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from api.timewindows import parse_quiet_hours, parse_timezone, parse_windows
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def parse_rasa_urls(value: str) -> list[str]:
+    """CONCIERGE_RASA_URLS: comma-separated http(s) base URLs, none blank, none twice."""
+    if not value.strip():
+        return []
+    urls: list[str] = []
+    for position, raw in enumerate(value.split(","), start=1):
+        url = raw.strip().rstrip("/")
+        if not url:
+            raise ValueError(f"rasa_urls: entry {position} is blank in {value!r} (comma-separated base URLs)")
+        try:
+            parts = urlsplit(url)
+            parts.port  # noqa: B018 (a port that is not a number raises here)
+        except ValueError:
+            parts = None
+        if parts is None or parts.scheme.lower() not in ("http", "https") or not parts.hostname \
+                or any(c.isspace() for c in url):
+            raise ValueError(f"rasa_urls: {raw.strip()!r} is not an http(s) base URL such as http://127.0.0.1:5005")
+        if url.lower() in (u.lower() for u in urls):
+            raise ValueError(f"rasa_urls: {url!r} is listed twice")
+        urls.append(url)
+    return urls
 
 
 class Settings(BaseSettings):
@@ -25,6 +49,21 @@ class Settings(BaseSettings):
 
     # rasa
     rasa_url: str = Field(default="http://127.0.0.1:5005", description="Rasa server base URL.")
+    rasa_urls: str = Field(
+        default="",
+        description="Several Rasa replicas (comma-separated base URLs) sharing one SQL tracker store and one "
+                    "Redis lock store; turns are spread over them. Empty: CONCIERGE_RASA_URL alone.")
+    rasa_replica_backoff_s: float = Field(
+        default=5.0, gt=0,
+        description="A replica that refused a connection (or did not accept it in time) is skipped this long.")
+    rasa_health_interval_s: float = Field(
+        default=0.0, ge=0,
+        description="With several replicas: probe each replica's /status this often (s) and skip the ones that "
+                    "do not answer with a model; 0: only the passive marking of refused connections.")
+    rasa_tracker_db: str = Field(
+        default="rasa",
+        description="`concierge run --rasa-replicas M`: the PostgreSQL database (on CONCIERGE_DATABASE_URL's "
+                    "server, created by Rasa on first start) that holds Rasa's SQL tracker store.")
     rasa_token: str = Field(default="dev-rasa-token", description="Rasa HTTP API auth token.")
     rasa_timeout: float = Field(default=8.0, gt=0, description="Deadline (s) for one Rasa turn.")
     reply_wait_margin_s: float = Field(
@@ -144,6 +183,17 @@ class Settings(BaseSettings):
                     "the HCP is told when a person will reply (the SLA starts then) and offered a callback or email.",
     )
     staff_timezone: str = Field(default="Europe/London", description="IANA timezone of CONCIERGE_STAFF_HOURS.")
+
+    @field_validator("rasa_urls")
+    @classmethod
+    def _check_rasa_urls(cls, value: str) -> str:
+        parse_rasa_urls(value)
+        return value
+
+    @property
+    def rasa_replica_urls(self) -> list[str]:
+        """The Rasa replicas turns are spread over: CONCIERGE_RASA_URLS, else CONCIERGE_RASA_URL alone."""
+        return parse_rasa_urls(self.rasa_urls) or [self.rasa_url.rstrip("/")]
 
     @field_validator("trusted_proxies")
     @classmethod

@@ -53,7 +53,7 @@ async def run_worker(
     eng = engine or make_engine(settings.database_url)
     factory = make_session_factory(eng)
     clock = SystemClock()
-    rasa = RasaClient(settings.rasa_url, settings.rasa_token, settings.rasa_timeout, transport=rasa_transport)
+    rasa = RasaClient.from_settings(settings, transport=rasa_transport)
     processor = build_processor(settings, factory, clock, rasa, safety_hook)
     worker = ConversationWorker(processor, factory)
     bus = make_bus(settings.redis_url)  # with Redis, live staff streams in the api hear about turns here

@@ -33,12 +33,14 @@ async def readyz(request: Request) -> JSONResponse:
         checks["database"] = {"ok": await run_in_threadpool(db_ok)}
     except Exception as exc:
         checks["database"] = {"ok": False, "error": type(exc).__name__}
-    try:
-        status = await state.rasa.status()
-        loaded = bool(status.get("model_id") or status.get("model_file"))
-        checks["rasa"] = {"ok": loaded, "model": status.get("model_file")}
-    except Exception as exc:
-        checks["rasa"] = {"ok": False, "error": type(exc).__name__}
+    # Ready when at least one Rasa replica has a model loaded: the client skips the others.
+    replicas = await state.rasa.statuses()
+    up = [r for r in replicas if r.ok]
+    checks["rasa"] = {"ok": bool(up), "model": up[0].model if up else None}
+    if not up:
+        checks["rasa"]["error"] = replicas[0].error if len(replicas) == 1 else "no replica has a model loaded"
+    if len(replicas) > 1:
+        checks["rasa"]["replicas"] = {r.url: r.ok for r in replicas}
     safety_ready = state.safety_ready
     checks["safety_screen"] = {"ok": bool(safety_ready and safety_ready())}
     knowledge_ready = state.knowledge_ready
