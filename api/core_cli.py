@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from api.cli import int_at_least
 from api.settings import Settings
 
 
@@ -148,23 +149,42 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """The whole product on this machine: migrations, demo content, Rasa, api."""
+    """The whole product on this machine: migrations, demo content, Rasa, api (several of each with
+    --api-processes / --rasa-replicas: api.launcher)."""
     import uvicorn
 
+    from api import launcher
     from api.app import create_app
     from api.rasa import process
 
     settings = _settings()
+    if args.no_rasa and args.rasa_replicas:
+        print("concierge run: --no-rasa and --rasa-replicas contradict each other (--rasa-replicas 0 is --no-rasa)",
+              file=sys.stderr)
+        return launcher.EXIT_USAGE
+    rasa_replicas = 0 if args.no_rasa else (1 if args.rasa_replicas is None else args.rasa_replicas)
+    scaled = launcher.is_scaled(args.api_processes, rasa_replicas)
+    plan = None
+    if scaled:
+        try:  # before anything starts or changes
+            plan = launcher.plan(settings, api_processes=args.api_processes, rasa_replicas=rasa_replicas,
+                                 api_port_base=args.api_port_base,
+                                 sandbox=bool(args.whatsapp_sandbox or settings.whatsapp_sandbox))
+        except launcher.LaunchError as exc:
+            print(f"concierge run: {exc}", file=sys.stderr)
+            return launcher.EXIT_USAGE
     settings.var_dir.mkdir(parents=True, exist_ok=True)
     cmd_db_upgrade(args)
-    _load_demo_content(settings)
-    from api.demo.cli import seed_database
+    demo_logins = None
+    if not args.no_demo_data:
+        _load_demo_content(settings)
+        from api.demo.cli import seed_database
 
-    # A populated CX dashboard on first start: fictional HCPs, only while the database has none.
-    seed_database(settings, hcps=200, days=90, seed=1, only_if_empty=True, themes="minilm")
-    from api.staff.demo import ensure_demo_staff
+        # A populated CX dashboard on first start: fictional HCPs, only while the database has none.
+        seed_database(settings, hcps=200, days=90, seed=1, only_if_empty=True, themes="minilm")
+        from api.staff.demo import ensure_demo_staff
 
-    demo_logins = ensure_demo_staff(settings)
+        demo_logins = ensure_demo_staff(settings)
     sandbox = None
     if args.whatsapp_sandbox or settings.whatsapp_sandbox:
         from api.channels.whatsapp.sandbox import PhoneSandbox, loopback_url
@@ -180,8 +200,19 @@ def cmd_run(args: argparse.Namespace) -> int:
         settings = sandbox.configure(settings)
     # Acks in the api, everything after them in a worker process at lower CPU priority.
     settings = settings.model_copy(update={"whatsapp_worker": "process"})
+    if plan is not None:
+        from api.audit.service import configure_from
+
+        configure_from(settings)  # the audit key file exists before N processes look for it
+        model = process.ensure_model(settings) if plan.rasa_replicas else None
+
+        def _stop_scaled(*_: Any) -> None:
+            raise KeyboardInterrupt
+
+        signal.signal(signal.SIGTERM, _stop_scaled)
+        return launcher.run_scaled(settings, plan, model=model, demo_logins=demo_logins, sandbox=sandbox)
     supervisor = None
-    if not args.no_rasa:
+    if rasa_replicas:
         from api.rasa.supervisor import PortTaken, RasaSupervisor
 
         model = process.ensure_model(settings)
@@ -244,6 +275,17 @@ def cmd_run(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("run", help="start the whole product (api + rasa)")
     p.add_argument("--no-rasa", action="store_true", help="do not start Rasa (it runs elsewhere)")
+    p.add_argument("--api-processes", type=int_at_least(1), default=1, metavar="N",
+                   help="api processes behind a round-robin front on the public port (N > 1 needs PostgreSQL "
+                        "and Redis: CONCIERGE_DATABASE_URL, CONCIERGE_REDIS_URL)")
+    p.add_argument("--rasa-replicas", type=int_at_least(0), default=None, metavar="M",
+                   help="Rasa replicas sharing a SQL tracker store (PostgreSQL) and a Redis lock store (M > 1 "
+                        "needs both; 0: like --no-rasa); default 1")
+    p.add_argument("--api-port-base", type=int_at_least(1), default=None, metavar="PORT",
+                   help="with several api processes: the first one's port, the others follow "
+                        "(default CONCIERGE_PORT + 10)")
+    p.add_argument("--no-demo-data", action="store_true",
+                   help="do not load the demo library, fictional HCPs or demo staff accounts")
     p.add_argument("--whatsapp-sandbox", action="store_true",
                    help="also serve the WhatsApp sandbox: a simulated phone over a fake Twilio on loopback "
                         "(same as CONCIERGE_WHATSAPP_SANDBOX=1)")

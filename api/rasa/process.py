@@ -25,6 +25,9 @@ TRAINING_SOURCES = ("bot/domain", "bot/data", "bot/components", "config.yml")
 COMPONENTS_DIR = REPO_ROOT / "bot" / "components"
 # How Rasa is started (``concierge_rasa_run``: no message text in its logs); not part of the model.
 RUNTIME_DIR = REPO_ROOT / "bot" / "runtime"
+# Replicas: Rasa's SQL tracker store (PostgreSQL) and Redis lock store, every value from the environment
+# (``shared_store_env``). docker-compose's Rasa services read the same file.
+SHARED_ENDPOINTS = REPO_ROOT / "docker" / "rasa" / "endpoints.yml"
 
 
 def model_hash(root: Path = REPO_ROOT) -> str:
@@ -44,10 +47,46 @@ def model_hash(root: Path = REPO_ROOT) -> str:
     return h.hexdigest()[:16]
 
 
+def shared_store_env(settings: Settings) -> dict[str, str]:
+    """What ``SHARED_ENDPOINTS`` reads: the tracker store on CONCIERGE_DATABASE_URL's PostgreSQL server
+    (database CONCIERGE_RASA_TRACKER_DB, created by Rasa through the api's own database), the lock
+    store on CONCIERGE_REDIS_URL. Raises ``ValueError`` when they are not PostgreSQL and Redis."""
+    from urllib.parse import urlsplit
+
+    from sqlalchemy.engine import make_url
+
+    db = make_url(settings.database_url)
+    if db.get_backend_name() != "postgresql" or not db.database:
+        raise ValueError("Rasa replicas share a SQL tracker store on PostgreSQL: CONCIERGE_DATABASE_URL must be "
+                         "postgresql+psycopg://user:password@host:5432/database")
+    redis = urlsplit(settings.redis_url)
+    if redis.scheme != "redis" or not redis.hostname:
+        raise ValueError("Rasa replicas share a Redis lock store: CONCIERGE_REDIS_URL must be "
+                         "redis://[:password@]host:6379/db")
+    redis_db = redis.path.strip("/") or "0"
+    if not redis_db.isdigit():
+        raise ValueError(f"CONCIERGE_REDIS_URL: the database number must be a number, not {redis_db!r}")
+    return {
+        "RASA_TRACKER_DB_HOST": db.host or "127.0.0.1",
+        "RASA_TRACKER_DB_PORT": str(db.port or 5432),
+        "RASA_TRACKER_DB_NAME": settings.rasa_tracker_db,
+        "RASA_TRACKER_LOGIN_DB": db.database,
+        "RASA_TRACKER_DB_USER": db.username or "",
+        "RASA_TRACKER_DB_PASSWORD": db.password or "",
+        "RASA_LOCK_REDIS_HOST": redis.hostname,
+        "RASA_LOCK_REDIS_PORT": str(redis.port or 6379),
+        "RASA_LOCK_REDIS_DB": redis_db,
+        "RASA_LOCK_REDIS_PASSWORD": redis.password or "",
+    }
+
+
 def rasa_env(settings: Settings, action_url: str | None = None) -> dict[str, str]:
     env = dict(os.environ)
     env.update({
         "RASA_TELEMETRY_ENABLED": "false",
+        # A replica killed mid-turn leaves that conversation's ticket in the Redis lock store: it lapses
+        # after this (Rasa's default is 60 s), no sooner than Rasa's own deadline for a turn.
+        "TICKET_LOCK_LIFETIME": str(response_timeout(settings)),
         "TF_CPP_MIN_LOG_LEVEL": "2",
         "SQLALCHEMY_SILENCE_UBER_WARNING": "1",
         "CONCIERGE_ACTION_URL": action_url or f"http://127.0.0.1:{settings.port}/rasa/webhook",
@@ -101,16 +140,23 @@ def response_timeout(settings: Settings) -> int:
 
 
 def start_rasa(settings: Settings, model: Path, *, port: int, action_url: str,
-               log_file: Path | None = None, root: Path = REPO_ROOT) -> subprocess.Popen[bytes]:
-    """Rasa's server: REST channel + HTTP API (token), bound to loopback."""
+               log_file: Path | None = None, root: Path = REPO_ROOT,
+               shared_stores: bool = False) -> subprocess.Popen[bytes]:
+    """Rasa's server: REST channel + HTTP API (token), bound to loopback. ``shared_stores``: one replica of
+    several, with its trackers in PostgreSQL and its locks in Redis (``SHARED_ENDPOINTS``)."""
     log = open(log_file, "ab") if log_file else subprocess.DEVNULL  # noqa: SIM115
+    env = rasa_env(settings, action_url)
+    endpoints = root / "bot" / "endpoints.yml"
+    if shared_stores:
+        env.update(shared_store_env(settings))
+        endpoints = root / SHARED_ENDPOINTS.relative_to(REPO_ROOT)
     return subprocess.Popen(
         [str(settings.rasa_venv / "bin" / "python"), "-m", "concierge_rasa_run", "run", "--enable-api",
          "--auth-token", settings.rasa_token, "--response-timeout", str(response_timeout(settings)),
          "-i", "127.0.0.1", "-p", str(port), "--model", str(model),
-         "--endpoints", str(root / "bot" / "endpoints.yml"),
+         "--endpoints", str(endpoints),
          "--credentials", str(root / "bot" / "credentials.yml")],
-        cwd=root, env=rasa_env(settings, action_url), stdout=log, stderr=subprocess.STDOUT,
+        cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT,
         # its own process group (stopped as a whole), and it dies with the process that started it
         start_new_session=True, preexec_fn=die_with_parent,
     )

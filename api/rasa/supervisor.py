@@ -1,4 +1,5 @@
-"""``concierge run`` keeps Rasa running: restarts it when it dies or stops answering, with backoff.
+"""``concierge run`` keeps Rasa running (and, with ``--api-processes``/``--rasa-replicas``, every api
+process, Rasa replica and worker it starts): restarts it when it dies or stops answering, with backoff.
 
 - Rasa runs in its own process group, and dies with its parent (``PR_SET_PDEATHSIG`` on Linux): a
   ``concierge run`` killed with SIGKILL leaves no Rasa behind. Stopping kills the whole group.
@@ -101,14 +102,25 @@ def stop_group(proc: subprocess.Popen[bytes], *, timeout: float = 15.0) -> None:
         proc.wait()
 
 
-class RasaSupervisor:
-    def __init__(self, spawn: Callable[[], subprocess.Popen[bytes]], *, url: str, token: str, pidfile: Path,
+class ProcessSupervisor:
+    """Keeps one child process running (see the module docstring); ``probe`` says whether it answers.
+
+    ``url`` is where it listens (its port is refused if a stranger holds it); ``mark`` is a string in
+    the command line of every process of this kind we start (an orphan named in ``pidfile`` is ours
+    only if it carries it).
+    """
+
+    def __init__(self, spawn: Callable[[], subprocess.Popen[bytes]], *, name: str, url: str | None,
+                 probe: Callable[[], bool], pidfile: Path, mark: str, port_advice: str = "",
                  probe_interval: float = 5.0, unhealthy_after: int = 6, backoff_max: float = 60.0,
                  ready_timeout: float = 420.0, stable_after: float = 60.0) -> None:
         self.spawn = spawn
-        self.url = url.rstrip("/")
-        self.token = token
+        self.name = name
+        self.url = url.rstrip("/") if url else None
+        self._probe = probe
         self.pidfile = pidfile
+        self.mark = mark
+        self.port_advice = port_advice
         self.probe_interval = probe_interval
         self.unhealthy_after = unhealthy_after
         self.backoff_max = backoff_max
@@ -123,46 +135,53 @@ class RasaSupervisor:
 
     @property
     def port(self) -> int:
+        assert self.url is not None
         return int(self.url.rsplit(":", 1)[-1].split("/")[0])
 
     @property
     def host(self) -> str:
+        assert self.url is not None
         return self.url.split("://", 1)[-1].rsplit(":", 1)[0]
 
     # -- start / stop ----------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Clear an orphan of ours, refuse a stranger on the port, start Rasa and watch it."""
-        if self.reap_orphan():
+        """Clear an orphan of ours, refuse a stranger on the port, start the process and watch it."""
+        self.check_port()
+        self._launch()
+        self._thread = threading.Thread(target=self._watch, name=f"{self.name}-supervisor", daemon=True)
+        self._thread.start()
+
+    def check_port(self) -> None:
+        """Clear an orphan of ours; refuse a stranger on our port (``PortTaken``, naming it)."""
+        if self.reap_orphan() and self.url is not None:
             # A dying process gives up its memory (and its command line) before its sockets: give the
             # port a moment to be released before calling its holder a stranger.
             deadline = time.monotonic() + 10
             while port_in_use(self.host, self.port) and time.monotonic() < deadline:
                 time.sleep(0.1)
-        if port_in_use(self.host, self.port):
+        if self.url is not None and port_in_use(self.host, self.port):
             who = listener_of(self.port)
             raise PortTaken(f"port {self.port} ({self.url}) is already in use" + (f" by {who}" if who else "")
-                            + "; stop that program, or give Rasa another port with CONCIERGE_RASA_URL")
-        self._launch()
-        self._thread = threading.Thread(target=self._watch, name="rasa-supervisor", daemon=True)
-        self._thread.start()
+                            + f"; stop that program, or give {self.name} another port" + (
+                                f" with {self.port_advice}" if self.port_advice else ""))
 
     def reap_orphan(self) -> bool:
-        """A Rasa left running by a run of ours that died: stop it. True if there was one."""
+        """A process left running by a run of ours that died: stop it. True if there was one."""
         try:
             pid = int(self.pidfile.read_text().split()[0])
         except (OSError, ValueError, IndexError):
             return False
-        if not _alive(pid) or OUR_MARK not in _cmdline(pid):
+        if not _alive(pid) or self.mark not in _cmdline(pid):
             self.pidfile.unlink(missing_ok=True)
             return False
-        log.warning("stopping Rasa (pid %d) left running by an earlier run", pid)
+        log.warning("stopping %s (pid %d) left running by an earlier run", self.name, pid)
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pid, signal.SIGTERM)
         deadline = time.monotonic() + 15
-        while _alive(pid) and OUR_MARK in _cmdline(pid) and time.monotonic() < deadline:
+        while _alive(pid) and self.mark in _cmdline(pid) and time.monotonic() < deadline:
             time.sleep(0.2)
-        if _alive(pid) and OUR_MARK in _cmdline(pid):
+        if _alive(pid) and self.mark in _cmdline(pid):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pid, signal.SIGKILL)
         self.pidfile.unlink(missing_ok=True)
@@ -189,11 +208,7 @@ class RasaSupervisor:
     # -- watching --------------------------------------------------------------------------------
 
     def probe(self) -> bool:
-        try:
-            r = httpx.get(f"{self.url}/status", params={"token": self.token}, timeout=2.0)
-            return r.status_code == 200 and bool(r.json().get("model_id") or r.json().get("model_file"))
-        except (httpx.HTTPError, ValueError):
-            return False
+        return self._probe()
 
     def _sleep(self, seconds: float) -> bool:
         """False when stopping."""
@@ -208,15 +223,15 @@ class RasaSupervisor:
             code = proc.poll()
             trouble = ""
             if code is not None:
-                trouble = f"Rasa exited (code {code})"
+                trouble = f"{self.name} exited (code {code})"
             elif not self._ready.is_set():
                 if self.probe():
                     self._ready.set()
                     failures = 0
                     if self.restarts:
-                        log.warning("Rasa is back (restart %d)", self.restarts)
+                        log.warning("%s is back (restart %d)", self.name, self.restarts)
                 elif time.monotonic() - self._started_at > self.ready_timeout:
-                    trouble = f"Rasa not ready after {self.ready_timeout:.0f}s"
+                    trouble = f"{self.name} not ready after {self.ready_timeout:.0f}s"
             elif self.probe():
                 failures = 0
                 if time.monotonic() - self._started_at > self.stable_after:
@@ -224,7 +239,7 @@ class RasaSupervisor:
             else:
                 failures += 1
                 if failures >= self.unhealthy_after:
-                    trouble = f"Rasa has not answered for {failures} probes in a row"
+                    trouble = f"{self.name} has not answered for {failures} probes in a row"
             if not trouble:
                 continue
             log.error("%s; restarting it in %gs", trouble, backoff)
@@ -237,4 +252,28 @@ class RasaSupervisor:
             try:
                 self._launch()
             except Exception:
-                log.exception("could not start Rasa; trying again")
+                log.exception("could not start %s; trying again", self.name)
+
+
+def rasa_probe(url: str, token: str) -> Callable[[], bool]:
+    """Rasa answers ``/status`` with a loaded model."""
+    def probe() -> bool:
+        try:
+            r = httpx.get(f"{url.rstrip('/')}/status", params={"token": token}, timeout=2.0)
+            return r.status_code == 200 and bool(r.json().get("model_id") or r.json().get("model_file"))
+        except (httpx.HTTPError, ValueError):
+            return False
+    return probe
+
+
+class RasaSupervisor(ProcessSupervisor):
+    """One Rasa server, restarted when it dies or stops answering ``/status``."""
+
+    def __init__(self, spawn: Callable[[], subprocess.Popen[bytes]], *, url: str, token: str, pidfile: Path,
+                 name: str = "Rasa", port_advice: str = "CONCIERGE_RASA_URL", probe_interval: float = 5.0,
+                 unhealthy_after: int = 6, backoff_max: float = 60.0, ready_timeout: float = 420.0,
+                 stable_after: float = 60.0) -> None:
+        super().__init__(spawn, name=name, url=url, probe=rasa_probe(url, token), pidfile=pidfile, mark=OUR_MARK,
+                         port_advice=port_advice, probe_interval=probe_interval, unhealthy_after=unhealthy_after,
+                         backoff_max=backoff_max, ready_timeout=ready_timeout, stable_after=stable_after)
+        self.token = token
