@@ -141,6 +141,34 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_front(args: argparse.Namespace) -> int:
+    """The round-robin front alone (docker-compose's public port): api.front."""
+    import asyncio
+    import contextlib
+    import logging
+
+    from api.front import parse_backend, serve
+
+    try:
+        host, port = parse_backend(args.listen)
+        backends = [parse_backend(b) for b in args.backend]
+    except ValueError as exc:
+        print(f"concierge front: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(sig, stop.set)
+        await serve(host, port, backends, stop)
+
+    asyncio.run(main())
+    return 0
+
+
 def cmd_worker(args: argparse.Namespace) -> int:
     """Ingest and process WhatsApp webhooks after the ack, and send the replies (api/worker_process.py)."""
     from api.worker_process import main
@@ -293,6 +321,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     p = sub.add_parser("serve", help="start the api process only")
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("front", help="round-robin TCP front for several api processes (one per connection)")
+    p.add_argument("--listen", default="0.0.0.0:8000", metavar="HOST:PORT",
+                   help="where to listen (default %(default)s)")
+    p.add_argument("--backend", action="append", required=True, metavar="HOST:PORT",
+                   help="an api process; repeat for several, or a host name that resolves to all of them")
+    p.set_defaults(func=cmd_front)
 
     p = sub.add_parser("worker", help="ingest and process WhatsApp webhooks after the ack, send the replies "
                                       "(beside `serve` with CONCIERGE_WHATSAPP_WORKER=process)")

@@ -1,7 +1,8 @@
 """The deployment files (docker-compose.yml, docker/*.Dockerfile) agree with the code.
 
-No Docker engine runs here, so these checks read the files: the four services and
-their health checks, the environment names the api really reads, what is published,
+No Docker engine runs here, so these checks read the files: the services (api replicas behind
+the front, Rasa replicas on a shared tracker and lock store, postgres, redis) and their health
+checks, the environment names the api really reads, what is published,
 start-up ordering, and that every command, file and route the files name exists.
 A drift between the compose file and the code fails here with the reason.
 """
@@ -21,7 +22,8 @@ from api.settings import Settings
 from tests.conftest import REPO
 
 COMPOSE_FILE = REPO / "docker-compose.yml"
-CORE_SERVICES = ("api", "rasa", "postgres", "redis")
+CORE_SERVICES = ("front", "api", "rasa-1", "rasa-2", "postgres", "redis")
+RASA_SERVICES = ("rasa-1", "rasa-2")
 ENV_REF = re.compile(r"\$\{([A-Z0-9_]+)(?::?[-?][^}]*)?\}")
 
 
@@ -102,8 +104,8 @@ def _settings_env_names() -> set[str]:
     return {f"CONCIERGE_{name.upper()}" for name in Settings.model_fields}
 
 
-def _rasa_endpoints_file(services: dict[str, dict[str, Any]]) -> Path:
-    cmd = _command(services["rasa"])
+def _rasa_endpoints_file(services: dict[str, dict[str, Any]], name: str = "rasa-1") -> Path:
+    cmd = _command(services[name])
     assert "--endpoints" in cmd, "the rasa command must pass --endpoints"
     return REPO / cmd[cmd.index("--endpoints") + 1]
 
@@ -127,7 +129,7 @@ def _service_dockerfiles(services: dict[str, dict[str, Any]]) -> dict[str, Path]
 # -- services and health ----------------------------------------------------------------------
 
 
-def test_the_four_core_services_are_defined(services: dict[str, dict[str, Any]]) -> None:
+def test_the_core_services_are_defined(services: dict[str, dict[str, Any]]) -> None:
     missing = [name for name in CORE_SERVICES if name not in services]
     assert not missing, f"docker-compose.yml lacks services: {missing}"
 
@@ -140,8 +142,10 @@ def test_backing_services_use_the_agreed_images(services: dict[str, dict[str, An
 @pytest.mark.parametrize(
     ("service", "probe"),
     [
+        ("front", "/healthz"),
         ("api", "/healthz"),
-        ("rasa", ":5005/"),
+        ("rasa-1", ":5005/"),
+        ("rasa-2", ":5005/"),
         ("postgres", "pg_isready"),
         ("redis", "redis-cli"),
     ],
@@ -190,7 +194,8 @@ def test_dependencies_wait_for_health_or_completion(services: dict[str, dict[str
 
 @pytest.mark.parametrize(
     ("service", "needs"),
-    [("api", {"postgres", "redis", "rasa"}), ("rasa", {"postgres", "redis"})],
+    [("front", {"api"}), ("api", {"postgres", "redis", "rasa-1", "rasa-2"}), ("rasa-1", {"postgres", "redis"}),
+     ("rasa-2", {"postgres", "redis", "rasa-1"})],
 )
 def test_service_waits_for_the_services_it_talks_to(
     services: dict[str, dict[str, Any]], service: str, needs: set[str]
@@ -203,10 +208,10 @@ def test_service_waits_for_the_services_it_talks_to(
 # -- ports --------------------------------------------------------------------------------------
 
 
-def test_only_the_api_publishes_a_port_and_it_is_8000(services: dict[str, dict[str, Any]]) -> None:
+def test_only_the_front_publishes_a_port_and_it_is_8000(services: dict[str, dict[str, Any]]) -> None:
     publishing = sorted(name for name, svc in services.items() if svc.get("ports"))
-    assert publishing == ["api"], f"only the api may publish ports; publishing: {publishing}"
-    published = [str(p) for p in services["api"]["ports"]]
+    assert publishing == ["front"], f"only the front may publish ports; publishing: {publishing}"
+    published = [str(p) for p in services["front"]["ports"]]
     assert any(p.endswith(":8000") or p == "8000" for p in published), f"api ports: {published}"
 
 
@@ -225,25 +230,26 @@ def test_every_concierge_env_name_is_a_settings_field_or_read_by_rasa_endpoints(
     rasa_reads = set(ENV_REF.findall(_rasa_endpoints_file(services).read_text()))
     unknown = []
     for name, svc in services.items():
-        allowed = known | (rasa_reads if name == "rasa" else set())
+        allowed = known | (rasa_reads if name in RASA_SERVICES else set())
         unknown += [f"{name}: {var}" for var in _env(svc) if var.startswith("CONCIERGE_") and var not in allowed]
     for name, dockerfile in _service_dockerfiles(services).items():
         for keyword, args in _instructions(dockerfile):
             if keyword == "ENV":
                 for var in re.findall(r"(CONCIERGE_[A-Z0-9_]+)=", args):
-                    allowed = known | (rasa_reads if name == "rasa" else set())
+                    allowed = known | (rasa_reads if name in RASA_SERVICES else set())
                     if var not in allowed:
                         unknown.append(f"{dockerfile.name}: {var}")
     assert not unknown, "CONCIERGE_* names that api.settings.Settings does not define:\n" + "\n".join(unknown)
 
 
+@pytest.mark.parametrize("rasa", RASA_SERVICES)
 def test_every_variable_the_rasa_endpoints_file_reads_is_set_for_rasa(
-    services: dict[str, dict[str, Any]],
+    services: dict[str, dict[str, Any]], rasa: str
 ) -> None:
-    endpoints = _rasa_endpoints_file(services)
+    endpoints = _rasa_endpoints_file(services, rasa)
     needed = set(ENV_REF.findall(endpoints.read_text()))
-    missing = sorted(needed - set(_env(services["rasa"])))
-    assert not missing, f"{endpoints.relative_to(REPO)} reads {missing}, not set on the rasa service"
+    missing = sorted(needed - set(_env(services[rasa])))
+    assert not missing, f"{endpoints.relative_to(REPO)} reads {missing}, not set on the {rasa} service"
 
 
 def test_rasa_endpoints_values_are_unquoted_so_rasa_expands_them(services: dict[str, dict[str, Any]]) -> None:
@@ -259,7 +265,10 @@ def test_api_points_at_the_compose_postgres_redis_and_rasa(services: dict[str, d
     env = _env(services["api"])
     assert env.get("CONCIERGE_DATABASE_URL", "").startswith("postgresql+psycopg://"), "api must use PostgreSQL"
     assert "@postgres:5432/" in env["CONCIERGE_DATABASE_URL"], "the database URL must name the postgres service"
-    assert env.get("CONCIERGE_RASA_URL") == "http://rasa:5005"
+    from api.settings import parse_rasa_urls
+
+    assert parse_rasa_urls(env.get("CONCIERGE_RASA_URLS", "")) == [f"http://{r}:5005" for r in RASA_SERVICES], (
+        "the api must spread turns over every Rasa replica")
     assert env.get("CONCIERGE_REDIS_URL", "").startswith("redis://redis:6379")
     assert env.get("CONCIERGE_HOST") == "0.0.0.0", "inside a container the api must listen on all interfaces"
     for name in (
@@ -272,19 +281,24 @@ def test_api_points_at_the_compose_postgres_redis_and_rasa(services: dict[str, d
         assert name in env, f"api environment lacks {name}"
 
 
-def test_rasa_calls_actions_on_the_api_webhook_route(services: dict[str, dict[str, Any]], settings: Settings) -> None:
-    url = _env(services["rasa"]).get("CONCIERGE_ACTION_URL", "")
-    match = re.fullmatch(r"http://api:(\d+)(/.*)", url)
-    assert match, f"CONCIERGE_ACTION_URL must be http://api:<port>/<route>, got {url!r}"
-    assert match.group(1) == _env(services["api"]).get("CONCIERGE_PORT", "8000")
+@pytest.mark.parametrize("rasa", RASA_SERVICES)
+def test_rasa_calls_actions_on_the_api_webhook_route_through_the_front(
+        services: dict[str, dict[str, Any]], settings: Settings, rasa: str) -> None:
+    url = _env(services[rasa]).get("CONCIERGE_ACTION_URL", "")
+    match = re.fullmatch(r"http://front:(\d+)(/.*)", url)
+    assert match, f"CONCIERGE_ACTION_URL must be http://front:<port>/<route>, got {url!r}"
+    front = _command(services["front"])
+    assert front[front.index("--listen") + 1].endswith(f":{match.group(1)}"), "Rasa must call the front's port"
+    assert front[front.index("--backend") + 1] == "api:" + _env(services["api"]).get("CONCIERGE_PORT", "8000")
     paths = _app_paths(settings)
     assert match.group(2) in paths, f"the action URL route {match.group(2)} does not exist in the app"
 
 
-def test_the_rasa_and_action_tokens_are_the_same_on_both_sides(services: dict[str, dict[str, Any]]) -> None:
-    api_env, rasa_env = _env(services["api"]), _env(services["rasa"])
+@pytest.mark.parametrize("rasa", RASA_SERVICES)
+def test_the_rasa_and_action_tokens_are_the_same_on_both_sides(services: dict[str, dict[str, Any]], rasa: str) -> None:
+    api_env, rasa_env = _env(services["api"]), _env(services[rasa])
     assert api_env["CONCIERGE_ACTION_TOKEN"] == rasa_env.get("CONCIERGE_ACTION_TOKEN"), "action token differs"
-    cmd = _command(services["rasa"])
+    cmd = _command(services[rasa])
     assert "--auth-token" in cmd, "Rasa's HTTP API must require a token"
     # Both sides must interpolate the same variable (compose substitutes it at start-up).
     rasa_side = ENV_REF.findall(cmd[cmd.index("--auth-token") + 1])
@@ -305,7 +319,8 @@ def test_required_secrets_are_documented_in_the_env_example(compose: dict[str, A
 
 
 def test_each_built_service_names_an_existing_dockerfile(services: dict[str, dict[str, Any]]) -> None:
-    expected = {"api": "docker/api.Dockerfile", "rasa": "docker/rasa.Dockerfile"}
+    expected = {"api": "docker/api.Dockerfile", "front": "docker/api.Dockerfile", "rasa-1": "docker/rasa.Dockerfile",
+                "rasa-2": "docker/rasa.Dockerfile"}
     dockerfiles = _service_dockerfiles(services)
     for name, rel in expected.items():
         assert name in dockerfiles, f"service {name} must build from {rel}"
@@ -342,8 +357,10 @@ def test_api_commands_are_concierge_subcommands_the_cli_accepts(services: dict[s
     assert _command(services["api"])[:2] == ["concierge", "serve"], "the api service runs `concierge serve`"
 
 
-def test_rasa_command_runs_the_server_with_files_the_image_contains(services: dict[str, dict[str, Any]]) -> None:
-    cmd = _command(services["rasa"])
+@pytest.mark.parametrize("rasa", RASA_SERVICES)
+def test_rasa_command_runs_the_server_with_files_the_image_contains(services: dict[str, dict[str, Any]],
+                                                                    rasa: str) -> None:
+    cmd = _command(services[rasa])
     # Rasa's CLI through the wrapper that keeps message text out of its logs (bot/runtime).
     assert cmd[:4] == ["python", "-m", "concierge_rasa_run", "run"], f"rasa should run its server, got {cmd[:4]}"
     assert (REPO / "bot" / "runtime" / "concierge_rasa_run.py").is_file()
@@ -433,3 +450,48 @@ def test_build_contexts_allow_only_what_the_images_copy(services: dict[str, dict
             if not any(src == a or src.startswith(a + "/") for a in allowed):
                 problems.append(f"{ignore.name} excludes {source}, which {dockerfile.name} copies")
     assert not problems, "\n".join(problems)
+
+
+# -- scale-out: api replicas behind the front, Rasa replicas sharing their conversations ---------------
+
+
+def test_the_api_runs_as_several_replicas(services: dict[str, dict[str, Any]]) -> None:
+    replicas = str((services["api"].get("deploy") or {}).get("replicas", "1"))
+    match = re.fullmatch(r"\$\{CONCIERGE_API_REPLICAS:-(\d+)\}|(\d+)", replicas)
+    assert match, f"api deploy.replicas: {replicas!r}"
+    assert int(match.group(1) or match.group(2)) >= 2, "the compose file shows the api scaled out"
+    assert not services["api"].get("ports"), "api replicas cannot share a published port: the front publishes"
+
+
+def test_the_front_is_the_concierge_front_command_on_the_api_image(services: dict[str, dict[str, Any]]) -> None:
+    from api.cli import build_parser
+    from api.front import parse_backend
+
+    args = build_parser().parse_args(_command(services["front"])[1:])
+    assert args.func.__name__ == "cmd_front"
+    assert parse_backend(args.listen) == ("0.0.0.0", 8000)
+    assert [parse_backend(b)[0] for b in args.backend] == ["api"], "the front sends connections to the api service"
+
+
+def test_rasa_replicas_share_one_tracker_store_and_one_lock_store(services: dict[str, dict[str, Any]]) -> None:
+    endpoints = yaml.safe_load(_rasa_endpoints_file(services).read_text())
+    assert endpoints["tracker_store"]["type"] == "SQL" and endpoints["tracker_store"]["dialect"] == "postgresql"
+    assert endpoints["lock_store"]["type"] == "redis"
+    envs = [_env(services[r]) for r in RASA_SERVICES]
+    shared = [k for k in envs[0] if k.startswith(("RASA_TRACKER_", "RASA_LOCK_"))]
+    assert {"RASA_TRACKER_DB_HOST", "RASA_TRACKER_DB_NAME", "RASA_LOCK_REDIS_HOST"} <= set(shared)
+    for env in envs[1:]:
+        assert {k: env.get(k) for k in shared} == {k: envs[0][k] for k in shared}, "replicas must share the stores"
+    assert envs[0]["RASA_TRACKER_DB_HOST"] == "postgres" and envs[0]["RASA_LOCK_REDIS_HOST"] == "redis"
+    for r in RASA_SERVICES:
+        assert _rasa_endpoints_file(services, r) == _rasa_endpoints_file(services)
+
+
+def test_the_rasa_lock_lifetime_is_no_shorter_than_rasa_s_own_turn_deadline(
+        services: dict[str, dict[str, Any]]) -> None:
+    from api.rasa.process import response_timeout
+
+    timeout = float(_env(services["api"]).get("CONCIERGE_RASA_TIMEOUT", Settings().rasa_timeout))
+    for r in RASA_SERVICES:
+        lifetime = int(_env(services[r])["TICKET_LOCK_LIFETIME"])
+        assert lifetime >= response_timeout(Settings(rasa_timeout=timeout)), f"{r}: a lock may lapse mid-turn"
