@@ -213,6 +213,8 @@ def run_scaled(settings: Settings, plan_: Plan, *, model: Path | None, demo_logi
         check_ports(plan_, sups)
     except PortTaken as exc:
         print(f"Cannot start: {exc}", file=sys.stderr)
+        if sandbox is not None:
+            sandbox.stop()  # type: ignore[attr-defined]
         return EXIT_USAGE
     started: list[ProcessSupervisor] = []
     stopping = threading.Event()
