@@ -243,3 +243,21 @@ def test_ready_while_one_replica_of_two_has_a_model(engine: Engine, settings: Se
     finally:
         loop.call_soon_threadsafe(loop.stop)
         thread.join(5)
+
+
+def test_with_every_replica_down_the_hcp_gets_the_fallback_and_the_offer_of_a_person(
+        engine: Engine, settings: Settings) -> None:
+    from api.app import create_app
+    from api.conversations.copy import RASA_FALLBACK
+    from api.pipeline.turn import null_safety_hook
+
+    urls = ",".join(f"http://127.0.0.1:{dead_port()}" for _ in range(3))
+    app = create_app(settings.model_copy(update={"rasa_urls": urls}), engine=engine, safety_hook=null_safety_hook,
+                     warm_knowledge=False)
+    with TestClient(app) as client:
+        sid = client.post("/api/webchat/sessions").json()["session_id"]
+        res = client.post(f"/api/webchat/sessions/{sid}/messages", json={"text": "I need a rep"})
+        assert res.status_code == 200
+        (reply,) = res.json()["messages"]
+        assert reply["text"] == RASA_FALLBACK
+        assert any("request_human" in b["payload"] for b in reply["buttons"]), reply["buttons"]
