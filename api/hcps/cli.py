@@ -133,13 +133,21 @@ def _erase(args: argparse.Namespace) -> int:
     except ConciergeError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return 2
-    rasa = gdpr.forget_in_rasa(settings.rasa_url, settings.rasa_token, report.conversation_ids,
-                               timeout=settings.rasa_timeout)
+    # Replicas share one tracker store: emptying a tracker through any of them is enough.
+    cleared: list[str] = []
+    pending = list(report.conversation_ids)
+    for url in settings.rasa_replica_urls:
+        rasa = gdpr.forget_in_rasa(url, settings.rasa_token, pending, timeout=settings.rasa_timeout)
+        cleared += rasa.cleared
+        pending = list(rasa.failed)
+        if not pending:
+            break
     print(json.dumps({"hcp_id": report.hcp_id, "changed": report.changed,
                       "retained_legal_hold": report.retained_legal_hold,
-                      "rasa_trackers_emptied": len(rasa.cleared)}, sort_keys=True))
+                      "rasa_trackers_emptied": len(cleared)}, sort_keys=True))
     if rasa.failed:
-        print(f"warning: Rasa at {settings.rasa_url} did not empty {len(rasa.failed)} tracker(s) "
+        print(f"warning: Rasa at {', '.join(settings.rasa_replica_urls)} did not empty {len(rasa.failed)} "
+              f"tracker(s) "
               f"({', '.join(sorted(set(rasa.failed.values())))}); its tracker store still holds those "
               "conversations until it is restarted or the erase is run again", file=sys.stderr)
     return 0

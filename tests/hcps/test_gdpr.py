@@ -191,9 +191,10 @@ def test_a_table_added_later_is_swept_too(two_hcps: tuple[Planted, Planted], eng
         meta.drop_all(engine)
 
 
+@pytest.mark.parametrize("replicas", [False, True])
 def test_erase_empties_rasas_trackers_of_the_persons_conversations(
         two_hcps: tuple[Planted, Planted], cli_db: None, monkeypatch: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str]) -> None:
+        capsys: pytest.CaptureFixture[str], replicas: bool) -> None:
     """Rasa's tracker store keeps every turn's text and slots; a fake Rasa HTTP API on loopback."""
     target, other = two_hcps
     trackers = {c: [{"event": "user", "text": target.name}] for c in
@@ -208,7 +209,10 @@ def test_erase_empties_rasas_trackers_of_the_persons_conversations(
 
     server = LiveServer(fake, free_port()).start()
     try:
-        monkeypatch.setenv("CONCIERGE_RASA_URL", server.url)
+        if replicas:  # replicas share one tracker store: one that is down is passed over for the next
+            monkeypatch.setenv("CONCIERGE_RASA_URLS", f"http://127.0.0.1:{free_port()},{server.url}")
+        else:
+            monkeypatch.setenv("CONCIERGE_RASA_URL", server.url)
         monkeypatch.setenv("CONCIERGE_RASA_TOKEN", "rasa-secret")
         assert main(["hcp", "erase", target.hcp_id, "--yes"]) == 0
     finally:
