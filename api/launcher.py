@@ -222,6 +222,11 @@ def run_scaled(settings: Settings, plan_: Plan, *, model: Path | None, demo_logi
         for sup in sups:
             sup.start()
             started.append(sup)
+            if sup is sups[0] and plan_.rasa_replicas > 1:
+                # The first replica creates the tracker store's tables; the others start after it.
+                from api.rasa.process import wait_for_tracker_tables
+
+                wait_for_tracker_tables(settings, proc=sup.proc)
         base = f"http://{settings.host}:{settings.port}"
         print(f"\n  HCP Concierge: {plan_.api_processes} api process(es) behind a round-robin front, "
               f"{plan_.rasa_replicas} Rasa replica(s)")

@@ -80,6 +80,30 @@ def shared_store_env(settings: Settings) -> dict[str, str]:
     }
 
 
+def wait_for_tracker_tables(settings: Settings, *, timeout: float = 180.0,
+                            proc: subprocess.Popen[bytes] | None = None) -> bool:
+    """Wait until the first replica has created the SQL tracker store's tables (it does so before loading
+    its model), so replicas started after it do not race to create them. False on timeout."""
+    from sqlalchemy import create_engine, inspect
+    from sqlalchemy.engine import make_url
+
+    env = shared_store_env(settings)
+    url = make_url(settings.database_url).set(database=env["RASA_TRACKER_DB_NAME"])
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and (proc is None or proc.poll() is None):
+        engine = create_engine(url)
+        try:
+            with engine.connect() as conn:
+                if inspect(conn).has_table("events"):
+                    return True
+        except Exception:
+            pass
+        finally:
+            engine.dispose()
+        time.sleep(0.5)
+    return False
+
+
 def rasa_env(settings: Settings, action_url: str | None = None) -> dict[str, str]:
     env = dict(os.environ)
     env.update({
