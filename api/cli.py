@@ -60,10 +60,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     from feedback.rollups import install as install_rollups
 
     install_rollups()  # every command that writes marks the CX rollup days it changes dirty
+    from pydantic import ValidationError
+
     parser = build_parser()
     args = parser.parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func
-    return func(args)
+    try:
+        return func(args)
+    except ValidationError as exc:
+        if exc.title != "Settings":
+            raise
+        # A CONCIERGE_* variable the settings refuse: its name and the reason, not a traceback.
+        for error in exc.errors():
+            name = "CONCIERGE_" + "_".join(str(part) for part in error["loc"]).upper()
+            print(f"concierge: {name}: {error['msg'].removeprefix('Value error, ')}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

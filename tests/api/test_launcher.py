@@ -31,7 +31,7 @@ def run_cli(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProce
     full = {k: v for k, v in os.environ.items() if not k.startswith("CONCIERGE_")}
     full.update({"PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "CONCIERGE_VAR_DIR": str(tmp_path / "var"), **env})
     return subprocess.run([sys.executable, "-m", "api.cli", "run", *args], cwd=REPO, env=full, capture_output=True,
-                          text=True, timeout=60)
+                          text=True, timeout=300)
 
 
 @pytest.mark.parametrize(("args", "env", "complaint"), [
@@ -42,6 +42,9 @@ def run_cli(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProce
     (("--rasa-replicas", "2"), {"CONCIERGE_REDIS_URL": REDIS}, "set CONCIERGE_DATABASE_URL to PostgreSQL"),
     (("--api-processes", "3"), {"CONCIERGE_DATABASE_URL": PG}, "set CONCIERGE_REDIS_URL"),
     (("--no-rasa", "--rasa-replicas", "2"), {}, "contradict"),
+    ((), {"CONCIERGE_RASA_URLS": "http://127.0.0.1:5005,,http://127.0.0.1:5006"},
+     "CONCIERGE_RASA_URLS: rasa_urls: entry 2 is blank"),
+    (("--api-processes", "2"), {"CONCIERGE_RASA_URLS": "ftp://127.0.0.1:5005"}, "is not an http(s) base URL"),
     (("--api-processes", "2", "--api-port-base", "5004"),
      {"CONCIERGE_DATABASE_URL": PG, "CONCIERGE_REDIS_URL": REDIS}, "would both use port 5005"),
 ])
