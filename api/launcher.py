@@ -182,13 +182,12 @@ def check_ports(plan_: Plan, sups: list[ProcessSupervisor]) -> None:
     """Orphans of an earlier run are stopped; a port held by anyone else is refused (``PortTaken``)."""
     for sup in sups:
         sup.check_port()
-    own = [("the front", plan_.public_port)] + ([("the WhatsApp sandbox", plan_.sandbox_port)]
-                                                 if plan_.sandbox_port else [])
-    for what, port in own:
-        if port_in_use(plan_.host if plan_.host != "0.0.0.0" else "127.0.0.1", port):
-            who = listener_of(port)
-            raise PortTaken(f"port {port} ({what}) is already in use" + (f" by {who}" if who else "")
-                            + "; stop that program or choose another port")
+    # (The WhatsApp sandbox is already listening by now: it refused a taken port when it started.)
+    port = plan_.public_port
+    if port_in_use(plan_.host if plan_.host != "0.0.0.0" else "127.0.0.1", port):
+        who = listener_of(port)
+        raise PortTaken(f"port {port} (the front, CONCIERGE_PORT) is already in use" + (f" by {who}" if who else "")
+                        + "; stop that program or choose another port")
 
 
 def _announce_ready(sups: list[ProcessSupervisor], stop: threading.Event) -> None:
