@@ -2,8 +2,8 @@
 
 What is asked for is checked before anything starts: a refusal exits 2 with the reason and leaves no
 file, process or database change behind. The smoke test starts the real command (two api processes
-behind the front, the worker, no Rasa) on PostgreSQL + Redis, kills one api process, and stops it all
-with SIGTERM.
+behind the front, the worker, the WhatsApp sandbox, no Rasa) on PostgreSQL + Redis, has a message
+answered on both channels, kills one api process, and stops it all with SIGTERM.
 """
 
 from __future__ import annotations
@@ -142,18 +142,21 @@ def _alive(pid: int) -> bool:
 @pytest.mark.skipif(not (os.environ.get("CONCIERGE_TEST_DATABASE_URL", "").startswith("postgresql")
                          and redis_available(REDIS)),
                     reason="needs CONCIERGE_TEST_DATABASE_URL on PostgreSQL and Redis at 127.0.0.1:6379")
-def test_two_api_processes_behind_the_front_survive_one_being_killed(tmp_path: Path, database_url: str) -> None:
-    port, base = free_port(), free_port()
+def test_two_api_processes_behind_the_front_survive_one_being_killed(tmp_path: Path, database_url: str,
+                                                                     model_dir: Path) -> None:
+    port, base, phone_port = free_port(), free_port(), free_port()
     var = tmp_path / "var"
     env = {k: v for k, v in os.environ.items() if not k.startswith("CONCIERGE_")}
     env.update({"PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "CONCIERGE_VAR_DIR": str(var),
                 "CONCIERGE_DATABASE_URL": database_url, "CONCIERGE_REDIS_URL": REDIS,
                 "CONCIERGE_PORT": str(port), "CONCIERGE_RATE_LIMITS": "false", "CONCIERGE_SLA_SWEEP_INTERVAL_S": "0",
+                "CONCIERGE_WHATSAPP_SANDBOX_PORT": str(phone_port), "CONCIERGE_MODEL_DIR": str(model_dir),
+                "CONCIERGE_RASA_URL": f"http://127.0.0.1:{free_port()}",  # Rasa is away: the fallback answers
                 "CONCIERGE_AUDIT_KEY": os.environ.get("CONCIERGE_AUDIT_KEY", "test-suite-audit-key")})
     out = tmp_path / "run.out"
     with out.open("wb") as sink:
         proc = subprocess.Popen([sys.executable, "-m", "api.cli", "run", "--api-processes", "2", "--rasa-replicas",
-                                 "0", "--api-port-base", str(base), "--no-demo-data"],
+                                 "0", "--api-port-base", str(base), "--no-demo-data", "--whatsapp-sandbox"],
                                 cwd=REPO, env=env, stdout=sink, stderr=subprocess.STDOUT)
     try:
         front = f"http://127.0.0.1:{port}"
@@ -169,6 +172,18 @@ def test_two_api_processes_behind_the_front_survive_one_being_killed(tmp_path: P
         with httpx.Client(base_url=front, timeout=30) as c:
             sid = c.post("/api/webchat/sessions").json()["session_id"]
             assert c.get(f"/api/webchat/sessions/{sid}/messages").status_code == 200
+
+        # WhatsApp: the simulated phone's webhook reaches an api process through the front, the worker
+        # process answers (Rasa is away: the fallback) through the fake Twilio the sandbox serves.
+        phone, number = f"http://127.0.0.1:{phone_port}", "whatsapp:+15550001234"
+        assert httpx.post(f"{phone}/sandbox/api/messages", json={"from": number, "body": "hi"}, timeout=30).is_success
+        deadline = time.monotonic() + 120
+        answered: list[str] = []
+        while not answered and time.monotonic() < deadline:
+            time.sleep(0.5)
+            events = httpx.get(f"{phone}/sandbox/api/messages", params={"number": number}, timeout=10).json()
+            answered = [e["body"] for e in events["events"] if e["direction"] == "business"]
+        assert answered, "no WhatsApp reply reached the phone"
 
         os.kill(pids[0], signal.SIGKILL)  # api process 1 dies: the front sends everyone to process 2
         for _ in range(6):
