@@ -230,16 +230,3 @@ class RasaClient:
             except Exception:
                 log.exception("Rasa health probe failed")
             await asyncio.sleep(self.health_interval)
-
-    async def status(self) -> dict[str, Any]:
-        """Rasa's /status (needs the auth token) of the first replica that answers; raises if none does."""
-        errors = []
-        for replica in self.replicas:
-            try:
-                resp = await self._client.get(f"{replica.url}/status", params={"token": self.token}, timeout=2.0)
-                resp.raise_for_status()
-                data: dict[str, Any] = resp.json()
-                return data
-            except (httpx.HTTPError, ValueError) as exc:
-                errors.append(exc)
-        raise errors[-1]
