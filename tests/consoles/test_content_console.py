@@ -721,3 +721,20 @@ def test_the_replay_window_is_chosen_on_the_upload_form(admin_client: Client, fa
                           files={"library": ("lib.jsonl", data, "application/octet-stream")})
         assert res.status_code == 200
         assert replay_counts(factory, sha256(data))[-1]["days"] == used
+
+
+def test_an_upload_with_more_new_items_than_can_be_indexed_in_the_request_skips_the_replay_and_says_so(
+        admin_client: Client, factory: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch) -> None:
+    from api.consoles import content
+
+    monkeypatch.setattr(content, "REPLAY_MAX_NEW_ITEMS", 1)
+    client, _account, csrf = admin_client
+    data = jsonl(item(), item())
+    res = upload(client, csrf, "big.jsonl", data)
+    assert res.status_code == 200 and "Load this library" in res.text
+    text = " ".join(res.text.split())
+    assert "Not replayed here: the file brings 2 new or changed items, more than the 1" in text
+    assert "concierge knowledge replay --library big.jsonl" in text
+    assert replay_counts(factory, sha256(data)) == []
+    [event] = audits(factory, "content.replay_skipped", sha256(data))
+    assert (event.data["new_versions"], event.data["limit"]) == (2, 1)
