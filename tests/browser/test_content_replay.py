@@ -22,7 +22,7 @@ from knowledge.engine import KnowledgeBase
 from knowledge.models import Answer, ContentVersion
 from knowledge.policy import AnswerPolicy, Calibrator
 from knowledge.service import load_library
-from tests.browser.a11y import blocking_violations
+from tests.browser.a11y import blocking_violations, overflow_px
 from tests.browser.staff_pages import DOCS_SCREENS, log_in, make_staff
 
 Page = Any
@@ -90,6 +90,10 @@ def test_a_content_admin_sees_the_impact_of_a_new_library_before_loading_it(
     expect(changes.get_by_role("columnheader", name="After this load")).to_be_visible()
     assert blocking_violations(admin) == []
     admin.screenshot(path=str(DOCS_SCREENS / "console-content-replay.png"), full_page=True)
+    admin.set_viewport_size({"width": 390, "height": 844})   # on a phone: one card per row, no sideways scroll
+    expect(row.locator("td").first).to_have_attribute("data-label", "Question (personal data masked)")
+    assert overflow_px(admin) == 0 and blocking_violations(admin) == []
+    admin.set_viewport_size({"width": 1280, "height": 900})
     with Session(engine) as s:   # nothing loaded while the admin reads the report
         assert s.scalars(select(ContentVersion.version).where(ContentVersion.content_id == pulled["id"],
                                                               ContentVersion.is_current.is_(True))).one() == 1
