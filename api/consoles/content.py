@@ -195,7 +195,7 @@ def _process(request: Request, ident: StaffIdentity, upload: admin.Upload, data:
             return render(request, "content_library.html", ident, status_code=exc.status_code, flash=exc.message,
                           flash_kind="error", **{**ctx, "preview": None})
     flash = (f"Loaded {upload.filename}: {len(ctx['report'].new_versions)} new version(s)." if load
-             else f"{upload.filename} is valid. Nothing is loaded until you press Load.")
+             else f"{upload.filename} is valid. Nothing is loaded until you press Load this library.")
     return render(request, "content_library.html", ident, flash=flash, **ctx)
 
 

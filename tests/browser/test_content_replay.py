@@ -56,19 +56,27 @@ def _item(word: str, **over: Any) -> dict[str, Any]:
 
 
 def test_a_content_admin_sees_the_impact_of_a_new_library_before_loading_it(
-        staff_page: Page, live_server: str, engine: Engine, tmp_path: Path, fast_index: KnowledgeBase) -> None:
+        staff_page: Page, live_server: str, engine: Engine, tmp_path: Path, fast_index: KnowledgeBase,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from api.consoles import content
+
+    monkeypatch.setattr(content, "REPLAY_SHOWN_CHANGES", 10**6)  # other tests' changes must not hide ours
     base, admin = live_server, staff_page
     tag = uuid.uuid4().hex[:6]
-    kept, pulled = _item(f"k{tag}"), _item(f"p{tag}")
+    kept = _item(f"k{tag}")
+    pulled = _item(f"p{tag}", title=f"Velunor p{tag} stability after dilution",
+                   questions=[f"How long is diluted velunor p{tag} stable?"],
+                   body=f"Diluted velunor p{tag} is stable for 24 hours at 2-8 °C.")
     current = tmp_path / "current.jsonl"
     current.write_text(json.dumps(kept) + "\n" + json.dumps(pulled) + "\n")
     factory = sessionmaker(bind=engine, expire_on_commit=False)
     with unit_of_work(factory) as s:
         load_library(s, current, actor="browser-test")
-        for it in (kept, pulled):
-            s.add(Answer(query=f"{it['questions'][0]} (asked by Dr Hollis)", market="US", audience="hcp",
-                         verified=True, decision="answer", content_id=it["id"], content_version=1, score=0.9,
-                         candidates=[], gated_count=0, created_at=datetime.now(UTC)))
+        # the kept item's own question: its answer stays the same however many items other tests loaded
+        for it, query in ((kept, kept["questions"][0]), (pulled, f"{pulled['questions'][0]} (asked by Dr Hollis)")):
+            s.add(Answer(query=query, market="US", audience="hcp", verified=True, decision="answer",
+                         content_id=it["id"], content_version=1, score=0.9, candidates=[], gated_count=0,
+                         created_at=datetime.now(UTC)))
     new = tmp_path / "velunor-2027.jsonl"
     new.write_text(json.dumps(kept) + "\n" + json.dumps({**pulled, "version": 2, "status": "withdrawn"}) + "\n")
 
