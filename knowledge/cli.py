@@ -39,6 +39,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--days", type=int, default=30)
     p.add_argument("--index-dir", type=Path, default=None)
     p.add_argument("--today", type=date.fromisoformat, default=None, help="gate date (default: today)")
+    p.add_argument("--max-questions", type=int, default=None,
+                   help="replay only this many of the most recent questions (default: all of them)")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.set_defaults(func=cmd_replay)
 
@@ -146,10 +148,13 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from api.db import make_engine, make_session_factory
     from knowledge.engine import LibraryKnowledgeBase, get_knowledge_base
     from knowledge.library import LibraryInvalid, parse_library
-    from knowledge.replay import replay
+    from knowledge.replay import library_after_load, replay
 
     if args.days < 1:
         print("--days must be at least 1", file=sys.stderr)
+        return 2
+    if args.max_questions is not None and args.max_questions < 1:
+        print("--max-questions must be at least 1", file=sys.stderr)
         return 2
     settings = Settings()
     try:
@@ -158,12 +163,15 @@ def cmd_replay(args: argparse.Namespace) -> int:
         for err in exc.errors:
             print(err, file=sys.stderr)
         return 1
-    lkb = LibraryKnowledgeBase(library, get_knowledge_base(args.index_dir or settings.resolved_index_dir))
     engine = make_engine(settings.database_url)
     try:
-        with make_session_factory(engine)() as session:
+        factory = make_session_factory(engine)
+        with factory() as session:
+            after_load = library_after_load(session, library)
+        lkb = LibraryKnowledgeBase(after_load, get_knowledge_base(args.index_dir or settings.resolved_index_dir))
+        with factory() as session:
             report = replay(session, lkb, since=utcnow() - timedelta(days=args.days),
-                            today=args.today or date.today())
+                            today=args.today or date.today(), limit=args.max_questions)
     finally:
         engine.dispose()
     if args.json:
@@ -172,6 +180,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     print(f"replayed {report.questions} questions of the last {args.days} days against {args.library}: "
           f"{report.answered} answered (was {report.answered_before}), {report.escalated} escalated, "
           f"{len(report.changed)} changed")
+    if report.capped:
+        print(f"  (capped: the {report.questions} most recent of {report.asked} questions asked)")
     for c in report.changed:
         print(f"  · {c.query!r}: {c.before} -> {c.after}")
     return 0

@@ -75,6 +75,16 @@ class KnowledgeBase:
         self._digest: str | None = None
         self.last_embedded = 0  # passages embedded by the last rebuild (0 = loaded from disk / cache)
 
+    def sibling(self) -> KnowledgeBase:
+        """A separate knowledge base with this one's model, policy and on-disk caches.
+
+        For what-if rankings (the library-change replay in the api process): syncing it to a library
+        that is not loaded leaves this one, which the bot answers from, untouched; what it embeds
+        stays in the shared cache, so loading that library afterwards does not embed it again.
+        """
+        return KnowledgeBase(self.index_dir, embedder=self.embedder, index_factory=self._index_factory,
+                             policy=self.policy, persist=self._persist)
+
     # -- lifecycle ---------------------------------------------------------------------------
     def ready(self) -> bool:
         return self._retriever is not None and bool(getattr(self.embedder, "loaded", True))

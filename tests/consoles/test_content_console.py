@@ -152,10 +152,12 @@ def test_only_content_admins_reach_the_content_console_pages_json_and_actions(
             "upload": upload(client, csrf, "x.jsonl", jsonl(item())).status_code,
             "load": client.post("/console/content/library/load",
                                 data={"csrf_token": csrf, "upload": "0" * 64, "filename": "x.jsonl"}).status_code,
+            "cancel": client.post("/console/content/library/cancel",
+                                  data={"csrf_token": csrf, "upload": "0" * 64, "filename": "x.jsonl"}).status_code,
         }
         if role == StaffRole.content_admin:
             assert got["page"] == got["gaps"] == got["json"] == 200
-            assert got["upload"] == 200 and got["load"] == 404
+            assert got["upload"] == 200 and got["load"] == got["cancel"] == 404
             assert got["withdraw"] in (404, 422)  # 404 when the demo library is not loaded in this database
         else:
             assert set(got.values()) == {403}, (role, got)
@@ -528,3 +530,212 @@ def test_a_jsonl_nesting_bomb_upload_is_a_4xx_naming_the_line(admin_client: Clie
     assert res.status_code == 422
     assert "deep.jsonl:2: refused: the JSON is nested too deep" in res.text
     assert versions_of(factory, good["id"]) == []
+
+
+# -- the impact replay on upload -------------------------------------------------------------------
+
+REPLAY_ROW = re.compile(r"<tr>\s*<td>(.*?)</td>\s*<td>.*?</td>\s*<td>(.*?)</td>\s*<td>(.*?)</td>\s*</tr>", re.S)
+
+
+def replay_rows(page: str) -> dict[str, tuple[str, str]]:
+    """question → (when asked, after the load) from the page's table of changed questions."""
+    if '<table class="replay-changes">' not in page:
+        return {}
+    table = page.split('<table class="replay-changes">', 1)[1].split("</table>", 1)[0]
+    plain = lambda cell: re.sub(r"<[^>]+>", "", cell).strip()  # noqa: E731
+    return {plain(q): (plain(b), plain(a)) for q, b, a in REPLAY_ROW.findall(table)}
+
+
+def replay_counts(factory: sessionmaker[Session], sha: str) -> list[dict[str, Any]]:
+    return [e.data for e in audits(factory, "content.replay_shown", sha)]
+
+
+def asked(factory: sessionmaker[Session], query: str, decision: str, content_id: str | None = None) -> None:
+    with unit_of_work(factory) as s:
+        s.add(Answer(query=query, market="US", audience="hcp", verified=True, decision=decision,
+                     content_id=content_id, content_version=1 if content_id else None, score=0.9,
+                     candidates=[], gated_count=0, created_at=datetime.now(UTC)))
+
+
+@pytest.fixture()
+def replayed_library(admin_client: Client, factory: sessionmaker[Session],
+                     monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """Three loaded items and four questions asked about them; a new file that withdraws the first and
+    moves the second to another market. The new file is uploaded once before the questions are asked:
+    the shared database holds other tests' questions, so tests compare the two reports."""
+    from api.consoles import content
+
+    monkeypatch.setattr(content, "REPLAY_MAX_QUESTIONS", 10**6)  # others' questions must not push ours out
+    monkeypatch.setattr(content, "REPLAY_SHOWN_CHANGES", 10**6)
+    client, _account, csrf = admin_client
+    gone, moved, kept = item(), item(), item()
+    assert upload(client, csrf, "v1.jsonl", jsonl(gone, moved, kept), action="load").status_code == 200
+    new = jsonl({**gone, "version": 2, "status": "withdrawn"}, {**moved, "version": 2, "markets": ["DE"]},
+                kept)
+    before = upload(client, csrf, "v2.jsonl", new)
+    assert before.status_code == 200, before.text
+    tag = uuid.uuid4().hex[:8]
+    questions = {
+        "gone": f"{gone['questions'][0]} Call me back on +44 7700 900{int(tag, 16) % 1000:03d} ({tag})",
+        "moved": f"{moved['questions'][0]} ({tag})",
+        "kept": kept["questions"][0],  # its own question: answered alike however crowded the shared library is
+        "never": f"book a table for four tonight {tag}",
+    }
+    asked(factory, questions["gone"], "answer", gone["id"])
+    asked(factory, questions["moved"], "answer", moved["id"])
+    asked(factory, questions["kept"], "answer", kept["id"])
+    asked(factory, questions["never"], "escalate")
+    return {"client": client, "csrf": csrf, "new": new, "questions": questions, "tag": tag,
+            "ids": {"gone": gone["id"], "moved": moved["id"], "kept": kept["id"]}}
+
+
+def test_an_upload_shows_which_recent_questions_the_new_library_answers_differently_before_loading(
+        replayed_library: dict[str, Any], factory: sessionmaker[Session], fake_index: KnowledgeBase) -> None:
+    client, csrf, new, ids = (replayed_library[k] for k in ("client", "csrf", "new", "ids"))
+    questions = replayed_library["questions"]
+    res = upload(client, csrf, "v2.jsonl", new)
+    assert res.status_code == 200, res.text
+    assert "Impact on recent questions" in res.text and "Load this library" in res.text
+    baseline, report = replay_counts(factory, sha256(new))
+    delta = {k: report[k] - baseline[k] for k in ("replayed", "answered", "answered_before", "escalated", "changed")}
+    assert delta == {"replayed": 4, "answered": 1, "answered_before": 3, "escalated": 3, "changed": 2}
+    assert report["days"] == 30 and report["capped"] is False
+
+    rows = replay_rows(res.text)
+    tag = replayed_library["tag"]
+    mine = {q: outcome for q, outcome in rows.items() if tag in q}
+    assert len(mine) == 2
+    [gone_row] = [q for q in mine if "Call me back" in q]
+    assert "+44 7700" not in res.text and "[phone]" in gone_row  # HCP free text is shown masked
+    assert mine[gone_row] == (ids["gone"], "escalated")
+    assert mine[questions["moved"]] == (ids["moved"], "escalated")
+    for unchanged in (questions["kept"], questions["never"]):
+        assert unchanged not in rows
+    assert versions_of(factory, ids["gone"]) == [(1, True, "approved")]   # nothing is loaded yet
+    assert versions_of(factory, ids["moved"]) == [(1, True, "approved")]
+    assert all(q not in json.dumps(report) for q in questions.values())   # the audit keeps counts, not texts
+    refresher = client.app.state.concierge.knowledge_refresher  # type: ignore[attr-defined]
+    assert refresher.wait(60)
+    live = {(d.id, d.version) for d in fake_index.retriever.docs}
+    assert (ids["moved"], 1) in live and (ids["moved"], 2) not in live  # the bot's own index is not the replay's
+
+
+def test_load_after_the_impact_report_applies_the_new_library(replayed_library: dict[str, Any],
+                                                              factory: sessionmaker[Session]) -> None:
+    client, csrf, new, ids = (replayed_library[k] for k in ("client", "csrf", "new", "ids"))
+    ref = UPLOAD_REF.search(upload(client, csrf, "v2.jsonl", new).text)
+    assert ref
+    res = client.post("/console/content/library/load", data={"csrf_token": csrf, "upload": ref.group(1),
+                                                             "filename": "v2.jsonl"})
+    assert res.status_code == 200 and "Loaded v2.jsonl: 2 new version(s)" in res.text
+    assert versions_of(factory, ids["gone"]) == [(1, False, "approved"), (2, True, "withdrawn")]
+    assert versions_of(factory, ids["moved"]) == [(1, False, "approved"), (2, True, "approved")]
+    assert versions_of(factory, ids["kept"]) == [(1, True, "approved")]
+
+
+def test_cancel_after_the_impact_report_loads_nothing_and_forgets_the_file(
+        replayed_library: dict[str, Any], factory: sessionmaker[Session]) -> None:
+    client, csrf, new, ids = (replayed_library[k] for k in ("client", "csrf", "new", "ids"))
+    ref = UPLOAD_REF.search(upload(client, csrf, "v2.jsonl", new).text)
+    assert ref
+    form = {"csrf_token": csrf, "upload": ref.group(1), "filename": "v2.jsonl"}
+    assert client.post("/console/content/library/cancel", data={"upload": ref.group(1),
+                                                                "filename": "v2.jsonl"}).status_code == 403
+    res = client.post("/console/content/library/cancel", data=form)
+    assert res.status_code == 303
+    assert "Upload cancelled: nothing was loaded." in client.get(res.headers["location"]).text
+    for cid in ids.values():
+        assert versions_of(factory, cid) == [(1, True, "approved")]
+    assert client.post("/console/content/library/load", data=form).status_code == 404
+    assert versions_of(factory, ids["gone"]) == [(1, True, "approved")]
+    [event] = audits(factory, "content.library_cancelled", sha256(new))
+    assert event.data["filename"] == "v2.jsonl"
+
+
+def test_an_invalid_upload_shows_its_errors_and_replays_nothing(admin_client: Client,
+                                                                factory: sessionmaker[Session]) -> None:
+    client, _account, csrf = admin_client
+    broken = item()
+    del broken["questions"]
+    data = jsonl(item(), broken)
+    res = upload(client, csrf, "broken.jsonl", data)
+    assert res.status_code == 422 and "broken.jsonl:2: missing field &#39;questions&#39;" in res.text
+    assert "Impact on recent questions" not in res.text and "Load this library" not in res.text
+    assert replay_counts(factory, sha256(data)) == []
+    loaded = item()
+    assert upload(client, csrf, "v1.jsonl", jsonl(loaded), action="load").status_code == 200
+    conflict = jsonl({**loaded, "body": "Changed without a new version."})
+    assert upload(client, csrf, "conflict.jsonl", conflict).status_code == 422
+    assert replay_counts(factory, sha256(conflict)) == []
+
+
+def test_an_upload_identical_to_the_loaded_library_changes_no_answer(
+        admin_client: Client, factory: sessionmaker[Session], fake_index: KnowledgeBase) -> None:
+    client, _account, csrf = admin_client
+    it = item()
+    data = jsonl(it)
+    assert upload(client, csrf, "lib.jsonl", data, action="load").status_code == 200
+    refresher = client.app.state.concierge.knowledge_refresher  # type: ignore[attr-defined]
+    assert refresher.wait(60)
+    tag = uuid.uuid4().hex[:8]
+    with unit_of_work(factory) as s:  # asked for real: the answer rows say what the bot decided
+        for q in (f"{it['questions'][0]} {tag}", f"order a pizza {tag}"):
+            answer_question(s, fake_index, q, Recipient("US", "hcp", True), today=datetime.now(UTC).date())
+    res = upload(client, csrf, "lib.jsonl", data)
+    assert res.status_code == 200
+    assert "Nothing new to load." in res.text
+    assert not [q for q in replay_rows(res.text) if tag in q]
+    [report] = replay_counts(factory, sha256(data))
+    assert report["replayed"] >= 2 and report["answered"] + report["escalated"] == report["replayed"]
+
+
+def test_a_replay_over_the_question_cap_says_so(admin_client: Client, factory: sessionmaker[Session],
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    from api.consoles import content
+
+    monkeypatch.setattr(content, "REPLAY_MAX_QUESTIONS", 2)
+    monkeypatch.setattr(content, "REPLAY_SHOWN_CHANGES", 1)
+    client, _account, csrf = admin_client
+    it = item()
+    assert upload(client, csrf, "v1.jsonl", jsonl(it), action="load").status_code == 200
+    tag = uuid.uuid4().hex[:8]
+    for n in range(3):
+        asked(factory, f"{it['questions'][0]} {n} {tag}", "answer", it["id"])
+    data = jsonl({**it, "version": 2, "status": "withdrawn"})
+    res = upload(client, csrf, "v2.jsonl", data)
+    assert res.status_code == 200
+    [report] = replay_counts(factory, sha256(data))
+    assert report["capped"] is True and report["replayed"] == 2 and report["asked"] >= 3
+    text = " ".join(res.text.split())
+    assert f"Only the 2 most recent of {report['asked']} questions were replayed" in text
+    rows = replay_rows(res.text)
+    assert list(rows) == [f"{it['questions'][0]} 2 {tag}"]  # the most recent change, then a count of the rest
+    assert "… and 1 more changed question(s) not listed" in text
+
+
+def test_the_replay_window_is_chosen_on_the_upload_form(admin_client: Client, factory: sessionmaker[Session]) -> None:
+    client, _account, csrf = admin_client
+    assert 'name="days"' in client.get("/console/content").text
+    data = jsonl(item())
+    for sent, used in (("7", 7), ("90", 90), ("100000", 30), ("-1", 30)):
+        res = client.post("/console/content/library", data={"csrf_token": csrf, "days": sent},
+                          files={"library": ("lib.jsonl", data, "application/octet-stream")})
+        assert res.status_code == 200
+        assert replay_counts(factory, sha256(data))[-1]["days"] == used
+
+
+def test_an_upload_with_more_new_items_than_can_be_indexed_in_the_request_skips_the_replay_and_says_so(
+        admin_client: Client, factory: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch) -> None:
+    from api.consoles import content
+
+    monkeypatch.setattr(content, "REPLAY_MAX_NEW_ITEMS", 1)
+    client, _account, csrf = admin_client
+    data = jsonl(item(), item())
+    res = upload(client, csrf, "big.jsonl", data)
+    assert res.status_code == 200 and "Load this library" in res.text
+    text = " ".join(res.text.split())
+    assert "Not replayed here: the file brings 2 new or changed items, more than the 1" in text
+    assert "concierge knowledge replay --library big.jsonl" in text
+    assert replay_counts(factory, sha256(data)) == []
+    [event] = audits(factory, "content.replay_skipped", sha256(data))
+    assert (event.data["new_versions"], event.data["limit"]) == (2, 1)

@@ -15,9 +15,9 @@ from knowledge.embedding import NumpyVectorIndex
 from knowledge.engine import KnowledgeBase, LibraryKnowledgeBase
 from knowledge.library import parse_library
 from knowledge.models import Answer
-from knowledge.replay import replay
+from knowledge.replay import library_after_load, replay
 from knowledge.service import Recipient, answer_question, load_library
-from tests.knowledge.conftest import TODAY, small_items
+from tests.knowledge.conftest import TODAY, make_item, small_items
 
 WriteLibrary = Callable[..., Path]
 
@@ -64,3 +64,39 @@ def test_replay_cli_rejects_a_bad_library_and_a_bad_window(
     assert main(["knowledge", "replay", "--library", str(bad)]) == 1
     assert main(["knowledge", "replay", "--library", str(bad), "--days", "0"]) == 2
     assert "--days" in capsys.readouterr().err
+    assert main(["knowledge", "replay", "--library", str(bad), "--max-questions", "0"]) == 2
+    assert "--max-questions" in capsys.readouterr().err
+
+
+def test_the_library_after_a_load_lays_the_file_over_the_current_versions(
+        session: Session, write_library: WriteLibrary) -> None:
+    items = small_items()
+    items[1]["version"] = 2
+    load_library(session, write_library(items))
+    partial = [{**items[0], "version": 2, "markets": ["DE"]},    # a new version: replaces the current one
+               {**items[1], "version": 1, "body": "Older."},     # older than the current one: skipped
+               make_item(id="T-NEW", approval_code="APP-T-NEW")]  # a new item: added
+    after = library_after_load(session, parse_library(write_library(partial, "partial.jsonl")))
+    by_id = {i.id: i for i in after.items}
+    assert {"T-001", "T-002", "T-003", "T-004", "T-NEW"} <= set(by_id)  # items the file leaves out stay
+    assert (by_id["T-001"].version, by_id["T-001"].markets) == (2, ("DE",))
+    assert by_id["T-002"].version == 2 and by_id["T-003"].body == items[2]["body"]
+
+
+def test_a_capped_replay_decides_the_most_recent_questions_and_counts_the_rest(
+        session: Session, write_library: WriteLibrary, fake_kb: KnowledgeBase) -> None:
+    load_library(session, write_library(small_items()))
+    hcp = Recipient("US", "hcp", True)
+    since = utcnow() - timedelta(microseconds=1)
+    for q in ("How should Cardiovex be stored?", "How is Respizan injected?", "What is the dose of Cardiovex?"):
+        answer_question(session, fake_kb, q, hcp, today=TODAY)
+    lkb = LibraryKnowledgeBase(library_after_load(session, parse_library(write_library(small_items()))), fake_kb)
+
+    full = replay(session, lkb, since=since, today=TODAY)
+    capped = replay(session, lkb, since=since, today=TODAY, limit=2)
+
+    assert not full.capped and full.asked == full.questions >= 3
+    assert capped.capped and (capped.questions, capped.asked) == (2, full.asked)
+    assert capped.as_dict()["capped"] is True
+    nobody = replay(session, lkb, since=utcnow() + timedelta(days=1), today=TODAY)  # an empty window
+    assert (nobody.questions, nobody.asked, nobody.changed) == (0, 0, [])
