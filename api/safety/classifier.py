@@ -329,10 +329,14 @@ class RuleModelScreen:
         if model_hit and not hits.strong and rules.is_greeting_only(norm):
             model_hit = False  # "hey, Tom Sick from the ICU pharmacy": a greeting, whatever the names say
         if model_hit and not hits.strong and (handoff or rules.is_about_the_service(norm)) \
-                and not rules.has_event_evidence(norm):
+                and not rules.has_event_evidence(norm, patient_counts=False):
             # "can I talk to a real person", "the bot kept misunderstanding me", "send sharps bins for
-            # the pens": asks and feedback, not reports, while nothing happened to anyone in them.
+            # the pens", "enrol my pt in the support programme": asks and feedback, not reports, while
+            # nothing happened to anyone in them (naming the patient the ask is for is not an event).
             model_hit = False
+        if model_hit and not hits.strong and rules.looks_like_address(norm) \
+                and not rules.has_event_evidence(norm, patient_counts=False):
+            model_hit = False  # an address typed without the form question before it
         adverse_event = (hits.strong or model_hit) and not hits.general_question
         if opt_out and not hits.categories:
             # "stop messaging me" carries no event; the model must not read one into it.

@@ -73,7 +73,7 @@ PERSONAL_CONTEXT = _rx(
     r"(patients?|pts?|clients?|son|daughter|wife|husband|mother|father|mum|mom|dad|child|baby|kid"
     r"|lady|gentleman|man|woman|boy|girl|infant|toddler|grandmother|grandfather|partner|friend)\b"
     r"|\bpts?\b|\bpatients? (has|had|have|is|was|were|developed|experienced|reports?|reported"
-    r"|complains?|complained|took|became|got|presented|noticed)\b"
+    r"|complains?|complained|took|became|got|presented|noticed|admits|admitted|abusing|misusing|using|taking|takes|uses|injects|injected|keeps|kept|swallowed|ate|chewed|continued|ran out|denies|confessed)\b"
     r"|\b(he|she|they)('s| has| had| is| was| were| have| developed| experienced| started| took"
     r"| takes| reports| reported| complains| complained| got| became| felt| feels| noticed| ended"
     r"| died| passed| presented| injected| missed| stopped| used| swallowed| accidentally)\b"
@@ -89,7 +89,7 @@ PATIENT_CONTEXT = _rx(
     r"\b(my|our|this|that|a|one of my|another|the)\s+(\w+\s+)?(patients?|pts?|clients?|lady|gentleman"
     r"|man|woman|boy|girl|infant|toddler|child|baby|son|daughter|wife|husband|mother|father|mum|mom|dad)\b"
     r"|\bpts?\b|\bpatients? (has|had|have|is|was|were|developed|experienced|reports?|reported|complains?"
-    r"|complained|took|became|got|presented|noticed)\b"
+    r"|complained|took|became|got|presented|noticed|admits|admitted|abusing|misusing|using|taking|takes|uses|injects|injected|keeps|kept|swallowed|ate|chewed|continued|ran out|denies|confessed)\b"
     r"|\b(he|she)('s| has| had| is| was| developed| experienced| started| took| takes| reports"
     r"| reported| complains| complained| got| became| felt| feels| noticed| ended| died| passed"
     r"| presented| injected| missed| stopped| used| swallowed| accidentally)\b"
@@ -129,7 +129,7 @@ SYMPTOMS = _rx(
     r"|tummy|constipat|weight (gain|loss)|insomnia|can'?t sleep|anxi(ety|ous)|depress(ed|ion)|suicid"
     r"|seizures?|fits?|faint(ed|ing)?|syncope|collapsed?|hair loss|blurr(ed|y) vision|vision (loss|problems)"
     r"|tremors?|shak(y|ing)|numb(ness)?|tingling|pins and needles|kidney|renal|anaphyla|angioo?edema"
-    r"|stroke|heart attack|arrhythmia|tachycardia|bradycardia|hypertension|blood pressure (up|high|spiked)"
+    r"|stroke|heart attack|arrhythmia|tachycardia|bradycardia|brady|tachy|hypotensi(on|ve)|low (bp|blood pressure)|bp (low|lowish|dropped|fell)|hypertension|blood pressure (up|high|spiked)"
     r"|thrombo|dvt|pulmonary embol|joint pain|arthralgia|back pain|sore throat|infection|pneumonia"
     r"|nosebleed|epistaxis|blister|peeling|sjs|stevens|dark urine|memory (loss|problems)|confus(ed|ion)"
     r"|hallucinat|mood (changes?|swings)|irritab|loss of appetite|bloat|reflux|heartburn|gallstones?"
@@ -161,6 +161,15 @@ LACK_OF_EFFICACY = _rx(
     r"|\b(isn'?t|not) controlling\b|\bstopped working\b|\bno longer (works|working|effective)\b"
     r"|\b(doesn'?t|does not|didn'?t|did not|isn'?t|not) help(ing|ed)?\b|\b(does|did|doing) nothing\b|\buseless\b"
     r"|\buncontrolled\b|\b(keeps|kept|still) (having|getting) (\w+ )?(attacks|exacerbations|flares|hypos|high)"
+    # levels back up or unchanged, events despite treatment, rescue use up, in a few other languages
+    r"|\b(went|gone|come|came|crept|creeping|going) back up\b|\bbarely (changed|moved|budged|improved|dropped|shifted"
+    r"|came down)\b|\bunchanged\b|\bnever (got|reached|came|gets) (to|down|near|within)\b|\b(not|never) (at|reached"
+    r"|reaching|getting to) (\w+ )?target\b|\b(same|no different) (as|from|to) before\b"
+    r"|\bdespite (being on |taking |using |regular |good |full |treatment|therapy|adherence|compliance|\w+ (every|for|at"
+    r"|since|\d))|\b(needs|needing|using|uses) (more|extra|his|her)? ?(salbutamol|ventolin|rescue|reliever|albuterol)"
+    r"|\beos(inophils)? (still|remain\w*|unchanged|up|not)\b|\b(treatment|therapy|biologic) failure\b"
+    r"|\bpas efficace\b|\binefficace\b|\bsans effet\b|\bkeine wirkung\b|\bwirkt nicht\b|\bunwirksam\b"
+    r"|\bno funciona\b|\bsin efecto\b"
 )
 
 OVERDOSE = _rx(
@@ -175,7 +184,7 @@ OVERDOSE = _rx(
     r"|\b(\d+|two|three) (doses|injections|pens) (in one|on the same|the same) (day|week)\b"
     r"|\baccidental(ly)?\s+(took|ingest|inject|swallow|given|gave|overdose|double)"
     r"|\b(whole|entire) (pack|box|bottle|strip)\b"
-    r"|\b(whole|entire) (week'?s?|month'?s?) (supply|worth)\b|\bhandful of\b|\bin one go\b|\ball at once\b"
+    r"|\b(whole|entire) (week'?s?|month'?s?) (supply|worth)\b|\bhandfuls?( of)?\b|\bin one go\b|\ball at once\b"
     r"|\bdouble[- ]dos(ed|ing|e)\b|\btook too much\b|\bmore than (the )?(prescribed|recommended|maximum|max)\b"
     r"|\b(above|over|exceed\w*) the (max(imum)?|recommended) (dose|daily dose)\b"
     r"|\b\d+(\.\d+)?\s*mg\b.{0,30}\binstead of \d+(\.\d+)?\s*mg\b"
@@ -183,6 +192,19 @@ OVERDOSE = _rx(
     r"(of )?(his |her "
     r"|their |my |the )?(\w+ )?(tabs|tablets|pills|capsules|pens|doses)\b|\bod(ed|'d)? (on|of|with)\b|\btook an od\b"
     r"|\b(ingest(ed|ion)|ate some|got hold of)\b"
+    # an ingested count ("swallowed about 25", "chewed 2", "ate ~8 of her tablets", "took all his remaining")
+    r"|\b(swallowed|ate|chewed|ingested|took|taken|had taken)\s+(about |around |approx\.? |approximately |roughly |maybe "
+    r"|up to |at least |over |~ ?|'|\")*(\d{2,3}|[3-9]|three|four|five|six|seven|eight|nine|ten|a dozen|dozens|several"
+    r"|an unknown (number|amount)|unknown (number|amount)|all( of)?( (his|her|their|the|my))?( remaining)?"
+    r"|the (rest|remaining)|a (bottle|box|pack|strip|blister))\b'?\"?(?!\s*(mg|mcg|g|ml|units?|weeks?|wks?|days?"
+    r"|months?|years?|yrs?|hours?|hrs?|mins?|minutes?|times|x|different|other|anti|\w+ (weeks|days|months|years)))"
+    r"|\b(swallowed|ate|chewed|ingested) (\d+|one|two|a few|some)\b"
+    r"|\b(intentional|deliberate|accidental|suspected|possible|an|this|the) (od|o\.d\.)\b|\bod case\b"
+    r"|\b(\d+|two|three|four) (syringes|pens|injections|shots|doses|vials) (in one|on the same|the same|same|in a|in the"
+    r" same) (day|week|morning|evening|night)\b"
+    r"|\bdoubled? (up )?(his|her|their|my) (own )?(\w+)\b(?<!\bcheck)|\b(above|over|exceed\w*) (the )?max\b"
+    r"|\b(got into|got hold of|raided|found) (the |a |her |his |their |grandma'?s |granny'?s )?(\w+ )?(med(ication|icine)?s?"
+    r" (trolley|cabinet|cupboard|box|bag)|pill (box|bottle|organi[sz]er)|dosette)\b"
 )
 BY_MISTAKE = _rx(r"\b(by mistake|by accident|accidentally|in error|mistakenly)\b")
 DOSE_WORD = _rx(r"\b(dose|doses|tablets?|pills?|capsules?|injections?|injected|took|taken|pen|mg)\b")
@@ -206,6 +228,24 @@ MISUSE = _rx(
     r"(pens?|tablets|pills|injections)\b|\bdealing\b|\bfor (bodybuilding|cosmetic|performance|a high)\b"
     r"|\b(taking|using|injecting|took|used|injected|on) (his|her|their|my) (sister|brother|friend|mum|mom|mother"
     r"|father|dad|husband|wife|partner|flatmate|grandad|granddad|grandma|gran)'?s\b"
+    # prescribed to someone else, obtained or passed on outside a prescription
+    r"|\bnot prescribed (to|for) (him|her|them|me|\w+)\b|\b(was|is)(n'?t| not) prescribed\b|\bnever prescribed\b"
+    r"|\bonly (\d|one|1) (of them )?(is|was|are) prescribed\b|\bprescribed (to|for) (someone|somebody) else\b"
+    r"|\b(from|off|through|via) (a|his|her|their) (friend|mate|colleague|relative|vet|contact|dealer|trainer|coach)\b"
+    r"|\b(giv(es|ing|en)|gave|pass(es|ing|ed)|hand(s|ing|ed)|sell(s|ing)|push(es|ing|ed)) (\w+ ){0,3}to (his|her|their"
+    r" )?(friends?|mates?|sister|brother|family|clients?|others|people|team ?mates?|relatives?)\b"
+    r"|\bshar(ed|es|ing)\b.{0,20}\b(between|with|among)\b.{0,20}\b(family|friends?|members|brother|sister|partner|wife"
+    r"|husband|others|relatives|flatmates?|housemates?)\b"
+    r"|\b(forg(ed|ery)|fraudulent|fake|altered|stolen) (prescriptions?|scripts?|rx)\b|\bdoctor[- ]shopping\b"
+    r"|\b(early|frequent|repeated) (refill|repeat|re-?supply)( requests?)?\b|\bintoxicated\b|\b(for|to get) a buzz\b"
+    r"|\bat parties\b|\bparty drug\b|\bpersonal use\b|\bfrom (the )?(ward|hospital|pharmacy|clinic) (stock|supply)\b"
+    r"|\b(steal|stole|stolen|stealing|theft)\b|\b(stage fright|exam nerves|hangovers?|before (races|exams|a race|an exam"
+    r"|competitions?|auditions?|performances?))\b"
+    r"|\b(of|from) (his|her|their) (brother|sister|friend|wife|husband|mother|father|mum|mom|dad|partner)\b"
+    r"|\b(nebulis|nebuliz|snort|smok|vap)\w* (the |his |her )?(\w+ )?(injectable|injection|solution|tablets?|tabs|powder)"
+    r"|\b(injects?|injecting|injected) (\w+ ){0,3}(iv|intravenous(ly)?)\b.{0,20}\b(himself|herself|themselves)\b"
+    r"|\b(saw|seen|read about|learnt|learned) (it|this|that) on (youtube|tiktok|instagram|reddit|facebook|social media"
+    r"|the internet|a forum)\b|\b(stimulant|steroid) cycles?\b"
 )
 
 PREGNANCY = _rx(
@@ -215,7 +255,9 @@ PREGNANCY = _rx(
     r"|\b(is|was|am|she's) expecting( a baby| twins)?\s*($|[,.;!?]| and\b| but\b| with\b| since\b)"
     r"|\bnursing (her|his|a|an|the)\b|\bgestation\b"
     r"|\b(preg(nancy)? test (was |is )?positive|positive preg(nancy)? test)\b"
-    r"|\blmp\b"
+    r"|\blmp\b|\b(grossesse|enceinte|schwanger\w*|stillzeit|stillt|allaite\w*|allaitement|embarazada|embarazo|lactancia"
+    r"|gravidanza|incinta|zwanger\w*)\b|\b(beta[- ]?)?hcg (positive|\+|was positive)|\bpositive (beta[- ]?)?hcg\b"
+    r"|\bembryo transfer\b|\bivf\b|\bin utero\b|\b\d{1,2}(\+\d)?/40\b|\b(neonat\w*|newborn|baby born)\b"
 )
 PREGNANCY_EXPOSURE_LINK = _rx(
     r"\b(while|when|whilst) (on|taking|using|being treated)|\b(on|taking|using|took|started)\s+[a-z]+"
@@ -239,6 +281,13 @@ PREGNANCY_STATEMENT = _rx(
     r"|\bconceived\b|\bfound out (she|i) (is|was|am) (pregnant|expecting)\b|\bdelivered a (healthy )?(baby|boy|girl)"
     r"|\bgave birth\b|\bnursing (her|a|an|his)\b|\bmilk transfer\b|\bbreast ?fed (baby|infant)\b"
     r"|\b(preg(nancy)? test (was |is )?positive|positive preg(nancy)? test)\b|\blmp\b"
+    r"|\b(pt|patient|she|woman|lady|patiente|patientin)\s+(now |currently |is )?(pregnant|enceinte|schwanger)\b"
+    r"|\b(grossesse|schwangerschaft|embarazo) (sous|unter|con|with|on)\b|\b\d{1,2}(\+\d)?/40\b"
+    r"|\b(beta[- ]?)?hcg (positive|\+|was positive)|\bpositive (beta[- ]?)?hcg\b"
+    r"|\b(mother|mom|mum|maternal)\b.{0,40}\b(until|till|throughout|up to|during|right up to) (the )?(delivery|birth"
+    r"|labou?r|pregnancy|wk|week|\d+ ?(w|wks?|weeks))\b|\bborn at \d{2} ?(\+\d ?)?(w|wks?|weeks)\b"
+    r"|\b(exposed|exposure) in utero\b|\b(baby|infant|newborn|neonate)\b.{0,60}\b(mother|mom|mum)\b.{0,20}\b(was|had been)"
+    r" (on|taking|using)\b"
 )
 PREGNANCY_CONDITIONAL = _rx(
     r"\bif\b|\bin case\b|\bplanning\b|\bplans to\b|\btrying (to conceive|for a baby|to get pregnant)"
@@ -262,6 +311,26 @@ MEDICATION_ERROR = _rx(
     r"|\b(used|injected|given|stored) (it |the pen |them )?(wrong(ly)?|incorrectly)\b"
     r"|\bwrong (bed|room|arm|eye|day|time|frequency|schedule|label|instructions)\b"
     r"|\b(daily|weekly|monthly|twice a day|once a week) instead of (daily|weekly|monthly|once a week|once a day)\b"
+    # given twice / too early; errors named by where they happened
+    r"|\b(gave|given|administered|dispensed|injected|used|took|taken)\b(\s+\S+){0,4}\s+twice\b(?! (a|per|daily|weekly"
+    r"|every|a day|a week))|\b(both|two) (nurses|staff|carers|of us|doctors)\b.{0,40}\b(gave|given|signed|administered)"
+    r"|\b(scheduling|labell?ing|storage|timing|charting|documentation|handling|preparation|reconstitution|technique"
+    r"|communication|handover|discharge|supply) (error|mistake|mix-?up)\b"
+    r"|\b(given|gave|injected|administered|dosed|repeated)\b.{0,30}\b(too early|too soon|too late|early|late)\b"
+    r"|\bshould(n'?t| not)? (have|'ve) (got|gotten|had|received|been given)\b|\bsound[- ]?alike|\blook[- ]?alike"
+    r"|\blook (almost |nearly |exactly )?the same\b"
+    # cold chain / storage, a dose from the wrong person's supply, duplicated therapy, an incomplete dose
+    r"|\b(left|kept|stored|sat) out (of|from) (the )?fridge\b|\b(unrefrigerated|not refrigerated)\b"
+    r"|\b(left|stored|kept) (\w+ ){0,2}(at|in) (room temperature|a hot car|the sun)\b"
+    r"|\b(gave|given|took|taken|injected|used)\b.{0,30}\b(his|her|their|a) (dad|mum|mom|mother|father|brother|sister"
+    r"|husband|wife|partner|son|daughter|grandad|grandma|sibling|flatmate|roommate)'?s\b"
+    r"|\b(thinking|thought|believing) it was (his|her|their|my|the|a|an) (\w+ ){0,2}(shot|injection|pen|tablets?|pills?"
+    r"|medicine|medication|dose|inhaler|drug|vitamins?)\b|\bmistook\b|\bmistaken for\b|\bswap(ped|ping)\b|\bmix(ing|es) (them )?up\b"
+    r"|\b(took|taking|given|getting|on) both\b|\bunder a different (name|brand)\b|\bduplicat\w+ (therapy|prescri\w*"
+    r"|dos\w*|supply)\b|\b(change|stop|discontinuation|switch) (was(n'?t| not)|not) (communicated|passed on)\b"
+    r"|\bbefore the needle was\b|\b(half|part|some|most) (of )?the (\w+ )?dose (sprayed|leaked|squirted|came out|was lost"
+    r"|went)\b|\b(incomplete|partial) (dose|injection)\b|\bdid(n'?t| not) hear the click\b|\bwet injection\b"
+    r"|\bshould (be|have been|'ve been) (\d+|one|once|twice|weekly|daily|monthly)\b"
     r"|\blabel (said|says|read|reads)\b.{0,40}\bbut\b|\b(injected|took|taken|used|given) (it )?(daily|every day)"
     r"\b.{0,40}\b(weekly|once a week)\b|\b(weekly|once a week)\b.{0,60}\b(injected|took|taken|used|given) (it )?"
     r"(daily|every day)\b"
@@ -276,6 +345,19 @@ OCCUPATIONAL = _rx(
     r" on|on (her|his|their) (skin|hands?|eyes?))"
     r"|\bwhile (preparing|reconstituting|handling|crushing|drawing up|dispensing|mixing)\b.{0,60}\b(exposed|splash"
     r"|inhaled|got|spilled|spilt)|\binhaled (the )?(powder|dust|aerosol|spray)\b"
+    # dust / mist breathed in, skin contact at work, a needle in the handler, exposure named as at work
+    r"|\b(inhal(ed|ing)|breath(ed|ing) in|got) (the |some |a lot of |lots of )?(dust|powder|mist|vapou?r|aerosol|spray"
+    r"|fumes)\b|\b(dust|powder|mist) (exposure|in (his|her|my|their) (eyes?|face|mouth|nose))\b"
+    r"|\b(lots of|a lot of|daily|constant) (dust|powder)\b|\bthink (it'?s|its|it is) the (dust|powder|fumes)\b"
+    r"|\b(exposure|exposed) at work\b|\bat work exposure\b|\bwork(place)?[- ]related exposure\b|\bocc\.? exposure\b"
+    r"|\b(without|no) (gloves|a mask|mask|ppe|eye protection)\b"
+    r"|\b(stuck|pricked|jabbed|stabbed|cut) (himself|herself|myself|themselves|his (hand|finger|thumb)|her (hand|finger"
+    r"|thumb)|my (hand|finger|thumb)|with (a|the) (\w+ ){0,3}(needle|syringe|sharp))\b"
+    r"|\b(went|got|go) into my (finger|hand|thumb|arm)\b|\bspill(ed|t)? (\w+ ){0,3}(onto|on|over) (her|his|my|their|a|an|the) "
+    r"(\w+ ){0,2}(skin|hands?|arms?|forearm|face|cut|wound)\b"
+    r"|\b(crush(ing|es)|counting|handl(ing|es)|dispens(ing|es)|refilling|preparing) (\w+ ){0,3}(all day|every day|daily"
+    r"|\d+ ?x a day|for (\w+ ){0,2}residents|for (\w+ ){0,2}pts|for (\w+ ){0,2}patients|for dosette|from bulk)"
+    r"|\b(i|we) (dispense|crush|handle|prepare|count) \w+ (\w+ ){0,2}(all day|every day|daily|from bulk)\b"
 )
 
 INFECTIOUS = _rx(
@@ -286,13 +368,26 @@ INFECTIOUS = _rx(
     r"|bacter|bacillus|candida)|\b(same|one|the same|single) (lot|batch|vial)\b.{0,80}\b(infect\w*|abscess|sepsis"
     r"|fever)|\b(infect\w*|abscess|sepsis|hepatitis|hiv)\b.{0,80}\b(same|one|single) (lot|batch|vial)\b"
     r"|\b(vial|pen|batch|lot|product|infusion)\b.{0,40}\b(the )?source\b"
+    r"|\b(infect\w*|sepsis|septic|bacteraemia|bacteremia|abscess|cellulitis|cultures?|grew|organism|bacteri\w*|fung\w*"
+    r"|mycobacteri\w*|staph\w*|strep\w*|klebsiella|pseudomonas|serratia|burkholderia|e\.? ?coli|candida|virus|viral"
+    r"|parvovirus|hepatitis|hep [abc]|hiv|prion\w*|endotoxin|pyrogen\w*|gastroenteritis|food poisoning)\b.{0,100}\b(same"
+    r" (lot|batch|shipment|vial|delivery|organism)|from the (product|vial|pen|syringe|batch|lot|injection|tablets?|infusion)"
+    r"|in the product|plasma[- ]derived|(lot|batch) (no|number|#)|lot [a-z]*\d|batch [a-z]*\d|new (batch|lot|shipment)"
+    r"|contaminat\w*|mou?ldy?|(leftover|left over|remaining) (\w+ )?(in the )?(syringe|vial|pen))"
+    r"|\b(same|one|single) (lot|batch|shipment)\b.{0,100}\b(infect\w*|sepsis|abscess|cellulitis|fever|febrile|pus)\b"
+    r"|\b(could|can|did|might) (it|this|the \w+) (come|have come|be transmitted|be contaminated|be from)\b"
+    r"|\b(lot|batch) [a-z]*\d+\b.{0,60}\b(infect\w*|sepsis|abscess|cellulitis|pus)\b"
+    r"|\b(infection|abscess|cellulitis|sepsis|bacteraemia|bacteremia|pus)\b.{0,60}\b(injection|respizan|pen) site\b"
+    r"|\b(injection|pen) site\b.{0,60}\b(infection|abscess|cellulitis|pus|grew)\b"
+    r"|\b(positive|grew)\b.{0,40}\b(cultures?|staph\w*|strep\w*|klebsiella|pseudomonas|serratia|burkholderia|e\.? ?coli"
+    r"|candida|mycobacteri\w*|m\. \w+)\b|\b(hep(atitis)? [abc]|hiv|parvovirus( b19)?|cmv|hcv|hbv) positive\b"
     r"|\bseroconver\w*|\b(hiv|hepatitis [abc]|hep [abc]|hcv|hbv|cjd|prion\w*)\b.{0,40}\b(after|following|from|via)"
     r"\b.{0,30}\b(infusion|injection|dose|vial|pen|batch|lot|product|syringe)"
 )
 
 OFF_LABEL_USE = _rx(
     r"\b(used|using|tried|trying|gave|given|giving|started|starting|prescribed|put (him|her|them) on|been on"
-    r"|treated|treating|injected|switched)\b"
+    r"|treated|treating|injected|switched|trial(l)?ed|trial(l)?ing|put (\w+ ){1,3}on|give|we give|use it)\b"
 )
 OUTCOME = _rx(
     r"\b(worked|works|working|improved|improvement|better|worse|worsened|responded|response|resolved|shrank"
@@ -301,13 +396,14 @@ OUTCOME = _rx(
     r"|outcome|result(ed|s)?|went (up|down)|came down|normalised|normalized|success(ful(ly)?)?|failed"
     r"|at target|is up|are up|rose|raised|elevated|great|well|fine|no (exacerbations|attacks|symptoms)|nauseous"
     r"|help(ed|ing)?|effective|benefit(ed|s)?|remission|controlled|tolerated|no (side )?effects|no problems"
-    r"|no issues|recovered|cleared|disappeared|went away|stable|kg)\b"
+    r"|no issues|recovered|cleared|disappeared|went away|stable|kg|flared?|flares|flare-up|happy|shr[au]nk|went up"
+    r"|no aes?|good response|poor response)\b"
 )
 
 DEVICE_WORDS = _rx(
     r"\b(pens?|auto-?injectors?|needles?|vials?|syringes?|cartridges?|packs?|packaging|blisters?|boxe?s?|tabs"
     r"|cartons?|caps?|labels?|seals?|inhalers?|devices?|tablets?|pills?|capsules?|bottles?|shipment"
-    r"|delivery|batch|lot)\b"
+    r"|delivery|batch|lot|solution|liquid|suspension|powder|contents|foil|windows?|stock)\b"
 )
 DEFECT_WORDS = _rx(
     r"\b(cracked|broken|broke|leak(ing|ed|s|y)?|damaged|defective|faulty|malfunction(ed|ing)?|jammed|stuck"
@@ -319,6 +415,27 @@ DEFECT_WORDS = _rx(
     r" (click|inject|fire|activate|work|dispense|open|release))\b"
     r"|\b(chipped|specks?|floating|spins freely|arrived (warm|hot|frozen)|cold chain|temperature excursion"
     r"|different colou?r|wrong colou?r|embossed|won'?t lock|(label|pack|box|carton|bottle) says\b.{0,40}\bbut)\b"
+    # looks, smells or counts wrong; parts missing; print unreadable; a device that does not do its job
+    r"|\b(look|looks|looked|are|is|appears?|appeared|turned|gone|went) (\w+ )?(yellowish|yellow|brownish|brown|pinkish"
+    r"|pink|grey|gray|greyish|discolou?red|off[- ]white|darker|lighter|orange|blue|green|spotty|speckled|mottled)\b"
+    r"|\bnot (white|clear|colou?rless)\b|\bsmell(s|ed|ing)? (weird|off|wrong|different|musty|mouldy|moldy)\b"
+    r"|\b(arrived|came|supplied|delivered|dispensed) without\b|\bwithout (a |the |its )?(needle( cap)?|cap|plunger|label"
+    r"|leaflet|seal|lid|needle guard|stopper)\b"
+    r"|\bonly (had |contained |has |have |contains |holds |had about )?\d+ (tabs|tablets|pills|capsules|pens|vials|inside"
+    r"|in (it|the box|the bottle|the pack))\b|\bwrong count\b|\b\d+ (tabs|tablets|pills|capsules|pens) (missing|short)\b"
+    r"|\bcounted (it |them )?(twice|again)\b|\bshort by \d+\b"
+    r"|\b(window|indicator|counter|display|dial|plunger)\b.{0,30}\b(stays|stayed|remains|remained|doesn'?t|does not"
+    r"|didn'?t|did not|won'?t|never|stuck)\b"
+    r"|\b(doesn'?t|didn'?t|does not|did not|won'?t|wouldn'?t|never|fails? to|failed to) (turn|change|spray|deploy|retract"
+    r"|lock|prime|puff|count|click|dispense|release|fire|activate)\b"
+    r"|\bsprays? nothing\b|\bnothing (came|comes|come) out\b|\bno (spray|mist|medicine|liquid|drug|dose) (came|comes) out\b"
+    r"|\bdifferent (sizes?|shapes?|markings?|thickness(es)?|weights?)\b"
+    r"|\bprint(ed|ing)? (crooked|wrong(ly)?|smudged|faded|blurred|illegible|unreadable|misaligned|upside down)\b"
+    r"|\b(unreadable|illegible|smudged|faded|misprinted) (label|expiry|print|text|batch|lot|printing)\b"
+    r"|\bexpiry (date )?(is )?(unreadable|illegible|missing|wrong|different|doesn'?t match|not matching)\b"
+    r"|\bexpiry\b.{0,50}\bdifferent\b|\b(foil|seal|blister|packaging|carton|cap|lid) (\w+ )?(peeling|peeled|torn"
+    r"|ripped|split|punctured|unsealed|lifting|loose|broken)\b|\b(peeling|torn|ripped|punctured|unsealed) (foil|seal"
+    r"|blister)\b|\bmou?ldy?\b|\bsticky\b|\bclumped\b|\bsediment\b"
 )
 ARRIVAL = _rx(r"\b(arrived|received|delivered|opened|came|shipped|dispensed|picked up|box|batch|lot)\b")
 
@@ -367,8 +484,13 @@ BOT_INSTRUCTION = _rx(
 )
 # Feedback about the bot or the service itself.
 BOT_FEEDBACK = _rx(
-    r"\b(the |this |your )?(bot|chat ?bot|chat|service|app|tool|assistant|answers?|replies|reply|response|info"
-    r"|information)\b.{0,40}\b(useful|helpful|unhelpful|frustrat\w*|slow|quick|fast|great|good|poor|confusing"
+    r"^(feedback|suggestion|compliment|complaint about (the|your) (service|website|hotline))s?\s*:"
+    r"|\b(great|good) job\b|\bwell done\b|\bkeep it up\b|\bthanks? (you )?for (the|your) (quick |fast |kind )?(help"
+    r"|support|reply|answer|call)\b|\bon hold\b|\bwait(ed|ing)? (\d+|over an?|for an?|almost an?) (min|mins|minutes"
+    r"|hours?|hrs?|days?)\b|\b(not acceptable|unacceptable)\b"
+    r"|\b(the |this |your )?(bot|chat ?bot|chat|service|app|tool|assistant|answers?|replies|reply|response|info"
+    r"|information|website|web ?site|site|portal|web ?page|hotline|phone line|support (nurse|team|line))\b.{0,40}\b(useful"
+    r"|helpful|unhelpful|frustrat\w*|slow|quick|fast|great|good|poor|confusing|fantastic|brilliant|down|broken"
     r"|misunderst\w*|understand\w*|easy|hard|clunky|long|short|stars?|thanks?|excellent|awful|rubbish)\b"
     r"|\b(useful|helpful|unhelpful|frustrat\w*|slow|quick|great|confusing|excellent|easy to use)\b.{0,40}\b(bot"
     r"|chat|service|app|tool|answers?|replies|response|info|information)\b"
@@ -386,7 +508,7 @@ GENERAL_QUESTION = _rx(
 )
 HYPOTHETICAL = _rx(
     r"\b(what (should|do|can|would) (i|we|you|they|patients) do (if|when)|what if|what happens (if|when)"
-    r"|in case|in the event|if (a|my|the|your|one of my)? ?patients?|should a patient|when a patient"
+    r"|in case|in the event|if (a|my|the|your|one of my)? ?(patients?|pts?)|should a (patient|pt)|when a (patient|pt)"
     r"|for patients who|patients who|how (do|should) (i|we) (manage|treat|handle)|how to (manage|treat)"
     r"|(can|could|should|may|do) (i|we|you) (give|use|prescribe|start|switch|combine|administer|recommend|offer)"
     r"|is it (ok|okay|safe|possible|appropriate|advisable))\b"
@@ -423,6 +545,8 @@ REP_REQUEST = _rx(
     r"|\brepresentative\b|\bvisit (me|my (practice|clinic|office))\b|\b(rep|representative) (visit|to call)\b"
     r"|\bdrop off (some )?(samples|leaflets|brochures)\b|\bbrochures?\b|\bleaflets? for (my )?patients\b"
     r"|\bpatient (materials|leaflets)\b|\bspeaker (program|programme|event)\b"
+    r"|\b(educational|patient|information|waiting[- ]room) (leaflets?|materials?|posters?|brochures?|booklets?)\b"
+    r"|\b(leaflets?|posters?|booklets?) (on|about)\b|\btrainer (pens?|devices?|kits?)\b|\bdemo (pens?|devices?|kits?)\b"
 )
 
 # Service asks that are not about a patient: verification, contact details, access, callbacks.
@@ -430,7 +554,9 @@ SERVICE_ASK = _rx(
     r"\b(verif(y|ied|ication)|registered|registration|licen[cs]e|gmc|npi|lanr|my (details|email|phone|number|address"
     r"|account|access|password|login)|update (my|the)|change (my|the)|call (me )?back|callback|ring me|contact me"
     r"|access|log ?in|password|prior auth\w*|co-?pay|reimburse\w*|formulary|webinar|newsletter|unsubscribe"
-    r"|meeting|appointment|prefer(ence)?|email me|whatsapp me)\b"
+    r"|meeting|appointment|prefer(ence)?|email me|whatsapp me|enrol\w*|enroll\w*|sign (him|her|them) up"
+    r"|(support|adherence|access|patient support|copay|co-pay) (programme|program|scheme)|(injection|device|inhaler|pen)"
+    r" training|(nurse|team|rep|msl|someone) to (contact|call|phone|visit|ring|email))\b"
 )
 
 
@@ -450,6 +576,9 @@ OFF_LABEL_EXPLICIT = _rx(
     r"|\boutside (the|its) (label|licen[sc]e|indication|smpc|pi|marketing authori[sz]ation)\b"
     r"|\bunapproved (use|indication)\b|\bunlicen[sc]ed\b|\bnot (approved|licen[sc]ed|indicated)\b"
     r"|\b(higher|above|more) than (the )?(licen[sc]ed|label(led)?|approved|max(imum)?)( dose)?\b"
+    r"|\b(below|under) (the )?(label(led)?|licen[sc]ed|approved|authori[sz]ed) (age|population)\b"
+    r"|\b(even though|although|despite) (the )?(smpc|spc|label|pi|leaflet|pil) (says|said|states|advises)\b"
+    r"|\bdespite (the |a )?contraindication\b|\bevery \d+ (weeks?|days?) instead of (every )?\d+\b"
 )
 
 
@@ -478,7 +607,8 @@ EXPOSURE = _rx(
 _INDEFINITE_PERSON = _rx(r"\b(a|an|any|some)\s+(\w+\s+)?(patients?|pts?|man|woman|lady|gentleman|child|person)\b")
 # Asking on someone's behalf, or wondering, without a question mark.
 ASKING = _rx(
-    r"\b((would|'d) like to know|wants? to know|wanted to know|asked (me )?(if|whether|about)|is asking|are asking"
+    r"\b((?<!you )(?<!you)(would|'d) like to know|(?<!you'd )(?<!you would )(?<!you might )(?<!you may )wants? to know"
+    r"|wanted to know|asked (me )?(if|whether|about)|is asking|are asking"
     r"|asking (if|whether|about)|wonder(s|ing)? (if|whether))\b"
 )
 # Figures from trials / the label are about a population, even in the past tense.
@@ -495,6 +625,95 @@ _PASSIVE_REGIMEN = _rx(
 )
 
 
+# The writer says they are telling us something ("fyi", "thought you'd want to know", "pls log this").
+REPORT_CUE = _rx(
+    r"\bfyi\b|\bthought (you'?d|you would|you might) (want|like) to know\b|\bjust (letting|to let) you know\b"
+    r"|\bwanted to (let you know|inform you|report)\b|\b(i'?m|i am|we'?re|we are) reporting\b"
+    r"|\b(pls|please|can (you|u)|could (you|u)) (log|record|file|open) (an?|this|the|it)\b"
+    r"|\bfor your (records|information|pharmacovigilance|safety (team|database))\b"
+)
+# A greeting before the question ("hi, do you have ...") does not stop it being one.
+_LEADING_GREETING = _rx(
+    r"^((hi|hello|hey|hiya|dear \w+|good (morning|afternoon|evening)|morning|quick q(uestion)?)\b[\s,.:!-]*)+"
+)
+# Asked for a document, a lecture or a protocol: the topic, not a patient ("for our ED protocol").
+INSTITUTIONAL_PURPOSE = _rx(
+    r"\bfor (our|the|my|a) (\w+ ){0,2}(protocol|guidelines?|guide|formulary|lecture|talk|teaching|presentation"
+    r"|leaflet|poster|audit|newsletter|journal club|policy|sop|training|handbook|website|slides?)\b"
+    r"|\b(preparing|writing|giving|updating|revising) (a|an|our|the|my) (\w+ ){0,2}(lecture|talk|teaching|presentation"
+    r"|guide|protocol|guidelines?|policy|formulary|handbook|leaflet|audit|review|slides?)\b"
+)
+# A topic named as a section of the label or a registry ("pregnancy category of X", "overdose section").
+TOPIC_NOUNS = _rx(
+    r"\b(pregnancy|lactation|breast ?feeding|overdose|overdosage|misuse|abuse|storage|excursion|efficacy"
+    r"|interaction|paediatric|pediatric) (category|registry|registries|section|data|info|information|guidance"
+    r"|advice|warnings?|labell?ing|studies|potential|liability|management|protocol|policy)\b"
+)
+# A clause that starts like a question ("..., what do the guidelines say").
+_CLAUSES = re.compile(r"[,.;:!?()]+\s*|\s+-+\s+")
+CLAUSE_QUESTION = _rx(
+    r"^(what (do|does|did|should|would|is|are|can)|how (do|does|should|can|long|often|much|many)|which (one|dose|strength)"
+    r"|(can|could|should|do|does|is|are|would) (i|we|you|it|there)|any (data|studies|evidence|advice|guidance"
+    r"|papers|thoughts|ideas|recommendations?))\b"
+)
+# A question mark that closes a question (not "(lack of oxygen?)" or "retention?, edema").
+_PARENTHETICAL = re.compile(r"\([^)]*\)")
+_QUESTION_MARK = re.compile(r"\?+(\s|$)")
+_SENTENCES = re.compile(r"(?<=[.!?;])\s+|\s+-+\s+|\s*\n\s*")
+# Something specific in a sentence: a person, the writer, a count of doses or days, a lot number.
+SPECIFIC_ANCHOR = _rx(
+    r"\b\d+\s*(doses?|injections?|shots?|weeks?|wks?|months?|days?|episodes?|attacks?|tabs|tablets|pills|x|times"
+    r"|hours?|hrs?)\b|\b(lot|batch)\b|\b(my|our|his|her|their)\b|\b(i|we|he|she)\b"
+)
+
+
+def _sentences(norm: str) -> list[str]:
+    return [part for part in _SENTENCES.split(norm) if part.strip()]
+
+
+# The condition a treatment is for, or a patient's standing diagnosis, named in a question ("any data in
+# migraine prophylaxis", "for a pt with pulmonary hypertension"): a reason to treat, not an event.
+CONDITION_PHRASE = _rx(
+    r"\b(pts?|patients?|someone|people|person|man|woman|lady|child|children|adults?|kids?) with ([\w'-]+[\s,;]*){1,3}"
+    r"|\b(in|for) (\w+ ){1,2}(prophylaxis|prevention|treatment|management)\b"
+)
+# Treatment being weighed, not given ("considering it for a pt", "thinking about X for ...").
+PROSPECTIVE = _rx(
+    r"\b(considering|thinking (about|of)|planning|plan to|would like to (try|use|start)|want to (try|use|start)"
+    r"|wondering about|weighing up)\b"
+)
+
+
+def without_condition_phrases(norm: str) -> str:
+    return CONDITION_PHRASE.sub(" ", norm)
+
+
+def _asks_in_form(text: str) -> bool:
+    """The text starts like a question, or one of its clauses does ("hi, do you have ...")."""
+    body = _LEADING_GREETING.sub("", text)
+    return bool(QUESTION_START.search(body)) or any(CLAUSE_QUESTION.search(c) for c in _CLAUSES.split(body)[1:])
+
+
+def _declares_a_special_situation(norm: str) -> bool:
+    """A sentence states a special situation or a product defect, whatever the message asks after it.
+
+    "cardiovex isn't controlling my pt's angina. could the batch be weak?" reports a lack of efficacy;
+    "the tabs are embossed with the wrong strength??" reports a defect. The sentence must not be a
+    question, a condition or a hypothetical itself, and must be about something specific.
+    """
+    for sentence in _sentences(norm):
+        if sentence.rstrip().endswith("?") and not _DEFECT_DECLARED.search(sentence):
+            continue
+        if CONDITIONAL.search(sentence) or HYPOTHETICAL.search(sentence) or _asks_in_form(sentence) \
+                or TOPIC_NOUNS.search(sentence) or INSTITUTIONAL_PURPOSE.search(sentence):
+            continue
+        if DEFECT_WORDS.search(sentence) and DEVICE_WORDS.search(sentence):
+            return True
+        if SPECIFIC_ANCHOR.search(sentence) and any(rx.search(sentence) for rx in _DECLARED_SPECIAL):
+            return True
+    return False
+
+
 def is_general_question(norm: str) -> bool:
     """A question about the product in general, not about something that happened to someone.
 
@@ -502,13 +721,16 @@ def is_general_question(norm: str) -> bool:
     questions however they are phrased; a message that says something happened (a past-tense
     event, someone who has been taking the product) never does.
     """
+    if REPORT_CUE.search(norm):
+        return False
     hypothetical = bool(HYPOTHETICAL.search(norm))
-    asks = bool(QUESTION_START.search(norm)) and not FIRST_PERSON_NARRATIVE.search(norm)
+    asks = _asks_in_form(norm) and not FIRST_PERSON_NARRATIVE.search(norm)
     # A short noun phrase naming a topic ("myopathy risk with X + fibrates") asks about it.
-    topic = (len(norm.split()) <= TOPIC_MAX_WORDS and bool(GENERAL_QUESTION.search(norm))
+    topic = (len(norm.split()) <= TOPIC_MAX_WORDS and bool(GENERAL_QUESTION.search(norm) or TOPIC_NOUNS.search(norm))
              and not FIRST_PERSON_NARRATIVE.search(norm))
-    questiony = (norm.rstrip().endswith("?") or asks or hypothetical or bool(ASKING.search(norm)) or topic
-                 or bool(LITERATURE_REQUEST.search(norm)) or bool(BOT_INSTRUCTION.search(norm)))
+    questiony = (bool(_QUESTION_MARK.search(_PARENTHETICAL.sub(" ", norm))) or asks or hypothetical or bool(ASKING.search(norm)) or topic
+                 or bool(LITERATURE_REQUEST.search(norm)) or bool(BOT_INSTRUCTION.search(norm))
+                 or bool(INSTITUTIONAL_PURPOSE.search(norm)) or bool(TOPIC_NOUNS.search(norm)))
     if not questiony:
         return False
     about_trials = bool(TRIAL_POPULATION.search(norm))
@@ -516,6 +738,8 @@ def is_general_question(norm: str) -> bool:
         return False
     if about_trials:
         return True
+    if _declares_a_special_situation(norm):
+        return False
     if hypothetical:
         # "can I give ...", "is it safe to continue?" asked about a particular patient to whom
         # something is happening is a report with a question in it; "if a patient develops ..."
@@ -530,8 +754,10 @@ def is_general_question(norm: str) -> bool:
         return True
     # A question about a particular patient is still a question while nothing has happened to
     # them ("my patient has HIV - can he take X?"); a symptom, a drug link or a special
-    # situation makes it a report with a question in it.
-    return not any(rx.search(norm) for rx in _EVENT_IN_QUESTION)
+    # situation makes it a report with a question in it. A treatment still being weighed names
+    # its condition, not an event ("considering X for a pt with pulmonary hypertension?").
+    text = without_condition_phrases(norm) if PROSPECTIVE.search(norm) else norm
+    return not any(rx.search(text) for rx in _EVENT_IN_QUESTION)
 
 
 _EVENT_IN_QUESTION: tuple[re.Pattern[str], ...] = ()  # filled in below, once every pattern exists
@@ -592,7 +818,7 @@ def evaluate(norm: str, *, product_mentioned: bool, off_label: bool = False,
             "quality_complaint" in cats and not product_mentioned
         ):
             cats.append("lack_of_efficacy")
-        if off_label and (OUTCOME.search(norm) or SYMPTOMS.search(norm)) and (
+        if off_label and (OUTCOME.search(norm) or SYMPTOMS.search(norm) or LAB_ABNORMAL.search(norm)) and (
                 OFF_LABEL_USE.search(norm) or patient or personal or drug_link or OFF_LABEL_EXPLICIT.search(norm)
                 or AGE_ONLY.search(norm)):
             cats.append("off_label_outcome")
@@ -711,6 +937,14 @@ def slot_answer_is_narrative(norm: str) -> bool:
     return bool(DEFECT_WORDS.search(norm) and DEVICE_WORDS.search(norm) and len(norm.split()) > 3)
 
 
+# Special situations that, stated in a sentence of their own about someone, are a report.
+_DECLARED_SPECIAL = (
+    LACK_OF_EFFICACY, OVERDOSE, MEDICATION_ERROR, MISUSE, OCCUPATIONAL, INFECTIOUS, PREGNANCY_STATEMENT,
+    PATERNAL_PREGNANCY, LAB_ABNORMAL,
+)
+# A defect said with question marks ("embossed with 40??") is still said.
+_DEFECT_DECLARED = _rx(r"\?\?|\!\?")
+
 _EVENT_IN_QUESTION = (
     SYMPTOMS, SIDE_EFFECT_WORDS, SERIOUS, DRUG_LINK, EVENT_VERB, LACK_OF_EFFICACY, OVERDOSE, MEDICATION_ERROR,
     MISUSE, OCCUPATIONAL, INFECTIOUS, PREGNANCY_STATEMENT, PATERNAL_PREGNANCY, DEFECT_WORDS, BY_MISTAKE,
@@ -740,8 +974,25 @@ _STRICT_EVENT = (
 )
 
 
-def has_event_evidence(norm: str) -> bool:
-    return any(rx.search(norm) for rx in _STRICT_EVENT) or bool(DEFECT_WORDS.search(norm) and DEVICE_WORDS.search(norm))
+def has_event_evidence(norm: str, *, patient_counts: bool = True) -> bool:
+    """Something happened to someone. ``patient_counts=False``: a patient named in a service ask or a
+    comment ("enrol my pt in the support programme") is not by itself an event."""
+    rxs = _STRICT_EVENT if patient_counts else tuple(rx for rx in _STRICT_EVENT if rx is not PATIENT_CONTEXT)
+    return any(rx.search(norm) for rx in rxs) or bool(DEFECT_WORDS.search(norm) and DEVICE_WORDS.search(norm))
+
+
+# A postal address given as free text ("Flat 3, 21 Hill St, Leeds LS1 4AB", "Hauptstr. 5, 10115 Berlin").
+ADDRESS_SHAPE = _rx(
+    r"\b[a-z]{1,2}\d[a-z\d]? ?\d[a-z]{2}\b"  # UK postcode
+    r"|\b\d{1,5}[a-z]?,? (\w+ ){0,3}(st|street|rd|road|ave|avenue|lane|ln|drive|way|close|blvd|boulevard|place|square"
+    r"|sq|court|crescent|terrace|parkway|highway|hwy)\b\.?"
+    r"|\b\w+(strasse|straße|str\.|weg|allee|platz|gasse|ring|damm)\s*\d+\b|\b\d{5} [a-zäöü]+\b"
+    r"|\b(flat|apt|apartment|suite|unit|floor|building|room) \d+[a-z]?\b|\bpo box\b|\b[a-z]{2} \d{5}(-\d{4})?\b"
+)
+
+
+def looks_like_address(norm: str) -> bool:
+    return bool(ADDRESS_SHAPE.search(norm)) and len(norm.split()) <= SLOT_ANSWER_MAX_WORDS
 
 
 def is_about_the_service(norm: str) -> bool:
