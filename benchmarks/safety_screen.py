@@ -144,10 +144,7 @@ def labelled(rows: list[dict[str, Any]]) -> list[tuple[dict[str, Any], str]]:
     """(row, category code or "benign") for the label shapes our files use."""
     out: list[tuple[dict[str, Any], str]] = []
     for row in rows:
-        label = row.get("label")
-        if label is None:
-            label = row["category"] if "category" in row else "benign"
-        label = str(label)
+        label = str(row.get("label", row.get("category", "benign")))
         out.append((row, label if label == "benign" else LABEL_TO_CATEGORY.get(label, label)))
     return out
 
@@ -263,8 +260,8 @@ def main() -> int:
         per, benign_fp = score_file(screen, load(TUNE_SPECIAL), timer, own_errors)
         caught = sum(v[0] for v in per.values())
         total = sum(v[2] for v in per.values())
-        own_lines.append(f"| Special tuning set (TUNING, written blind) | {total} | recall {caught / max(total, 1):.3f} "
-                         f"| tuned on |")
+        own_lines.append(f"| Special tuning set (TUNING, written blind) | {total} | "
+                         f"recall {caught / max(total, 1):.3f} | tuned on |")
         own_lines.append(f"| Benign look-alikes of the tuning set (TUNING) | {benign_fp[1]} | false cases "
                          f"{benign_fp[0] / max(benign_fp[1], 1):.1%} | tuned on |")
         tune_lines = score_lines("Tuning set", per, benign_fp)
