@@ -158,7 +158,10 @@ LACK_OF_EFFICACY = _rx(
     r"|\b(ldl|cholesterol|lipids|hba1c|a1c|glucose|sugars?|eosinophils|exacerbations?|asthma|levels?)"
     r"\s+(\w+\s+)?(still|remain(s|ed)?|went up|unchanged|no better|not coming down|getting worse|worse)"
     r"|\bstill (having|getting) (exacerbations|attacks|flares|high (sugars|ldl|cholesterol))"
-    r"|\b(doesn'?t|does not|didn'?t|did not|isn'?t|is not|not) (seem to |really |actually )?(do|doing) (anything|much)"
+    r"|\b(doesn'?t|does not|didn'?t|did not|isn'?t|is not|not) (seem to |really |actually )?(be )?(do|doing) (anything"
+    r"|much)|\b(lost|losing|lose|loses) (its|the|their|all) effect\b|\b(wearing|wore|wears) off\b"
+    r"|\bcreeping (back )?up\b"
+    r"|\bstill (on|needing|needs|requiring) (oral |regular |monthly |rescue )?(steroids|pred\w*|rescue|salbutamol)\b"
     r"|\b(hasn'?t|has not|haven'?t|didn'?t|did not) (moved|changed|budged|improved|come down|dropped)\b"
     r"|\b(zero|no|little|minimal) (benefit|effect|response|improvement|change|difference)\b"
     r"|\b(isn'?t|not) controlling\b|\bstopped working\b|\bno longer (works|working|effective)\b"
@@ -186,9 +189,12 @@ OVERDOSE = _rx(
     r"|\b(dosing|dose|medication|administration) error\b|\bwrong dose\b"
     r"|\b(injected|took|taken|given) (it |the dose |the injection )?twice\b"
     r"|\b(\d+|two|three) (doses|injections|pens) (in one|on the same|the same) (day|week)\b"
-    r"|\baccidental(ly)?\s+(took|ingest|inject|swallow|given|gave|overdose|double)"
+    r"|\baccident(al)?l?y?\s+(took|ingest|inject|swallow|given|gave|overdose|double)"
+    r"|\b(tomorrow'?s|the next day'?s|yesterday'?s|next week'?s|an extra day'?s)\b.{0,30}\b(as well( as)?|aswell( as)?"
+    r"|too|on top|and today'?s|plus)\b|\b(as well as|aswell as|on top of) (today'?s|his|her|their|the usual)\b"
     r"|\b(whole|entire) (pack|box|bottle|strip)\b"
-    r"|\b(whole|entire) (week'?s?|month'?s?) (supply|worth)\b|\bhandfuls?( of)?\b|\bin one go\b|\ball at once\b"
+    r"|\b(whole|entire) (week'?s?|month'?s?) (supply|worth)\b|\b(whole|entire) (week|month)'?s?( of| worth)\b"
+    r"|\bin one (morning|evening|day|sitting|night)\b|\bhandfuls?( of)?\b|\bin one go\b|\ball at once\b"
     r"|\bdouble[- ]dos(ed|ing|e)\b|\btook too much\b|\bmore than (the )?(prescribed|recommended|maximum|max)\b"
     r"|\b(above|over|exceed\w*) the (max(imum)?|recommended) (dose|daily dose)\b"
     r"|\b\d+(\.\d+)?\s*mg\b.{0,30}\binstead of \d+(\.\d+)?\s*mg\b"
@@ -213,12 +219,13 @@ OVERDOSE = _rx(
     r"|icine)?s?"
     r" (trolley|cabinet|cupboard|box|bag)|pill (box|bottle|organi[sz]er)|dosette)\b"
 )
-BY_MISTAKE = _rx(r"\b(by mistake|by accident|accidentally|in error|mistakenly)\b")
+BY_MISTAKE = _rx(r"\b(by mistake|by accident|accident(al)?l?y|in error|mistakenly)\b")
 DOSE_WORD = _rx(r"\b(dose|doses|tablets?|pills?|capsules?|injections?|injected|took|taken|pen|mg)\b")
 
 MISUSE = _rx(
     r"\bmisus(e|ed|ing)\b|\babus(e|ed|ing)\b|\brecreational(ly)?\b|\bto get high\b|\bsnort"
-    r"|\bcrush(ed|ing)? (and|to) (inject|snort)|\bsomeone else'?s (pen|tablets|pills|prescription|medication)"
+    r"|\bcrush(ed|ing)? (and|to) (inject|snort)|\b(inject|snort|smok)\w* (the )?crushed\b|\bsomeone else'?s (pen"
+    r"|tablets|pills|prescription|medication)"
     r"|\bshar(ed|ing) (his|her|their|a) (pen|needle|tablets)|\bwithout a prescription\b"
     r"|\b(selling|sells|sold|reselling|diverting|diverted|diversion)\b|\bbought (it |them |\w+ )?(from|online|off)\b"
     r"|\b(on purpose|deliberately|intentionally)\b|\baddict\w*|\bdrug[- ]seeking\b"
@@ -229,15 +236,22 @@ MISUSE = _rx(
     r"|\bweight\b.{0,40}\b(not|non)[- ]?diabetic\b"
     r"|\bstockpil\w*|\b(injecting|taking|using|injects|takes|uses) extra\b"
     r"|\b(bought|buys|buying|got|gets|getting|ordered|ordering|obtained|sourced)\b.{0,30}\b(from|off|via) (the )?"
-    r"(internet|dark ?web|black market|social media|instagram|tiktok|a gym|the gym|a website|a friend)\b"
+    r"(internet|dark ?web|black market|social media|instagram|tiktok|a gym|the gym|a website|a friend|an online"
+    r" (shop|store|pharmacy|seller)|online)\b|\b(to|for) slim(ming)?( down)?\b.{0,60}\b(isn'?t|not|non)[- ]?diabetic\b"
+    r"|\b(isn'?t|not|non)[- ]?diabetic\b.{0,60}\bslim"
     r"|\b(without|no) (a )?prescription\b"
     r"|\b(more|higher doses?) than (prescribed|told|recommended|advised)\b|\b(lend|lending|lent|borrow\w*) (\w+ )?"
     r"(pens?|tablets|pills|injections)\b|\bdealing\b|\bfor (bodybuilding|cosmetic|performance|a high)\b"
-    r"|\b(taking|using|injecting|took|used|injected|on) (his|her|their|my) (sister|brother|friend|mum|mom|mother"
+    r"|\b(taking|using|injecting|took|used|injected|on|borrow\w*|shar\w*) (his|her|their|my) (sister|brother|friend|mum"
+    r"|mom|mother"
     r"|father|dad|husband|wife|partner|flatmate|grandad|granddad|grandma|gran)'?s\b"
     # prescribed to someone else, obtained or passed on outside a prescription
     r"|\bnot prescribed (to|for) (him|her|them|me|\w+)\b|\b(was|is)(n'?t| not) prescribed\b|\bnever prescribed\b"
-    r"|\bonly (\d|one|1) (of them )?(is|was|are) prescribed\b|\bprescribed (to|for) (someone|somebody) else\b"
+    r"|\bonly (\d|one|1) (of them )?(is|was|are) prescribed\b|\bprescribed (for|to) (her|his|their|a) (husband|wife"
+    r"|partner|mother|father|mum|mom|dad|brother|sister|son|daughter|friend|flatmate)\b|\bnot (what|how) (i|we"
+    r"|the doctor"
+    r"|the gp|they) prescribed\b|\bto lose weight (faster|quicker|quickly)\b|\bprescribed (to|for) (someone"
+    r"|somebody) else\b"
     r"|\b(from|off|through|via) (a|his|her|their) (friend|mate|colleague|relative|vet|contact|dealer|trainer|coach)\b"
     r"|\b(giv(es|ing|en)|gave|pass(es|ing|ed)|hand(s|ing|ed)|sell(s|ing)|push(es|ing|ed)) (\w+ ){0,3}to (his|her|their"
     r" )?(friends?|mates?|sister|brother|family|clients?|others|people|team ?mates?|relatives?)\b"
@@ -256,6 +270,10 @@ MISUSE = _rx(
     r"|\b(saw|seen|read about|learnt|learned) (it|this|that) on (youtube|tiktok|instagram|reddit|facebook|social media"
     r"|the internet|a forum)\b|\b(stimulant|steroid) cycles?\b"
 )
+
+# "if" that sets a condition — not the "if" of an indirect question ("not sure if related", "asking if").
+_IF = (r"(?<!sure )(?<!know )(?<!wonder )(?<!wondering )(?<!unclear )(?<!ask )(?<!asking )(?<!asked )(?<!check )"
+       r"(?<!see )(?<!tell me )(?<!idea )\bif\b(?! (it'?s|this is|that'?s|it is|related|relevant|linked|reportable))")
 
 PREGNANCY = _rx(
     r"\bpregnan(t|cy)\b|\bconceived\b|\bexpecting a baby\b|\bbreast[- ]?feed(ing)?\b|\blactating\b"
@@ -293,14 +311,17 @@ PREGNANCY_STATEMENT = _rx(
     r"|\b(pt|patient|she|woman|lady|patiente|patientin)\s+(now |currently |is )?(pregnant|enceinte|schwanger)\b"
     r"|\b(grossesse|schwangerschaft|embarazo) (sous|unter|con|with|on)\b|\b\d{1,2}(\+\d)?/40\b"
     r"|\b(beta[- ]?)?hcg (positive|\+|was positive)|\bpositive (beta[- ]?)?hcg\b"
-    r"|\b(mother|mom|mum|maternal)\b.{0,40}\b(until|till|throughout|up to|during|right up to) (the )?(delivery|birth"
+    r"|\b(on|took|taking|used|using|continued)\b.{0,30}\b(until|till|up to|right up to|throughout) (the "
+    r"|her )?(delivery"
+    r"|birth|labou?r|pregnancy)\b"
+    r"|\b(mother|mom|mum|maternal)\b.{0,60}\b(until|till|throughout|up to|during|right up to) (the )?(delivery|birth"
     r"|labou?r|pregnancy|wk|week|\d+ ?(w|wks?|weeks))\b|\bborn at \d{2} ?(\+\d ?)?(w|wks?|weeks)\b"
     r"|\b(exposed|exposure) in utero\b|\b(baby|infant|newborn|neonate)\b.{0,60}\b(mother|mom|mum)\b.{0,20}\b(was"
     r"|had been)"
     r" (on|taking|using)\b"
 )
 PREGNANCY_CONDITIONAL = _rx(
-    r"\bif\b|\bin case\b|\bplanning\b|\bplans to\b|\btrying (to conceive|for a baby|to get pregnant)"
+    _IF + r"|\bin case\b|\bplanning\b|\bplans to\b|\btrying (to conceive|for a baby|to get pregnant)"
     r"|\bwants? to (conceive|get pregnant|breast ?feed)|\bthinking (about|of)\b|\bconsidering\b"
 )
 
@@ -319,7 +340,11 @@ MEDICATION_ERROR = _rx(
     r"(given|administered|dispensed|injected|taken))\b"
     r"|\b(written|prescribed) as\b|\bwritten instead\b|\b(forgot|forgotten) (that )?(she|he|they|i) had"
     r"|\b(used|injected|given|stored) (it |the pen |them )?(wrong(ly)?|incorrectly)\b"
-    r"|\bwrong (bed|room|arm|eye|day|time|frequency|schedule|label|instructions)\b"
+    r"|\bwrong (bed|room|arm|eye|day|time|frequency|schedule|label|instructions|spot|site|place|area|location|muscle"
+    r"|vein|leg|side|needle|diluent|syringe)\b"
+    r"|\b\d+(\.\d+)? ?mg\b.{0,50}\bprescribed( for)? \d+(\.\d+)? ?mg\b|\b(dispensed|supplied|given"
+    r"|handed)\b.{0,40}\b(pts?"
+    r"|patients?|someone|him|her) prescribed\b"
     r"|\b(daily|weekly|monthly|twice a day|once a week) instead of (daily|weekly|monthly|once a week|once a day)\b"
     # given twice / too early; errors named by where they happened
     r"|\b(gave|given|administered|dispensed|injected|used|took|taken)\b(\s+\S+){0,4}\s+twice\b(?! (a|per|daily|weekly"
@@ -331,7 +356,10 @@ MEDICATION_ERROR = _rx(
     r"|\blook (almost |nearly |exactly )?the same\b"
     # cold chain / storage, a dose from the wrong person's supply, duplicated therapy, an incomplete dose
     r"|\b(left|kept|stored|sat) out (of|from) (the )?fridge\b|\b(unrefrigerated|not refrigerated)\b"
-    r"|\b(left|stored|kept) (\w+ ){0,2}(at|in) (room temperature|a hot car|the sun)\b"
+    r"|\b(left|stored|kept) (\w+ ){0,2}(at|in) (room temperature|a hot car|the sun|a car|the car|a car boot|the boot"
+    r"|a freezer|the freezer|the heat)\b|\b(in|at) \d{2} ?(degrees|°c?)\b|\bwhen the (script|prescription|rx|chart"
+    r"|label)"
+    r" (said|says|was for)\b|\binstead of every \d+ (weeks?|days?|months?)\b"
     r"|\b(gave|given|took|taken|injected|used)\b.{0,30}\b(his|her|their|a) (dad|mum|mom|mother|father|brother|sister"
     r"|husband|wife|partner|son|daughter|grandad|grandma|sibling|flatmate|roommate)'?s\b"
     r"|\b(thinking|thought|believing) it was (his|her|their|my|the|a|an) (\w+ ){0,2}(shot|injection|pen|tablets?|pills?"
@@ -350,7 +378,8 @@ MEDICATION_ERROR = _rx(
 
 OCCUPATIONAL = _rx(
     r"\bneedle[- ]?stick|\bsharps injury\b|\boccupational(ly)? (expos\w*|injury|incident)\b"
-    r"|\bsplash(ed|es)? (\w+ ){0,3}(in|into|on) (her|his|my|their|the) (eyes?|face|skin|hands?|mouth)\b"
+    r"|\b(splash(ed|es)?|spray(ed|s)?|squirt(ed|s)?|spurt(ed|s)?) (\w+ ){0,3}(in|into|on) (her|his|my|their|the) (eyes?"
+    r"|face|skin|hands?|mouth)\b"
     r"|\b(accidentally |inadvertently )?(injected|pricked|stabbed|jabbed|exposed) (herself|himself|myself|themselves"
     r"|themself|ourselves)\b|\b(nurse|pharmacist|colleague|staff|technician|carer|caregiver|healthcare assistant"
     r"|hca|porter|cleaner|paramedic|doctor|student)\b.{0,60}\b(accidentally|inhaled|splash|exposed|got (it|some)"
@@ -387,9 +416,13 @@ INFECTIOUS = _rx(
     r"|food poisoning)\b.{0,100}\b(same"
     r" (lot|batch|shipment|vial|delivery|organism)|from the (product|vial|pen|syringe|batch|lot|injection|tablets?"
     r"|infusion)"
-    r"|in the product|plasma[- ]derived|(lot|batch) (no|number|#)|lot [a-z]*\d|batch [a-z]*\d|new (batch|lot|shipment)"
+    r"|in the product|plasma[- ]derived|(lot|batch) (no|number|#)|lot [a-z]*\d|batch [a-z]*\d|new (\w+ )?(batch|lot"
+    r"|shipment)"
     r"|contaminat\w*|mou?ldy?|(leftover|left over|remaining) (\w+ )?(in the )?(syringe|vial|pen))"
-    r"|\b(same|one|single) (lot|batch|shipment)\b.{0,100}\b(infect\w*|sepsis|abscess|cellulitis|fever|febrile|pus)\b"
+    r"|\bcluster of (\w+ ){0,2}(infections?|abscess\w*|sepsis|cases)\b|\b(infect\w*|abscess\w*|sepsis|cases)\b.{0,60}"
+    r"\b(linked|traced) (back )?to\b.{0,40}\b(same|one|single) (\w+ )?(lot|batch|shipment|delivery|vial)\b"
+    r"|\b(same|one|single) (\w+ )?(lot|batch|shipment)\b.{0,100}\b(infect\w*|sepsis|abscess\w*|cellulitis|fever|febrile"
+    r"|pus)\b"
     r"|\b(could|can|did|might) (it|this|the \w+) (come|have come|be transmitted|be contaminated|be from)\b"
     r"|\b(lot|batch) [a-z]*\d+\b.{0,60}\b(infect\w*|sepsis|abscess|cellulitis|pus)\b"
     r"|\b(infection|abscess|cellulitis|sepsis|bacteraemia|bacteremia|pus)\b.{0,60}\b(injection|respizan|pen) site\b"
@@ -428,6 +461,14 @@ DEFECT_WORDS = _rx(
     r"|smell(s|ed)? (odd|strange|bad|funny)|smell(s|ed)? (strongly |strange(ly)? )?(of|like)"
     r"|(won'?t|wouldn'?t|didn'?t|does not|doesn'?t|did not|failed to)"
     r" (click|inject|fire|activate|work|dispense|open|release))\b"
+    r"|\barrived (\w+ ){0,2}(wet|soaking|damp|warm|hot|open|opened|crushed|dented|torn|damaged|leaking)\b"
+    r"|\b(were|was|felt) (\w+ )?(warm|hot) (on|when|to)\b|\b(pens?|vials?|syringes?|boxe?s?|cartons?) (inside )?(were"
+    r"|was)"
+    r" (\w+ )?(warm|hot|wet)\b|\bsoaking wet\b|\bwater damage\w*|\b(hard|difficult|impossible|stiff|too stiff) to "
+    r"(press|push|twist|dial|open|remove|activate|click|turn)\b|\b(couldn'?t|could not|unable to|can'?t) (finish"
+    r"|complete"
+    r"|push|press|get) (the )?(full |whole )?(injection|dose|plunger|button)\b|\b\d+ empty (pockets?|blisters?"
+    r"|cavities)\b"
     r"|\b(chipped|specks?|floating|spins freely|arrived (warm|hot|frozen)|cold chain|temperature excursion"
     r"|different colou?r|wrong colou?r|embossed|won'?t lock|(label|pack|box|carton|bottle) says\b.{0,40}\bbut)\b"
     # looks, smells or counts wrong; parts missing; print unreadable; a device that does not do its job
@@ -484,7 +525,8 @@ QUESTION_START = _rx(
 FIRST_PERSON_NARRATIVE = _rx(
     r"(?<!should )(?<!can )(?<!could )(?<!do )(?<!would )(?<!may )(?<!shall )(?<!tell )(?<!send )(?<!give )"
     r"(?<!show )(?<!help )(?<!email )(?<!remind )(?<!let )(?<!to )\b(i|me|myself|i'm|i've|im|ive)\b"
-    r"|\bmy\b(?! (patients|pts|practice|clinic|colleagues?|team|rep|representative|email|address|number|details"
+    r"|\bmy\b(?! (patients|pts|practice|clinic|colleagues?|team|rep|representative|email|address|number|details|nurses?"
+    r"|staff|pharmacists?|secretary|receptionist|practice manager"
     r"|account|question|surgery|hospital|ward|verification|licence|license|registration|request|order))"
 )
 # Asking for literature / data is a question about the topic, however it is phrased.
@@ -510,7 +552,7 @@ BOT_FEEDBACK = _rx(
     r"|hours?|hrs?|days?)\b|\b(not acceptable|unacceptable)\b"
     r"|\b(the |this |your )?(bot|chat ?bot|chat|service|app|tool|assistant|answers?|replies|reply|response|info"
     r"|information|website|web ?site|site|portal|web ?page|hotline|phone line|support (nurse|team"
-    r"|line))\b.{0,40}\b(useful"
+    r"|line)|training|session|webinar|event|talk)\b.{0,40}\b(useful"
     r"|helpful|unhelpful|frustrat\w*|slow|quick|fast|great|good|poor|confusing|fantastic|brilliant|down|broken"
     r"|misunderst\w*|understand\w*|easy|hard|clunky|long|short|stars?|thanks?|excellent|awful|rubbish)\b"
     r"|\b(useful|helpful|unhelpful|frustrat\w*|slow|quick|great|confusing|excellent|easy to use)\b.{0,40}\b(bot"
@@ -549,6 +591,25 @@ _EVENT_TRACE = _rx(
 )
 
 
+# "HbA1c 9.1 to 9.0", "LDL 4.2 -> 4.4": a marker the product is meant to lower, stated before and after.
+_MARKER_CHANGE = re.compile(
+    r"\b(hba1c|a1c|ldl(-c)?|total chol(esterol)?|chol(esterol)?|eos(inophils)?|eosinophil count|fasting glucose"
+    r"|glucose|sugars?|exacerbations?)\b\D{0,25}?(?P<before>\d+(?:\.\d+)?)\s*(?:%|mmol/l|mg/dl|mmol/mol)?\s*(?:to|->|→"
+    r"|>|then)"
+    r"\s*(?P<after>\d+(?:\.\d+)?)"
+)
+LOE_CHANGE_LIMIT = 0.10
+
+
+def marker_not_improved(norm: str) -> bool:
+    """A marker the product should lower went up, or fell by less than a tenth."""
+    for m in _MARKER_CHANGE.finditer(norm):
+        before, after = float(m.group("before")), float(m.group("after"))
+        if before > 0 and (before - after) / before < LOE_CHANGE_LIMIT:
+            return True
+    return False
+
+
 def has_event_trace(norm: str, *, personal_counts: bool = True) -> bool:
     if personal_counts and PERSONAL_CONTEXT.search(AGE_ONLY.sub(" ", norm)):
         return True
@@ -578,7 +639,7 @@ SERVICE_ASK = _rx(
     r"|meeting|appointment|prefer(ence)?|email me|whatsapp me|enrol\w*|enroll\w*|sign (him|her|them) up"
     r"|(support|adherence|access|patient support|copay|co-pay) (programme|program|scheme)|(injection|device|inhaler"
     r"|pen)"
-    r" training|(nurse|team|rep|msl|someone) to (contact|call|phone|visit|ring|email))\b"
+    r" training|trained on|training on|(nurse|team|rep|msl|someone) to (contact|call|phone|visit|ring|email))\b"
 )
 
 
@@ -618,7 +679,7 @@ class RuleHits:
 
 TOPIC_MAX_WORDS = 8
 CONDITIONAL = _rx(
-    r"\b(if|in case|in the event|what if|suppose|supposing|should a|when a|whenever|history of|previous(ly)?"
+    _IF + r"|\b(in case|in the event|what if|suppose|supposing|should a|when a|whenever|history of|previous(ly)?"
     r"|pre-?existing|known|last (year|month)|years ago|in the past|before (starting|taking|treatment)|prior to)\b"
 )
 # The patient is (or was) on a product: "on X", "taking", "since starting", "after the dose".
@@ -630,7 +691,7 @@ _INDEFINITE_PERSON = _rx(r"\b(a|an|any|some)\s+(\w+\s+)?(patients?|pts?|man|woma
 # Asking on someone's behalf, or wondering, without a question mark.
 ASKING = _rx(
     r"\b((?<!you )(?<!you)(would|'d) like to know|(?<!you'd )(?<!you would )(?<!you might )(?<!you may )wants? to know"
-    r"|wanted to know|asked (me )?(if|whether|about)|is asking|are asking"
+    r"|wanted to know|(asked|asks|ask) (me |us )?(if|whether|about)|is asking|are asking"
     r"|asking (if|whether|about)|wonder(s|ing)? (if|whether))\b"
 )
 # Figures from trials / the label are about a population, even in the past tense.
@@ -685,8 +746,11 @@ _QUESTION_MARK = re.compile(r"\?+(\s|$)")
 _SENTENCES = re.compile(r"(?<=[.!?;])\s+|\s+-+\s+|\s*\n\s*")
 # Something specific in a sentence: a person, the writer, a count of doses or days, a lot number.
 SPECIFIC_ANCHOR = _rx(
-    r"\b\d+\s*(doses?|injections?|shots?|weeks?|wks?|months?|days?|episodes?|attacks?|tabs|tablets|pills|x|times"
-    r"|hours?|hrs?)\b|\b(lot|batch)\b|\b(my|our|his|her|their)\b|\b(i|we|he|she)\b"
+    r"\b\d+ (\w+ ){0,3}(pts|patients|residents|people|persons|cases|children|kids|staff|nurses|clients)\b"
+    r"|\b\d+\s*(doses?|injections?|shots?|weeks?|wks?|months?|days?|episodes?|attacks?|tabs|tablets|pills|x|times"
+    r"|hours?|hrs?)\b|\b(lot|batch)\b|\b(given|gave|injected|dispensed|administered|took|taken|swallowed|received)\b"
+    r"|\b(my|our|his|her|their)\b|\b(i|we|he|she)\b"
+    r"|\b(pts?|patients?|clients?|residents?|customers?|people|someone|somebody)\b"
 )
 
 
@@ -726,13 +790,18 @@ def _declares_a_special_situation(norm: str) -> bool:
     """
     for sentence in _sentences(norm):
         if sentence.rstrip().endswith("?") and not _DEFECT_DECLARED.search(sentence):
-            continue
+            # "people are injecting crushed X, any known cases?": the clauses before the question
+            clauses = [c for c in re.split(r",\s*", sentence) if c.strip()]
+            if len(clauses) < 2:
+                continue
+            sentence = ", ".join(clauses[:-1])
         if CONDITIONAL.search(sentence) or HYPOTHETICAL.search(sentence) or _asks_in_form(sentence) \
                 or TOPIC_NOUNS.search(sentence) or INSTITUTIONAL_PURPOSE.search(sentence):
             continue
         if DEFECT_WORDS.search(sentence) and DEVICE_WORDS.search(sentence):
             return True
-        if SPECIFIC_ANCHOR.search(sentence) and any(rx.search(sentence) for rx in _DECLARED_SPECIAL):
+        if SPECIFIC_ANCHOR.search(sentence) and (any(rx.search(sentence) for rx in _DECLARED_SPECIAL)
+                                                 or marker_not_improved(sentence) or occupational_handling(sentence)):
             return True
     return False
 
@@ -771,7 +840,7 @@ def is_general_question(norm: str) -> bool:
         specific = PATIENT_CONTEXT.search(_INDEFINITE_PERSON.sub(" ", GENERIC_PEOPLE.sub(" ", norm)))
         exposed = bool(EXPOSURE.search(norm))
         return bool(CONDITIONAL.search(norm)) or not (
-            specific and exposed and any(rx.search(norm) for rx in _EVENT_IN_QUESTION))
+            specific and exposed and _event_in_question(norm))
     # An age alone in a question is a population ("a 10 year old"), not a particular patient; so
     # are plural people ("what should I tell pts").
     if not PERSONAL_CONTEXT.search(GENERIC_PEOPLE.sub(" ", AGE_ONLY.sub(" ", norm))):
@@ -781,10 +850,14 @@ def is_general_question(norm: str) -> bool:
     # situation makes it a report with a question in it. A treatment still being weighed names
     # its condition, not an event ("considering X for a pt with pulmonary hypertension?").
     text = without_condition_phrases(norm) if PROSPECTIVE.search(norm) else norm
-    return not any(rx.search(text) for rx in _EVENT_IN_QUESTION)
+    return not _event_in_question(text)
 
 
 _EVENT_IN_QUESTION: tuple[re.Pattern[str], ...] = ()  # filled in below, once every pattern exists
+
+
+def _event_in_question(text: str) -> bool:
+    return any(rx.search(text) for rx in _EVENT_IN_QUESTION) or marker_not_improved(text) or occupational_handling(text)
 
 
 def is_pregnancy_statement(norm: str) -> bool:
@@ -792,6 +865,31 @@ def is_pregnancy_statement(norm: str) -> bool:
     return bool(PREGNANCY_STATEMENT.search(norm) or PATERNAL_PREGNANCY.search(norm)) and not (
         PREGNANCY_CONDITIONAL.search(norm)
     )
+
+
+PREGNANCY_TOPIC = _rx(
+    r"\b(about|on|regarding|re|in|during|for use in|use in|safety in|data in) (the )?(pregnancy|breast ?feeding"
+    r"|lactation"
+    r"|pregnant (women|patients|pts))\b|\bpregnan\w* (data|registry|registries|category|section|studies|outcomes|advice"
+    r"|guidance|information|info)\b"
+)
+PAST_EXPOSURE = _rx(
+    r"\b(given|gave|took|taken|used|exposed|received|injected|continued|was on|were on|had been on|been taking"
+    r"|conceived|born|delivered)\b"
+)
+# Someone at work handles the product and is affected ("my pharmacy assistant gets headaches on the days
+# she decants X"): a role or the writer, a handling verb, and a symptom or an exposure.
+OCCUPATIONAL_HANDLING = _rx(
+    r"\b(assistants?|techs?|technicians?|nurses?|pharmacists?|carers?|caregivers?|hcas?|staff|porters?|cleaners?"
+    r"|dispensers?|colleagues?|students?|vets?|midwi(fe|ves)|paramedics?|i|we)\b.{0,80}\b(decant\w*|crush(es|ed|ing)?"
+    r"|handl(es|ed|ing)|prepar(es|ed|ing)|count(s|ed|ing)|reconstitut\w*|splits?|splitting|draw(s|ing)? up|mix(es|ing)"
+    r"|refill\w*|dispos(es|ed|ing)|dispens(e|es|ed|ing))\b"
+)
+_OCCUPATIONAL_EFFECT = _rx(r"\b(exposed|exposure|contact|inhal\w*|on (her|his|my|their) (skin|hands?))\b")
+
+
+def occupational_handling(norm: str) -> bool:
+    return bool(OCCUPATIONAL_HANDLING.search(norm)) and bool(SYMPTOMS.search(norm) or _OCCUPATIONAL_EFFECT.search(norm))
 
 
 INTAKE = _rx(
@@ -830,15 +928,18 @@ def evaluate(norm: str, *, product_mentioned: bool, off_label: bool = False,
             cats.append("medication_error")
         if anchored and MISUSE.search(norm):
             cats.append("misuse")
-        if anchored and OCCUPATIONAL.search(norm):
+        if anchored and (OCCUPATIONAL.search(norm) or occupational_handling(norm)):
             cats.append("occupational_exposure")
         if anchored and INFECTIOUS.search(norm):
             cats.append("infectious_transmission")
+        # "talk to an MSL about X in pregnancy" names a topic: no patient, no exposure, no statement.
+        pregnancy_topic = bool(PREGNANCY_TOPIC.search(norm)) and not (
+            patient or pregnancy_fact or PAST_EXPOSURE.search(norm))
         if pregnancy_fact or (PREGNANCY.search(norm) and (
             PREGNANCY_EXPOSURE_LINK.search(norm) or patient or product_mentioned
-        ) and not PREGNANCY_CONDITIONAL.search(norm)):
+        ) and not PREGNANCY_CONDITIONAL.search(norm) and not pregnancy_topic):
             cats.append("pregnancy_exposure")
-        if LACK_OF_EFFICACY.search(norm) and (product_mentioned or patient) and not (
+        if (LACK_OF_EFFICACY.search(norm) or marker_not_improved(norm)) and (product_mentioned or patient) and not (
             "quality_complaint" in cats and not product_mentioned
         ):
             cats.append("lack_of_efficacy")
