@@ -299,7 +299,7 @@ class RuleModelScreen:
         score = self.model.score(norm)
         topic_slot = context is not None and context.topic_slot
         if (form_slot is not None and not rules.slot_answer_is_narrative(norm)) or (
-                topic_slot and not rules.has_event_evidence(_without_generic_people(norm))):
+                topic_slot and not rules.topic_has_report(_without_generic_people(norm))):
             # "Dr Sarah Stroke", "Burns Unit, 12 Castle Rd", "GMC 1234567", "5 packs": an answer.
             return ScreenResult(ae_score=round(score, 4), opt_out=opt_out, handoff=handoff,
                                 products=tuple(p.key for p in mentioned),

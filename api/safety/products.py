@@ -232,7 +232,7 @@ _TREATMENT_CUE = re.compile(
     r"|use(d)? (it |this |\w+ )?(for|in)|using (it |\w+ )?(for|in)|prescrib\w* (it |\w+ )?(for|in)|give (it )?"
     r"(for|in)|help (with)?|works? (for|in)|effective (for|in)|efficacy (for|in)|data (for|in|on)|evidence (for|in)"
     r"|manage|managing|in patients with|in people with|(patient|pt|man|woman|lady|someone|person|girl|boy|adult"
-    r"|child|teen|teenager) (with|who has)|as( an?)?|as (an? )?(adjunct|add-on|treatment|therapy) (for|in|to))"
+    r"|child|teen|teenager) (with|who has)|as( an?)?|as (an? )?(adjunct|add-on|treatment|therapy) (for|in|to)|\()"
     r"\s+(?:[a-z'/-]+\s+){0,3}$"
 )
 _DOSE = re.compile(r"\b(\d+(?:\.\d+)?)\s*(mg|milligrams?)\b")

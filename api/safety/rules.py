@@ -69,7 +69,7 @@ def is_help(norm: str) -> bool:
 
 # Someone specific is being talked about (a patient, the reporter, a relative).
 PERSONAL_CONTEXT = _rx(
-    r"\b(my|our|this|that|the|a|one of my|another|same|her|his)\s+(\w+\s+)?"
+    r"\b(my|our|this|that|the|a|one of my|another|same|her|his)\s+([\w-]+\s+)?"
     r"(patients?|pts?|clients?|son|daughter|wife|husband|mother|father|mum|mom|dad|child|baby|kid"
     r"|lady|gentleman|man|woman|boy|girl|infant|toddler|grandmother|grandfather|partner|friend)\b"
     r"|\bpts?\b|\bpatients? (has|had|have|is|was|were|developed|experienced|reports?|reported"
@@ -87,7 +87,7 @@ PERSONAL_CONTEXT = _rx(
 
 # A specific patient (third person) — the HCP shape of a report.
 PATIENT_CONTEXT = _rx(
-    r"\b(my|our|this|that|a|one of my|another|the)\s+(\w+\s+)?(patients?|pts?|clients?|lady|gentleman"
+    r"\b(my|our|this|that|a|one of my|another|the)\s+([\w-]+\s+)?(patients?|pts?|clients?|lady|gentleman"
     r"|man|woman|boy|girl|infant|toddler|child|baby|son|daughter|wife|husband|mother|father|mum|mom|dad)\b"
     r"|\bpts?\b|\bpatients? (has|had|have|is|was|were|developed|experienced|reports?|reported|complains?"
     r"|complained|took|became|got|presented|noticed|admits|admitted|abusing|misusing|using|taking|takes|uses|injects"
@@ -131,7 +131,8 @@ SYMPTOMS = _rx(
     r"|tummy|constipat|weight (gain|loss)|insomnia|can'?t sleep|anxi(ety|ous)|depress(ed|ion)|suicid"
     r"|seizures?|fits?|faint(ed|ing)?|syncope|collapsed?|hair loss|blurr(ed|y) vision|vision (loss|problems)"
     r"|tremors?|shak(y|ing)|numb(ness)?|tingling|pins and needles|kidney|renal|anaphyla|angioo?edema"
-    r"|stroke|heart attack|arrhythmia|tachycardia|bradycardia|brady|tachy|hypotensi(on|ve)|low (bp|blood pressure)"
+    r"|stroke|heart attack|arrhythmia|tachycardia|bradycardia|brady|tachy|dka|ketoacidosis|hypotensi(on|ve)|low (bp"
+    r"|blood pressure)"
     r"|bp (low|lowish|dropped|fell)|hypertension|blood pressure (up|high|spiked)"
     r"|thrombo|dvt|pulmonary embol|joint pain|arthralgia|back pain|sore throat|infection|pneumonia"
     r"|nosebleed|epistaxis|blister|peeling|sjs|stevens|dark urine|memory (loss|problems)|confus(ed|ion)"
@@ -194,7 +195,8 @@ OVERDOSE = _rx(
     r"|too|on top|and today'?s|plus)\b|\b(as well as|aswell as|on top of) (today'?s|his|her|their|the usual)\b"
     r"|\b(whole|entire) (pack|box|bottle|strip)\b"
     r"|\b(whole|entire) (week'?s?|month'?s?) (supply|worth)\b|\b(whole|entire) (week|month)'?s?( of| worth)\b"
-    r"|\bin one (morning|evening|day|sitting|night)\b|\bhandfuls?( of)?\b|\bin one go\b|\ball at once\b"
+    r"|\bin one (morning|evening|day|sitting|night)\b|\b(took|taken|injected|used|given)\b.{0,30}\b(\d+|two|three|four"
+    r"|five) (days|times|doses|injections) in a row\b|\bhandfuls?( of)?\b|\bin one go\b|\ball at once\b"
     r"|\bdouble[- ]dos(ed|ing|e)\b|\btook too much\b|\bmore than (the )?(prescribed|recommended|maximum|max)\b"
     r"|\b(above|over|exceed\w*) the (max(imum)?|recommended) (dose|daily dose)\b"
     r"|\b\d+(\.\d+)?\s*mg\b.{0,30}\binstead of \d+(\.\d+)?\s*mg\b"
@@ -445,7 +447,7 @@ OUTCOME = _rx(
     r"|at target|is up|are up|rose|raised|elevated|great|well|fine|no (exacerbations|attacks|symptoms)|nauseous"
     r"|help(ed|ing)?|effective|benefit(ed|s)?|remission|controlled|tolerated|no (side )?effects|no problems"
     r"|no issues|recovered|cleared|disappeared|went away|stable|kg|flared?|flares|flare-up|happy|shr[au]nk|went up"
-    r"|no aes?|good response|poor response)\b"
+    r"|no aes?|good response|poor response|regular|normal|back to normal|settled|improv\w*)\b"
 )
 
 DEVICE_WORDS = _rx(
@@ -943,7 +945,8 @@ def evaluate(norm: str, *, product_mentioned: bool, off_label: bool = False,
             "quality_complaint" in cats and not product_mentioned
         ):
             cats.append("lack_of_efficacy")
-        if off_label and (OUTCOME.search(norm) or SYMPTOMS.search(norm) or LAB_ABNORMAL.search(norm)) and (
+        if off_label and (OUTCOME.search(norm) or SYMPTOMS.search(norm) or LAB_ABNORMAL.search(norm)
+                          or SERIOUS.search(norm)) and (
                 OFF_LABEL_USE.search(norm) or patient or personal or drug_link or OFF_LABEL_EXPLICIT.search(norm)
                 or AGE_ONLY.search(norm)):
             cats.append("off_label_outcome")
@@ -1080,7 +1083,9 @@ _EVENT_IN_QUESTION = (
 # A greeting or an introduction ("hi, Tom Sick from the ICU pharmacy"): names and departments in it
 # carry alarming words that report nothing.
 GREETING_INTRO = _rx(
-    r"^(hi|hello|hey|hiya|good (morning|afternoon|evening|day)|greetings|dear|guten (tag|morgen)|hallo|morning"
+    r"^(dr|prof|professor)\.? [a-z]+( [a-z]+)?\s*,|^(hi|hello|hey|hiya|good (morning|afternoon|evening|day)|greetings"
+    r"|dear"
+    r"|guten (tag|morgen)|hallo|morning"
     r"|evening)\b|\b(this is|here from|speaking|calling from|writing from|greetings from)\b"
 )
 _INTRO_EVENT = (PATIENT_CONTEXT, DRUG_LINK, EVENT_VERB, SIDE_EFFECT_WORDS)
@@ -1097,6 +1102,16 @@ _STRICT_EVENT = (
     SYMPTOMS, SERIOUS, DRUG_LINK, EVENT_VERB, PATIENT_CONTEXT, LACK_OF_EFFICACY, OVERDOSE, MEDICATION_ERROR,
     MISUSE, OCCUPATIONAL, INFECTIOUS, PREGNANCY_STATEMENT, PATERNAL_PREGNANCY, BY_MISTAKE, LAB_ABNORMAL,
 )
+
+
+def topic_has_report(norm: str) -> bool:
+    """An answer to a topic question ("statin myopathy and vitamin D") that also tells of someone: a
+    person, a drug link, an event verb or a special situation. A symptom alone is the topic."""
+    if PERSONAL_CONTEXT.search(AGE_ONLY.sub(" ", norm)) or DRUG_LINK.search(norm) or EVENT_VERB.search(norm):
+        return True
+    return any(rx.search(norm) for rx in (OVERDOSE, MEDICATION_ERROR, MISUSE, OCCUPATIONAL, INFECTIOUS,
+                                          PREGNANCY_STATEMENT, PATERNAL_PREGNANCY, BY_MISTAKE)) or bool(
+        DEFECT_WORDS.search(norm) and DEVICE_WORDS.search(norm))
 
 
 def has_event_evidence(norm: str, *, patient_counts: bool = True) -> bool:
