@@ -191,7 +191,8 @@ OVERDOSE = _rx(
     r"|\b(injected|took|taken|given) (it |the dose |the injection )?twice\b"
     r"|\b(\d+|two|three) (doses|injections|pens) (in one|on the same|the same) (day|week)\b"
     r"|\baccident(al)?l?y?\s+(took|ingest|inject|swallow|given|gave|overdose|double)"
-    r"|\b(tomorrow'?s|the next day'?s|yesterday'?s|next week'?s|an extra day'?s)\b.{0,30}\b(as well( as)?|aswell( as)?"
+    r"|\b(tomorrow'?s|the next day'?s|yesterday'?s|next week'?s|an extra day'?s|(mon|tues|wednes|thurs|fri|satur|sun)"
+    r"day'?s)\b.{0,30}\b(as well( as)?|aswell( as)?"
     r"|too|on top|and today'?s|plus)\b|\b(as well as|aswell as|on top of) (today'?s|his|her|their|the usual)\b"
     r"|\b(whole|entire) (pack|box|bottle|strip)\b"
     r"|\b(whole|entire) (week'?s?|month'?s?) (supply|worth)\b|\b(whole|entire) (week|month)'?s?( of| worth)\b"
@@ -255,7 +256,7 @@ MISUSE = _rx(
     r"|the gp|they) prescribed\b|\bto lose weight (faster|quicker|quickly)\b|\bprescribed (to|for) (someone"
     r"|somebody) else\b"
     r"|\b(from|off|through|via) (a|his|her|their) (friend|mate|colleague|relative|vet|contact|dealer|trainer|coach)\b"
-    r"|\b(giv(es|ing|en)|gave|pass(es|ing|ed)|hand(s|ing|ed)|sell(s|ing)|push(es|ing|ed)) (\w+ ){0,3}to (his|her|their"
+    r"|\b(giv(es|ing|en)|gave|pass(es|ing|ed)|hand(s|ing|ed)|sell(s|ing)|push(es|ing|ed)) (\w+ ){0,4}to (his|her|their"
     r" )?(friends?|mates?|sister|brother|family|clients?|others|people|team ?mates?|relatives?)\b"
     r"|\bshar(ed|es|ing)\b.{0,20}\b(between|with|among)\b.{0,20}\b(family|friends?|members|brother|sister|partner|wife"
     r"|husband|others|relatives|flatmates?|housemates?)\b"
@@ -359,7 +360,10 @@ MEDICATION_ERROR = _rx(
     # cold chain / storage, a dose from the wrong person's supply, duplicated therapy, an incomplete dose
     r"|\b(left|kept|stored|sat) out (of|from) (the )?fridge\b|\b(unrefrigerated|not refrigerated)\b"
     r"|\b(left|stored|kept) (\w+ ){0,2}(at|in) (room temperature|a hot car|the sun|a car|the car|a car boot|the boot"
-    r"|a freezer|the freezer|the heat)\b|\b(in|at) \d{2} ?(degrees|°c?)\b|\bwhen the (script|prescription|rx|chart"
+    r"|a freezer|the freezer|the heat)\b|\b(in|at) \d{2} ?(degrees|°c?)\b|\bboth (gave|given|administered|injected"
+    r"|dosed|signed for)\b"
+    r"|\b(belonging to|meant for|intended for) (his|her|their|another|a different|the wrong|someone)\b"
+    r"|\bwhen the (script|prescription|rx|chart"
     r"|label)"
     r" (said|says|was for)\b|\binstead of every \d+ (weeks?|days?|months?)\b"
     r"|\b(gave|given|took|taken|injected|used)\b.{0,30}\b(his|her|their|a) (dad|mum|mom|mother|father|brother|sister"
@@ -380,7 +384,8 @@ MEDICATION_ERROR = _rx(
 
 OCCUPATIONAL = _rx(
     r"\bneedle[- ]?stick|\bsharps injury\b|\boccupational(ly)? (expos\w*|injury|incident)\b"
-    r"|\b(splash(ed|es)?|spray(ed|s)?|squirt(ed|s)?|spurt(ed|s)?) (\w+ ){0,3}(in|into|on) (her|his|my|their|the) (eyes?"
+    r"|\b(splash(ed|es)?|spray(ed|s)?|squirt(ed|s)?|spurt(ed|s)?) (\w+ ){0,3}(in|into|on) (her|his|my|their|the|a"
+    r"|an) ([\w-]+'s )?(eyes?"
     r"|face|skin|hands?|mouth)\b"
     r"|\b(accidentally |inadvertently )?(injected|pricked|stabbed|jabbed|exposed) (herself|himself|myself|themselves"
     r"|themself|ourselves)\b|\b(nurse|pharmacist|colleague|staff|technician|carer|caregiver|healthcare assistant"
@@ -447,7 +452,8 @@ OUTCOME = _rx(
     r"|at target|is up|are up|rose|raised|elevated|great|well|fine|no (exacerbations|attacks|symptoms)|nauseous"
     r"|help(ed|ing)?|effective|benefit(ed|s)?|remission|controlled|tolerated|no (side )?effects|no problems"
     r"|no issues|recovered|cleared|disappeared|went away|stable|kg|flared?|flares|flare-up|happy|shr[au]nk|went up"
-    r"|no aes?|good response|poor response|regular|normal|back to normal|settled|improv\w*)\b"
+    r"|no aes?|good response|poor response|regular|normal|back to normal|settled|improv\w*|smaller|bigger|larger|less"
+    r"|came back|returned|restored)\b"
 )
 
 DEVICE_WORDS = _rx(
