@@ -329,7 +329,7 @@ class RuleModelScreen:
         if model_hit and not hits.strong and rules.is_greeting_only(norm):
             model_hit = False  # "hey, Tom Sick from the ICU pharmacy": a greeting, whatever the names say
         if model_hit and not hits.strong and (handoff or rules.is_about_the_service(norm)) \
-                and not rules.has_event_evidence(norm, patient_counts=False):
+                and not rules.has_event_evidence(norm, patient_counts=not rules.is_service_only_ask(norm)):
             # "can I talk to a real person", "the bot kept misunderstanding me", "send sharps bins for
             # the pens", "enrol my pt in the support programme": asks and feedback, not reports, while
             # nothing happened to anyone in them (naming the patient the ask is for is not an event).

@@ -401,6 +401,10 @@ OCCUPATIONAL = _rx(
     r"|\b(without|no) (gloves|a mask|mask|ppe|eye protection)\b"
     r"|\b(stuck|pricked|jabbed|stabbed|cut) (himself|herself|myself|themselves|his (hand|finger|thumb)|her (hand|finger"
     r"|thumb)|my (hand|finger|thumb)|with (a|the) (\w+ ){0,3}(needle|syringe|sharp))\b"
+    r"|\b(stuck|pricked|jabbed|stabbed|cut|scratched)( (himself|herself|myself|themselves))? (with|by|on) (a|an|the)"
+    r" (\w+ ){0,3}(needles?|syringes?|sharps?|lancets?)\b"
+    r"|\b(needles?|syringes?)\b.{0,40}\b(went|go|goes|got|stuck) (into|in|through) (a|the|my|his|her|their)"
+    r" ([\w-]+'s )?(finger|hand|thumb|arm|skin|palm)\b"
     r"|\b(went|got|go) into my (finger|hand|thumb|arm)\b|\bspill(ed|t)? (\w+ ){0,3}(onto|on|over) (her|his|my|their|a"
     r"|an|the) "
     r"(\w+ ){0,2}(skin|hands?|arms?|forearm|face|cut|wound)\b"
@@ -556,11 +560,13 @@ BOT_INSTRUCTION = _rx(
 BOT_FEEDBACK = _rx(
     r"^(feedback|suggestion|compliment|complaint about (the|your) (service|website|hotline))s?\s*:"
     r"|\b(great|good) job\b|\bwell done\b|\bkeep it up\b|\bthanks? (you )?for (the|your) (quick |fast |kind )?(help"
-    r"|support|reply|answer|call)\b|\bon hold\b|\bwait(ed|ing)? (\d+|over an?|for an?|almost an?) (min|mins|minutes"
-    r"|hours?|hrs?|days?)\b|\b(not acceptable|unacceptable)\b"
+    r"|support|reply|answer|call)\b|\b(me|us) on hold\b|\bkept (me|us) waiting\b|\bon hold for (\d+|over|ages|an?)\b"
+    r"|\b\d+ ?(min|mins|minutes)"
+    r" on hold\b|\bwaited (\d+|over an?|for an?|almost an?) (min|mins|minutes|hours?|hrs?) (on|for) (the )?(phone|line"
+    r"|hold|someone|an answer|a reply|a call ?back)\b"
     r"|\b(the |this |your )?(bot|chat ?bot|chat|service|app|tool|assistant|answers?|replies|reply|response|info"
-    r"|information|website|web ?site|site|portal|web ?page|hotline|phone line|support (nurse|team"
-    r"|line)|training|session|webinar|event|talk)\b.{0,40}\b(useful"
+    r"|information|website|web ?site|portal|web ?page|hotline|phone line|support (nurse|team"
+    r"|line)|training|session|webinar)\b.{0,40}\b(useful"
     r"|helpful|unhelpful|frustrat\w*|slow|quick|fast|great|good|poor|confusing|fantastic|brilliant|down|broken"
     r"|misunderst\w*|understand\w*|easy|hard|clunky|long|short|stars?|thanks?|excellent|awful|rubbish)\b"
     r"|\b(useful|helpful|unhelpful|frustrat\w*|slow|quick|great|confusing|excellent|easy to use)\b.{0,40}\b(bot"
@@ -640,14 +646,19 @@ REP_REQUEST = _rx(
 )
 
 # Service asks that are not about a patient: verification, contact details, access, callbacks.
+# Enrolment in a programme, training on a device, a nurse or rep to get in touch: asks made for a
+# patient that report nothing about them.
+PROGRAMME_ASK_PATTERN = (
+    r"\b(enrol\w*|enroll\w*|sign (him|her|them|me|my \w+) up|(support|adherence|access|patient support|copay|co-pay)"
+    r" (programme|program|scheme)|(injection|device|inhaler|pen) training|trained on|training on|(nurse|team|rep|msl"
+    r"|someone) to (contact|call|phone|visit|ring|email))\b"
+)
+PROGRAMME_ASK = _rx(PROGRAMME_ASK_PATTERN)
 SERVICE_ASK = _rx(
     r"\b(verif(y|ied|ication)|registered|registration|licen[cs]e|gmc|npi|lanr|my (details|email|phone|number|address"
     r"|account|access|password|login)|update (my|the)|change (my|the)|call (me )?back|callback|ring me|contact me"
     r"|access|log ?in|password|prior auth\w*|co-?pay|reimburse\w*|formulary|webinar|newsletter|unsubscribe"
-    r"|meeting|appointment|prefer(ence)?|email me|whatsapp me|enrol\w*|enroll\w*|sign (him|her|them) up"
-    r"|(support|adherence|access|patient support|copay|co-pay) (programme|program|scheme)|(injection|device|inhaler"
-    r"|pen)"
-    r" training|trained on|training on|(nurse|team|rep|msl|someone) to (contact|call|phone|visit|ring|email))\b"
+    r"|meeting|appointment|prefer(ence)?|email me|whatsapp me)\b|" + PROGRAMME_ASK_PATTERN
 )
 
 
@@ -759,6 +770,14 @@ SPECIFIC_ANCHOR = _rx(
     r"|hours?|hrs?)\b|\b(lot|batch)\b|\b(given|gave|injected|dispensed|administered|took|taken|swallowed|received)\b"
     r"|\b(my|our|his|her|their)\b|\b(i|we|he|she)\b"
     r"|\b(pts?|patients?|clients?|residents?|customers?|people|someone|somebody)\b"
+    r"|\b(nurses?|pharmacists?|colleagues?|porters?|carers?|caregivers?|technicians?|techs?|students?|paramedics?"
+    r"|midwi(fe|ves)|hcas?|assistants?|cleaners?|doctors?|gps?|staff|vets?)\b"
+)
+# A member of staff (not a patient) to whom something may have happened: an exposure at work.
+STAFF_PERSON = _rx(
+    r"\b((a|an|the|our|my|one|this|that|another)\s+([\w-]+\s+)?)?(nurses?|pharmacists?|colleagues?|porters?|carers?"
+    r"|caregivers?|technicians?|techs?|students?|paramedics?|midwi(fe|ves)|hcas?|assistants?|cleaners?|doctors?"
+    r"|staff)\b"
 )
 
 
@@ -787,6 +806,15 @@ def _asks_in_form(text: str) -> bool:
     """The text starts like a question, or one of its clauses does ("hi, do you have ...")."""
     body = _LEADING_GREETING.sub("", text)
     return bool(QUESTION_START.search(body)) or any(CLAUSE_QUESTION.search(c) for c in _CLAUSES.split(body)[1:])
+
+
+def _states_a_special_situation(text: str) -> bool:
+    """A special situation or a defect, about someone or something specific, anywhere in the text."""
+    if DEFECT_WORDS.search(text) and DEVICE_WORDS.search(text):
+        return True
+    return bool(SPECIFIC_ANCHOR.search(text)) and (
+        any(rx.search(text) for rx in _DECLARED_SPECIAL) or bool(BY_MISTAKE.search(text))
+        or marker_not_improved(text) or occupational_handling(text))
 
 
 def _declares_a_special_situation(norm: str) -> bool:
@@ -834,6 +862,17 @@ def is_general_question(norm: str) -> bool:
                  or bool(INSTITUTIONAL_PURPOSE.search(norm)) or bool(TOPIC_NOUNS.search(norm)))
     if not questiony:
         return False
+    # Recall first: a message that is a question only by the wider cues (a "?" inside it, a later
+    # clause, a greeting before the question word, a purpose, a label section) stays a report when
+    # it states a special situation about someone ("nurse got respizan in her eye?? what now").
+    plain_question = (norm.rstrip().endswith("?") or hypothetical or bool(ASKING.search(norm))
+                      or (bool(QUESTION_START.search(norm)) and not FIRST_PERSON_NARRATIVE.search(norm))
+                      or (len(norm.split()) <= TOPIC_MAX_WORDS and bool(GENERAL_QUESTION.search(norm))
+                          and not FIRST_PERSON_NARRATIVE.search(norm))
+                      or bool(LITERATURE_REQUEST.search(norm)) or bool(BOT_INSTRUCTION.search(norm)))
+    if not plain_question and _states_a_special_situation(
+            INSTITUTIONAL_PURPOSE.sub(" ", TOPIC_NOUNS.sub(" ", norm))):
+        return False
     about_trials = bool(TRIAL_POPULATION.search(norm))
     if not about_trials and SPECIFIC_EVENT.search(_PASSIVE_REGIMEN.sub(" ", norm)):
         return False
@@ -851,14 +890,17 @@ def is_general_question(norm: str) -> bool:
             specific and exposed and _event_in_question(norm))
     # An age alone in a question is a population ("a 10 year old"), not a particular patient; so
     # are plural people ("what should I tell pts").
-    if not PERSONAL_CONTEXT.search(GENERIC_PEOPLE.sub(" ", AGE_ONLY.sub(" ", norm))):
+    # A member of staff counts as someone only when exposed ("a colleague asked" is the asker).
+    staff_exposed = bool(STAFF_PERSON.search(norm)) and not CONDITIONAL.search(norm) and bool(
+        OCCUPATIONAL.search(norm) or occupational_handling(norm) or SYMPTOMS.search(norm))
+    if not PERSONAL_CONTEXT.search(GENERIC_PEOPLE.sub(" ", AGE_ONLY.sub(" ", norm))) and not staff_exposed:
         return True
     # A question about a particular patient is still a question while nothing has happened to
     # them ("my patient has HIV - can he take X?"); a symptom, a drug link or a special
     # situation makes it a report with a question in it. A treatment still being weighed names
     # its condition, not an event ("considering X for a pt with pulmonary hypertension?").
     text = without_condition_phrases(norm) if PROSPECTIVE.search(norm) else norm
-    return not _event_in_question(text)
+    return not _event_in_question(TOPIC_NOUNS.sub(" ", text))
 
 
 _EVENT_IN_QUESTION: tuple[re.Pattern[str], ...] = ()  # filled in below, once every pattern exists
@@ -1089,7 +1131,7 @@ _EVENT_IN_QUESTION = (
 # A greeting or an introduction ("hi, Tom Sick from the ICU pharmacy"): names and departments in it
 # carry alarming words that report nothing.
 GREETING_INTRO = _rx(
-    r"^(dr|prof|professor)\.? [a-z]+( [a-z]+)?\s*,|^(hi|hello|hey|hiya|good (morning|afternoon|evening|day)|greetings"
+    r"^(hi|hello|hey|hiya|good (morning|afternoon|evening|day)|greetings"
     r"|dear"
     r"|guten (tag|morgen)|hallo|morning"
     r"|evening)\b|\b(this is|here from|speaking|calling from|writing from|greetings from)\b"
@@ -1097,8 +1139,20 @@ GREETING_INTRO = _rx(
 _INTRO_EVENT = (PATIENT_CONTEXT, DRUG_LINK, EVENT_VERB, SIDE_EFFECT_WORDS)
 
 
+# A signature: a title and a name, then a place of work ("Dr Ian Payne, Pain Clinic, Royal Infirmary").
+SIGNATURE = _rx(
+    r"^(dr|prof|professor|nurse|sister)\.? [a-z]+( [a-z]+)?\s*,( [\w'&-]+){0,4}\s*(clinic|hospital|infirmary|unit"
+    r"|department"
+    r"|dept|practice|surgery|centre|center|pharmacy|ward|service|trust)\b[\w\s,'&-]*$"
+)
+SIGNATURE_MAX_WORDS = 10
+
+
 def is_greeting_only(norm: str) -> bool:
     """A greeting / introduction with no patient, no drug link and no event verb in it."""
+    if SIGNATURE.search(norm) and len(norm.split()) <= SIGNATURE_MAX_WORDS and not topic_has_report(norm):
+        # the words in a name or a department ("Payne", "Pain Clinic") are not symptoms
+        return not any(rx.search(norm) for rx in _INTRO_EVENT)
     return bool(GREETING_INTRO.search(norm)) and not any(rx.search(norm) for rx in _INTRO_EVENT)
 
 
@@ -1129,16 +1183,22 @@ def has_event_evidence(norm: str, *, patient_counts: bool = True) -> bool:
 
 # A postal address given as free text ("Flat 3, 21 Hill St, Leeds LS1 4AB", "Hauptstr. 5, 10115 Berlin").
 ADDRESS_SHAPE = _rx(
-    r"\b[a-z]{1,2}\d[a-z\d]? ?\d[a-z]{2}\b"  # UK postcode
-    r"|\b\d{1,5}[a-z]?,? (\w+ ){0,3}(st|street|rd|road|ave|avenue|lane|ln|drive|way|close|blvd|boulevard|place|square"
-    r"|sq|court|crescent|terrace|parkway|highway|hwy)\b\.?"
-    r"|\b\w+(strasse|straße|str\.|weg|allee|platz|gasse|ring|damm)\s*\d+\b|\b\d{5} [a-zäöü]+\b"
-    r"|\b(flat|apt|apartment|suite|unit|floor|building|room) \d+[a-z]?\b|\bpo box\b|\b[a-z]{2} \d{5}(-\d{4})?\b"
+    r"\b[a-z]{1,2}\d[a-z\d]? \d[a-z]{2}$"  # UK postcode at the end
+    r"|\b\d{1,5}[a-z]?,? ([a-z']+ ){1,3}(st|street|rd|road|ave|avenue|lane|drive|blvd|boulevard|square|crescent"
+    r"|terrace|parkway|highway)\b\.?,"
+    r"|\b\w+(strasse|straße|str\.|allee|platz|gasse)\s*\d+[a-z]?,\s*\d{5}\b|\bpo box \d+\b"
 )
+ADDRESS_MAX_WORDS = 12
 
 
 def looks_like_address(norm: str) -> bool:
-    return bool(ADDRESS_SHAPE.search(norm)) and len(norm.split()) <= SLOT_ANSWER_MAX_WORDS
+    return bool(ADDRESS_SHAPE.search(norm)) and len(norm.split()) <= ADDRESS_MAX_WORDS
+
+
+def is_service_only_ask(norm: str) -> bool:
+    """Feedback, a rep / programme / training ask: naming the patient it is for reports nothing."""
+    return bool(BOT_FEEDBACK.search(norm) or REP_REQUEST.search(norm) or SERVICE_DELIVERY.search(norm)
+                or PROGRAMME_ASK.search(norm))
 
 
 def is_about_the_service(norm: str) -> bool:

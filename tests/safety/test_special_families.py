@@ -184,3 +184,25 @@ def test_a_topic_answer_that_tells_of_a_patient_still_opens_a_case(screen: RuleM
 ])
 def test_a_marker_that_barely_fell_or_rose_is_no_improvement(text: str, expected: bool) -> None:
     assert rules.marker_not_improved(rules.normalise(text)) is expected
+
+
+@pytest.mark.parametrize(("report", "category"), [
+    ("porter got jabbed by a used respizan syringe?? does he need bloods", "occupational_exposure"),
+    ("hi, quick one - infection after respizan in 3 pts, same batch, call me back", "infectious_transmission"),
+    ("Dr Lee here, needle from a glucorel pen went into a colleague's hand", "occupational_exposure"),
+    ("nurse asks whether she needs bloods after a needlestick from a respizan pen", "occupational_exposure"),
+])
+def test_the_wider_question_cues_never_veto_a_stated_special_situation(
+    screen: RuleModelScreen, report: str, category: str
+) -> None:
+    result = screen.screen(report)
+    assert result.adverse_event and category in result.ae_categories, result.ae_categories
+
+
+@pytest.mark.parametrize("text", [
+    "hi, what should a porter do if a respizan needle goes into his hand?",
+    "is there abuse potential with cardiovex? a colleague asked",
+    "the hotline kept me waiting 20 minutes",
+])
+def test_the_same_words_asked_in_general_stay_questions(screen: RuleModelScreen, text: str) -> None:
+    assert not screen.screen(text).adverse_event, text
