@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 # ---------------------------------------------------------------- normalisation
 
@@ -24,6 +25,12 @@ def normalise(text: str) -> str:
 
 def _rx(pattern: str) -> re.Pattern[str]:
     return re.compile(pattern, re.IGNORECASE)
+
+
+@lru_cache(maxsize=16384)
+def _has(rx: re.Pattern[str], text: str) -> bool:
+    """``rx`` occurs in ``text``; memoised, as the same message is asked about by several rules."""
+    return rx.search(text) is not None
 
 
 # ---------------------------------------------------------------- channel keywords
@@ -627,7 +634,7 @@ def marker_not_improved(norm: str) -> bool:
 def has_event_trace(norm: str, *, personal_counts: bool = True) -> bool:
     if personal_counts and PERSONAL_CONTEXT.search(AGE_ONLY.sub(" ", norm)):
         return True
-    return any(rx.search(norm) for rx in (
+    return any(_has(rx, norm) for rx in (
         SYMPTOMS, SIDE_EFFECT_WORDS, SERIOUS, DRUG_LINK, EVENT_VERB, LACK_OF_EFFICACY,
         OVERDOSE, PREGNANCY, DEFECT_WORDS, _EVENT_TRACE,
     ))
@@ -670,7 +677,7 @@ SERVICE_DELIVERY = _rx(
 
 
 def is_service_ask(norm: str) -> bool:
-    return bool(SERVICE_ASK.search(norm))
+    return bool(_has(SERVICE_ASK, norm))
 
 
 OFF_LABEL_EXPLICIT = _rx(
@@ -810,10 +817,10 @@ def _asks_in_form(text: str) -> bool:
 
 def _states_a_special_situation(text: str) -> bool:
     """A special situation or a defect, about someone or something specific, anywhere in the text."""
-    if DEFECT_WORDS.search(text) and DEVICE_WORDS.search(text):
+    if _has(DEFECT_WORDS, text) and _has(DEVICE_WORDS, text):
         return True
-    return bool(SPECIFIC_ANCHOR.search(text)) and (
-        any(rx.search(text) for rx in _DECLARED_SPECIAL) or bool(BY_MISTAKE.search(text))
+    return bool(_has(SPECIFIC_ANCHOR, text)) and (
+        any(_has(rx, text) for rx in _DECLARED_SPECIAL) or bool(_has(BY_MISTAKE, text))
         or marker_not_improved(text) or occupational_handling(text))
 
 
@@ -831,12 +838,12 @@ def _declares_a_special_situation(norm: str) -> bool:
             if len(clauses) < 2:
                 continue
             sentence = ", ".join(clauses[:-1])
-        if CONDITIONAL.search(sentence) or HYPOTHETICAL.search(sentence) or _asks_in_form(sentence) \
-                or TOPIC_NOUNS.search(sentence) or INSTITUTIONAL_PURPOSE.search(sentence):
+        if _has(CONDITIONAL, sentence) or _has(HYPOTHETICAL, sentence) or _asks_in_form(sentence) \
+                or _has(TOPIC_NOUNS, sentence) or _has(INSTITUTIONAL_PURPOSE, sentence):
             continue
-        if DEFECT_WORDS.search(sentence) and DEVICE_WORDS.search(sentence):
+        if _has(DEFECT_WORDS, sentence) and _has(DEVICE_WORDS, sentence):
             return True
-        if SPECIFIC_ANCHOR.search(sentence) and (any(rx.search(sentence) for rx in _DECLARED_SPECIAL)
+        if _has(SPECIFIC_ANCHOR, sentence) and (any(_has(rx, sentence) for rx in _DECLARED_SPECIAL)
                                                  or marker_not_improved(sentence) or occupational_handling(sentence)):
             return True
     return False
@@ -849,31 +856,31 @@ def is_general_question(norm: str) -> bool:
     questions however they are phrased; a message that says something happened (a past-tense
     event, someone who has been taking the product) never does.
     """
-    if REPORT_CUE.search(norm):
+    if _has(REPORT_CUE, norm):
         return False
-    hypothetical = bool(HYPOTHETICAL.search(norm))
-    asks = _asks_in_form(norm) and not FIRST_PERSON_NARRATIVE.search(norm)
+    hypothetical = bool(_has(HYPOTHETICAL, norm))
+    asks = _asks_in_form(norm) and not _has(FIRST_PERSON_NARRATIVE, norm)
     # A short noun phrase naming a topic ("myopathy risk with X + fibrates") asks about it.
-    topic = (len(norm.split()) <= TOPIC_MAX_WORDS and bool(GENERAL_QUESTION.search(norm) or TOPIC_NOUNS.search(norm))
-             and not FIRST_PERSON_NARRATIVE.search(norm))
+    topic = (len(norm.split()) <= TOPIC_MAX_WORDS and bool(_has(GENERAL_QUESTION, norm) or _has(TOPIC_NOUNS, norm))
+             and not _has(FIRST_PERSON_NARRATIVE, norm))
     questiony = (bool(_QUESTION_MARK.search(_PARENTHETICAL.sub(" ", norm))) or asks or hypothetical
-                 or bool(ASKING.search(norm)) or topic
-                 or bool(LITERATURE_REQUEST.search(norm)) or bool(BOT_INSTRUCTION.search(norm))
-                 or bool(INSTITUTIONAL_PURPOSE.search(norm)) or bool(TOPIC_NOUNS.search(norm)))
+                 or bool(_has(ASKING, norm)) or topic
+                 or bool(_has(LITERATURE_REQUEST, norm)) or bool(_has(BOT_INSTRUCTION, norm))
+                 or bool(_has(INSTITUTIONAL_PURPOSE, norm)) or bool(_has(TOPIC_NOUNS, norm)))
     if not questiony:
         return False
     # Recall first: a message that is a question only by the wider cues (a "?" inside it, a later
     # clause, a greeting before the question word, a purpose, a label section) stays a report when
     # it states a special situation about someone ("nurse got respizan in her eye?? what now").
-    plain_question = (norm.rstrip().endswith("?") or hypothetical or bool(ASKING.search(norm))
-                      or (bool(QUESTION_START.search(norm)) and not FIRST_PERSON_NARRATIVE.search(norm))
-                      or (len(norm.split()) <= TOPIC_MAX_WORDS and bool(GENERAL_QUESTION.search(norm))
-                          and not FIRST_PERSON_NARRATIVE.search(norm))
-                      or bool(LITERATURE_REQUEST.search(norm)) or bool(BOT_INSTRUCTION.search(norm)))
+    plain_question = (norm.rstrip().endswith("?") or hypothetical or bool(_has(ASKING, norm))
+                      or (bool(_has(QUESTION_START, norm)) and not _has(FIRST_PERSON_NARRATIVE, norm))
+                      or (len(norm.split()) <= TOPIC_MAX_WORDS and bool(_has(GENERAL_QUESTION, norm))
+                          and not _has(FIRST_PERSON_NARRATIVE, norm))
+                      or bool(_has(LITERATURE_REQUEST, norm)) or bool(_has(BOT_INSTRUCTION, norm)))
     if not plain_question and _states_a_special_situation(
             INSTITUTIONAL_PURPOSE.sub(" ", TOPIC_NOUNS.sub(" ", norm))):
         return False
-    about_trials = bool(TRIAL_POPULATION.search(norm))
+    about_trials = bool(_has(TRIAL_POPULATION, norm))
     if not about_trials and SPECIFIC_EVENT.search(_PASSIVE_REGIMEN.sub(" ", norm)):
         return False
     if about_trials:
@@ -885,21 +892,21 @@ def is_general_question(norm: str) -> bool:
         # something is happening is a report with a question in it; "if a patient develops ..."
         # or "a patient with a history of ..." stays a question.
         specific = PATIENT_CONTEXT.search(_INDEFINITE_PERSON.sub(" ", GENERIC_PEOPLE.sub(" ", norm)))
-        exposed = bool(EXPOSURE.search(norm))
-        return bool(CONDITIONAL.search(norm)) or not (
+        exposed = bool(_has(EXPOSURE, norm))
+        return bool(_has(CONDITIONAL, norm)) or not (
             specific and exposed and _event_in_question(norm))
     # An age alone in a question is a population ("a 10 year old"), not a particular patient; so
     # are plural people ("what should I tell pts").
     # A member of staff counts as someone only when exposed ("a colleague asked" is the asker).
-    staff_exposed = bool(STAFF_PERSON.search(norm)) and not CONDITIONAL.search(norm) and bool(
-        OCCUPATIONAL.search(norm) or occupational_handling(norm) or SYMPTOMS.search(norm))
+    staff_exposed = bool(_has(STAFF_PERSON, norm)) and not _has(CONDITIONAL, norm) and bool(
+        _has(OCCUPATIONAL, norm) or occupational_handling(norm) or _has(SYMPTOMS, norm))
     if not PERSONAL_CONTEXT.search(GENERIC_PEOPLE.sub(" ", AGE_ONLY.sub(" ", norm))) and not staff_exposed:
         return True
     # A question about a particular patient is still a question while nothing has happened to
     # them ("my patient has HIV - can he take X?"); a symptom, a drug link or a special
     # situation makes it a report with a question in it. A treatment still being weighed names
     # its condition, not an event ("considering X for a pt with pulmonary hypertension?").
-    text = without_condition_phrases(norm) if PROSPECTIVE.search(norm) else norm
+    text = without_condition_phrases(norm) if _has(PROSPECTIVE, norm) else norm
     return not _event_in_question(TOPIC_NOUNS.sub(" ", text))
 
 
@@ -907,13 +914,13 @@ _EVENT_IN_QUESTION: tuple[re.Pattern[str], ...] = ()  # filled in below, once ev
 
 
 def _event_in_question(text: str) -> bool:
-    return any(rx.search(text) for rx in _EVENT_IN_QUESTION) or marker_not_improved(text) or occupational_handling(text)
+    return any(_has(rx, text) for rx in _EVENT_IN_QUESTION) or marker_not_improved(text) or occupational_handling(text)
 
 
 def is_pregnancy_statement(norm: str) -> bool:
     """Someone is (or was) pregnant or breastfeeding — a fact, not "if she becomes pregnant"."""
-    return bool(PREGNANCY_STATEMENT.search(norm) or PATERNAL_PREGNANCY.search(norm)) and not (
-        PREGNANCY_CONDITIONAL.search(norm)
+    return bool(_has(PREGNANCY_STATEMENT, norm) or _has(PATERNAL_PREGNANCY, norm)) and not (
+        _has(PREGNANCY_CONDITIONAL, norm)
     )
 
 
@@ -939,7 +946,7 @@ _OCCUPATIONAL_EFFECT = _rx(r"\b(exposed|exposure|contact|inhal\w*|on (her|his|my
 
 
 def occupational_handling(norm: str) -> bool:
-    return bool(OCCUPATIONAL_HANDLING.search(norm)) and bool(SYMPTOMS.search(norm) or _OCCUPATIONAL_EFFECT.search(norm))
+    return bool(_has(OCCUPATIONAL_HANDLING, norm)) and bool(_has(SYMPTOMS, norm) or _OCCUPATIONAL_EFFECT.search(norm))
 
 
 INTAKE = _rx(
@@ -955,9 +962,9 @@ def evaluate(norm: str, *, product_mentioned: bool, off_label: bool = False,
     outcome reported it is the special situation ``off_label_outcome``.
     """
     general = is_general_question(norm)
-    personal = bool(PERSONAL_CONTEXT.search(norm))
-    patient = bool(PATIENT_CONTEXT.search(norm))
-    drug_link = bool(DRUG_LINK.search(norm))
+    personal = bool(_has(PERSONAL_CONTEXT, norm))
+    patient = bool(_has(PATIENT_CONTEXT, norm))
+    drug_link = bool(_has(DRUG_LINK, norm))
     # A pregnancy (or breastfeeding) during treatment is reported even when the HCP frames it as a
     # question ("she is 8 weeks pregnant on X - what now?").
     pregnancy_fact = is_pregnancy_statement(norm) and (product_mentioned or drug_link or patient)
@@ -965,46 +972,46 @@ def evaluate(norm: str, *, product_mentioned: bool, off_label: bool = False,
         general = False
     # Special situations need something to hang on: one of our products, a patient, a dose or a device.
     anchored = product_mentioned or patient or personal or drug_link or bool(
-        DOSE_WORD.search(norm) or DEVICE_WORDS.search(norm))
+        _has(DOSE_WORD, norm) or _has(DEVICE_WORDS, norm))
     cats: list[str] = []
     if not general:
         # quality complaint: a defect in a device / pack
-        if DEFECT_WORDS.search(norm) and DEVICE_WORDS.search(norm):
+        if _has(DEFECT_WORDS, norm) and _has(DEVICE_WORDS, norm):
             cats.append("quality_complaint")
-        if OVERDOSE.search(norm) or (above_max_dose and INTAKE.search(norm)):
+        if _has(OVERDOSE, norm) or (above_max_dose and _has(INTAKE, norm)):
             # a stated amount above the label's maximum that someone took is an overdose
             cats.append("overdose")
-        if anchored and (MEDICATION_ERROR.search(norm) or (BY_MISTAKE.search(norm) and DOSE_WORD.search(norm))):
+        if anchored and (_has(MEDICATION_ERROR, norm) or (_has(BY_MISTAKE, norm) and _has(DOSE_WORD, norm))):
             cats.append("medication_error")
-        if anchored and MISUSE.search(norm):
+        if anchored and _has(MISUSE, norm):
             cats.append("misuse")
-        if anchored and (OCCUPATIONAL.search(norm) or occupational_handling(norm)):
+        if anchored and (_has(OCCUPATIONAL, norm) or occupational_handling(norm)):
             cats.append("occupational_exposure")
-        if anchored and INFECTIOUS.search(norm):
+        if anchored and _has(INFECTIOUS, norm):
             cats.append("infectious_transmission")
         # "talk to an MSL about X in pregnancy" names a topic: no patient, no exposure, no statement.
-        pregnancy_topic = bool(PREGNANCY_TOPIC.search(norm)) and not (
-            patient or pregnancy_fact or PAST_EXPOSURE.search(norm))
-        if pregnancy_fact or (PREGNANCY.search(norm) and (
-            PREGNANCY_EXPOSURE_LINK.search(norm) or patient or product_mentioned
-        ) and not PREGNANCY_CONDITIONAL.search(norm) and not pregnancy_topic):
+        pregnancy_topic = bool(_has(PREGNANCY_TOPIC, norm)) and not (
+            patient or pregnancy_fact or _has(PAST_EXPOSURE, norm))
+        if pregnancy_fact or (_has(PREGNANCY, norm) and (
+            _has(PREGNANCY_EXPOSURE_LINK, norm) or patient or product_mentioned
+        ) and not _has(PREGNANCY_CONDITIONAL, norm) and not pregnancy_topic):
             cats.append("pregnancy_exposure")
-        if (LACK_OF_EFFICACY.search(norm) or marker_not_improved(norm)) and (product_mentioned or patient) and not (
+        if (_has(LACK_OF_EFFICACY, norm) or marker_not_improved(norm)) and (product_mentioned or patient) and not (
             "quality_complaint" in cats and not product_mentioned
         ):
             cats.append("lack_of_efficacy")
-        if off_label and (OUTCOME.search(norm) or SYMPTOMS.search(norm) or LAB_ABNORMAL.search(norm)
-                          or SERIOUS.search(norm)) and (
-                OFF_LABEL_USE.search(norm) or patient or personal or drug_link or OFF_LABEL_EXPLICIT.search(norm)
-                or AGE_ONLY.search(norm)):
+        if off_label and (_has(OUTCOME, norm) or _has(SYMPTOMS, norm) or _has(LAB_ABNORMAL, norm)
+                          or _has(SERIOUS, norm)) and (
+                _has(OFF_LABEL_USE, norm) or patient or personal or drug_link or _has(OFF_LABEL_EXPLICIT, norm)
+                or _has(AGE_ONLY, norm)):
             cats.append("off_label_outcome")
         side_effect = any((
-            bool(SIDE_EFFECT_WORDS.search(norm)) and (personal or drug_link or product_mentioned),
-            bool(SYMPTOMS.search(norm)) and (patient or drug_link)
-            and (patient or product_mentioned or bool(EVENT_VERB.search(norm))),
-            bool(SERIOUS.search(norm)) and (patient or product_mentioned or drug_link),
-            patient and drug_link and bool(EVENT_VERB.search(norm)),
-            bool(LAB_ABNORMAL.search(norm)) and (patient or product_mentioned or drug_link),
+            bool(_has(SIDE_EFFECT_WORDS, norm)) and (personal or drug_link or product_mentioned),
+            bool(_has(SYMPTOMS, norm)) and (patient or drug_link)
+            and (patient or product_mentioned or bool(_has(EVENT_VERB, norm))),
+            bool(_has(SERIOUS, norm)) and (patient or product_mentioned or drug_link),
+            patient and drug_link and bool(_has(EVENT_VERB, norm)),
+            bool(_has(LAB_ABNORMAL, norm)) and (patient or product_mentioned or drug_link),
         ))
         if side_effect:
             cats.append("side_effect")
@@ -1025,11 +1032,11 @@ def serious_terms(norm: str) -> tuple[str, ...]:
 
 
 def is_rep_request(norm: str) -> bool:
-    return bool(REP_REQUEST.search(norm))
+    return bool(_has(REP_REQUEST, norm))
 
 
 def is_explicit_off_label(norm: str) -> bool:
-    return bool(OFF_LABEL_EXPLICIT.search(norm))
+    return bool(_has(OFF_LABEL_EXPLICIT, norm))
 
 
 # ---------------------------------------------------------------- minimum criteria cues
@@ -1051,11 +1058,11 @@ REPORTER_IDENTIFIER = _rx(
 
 
 def has_patient_identifier(norm: str) -> bool:
-    return bool(PATIENT_IDENTIFIER.search(norm))
+    return bool(_has(PATIENT_IDENTIFIER, norm))
 
 
 def has_reporter_identifier(norm: str) -> bool:
-    return bool(REPORTER_IDENTIFIER.search(norm))
+    return bool(_has(REPORTER_IDENTIFIER, norm))
 
 
 # ---------------------------------------------------------------- asking for a person
@@ -1108,9 +1115,9 @@ def slot_answer_is_narrative(norm: str) -> bool:
     """
     if len(norm.split()) > SLOT_ANSWER_MAX_WORDS:
         return True
-    if _SLOT_PATIENT.search(norm) or EVENT_VERB.search(norm) or DRUG_LINK.search(norm):
+    if _SLOT_PATIENT.search(norm) or _has(EVENT_VERB, norm) or _has(DRUG_LINK, norm):
         return True
-    return bool(DEFECT_WORDS.search(norm) and DEVICE_WORDS.search(norm) and len(norm.split()) > 3)
+    return bool(_has(DEFECT_WORDS, norm) and _has(DEVICE_WORDS, norm) and len(norm.split()) > 3)
 
 
 # Special situations that, stated in a sentence of their own about someone, are a report.
@@ -1150,10 +1157,10 @@ SIGNATURE_MAX_WORDS = 10
 
 def is_greeting_only(norm: str) -> bool:
     """A greeting / introduction with no patient, no drug link and no event verb in it."""
-    if SIGNATURE.search(norm) and len(norm.split()) <= SIGNATURE_MAX_WORDS and not topic_has_report(norm):
+    if _has(SIGNATURE, norm) and len(norm.split()) <= SIGNATURE_MAX_WORDS and not topic_has_report(norm):
         # the words in a name or a department ("Payne", "Pain Clinic") are not symptoms
-        return not any(rx.search(norm) for rx in _INTRO_EVENT)
-    return bool(GREETING_INTRO.search(norm)) and not any(rx.search(norm) for rx in _INTRO_EVENT)
+        return not any(_has(rx, norm) for rx in _INTRO_EVENT)
+    return bool(_has(GREETING_INTRO, norm)) and not any(_has(rx, norm) for rx in _INTRO_EVENT)
 
 
 # Evidence that something happened to someone — the words of a report, not of a topic ("side
@@ -1167,18 +1174,18 @@ _STRICT_EVENT = (
 def topic_has_report(norm: str) -> bool:
     """An answer to a topic question ("statin myopathy and vitamin D") that also tells of someone: a
     person, a drug link, an event verb or a special situation. A symptom alone is the topic."""
-    if PERSONAL_CONTEXT.search(AGE_ONLY.sub(" ", norm)) or DRUG_LINK.search(norm) or EVENT_VERB.search(norm):
+    if PERSONAL_CONTEXT.search(AGE_ONLY.sub(" ", norm)) or _has(DRUG_LINK, norm) or _has(EVENT_VERB, norm):
         return True
-    return any(rx.search(norm) for rx in (OVERDOSE, MEDICATION_ERROR, MISUSE, OCCUPATIONAL, INFECTIOUS,
+    return any(_has(rx, norm) for rx in (OVERDOSE, MEDICATION_ERROR, MISUSE, OCCUPATIONAL, INFECTIOUS,
                                           PREGNANCY_STATEMENT, PATERNAL_PREGNANCY, BY_MISTAKE)) or bool(
-        DEFECT_WORDS.search(norm) and DEVICE_WORDS.search(norm))
+        _has(DEFECT_WORDS, norm) and _has(DEVICE_WORDS, norm))
 
 
 def has_event_evidence(norm: str, *, patient_counts: bool = True) -> bool:
     """Something happened to someone. ``patient_counts=False``: a patient named in a service ask or a
     comment ("enrol my pt in the support programme") is not by itself an event."""
     rxs = _STRICT_EVENT if patient_counts else tuple(rx for rx in _STRICT_EVENT if rx is not PATIENT_CONTEXT)
-    return any(rx.search(norm) for rx in rxs) or bool(DEFECT_WORDS.search(norm) and DEVICE_WORDS.search(norm))
+    return any(_has(rx, norm) for rx in rxs) or bool(_has(DEFECT_WORDS, norm) and _has(DEVICE_WORDS, norm))
 
 
 # A postal address given as free text ("Flat 3, 21 Hill St, Leeds LS1 4AB", "Hauptstr. 5, 10115 Berlin").
@@ -1192,16 +1199,16 @@ ADDRESS_MAX_WORDS = 12
 
 
 def looks_like_address(norm: str) -> bool:
-    return bool(ADDRESS_SHAPE.search(norm)) and len(norm.split()) <= ADDRESS_MAX_WORDS
+    return bool(_has(ADDRESS_SHAPE, norm)) and len(norm.split()) <= ADDRESS_MAX_WORDS
 
 
 def is_service_only_ask(norm: str) -> bool:
     """Feedback, a rep / programme / training ask: naming the patient it is for reports nothing."""
-    return bool(BOT_FEEDBACK.search(norm) or REP_REQUEST.search(norm) or SERVICE_DELIVERY.search(norm)
-                or PROGRAMME_ASK.search(norm))
+    return bool(_has(BOT_FEEDBACK, norm) or _has(REP_REQUEST, norm) or _has(SERVICE_DELIVERY, norm)
+                or _has(PROGRAMME_ASK, norm))
 
 
 def is_about_the_service(norm: str) -> bool:
     """Feedback on the bot, instructions to it, or a service / rep ask."""
-    return bool(BOT_FEEDBACK.search(norm) or BOT_INSTRUCTION.search(norm) or SERVICE_ASK.search(norm)
-                or REP_REQUEST.search(norm) or SERVICE_DELIVERY.search(norm))
+    return bool(_has(BOT_FEEDBACK, norm) or _has(BOT_INSTRUCTION, norm) or _has(SERVICE_ASK, norm)
+                or _has(REP_REQUEST, norm) or _has(SERVICE_DELIVERY, norm))
