@@ -19,7 +19,14 @@ The blind files are evaluation only: this script prints aggregate figures for th
 errors (``--show-errors`` lists errors of our own sets only).
 
 Own regression rows (written by us, labelled as such, never headline): the HCP held-out set and the
-own special-situation / benign sets under ``benchmarks/data/``.
+own special-situation / benign sets under ``benchmarks/data/``, and the special-situation TUNING set
+``benchmarks/data/special_tune_blind.jsonl`` (written blind by a helper from the product description,
+then used to tune the rules: a tuning figure, not an estimate).
+
+``--score FILE`` scores one labelled file only (``label`` = a category or ``benign``; the own sets'
+``category`` / ``kind`` shapes work too): recall per category, how many of the caught lines carry the
+right category, and the benign false-case rate; ``--show-errors`` lists that file's errors (refused for
+files under ``benchmarks/blind/``).
 
 Latency: wall time of one ``screen()`` call per message over every row above, model loaded.
 """
@@ -49,6 +56,7 @@ OWN = REPO / "benchmarks" / "data"
 HELDOUT = OWN / "safety_heldout.jsonl"
 OWN_SPECIAL = OWN / "safety_special_own.jsonl"
 OWN_BENIGN = OWN / "safety_benign_own.jsonl"
+TUNE_SPECIAL = OWN / "special_tune_blind.jsonl"
 FIXTURE_PRODUCTS = REPO / "tests" / "safety" / "data" / "products.yaml"
 
 
@@ -123,6 +131,67 @@ def must_not_open(screen: RuleModelScreen, rows: list[dict[str, Any]], timer: Ti
     return sum(false_by_kind.values()) / max(len(rows), 1), false_by_kind
 
 
+# Labels of the tuning set (and the blind set's spelling) → the screen's category codes.
+LABEL_TO_CATEGORY = {
+    "pregnancy": "pregnancy_exposure", "pregnancy_or_breastfeeding": "pregnancy_exposure",
+    "misuse_abuse": "misuse", "misuse_or_abuse": "misuse", "occupational": "occupational_exposure",
+    "offlabel_outcome": "off_label_outcome", "off_label_with_outcome": "off_label_outcome",
+    "adverse_event": "side_effect",
+}
+
+
+def labelled(rows: list[dict[str, Any]]) -> list[tuple[dict[str, Any], str]]:
+    """(row, category code or "benign") for the label shapes our files use."""
+    out: list[tuple[dict[str, Any], str]] = []
+    for row in rows:
+        label = str(row.get("label", row.get("category", "benign")))
+        out.append((row, label if label == "benign" else LABEL_TO_CATEGORY.get(label, label)))
+    return out
+
+
+def score_file(screen: RuleModelScreen, rows: list[dict[str, Any]], timer: Timer,
+               errors: list[str] | None) -> tuple[dict[str, tuple[int, int, int]], tuple[int, int]]:
+    """Per category (caught, caught with that category, total) and benign (false cases, total)."""
+    per: dict[str, list[int]] = {}
+    benign = [0, 0]
+    for row, label in labelled(rows):
+        start = time.perf_counter()
+        result = screen.screen(str(row["text"]), context=context_of(row))
+        timer.ms.append((time.perf_counter() - start) * 1000)
+        if label == "benign":
+            benign[1] += 1
+            if result.adverse_event:
+                benign[0] += 1
+                if errors is not None:
+                    errors.append(f"FALSE+  {result.ae_categories} {row['text']}")
+            continue
+        cell = per.setdefault(label, [0, 0, 0])
+        cell[2] += 1
+        if result.adverse_event:
+            cell[0] += 1
+            cell[1] += int(label in result.ae_categories)
+            if errors is not None and label not in result.ae_categories:
+                errors.append(f"WRONGCAT [{label}] got {result.ae_categories} {row['text']}")
+        elif errors is not None:
+            errors.append(f"MISSED  [{label}] {row['text']}")
+    return {k: (v[0], v[1], v[2]) for k, v in sorted(per.items())}, (benign[0], benign[1])
+
+
+def score_lines(name: str, per: dict[str, tuple[int, int, int]], benign: tuple[int, int]) -> list[str]:
+    lines: list[str] = []
+    caught = sum(v[0] for v in per.values())
+    right = sum(v[1] for v in per.values())
+    total = sum(v[2] for v in per.values())
+    if total:
+        lines.append(f"{name}: special situations recall {caught / total:.3f} ({caught}/{total}); "
+                     f"right category {right}/{caught}")
+        lines.append("  per category (caught/right category/n): " + ", ".join(
+            f"{k} {c}/{r}/{t}" for k, (c, r, t) in per.items()))
+    if benign[1]:
+        lines.append(f"{name}: benign false cases {benign[0] / benign[1]:.1%} ({benign[0]}/{benign[1]})")
+    return lines
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model-dir", type=Path, default=REPO / "var" / "models")
@@ -130,7 +199,11 @@ def main() -> int:
                         help="products.yaml (default: knowledge/content/products.yaml, else the test fixture)")
     parser.add_argument("--out", type=Path, default=None, help="also write the table to this file")
     parser.add_argument("--show-errors", action="store_true", help="errors of OUR OWN sets (never the blind ones)")
+    parser.add_argument("--score", type=Path, default=None,
+                        help="score only this labelled jsonl (label = category | benign) and exit")
     args = parser.parse_args()
+    if args.score is not None and args.show_errors and args.score.resolve().is_relative_to(BLIND.resolve()):
+        parser.error("--show-errors is refused for the blind sets")
 
     products = args.products
     if products is None:
@@ -142,6 +215,13 @@ def main() -> int:
     warm = time.perf_counter() - t0
     timer = Timer()
     own_errors: list[str] | None = [] if args.show_errors else None
+    if args.score is not None:
+        per, benign_fp = score_file(screen, load(args.score), timer, own_errors)
+        print("\n".join(score_lines(args.score.name, per, benign_fp)))
+        print(f"p95 {timer.p95():.2f} ms over {len(timer.ms)} lines")
+        if own_errors:
+            print("\n".join(own_errors), file=sys.stderr)
+        return 0
 
     rows_md: list[str] = []
     targets: list[tuple[str, bool]] = []
@@ -175,6 +255,16 @@ def main() -> int:
         own_benign = load(OWN_BENIGN)
         rate, _ = must_not_open(screen, own_benign, timer, own_errors)
         own_lines.append(f"| Benign HCP (own) | {len(own_benign)} | false cases {rate:.1%} | regression |")
+    tune_lines: list[str] = []
+    if TUNE_SPECIAL.is_file():
+        per, benign_fp = score_file(screen, load(TUNE_SPECIAL), timer, own_errors)
+        caught = sum(v[0] for v in per.values())
+        total = sum(v[2] for v in per.values())
+        own_lines.append(f"| Special tuning set (TUNING, written blind) | {total} | "
+                         f"recall {caught / max(total, 1):.3f} | tuned on |")
+        own_lines.append(f"| Benign look-alikes of the tuning set (TUNING) | {benign_fp[1]} | false cases "
+                         f"{benign_fp[0] / max(benign_fp[1], 1):.1%} | tuned on |")
+        tune_lines = score_lines("Tuning set", per, benign_fp)
     p95 = timer.p95()
     targets.append(("p95", p95 <= 15.0))
     shown = products.relative_to(REPO) if products.is_relative_to(REPO) else products
@@ -196,6 +286,7 @@ def main() -> int:
     if false_kinds:
         lines.append("Blind benign false cases per kind: " + ", ".join(
             f"{k} {v}" for k, v in sorted(false_kinds.items())))
+    lines += ["", *tune_lines]
     lines += [
         "",
         f"Products file `{shown}`; model threshold {screen.model.threshold:.3f} (chosen on out-of-fold "

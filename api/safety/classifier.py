@@ -299,7 +299,7 @@ class RuleModelScreen:
         score = self.model.score(norm)
         topic_slot = context is not None and context.topic_slot
         if (form_slot is not None and not rules.slot_answer_is_narrative(norm)) or (
-                topic_slot and not rules.has_event_evidence(_without_generic_people(norm))):
+                topic_slot and not rules.topic_has_report(_without_generic_people(norm))):
             # "Dr Sarah Stroke", "Burns Unit, 12 Castle Rd", "GMC 1234567", "5 packs": an answer.
             return ScreenResult(ae_score=round(score, 4), opt_out=opt_out, handoff=handoff,
                                 products=tuple(p.key for p in mentioned),
@@ -329,10 +329,14 @@ class RuleModelScreen:
         if model_hit and not hits.strong and rules.is_greeting_only(norm):
             model_hit = False  # "hey, Tom Sick from the ICU pharmacy": a greeting, whatever the names say
         if model_hit and not hits.strong and (handoff or rules.is_about_the_service(norm)) \
-                and not rules.has_event_evidence(norm):
+                and not rules.has_event_evidence(norm, patient_counts=not rules.is_service_only_ask(norm)):
             # "can I talk to a real person", "the bot kept misunderstanding me", "send sharps bins for
-            # the pens": asks and feedback, not reports, while nothing happened to anyone in them.
+            # the pens", "enrol my pt in the support programme": asks and feedback, not reports, while
+            # nothing happened to anyone in them (naming the patient the ask is for is not an event).
             model_hit = False
+        if model_hit and not hits.strong and rules.looks_like_address(norm) \
+                and not rules.has_event_evidence(norm, patient_counts=False):
+            model_hit = False  # an address typed without the form question before it
         adverse_event = (hits.strong or model_hit) and not hits.general_question
         if opt_out and not hits.categories:
             # "stop messaging me" carries no event; the model must not read one into it.

@@ -213,6 +213,16 @@ _CONDITIONS = (
     "anti-aging", "bodybuilding", "athletic performance", "sepsis", "pregnancy", "gestational diabetes",
     "heart attack", "heart attacks", "myocardial infarction", "cardiovascular prevention",
     "cardiovascular events", "cv prevention", "cv events",
+    # respiratory, allergic and eosinophilic conditions other than severe eosinophilic asthma
+    "acute bronchospasm", "bronchospasm", "status asthmaticus", "acute asthma", "asthma attack", "acute exacerbation",
+    "egpa", "churg-strauss", "hypereosinophilic syndrome", "chronic rhinosinusitis", "rhinosinusitis", "sinusitis",
+    "bronchiectasis", "cystic fibrosis", "pulmonary fibrosis", "ipf", "sarcoidosis", "pulmonary hypertension",
+    "food allergy", "peanut allergy", "chronic urticaria", "bullous pemphigoid", "eosinophilic gastritis",
+    # cardiovascular, metabolic, neurological and other conditions none of the products is for
+    "liver disease", "active liver disease", "cirrhosis", "essential tremor", "tremor", "performance anxiety",
+    "thyrotoxicosis", "hyperthyroidism", "svt", "tachycardia", "arrhythmia", "insulin resistance", "lada", "mody",
+    "type 1", "neuropathy", "cognitive decline", "lupus", "sle", "crohn's disease", "crohn's", "crohns",
+    "ulcerative colitis", "ibd", "steatohepatitis", "mash", "binge eating", "polyneuropathy", "aortic stenosis",
 )
 _CONDITION_RX = re.compile(
     r"\b(" + "|".join(re.escape(c) for c in sorted(_CONDITIONS, key=len, reverse=True)) + r")s?\b"
@@ -222,7 +232,7 @@ _TREATMENT_CUE = re.compile(
     r"|use(d)? (it |this |\w+ )?(for|in)|using (it |\w+ )?(for|in)|prescrib\w* (it |\w+ )?(for|in)|give (it )?"
     r"(for|in)|help (with)?|works? (for|in)|effective (for|in)|efficacy (for|in)|data (for|in|on)|evidence (for|in)"
     r"|manage|managing|in patients with|in people with|(patient|pt|man|woman|lady|someone|person|girl|boy|adult"
-    r"|child|teen|teenager) with)"
+    r"|child|teen|teenager) (with|who has)|as( an?)?|as (an? )?(adjunct|add-on|treatment|therapy) (for|in|to)|\()"
     r"\s+(?:[a-z'/-]+\s+){0,3}$"
 )
 _DOSE = re.compile(r"\b(\d+(?:\.\d+)?)\s*(mg|milligrams?)\b")
@@ -253,7 +263,27 @@ _LAY_NAMES = {
     "cardiovascular prevention": "cardiovascular events",
     "cv prevention": "cardiovascular events",
     "cv events": "cardiovascular events",
+    "hyperlipidaemia": "dyslipidaemia",
+    "hyperlipidemia": "dyslipidaemia",
 }
+
+# A condition named by its shape after a treatment cue ("for bronchospasm", "for thyrotoxicosis"), when
+# it is not in the list above: the common endings of disease names.
+_CONDITION_SHAPE = re.compile(
+    r"\b([a-z]+(itis|osis|aemia|emia|pathy|algia|plegia|spasm|asthmaticus|trophy|penia|cytosis))\b"
+)
+# The condition in front of the patient ("a COPD pt", "my MS patient"); "ms" only in this position.
+_CONDITION_PATIENT = re.compile(
+    r"\b(a|an|my|our|the|this|his|her) (ms|copd|t1dm|type 1|egpa|ipf|ckd|pcos|nash|nafld|af|heart failure"
+    r"|dialysis|cf|crohn'?s|lupus|ibd|dementia|parkinson'?s) (pt|patient|man|woman|lady|child|boy|girl)\b"
+)
+_CONDITION_PATIENT_NAMES = {"ms": "multiple sclerosis", "cf": "cystic fibrosis", "af": "atrial fibrillation",
+                            "dialysis": "kidney disease", "crohns": "crohn's", "parkinsons": "parkinson"}
+# The indication said to be absent ("no asthma", "not diabetic", "without diabetes").
+_ABSENT = re.compile(
+    r"\b(no|without|not|non)[- ](asthma|asthmatic|diabetes|diabetic|t2dm|high cholesterol|hypercholesterol\w*"
+    r"|dyslipid\w*)\b(?! (attacks?|exacerbations?|symptoms|flares?|control|medication|meds|history))"
+)
 
 
 def _covered(condition: str, product: Product, market: str | None = None) -> bool:
@@ -325,6 +355,18 @@ def _above_max_dose(norm: str, product: Product) -> bool:
     return False
 
 
+def _indication_absent(norm: str, product: Product) -> bool:
+    """The message says the patient does not have what the product is for ("respizan ... no asthma")."""
+    for m in _ABSENT.finditer(norm):
+        word = m.group(2)
+        stem = "diabet" if word.startswith(("diabet", "t2dm")) else "asthma" if word.startswith("asthma") else (
+            "cholesterol" if "cholesterol" in word else "dyslipid" if word.startswith("dyslipid") else word)
+        synonyms = {"cholesterol": ("cholesterol", "hypercholesterol"), "dyslipid": ("dyslipid",)}
+        if any(s in ind for ind in product.indications for s in synonyms.get(stem, (stem,))):
+            return True
+    return False
+
+
 def off_label_reasons(norm: str, products: tuple[Product, ...], market: str | None = None) -> tuple[str, ...]:
     """Why a message about ``products`` looks like a use outside the approved label (in ``market``
     when given; otherwise a use is on-label when any market approves it)."""
@@ -339,6 +381,20 @@ def off_label_reasons(norm: str, products: tuple[Product, ...], market: str | No
                 or (_PREGNANT_USE.search(norm) and not product.pregnancy_approved)
             ):
                 reasons.append("population")
+        if "indication" not in reasons and _indication_absent(norm, product):
+            reasons.append("indication")
+        if "indication" not in reasons:
+            for m in _CONDITION_PATIENT.finditer(norm):
+                condition = _CONDITION_PATIENT_NAMES.get(m.group(2).replace("'", ""), m.group(2))
+                if not _covered(condition, product, market):
+                    reasons.append("indication")
+                    break
+        if "indication" not in reasons:
+            for m in _CONDITION_SHAPE.finditer(norm):
+                before = norm[max(0, m.start() - 40):m.start()]
+                if _TREATMENT_CUE.search(before.rstrip() + " ") and not _covered(m.group(1), product, market):
+                    reasons.append("indication")
+                    break
         if "indication" not in reasons:
             for m in _CONDITION_RX.finditer(norm):
                 before = norm[max(0, m.start() - 40):m.start()]

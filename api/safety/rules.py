@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 # ---------------------------------------------------------------- normalisation
 
@@ -24,6 +25,12 @@ def normalise(text: str) -> str:
 
 def _rx(pattern: str) -> re.Pattern[str]:
     return re.compile(pattern, re.IGNORECASE)
+
+
+@lru_cache(maxsize=16384)
+def _has(rx: re.Pattern[str], text: str) -> bool:
+    """``rx`` occurs in ``text``; memoised, as the same message is asked about by several rules."""
+    return rx.search(text) is not None
 
 
 # ---------------------------------------------------------------- channel keywords
@@ -69,11 +76,12 @@ def is_help(norm: str) -> bool:
 
 # Someone specific is being talked about (a patient, the reporter, a relative).
 PERSONAL_CONTEXT = _rx(
-    r"\b(my|our|this|that|the|a|one of my|another|same|her|his)\s+(\w+\s+)?"
+    r"\b(my|our|this|that|the|a|one of my|another|same|her|his)\s+([\w-]+\s+)?"
     r"(patients?|pts?|clients?|son|daughter|wife|husband|mother|father|mum|mom|dad|child|baby|kid"
     r"|lady|gentleman|man|woman|boy|girl|infant|toddler|grandmother|grandfather|partner|friend)\b"
     r"|\bpts?\b|\bpatients? (has|had|have|is|was|were|developed|experienced|reports?|reported"
-    r"|complains?|complained|took|became|got|presented|noticed)\b"
+    r"|complains?|complained|took|became|got|presented|noticed|admits|admitted|abusing|misusing|using|taking|takes|uses"
+    r"|injects|injected|keeps|kept|swallowed|ate|chewed|continued|ran out|denies|confessed)\b"
     r"|\b(he|she|they)('s| has| had| is| was| were| have| developed| experienced| started| took"
     r"| takes| reports| reported| complains| complained| got| became| felt| feels| noticed| ended"
     r"| died| passed| presented| injected| missed| stopped| used| swallowed| accidentally)\b"
@@ -86,10 +94,11 @@ PERSONAL_CONTEXT = _rx(
 
 # A specific patient (third person) — the HCP shape of a report.
 PATIENT_CONTEXT = _rx(
-    r"\b(my|our|this|that|a|one of my|another|the)\s+(\w+\s+)?(patients?|pts?|clients?|lady|gentleman"
+    r"\b(my|our|this|that|a|one of my|another|the)\s+([\w-]+\s+)?(patients?|pts?|clients?|lady|gentleman"
     r"|man|woman|boy|girl|infant|toddler|child|baby|son|daughter|wife|husband|mother|father|mum|mom|dad)\b"
     r"|\bpts?\b|\bpatients? (has|had|have|is|was|were|developed|experienced|reports?|reported|complains?"
-    r"|complained|took|became|got|presented|noticed)\b"
+    r"|complained|took|became|got|presented|noticed|admits|admitted|abusing|misusing|using|taking|takes|uses|injects"
+    r"|injected|keeps|kept|swallowed|ate|chewed|continued|ran out|denies|confessed)\b"
     r"|\b(he|she)('s| has| had| is| was| developed| experienced| started| took| takes| reports"
     r"| reported| complains| complained| got| became| felt| feels| noticed| ended| died| passed"
     r"| presented| injected| missed| stopped| used| swallowed| accidentally)\b"
@@ -129,7 +138,9 @@ SYMPTOMS = _rx(
     r"|tummy|constipat|weight (gain|loss)|insomnia|can'?t sleep|anxi(ety|ous)|depress(ed|ion)|suicid"
     r"|seizures?|fits?|faint(ed|ing)?|syncope|collapsed?|hair loss|blurr(ed|y) vision|vision (loss|problems)"
     r"|tremors?|shak(y|ing)|numb(ness)?|tingling|pins and needles|kidney|renal|anaphyla|angioo?edema"
-    r"|stroke|heart attack|arrhythmia|tachycardia|bradycardia|hypertension|blood pressure (up|high|spiked)"
+    r"|stroke|heart attack|arrhythmia|tachycardia|bradycardia|brady|tachy|dka|ketoacidosis|hypotensi(on|ve)|low (bp"
+    r"|blood pressure)"
+    r"|bp (low|lowish|dropped|fell)|hypertension|blood pressure (up|high|spiked)"
     r"|thrombo|dvt|pulmonary embol|joint pain|arthralgia|back pain|sore throat|infection|pneumonia"
     r"|nosebleed|epistaxis|blister|peeling|sjs|stevens|dark urine|memory (loss|problems)|confus(ed|ion)"
     r"|hallucinat|mood (changes?|swings)|irritab|loss of appetite|bloat|reflux|heartburn|gallstones?"
@@ -155,12 +166,25 @@ LACK_OF_EFFICACY = _rx(
     r"|\b(ldl|cholesterol|lipids|hba1c|a1c|glucose|sugars?|eosinophils|exacerbations?|asthma|levels?)"
     r"\s+(\w+\s+)?(still|remain(s|ed)?|went up|unchanged|no better|not coming down|getting worse|worse)"
     r"|\bstill (having|getting) (exacerbations|attacks|flares|high (sugars|ldl|cholesterol))"
-    r"|\b(doesn'?t|does not|didn'?t|did not|isn'?t|is not|not) (seem to |really |actually )?(do|doing) (anything|much)"
+    r"|\b(doesn'?t|does not|didn'?t|did not|isn'?t|is not|not) (seem to |really |actually )?(be )?(do|doing) (anything"
+    r"|much)|\b(lost|losing|lose|loses) (its|the|their|all) effect\b|\b(wearing|wore|wears) off\b"
+    r"|\bcreeping (back )?up\b"
+    r"|\bstill (on|needing|needs|requiring) (oral |regular |monthly |rescue )?(steroids|pred\w*|rescue|salbutamol)\b"
     r"|\b(hasn'?t|has not|haven'?t|didn'?t|did not) (moved|changed|budged|improved|come down|dropped)\b"
     r"|\b(zero|no|little|minimal) (benefit|effect|response|improvement|change|difference)\b"
     r"|\b(isn'?t|not) controlling\b|\bstopped working\b|\bno longer (works|working|effective)\b"
     r"|\b(doesn'?t|does not|didn'?t|did not|isn'?t|not) help(ing|ed)?\b|\b(does|did|doing) nothing\b|\buseless\b"
     r"|\buncontrolled\b|\b(keeps|kept|still) (having|getting) (\w+ )?(attacks|exacerbations|flares|hypos|high)"
+    # levels back up or unchanged, events despite treatment, rescue use up, in a few other languages
+    r"|\b(went|gone|come|came|crept|creeping|going) back up\b|\bbarely (changed|moved|budged|improved|dropped|shifted"
+    r"|came down)\b|\bunchanged\b|\bnever (got|reached|came|gets) (to|down|near|within)\b|\b(not|never) (at|reached"
+    r"|reaching|getting to) (\w+ )?target\b|\b(same|no different) (as|from|to) before\b"
+    r"|\bdespite (being on |taking |using |regular |good |full |treatment|therapy|adherence|compliance|\w+ (every|for"
+    r"|at"
+    r"|since|\d))|\b(needs|needing|using|uses) (more|extra|his|her)? ?(salbutamol|ventolin|rescue|reliever|albuterol)"
+    r"|\beos(inophils)? (still|remain\w*|unchanged|up|not)\b|\b(treatment|therapy|biologic) failure\b"
+    r"|\bpas efficace\b|\binefficace\b|\bsans effet\b|\bkeine wirkung\b|\bwirkt nicht\b|\bunwirksam\b"
+    r"|\bno funciona\b|\bsin efecto\b"
 )
 
 OVERDOSE = _rx(
@@ -173,9 +197,14 @@ OVERDOSE = _rx(
     r"|\b(dosing|dose|medication|administration) error\b|\bwrong dose\b"
     r"|\b(injected|took|taken|given) (it |the dose |the injection )?twice\b"
     r"|\b(\d+|two|three) (doses|injections|pens) (in one|on the same|the same) (day|week)\b"
-    r"|\baccidental(ly)?\s+(took|ingest|inject|swallow|given|gave|overdose|double)"
+    r"|\baccident(al)?l?y?\s+(took|ingest|inject|swallow|given|gave|overdose|double)"
+    r"|\b(tomorrow'?s|the next day'?s|yesterday'?s|next week'?s|an extra day'?s|(mon|tues|wednes|thurs|fri|satur|sun)"
+    r"day'?s)\b.{0,30}\b(as well( as)?|aswell( as)?"
+    r"|too|on top|and today'?s|plus)\b|\b(as well as|aswell as|on top of) (today'?s|his|her|their|the usual)\b"
     r"|\b(whole|entire) (pack|box|bottle|strip)\b"
-    r"|\b(whole|entire) (week'?s?|month'?s?) (supply|worth)\b|\bhandful of\b|\bin one go\b|\ball at once\b"
+    r"|\b(whole|entire) (week'?s?|month'?s?) (supply|worth)\b|\b(whole|entire) (week|month)'?s?( of| worth)\b"
+    r"|\bin one (morning|evening|day|sitting|night)\b|\b(took|taken|injected|used|given)\b.{0,30}\b(\d+|two|three|four"
+    r"|five) (days|times|doses|injections) in a row\b|\bhandfuls?( of)?\b|\bin one go\b|\ball at once\b"
     r"|\bdouble[- ]dos(ed|ing|e)\b|\btook too much\b|\bmore than (the )?(prescribed|recommended|maximum|max)\b"
     r"|\b(above|over|exceed\w*) the (max(imum)?|recommended) (dose|daily dose)\b"
     r"|\b\d+(\.\d+)?\s*mg\b.{0,30}\binstead of \d+(\.\d+)?\s*mg\b"
@@ -183,13 +212,30 @@ OVERDOSE = _rx(
     r"(of )?(his |her "
     r"|their |my |the )?(\w+ )?(tabs|tablets|pills|capsules|pens|doses)\b|\bod(ed|'d)? (on|of|with)\b|\btook an od\b"
     r"|\b(ingest(ed|ion)|ate some|got hold of)\b"
+    # an ingested count ("swallowed about 25", "chewed 2", "ate ~8 of her tablets", "took all his remaining")
+    r"|\b(swallowed|ate|chewed|ingested|took|taken|had taken)\s+(about |around |approx\.? |approximately |roughly "
+    r"|maybe "
+    r"|up to |at least |over |~ ?|'|\")*(\d{2,3}|[3-9]|three|four|five|six|seven|eight|nine|ten|a dozen|dozens|several"
+    r"|an unknown (number|amount)|unknown (number|amount)|all( of)?( (his|her|their|the|my))?( remaining)?"
+    r"|the (rest|remaining)|a (bottle|box|pack|strip|blister))\b'?\"?(?!\s*(mg|mcg|g|ml|units?|weeks?|wks?|days?"
+    r"|months?|years?|yrs?|hours?|hrs?|mins?|minutes?|times|x|different|other|anti|\w+ (weeks|days|months|years)))"
+    r"|\b(swallowed|ate|chewed|ingested) (\d+|one|two|a few|some)\b"
+    r"|\b(intentional|deliberate|accidental|suspected|possible|an|this|the) (od|o\.d\.)\b|\bod case\b"
+    r"|\b(\d+|two|three|four) (syringes|pens|injections|shots|doses|vials) (in one|on the same|the same|same|in a"
+    r"|in the"
+    r" same) (day|week|morning|evening|night)\b"
+    r"|\bdoubled? (up )?(his|her|their|my) (own )?(\w+)\b(?<!\bcheck)|\b(above|over|exceed\w*) (the )?max\b"
+    r"|\b(got into|got hold of|raided|found) (the |a |her |his |their |grandma'?s |granny'?s )?(\w+ )?(med(ication"
+    r"|icine)?s?"
+    r" (trolley|cabinet|cupboard|box|bag)|pill (box|bottle|organi[sz]er)|dosette)\b"
 )
-BY_MISTAKE = _rx(r"\b(by mistake|by accident|accidentally|in error|mistakenly)\b")
+BY_MISTAKE = _rx(r"\b(by mistake|by accident|accident(al)?l?y|in error|mistakenly)\b")
 DOSE_WORD = _rx(r"\b(dose|doses|tablets?|pills?|capsules?|injections?|injected|took|taken|pen|mg)\b")
 
 MISUSE = _rx(
     r"\bmisus(e|ed|ing)\b|\babus(e|ed|ing)\b|\brecreational(ly)?\b|\bto get high\b|\bsnort"
-    r"|\bcrush(ed|ing)? (and|to) (inject|snort)|\bsomeone else'?s (pen|tablets|pills|prescription|medication)"
+    r"|\bcrush(ed|ing)? (and|to) (inject|snort)|\b(inject|snort|smok)\w* (the )?crushed\b|\bsomeone else'?s (pen"
+    r"|tablets|pills|prescription|medication)"
     r"|\bshar(ed|ing) (his|her|their|a) (pen|needle|tablets)|\bwithout a prescription\b"
     r"|\b(selling|sells|sold|reselling|diverting|diverted|diversion)\b|\bbought (it |them |\w+ )?(from|online|off)\b"
     r"|\b(on purpose|deliberately|intentionally)\b|\baddict\w*|\bdrug[- ]seeking\b"
@@ -200,13 +246,44 @@ MISUSE = _rx(
     r"|\bweight\b.{0,40}\b(not|non)[- ]?diabetic\b"
     r"|\bstockpil\w*|\b(injecting|taking|using|injects|takes|uses) extra\b"
     r"|\b(bought|buys|buying|got|gets|getting|ordered|ordering|obtained|sourced)\b.{0,30}\b(from|off|via) (the )?"
-    r"(internet|dark ?web|black market|social media|instagram|tiktok|a gym|the gym|a website|a friend)\b"
+    r"(internet|dark ?web|black market|social media|instagram|tiktok|a gym|the gym|a website|a friend|an online"
+    r" (shop|store|pharmacy|seller)|online)\b|\b(to|for) slim(ming)?( down)?\b.{0,60}\b(isn'?t|not|non)[- ]?diabetic\b"
+    r"|\b(isn'?t|not|non)[- ]?diabetic\b.{0,60}\bslim"
     r"|\b(without|no) (a )?prescription\b"
     r"|\b(more|higher doses?) than (prescribed|told|recommended|advised)\b|\b(lend|lending|lent|borrow\w*) (\w+ )?"
     r"(pens?|tablets|pills|injections)\b|\bdealing\b|\bfor (bodybuilding|cosmetic|performance|a high)\b"
-    r"|\b(taking|using|injecting|took|used|injected|on) (his|her|their|my) (sister|brother|friend|mum|mom|mother"
+    r"|\b(taking|using|injecting|took|used|injected|on|borrow\w*|shar\w*) (his|her|their|my) (sister|brother|friend|mum"
+    r"|mom|mother"
     r"|father|dad|husband|wife|partner|flatmate|grandad|granddad|grandma|gran)'?s\b"
+    # prescribed to someone else, obtained or passed on outside a prescription
+    r"|\bnot prescribed (to|for) (him|her|them|me|\w+)\b|\b(was|is)(n'?t| not) prescribed\b|\bnever prescribed\b"
+    r"|\bonly (\d|one|1) (of them )?(is|was|are) prescribed\b|\bprescribed (for|to) (her|his|their|a) (husband|wife"
+    r"|partner|mother|father|mum|mom|dad|brother|sister|son|daughter|friend|flatmate)\b|\bnot (what|how) (i|we"
+    r"|the doctor"
+    r"|the gp|they) prescribed\b|\bto lose weight (faster|quicker|quickly)\b|\bprescribed (to|for) (someone"
+    r"|somebody) else\b"
+    r"|\b(from|off|through|via) (a|his|her|their) (friend|mate|colleague|relative|vet|contact|dealer|trainer|coach)\b"
+    r"|\b(giv(es|ing|en)|gave|pass(es|ing|ed)|hand(s|ing|ed)|sell(s|ing)|push(es|ing|ed)) (\w+ ){0,4}to (his|her|their"
+    r" )?(friends?|mates?|sister|brother|family|clients?|others|people|team ?mates?|relatives?)\b"
+    r"|\bshar(ed|es|ing)\b.{0,20}\b(between|with|among)\b.{0,20}\b(family|friends?|members|brother|sister|partner|wife"
+    r"|husband|others|relatives|flatmates?|housemates?)\b"
+    r"|\b(forg(ed|ery)|fraudulent|fake|altered|stolen) (prescriptions?|scripts?|rx)\b|\bdoctor[- ]shopping\b"
+    r"|\b(early|frequent|repeated) (refill|repeat|re-?supply)( requests?)?\b|\bintoxicated\b|\b(for|to get) a buzz\b"
+    r"|\bat parties\b|\bparty drug\b|\bpersonal use\b|\bfrom (the )?(ward|hospital|pharmacy|clinic) (stock|supply)\b"
+    r"|\b(steal|stole|stolen|stealing|theft)\b|\b(stage fright|exam nerves|hangovers?|before (races|exams|a race"
+    r"|an exam"
+    r"|competitions?|auditions?|performances?))\b"
+    r"|\b(of|from) (his|her|their) (brother|sister|friend|wife|husband|mother|father|mum|mom|dad|partner)\b"
+    r"|\b(nebulis|nebuliz|snort|smok|vap)\w* (the |his |her )?(\w+ )?(injectable|injection|solution|tablets?|tabs"
+    r"|powder)"
+    r"|\b(injects?|injecting|injected) (\w+ ){0,3}(iv|intravenous(ly)?)\b.{0,20}\b(himself|herself|themselves)\b"
+    r"|\b(saw|seen|read about|learnt|learned) (it|this|that) on (youtube|tiktok|instagram|reddit|facebook|social media"
+    r"|the internet|a forum)\b|\b(stimulant|steroid) cycles?\b"
 )
+
+# "if" that sets a condition — not the "if" of an indirect question ("not sure if related", "asking if").
+_IF = (r"(?<!sure )(?<!know )(?<!wonder )(?<!wondering )(?<!unclear )(?<!ask )(?<!asking )(?<!asked )(?<!check )"
+       r"(?<!see )(?<!tell me )(?<!idea )\bif\b(?! (it'?s|this is|that'?s|it is|related|relevant|linked|reportable))")
 
 PREGNANCY = _rx(
     r"\bpregnan(t|cy)\b|\bconceived\b|\bexpecting a baby\b|\bbreast[- ]?feed(ing)?\b|\blactating\b"
@@ -215,7 +292,9 @@ PREGNANCY = _rx(
     r"|\b(is|was|am|she's) expecting( a baby| twins)?\s*($|[,.;!?]| and\b| but\b| with\b| since\b)"
     r"|\bnursing (her|his|a|an|the)\b|\bgestation\b"
     r"|\b(preg(nancy)? test (was |is )?positive|positive preg(nancy)? test)\b"
-    r"|\blmp\b"
+    r"|\blmp\b|\b(grossesse|enceinte|schwanger\w*|stillzeit|stillt|allaite\w*|allaitement|embarazada|embarazo|lactancia"
+    r"|gravidanza|incinta|zwanger\w*)\b|\b(beta[- ]?)?hcg (positive|\+|was positive)|\bpositive (beta[- ]?)?hcg\b"
+    r"|\bembryo transfer\b|\bivf\b|\bin utero\b|\b\d{1,2}(\+\d)?/40\b|\b(neonat\w*|newborn|baby born)\b"
 )
 PREGNANCY_EXPOSURE_LINK = _rx(
     r"\b(while|when|whilst) (on|taking|using|being treated)|\b(on|taking|using|took|started)\s+[a-z]+"
@@ -239,9 +318,20 @@ PREGNANCY_STATEMENT = _rx(
     r"|\bconceived\b|\bfound out (she|i) (is|was|am) (pregnant|expecting)\b|\bdelivered a (healthy )?(baby|boy|girl)"
     r"|\bgave birth\b|\bnursing (her|a|an|his)\b|\bmilk transfer\b|\bbreast ?fed (baby|infant)\b"
     r"|\b(preg(nancy)? test (was |is )?positive|positive preg(nancy)? test)\b|\blmp\b"
+    r"|\b(pt|patient|she|woman|lady|patiente|patientin)\s+(now |currently |is )?(pregnant|enceinte|schwanger)\b"
+    r"|\b(grossesse|schwangerschaft|embarazo) (sous|unter|con|with|on)\b|\b\d{1,2}(\+\d)?/40\b"
+    r"|\b(beta[- ]?)?hcg (positive|\+|was positive)|\bpositive (beta[- ]?)?hcg\b"
+    r"|\b(on|took|taking|used|using|continued)\b.{0,30}\b(until|till|up to|right up to|throughout) (the "
+    r"|her )?(delivery"
+    r"|birth|labou?r|pregnancy)\b"
+    r"|\b(mother|mom|mum|maternal)\b.{0,60}\b(until|till|throughout|up to|during|right up to) (the )?(delivery|birth"
+    r"|labou?r|pregnancy|wk|week|\d+ ?(w|wks?|weeks))\b|\bborn at \d{2} ?(\+\d ?)?(w|wks?|weeks)\b"
+    r"|\b(exposed|exposure) in utero\b|\b(baby|infant|newborn|neonate)\b.{0,60}\b(mother|mom|mum)\b.{0,20}\b(was"
+    r"|had been)"
+    r" (on|taking|using)\b"
 )
 PREGNANCY_CONDITIONAL = _rx(
-    r"\bif\b|\bin case\b|\bplanning\b|\bplans to\b|\btrying (to conceive|for a baby|to get pregnant)"
+    _IF + r"|\bin case\b|\bplanning\b|\bplans to\b|\btrying (to conceive|for a baby|to get pregnant)"
     r"|\bwants? to (conceive|get pregnant|breast ?feed)|\bthinking (about|of)\b|\bconsidering\b"
 )
 
@@ -260,8 +350,40 @@ MEDICATION_ERROR = _rx(
     r"(given|administered|dispensed|injected|taken))\b"
     r"|\b(written|prescribed) as\b|\bwritten instead\b|\b(forgot|forgotten) (that )?(she|he|they|i) had"
     r"|\b(used|injected|given|stored) (it |the pen |them )?(wrong(ly)?|incorrectly)\b"
-    r"|\bwrong (bed|room|arm|eye|day|time|frequency|schedule|label|instructions)\b"
+    r"|\bwrong (bed|room|arm|eye|day|time|frequency|schedule|label|instructions|spot|site|place|area|location|muscle"
+    r"|vein|leg|side|needle|diluent|syringe)\b"
+    r"|\b\d+(\.\d+)? ?mg\b.{0,50}\bprescribed( for)? \d+(\.\d+)? ?mg\b|\b(dispensed|supplied|given"
+    r"|handed)\b.{0,40}\b(pts?"
+    r"|patients?|someone|him|her) prescribed\b"
     r"|\b(daily|weekly|monthly|twice a day|once a week) instead of (daily|weekly|monthly|once a week|once a day)\b"
+    # given twice / too early; errors named by where they happened
+    r"|\b(gave|given|administered|dispensed|injected|used|took|taken)\b(\s+\S+){0,4}\s+twice\b(?! (a|per|daily|weekly"
+    r"|every|a day|a week))|\b(both|two) (nurses|staff|carers|of us|doctors)\b.{0,40}\b(gave|given|signed|administered)"
+    r"|\b(scheduling|labell?ing|storage|timing|charting|documentation|handling|preparation|reconstitution|technique"
+    r"|communication|handover|discharge|supply) (error|mistake|mix-?up)\b"
+    r"|\b(given|gave|injected|administered|dosed|repeated)\b.{0,30}\b(too early|too soon|too late|early|late)\b"
+    r"|\bshould(n'?t| not)? (have|'ve) (got|gotten|had|received|been given)\b|\bsound[- ]?alike|\blook[- ]?alike"
+    r"|\blook (almost |nearly |exactly )?the same\b"
+    # cold chain / storage, a dose from the wrong person's supply, duplicated therapy, an incomplete dose
+    r"|\b(left|kept|stored|sat) out (of|from) (the )?fridge\b|\b(unrefrigerated|not refrigerated)\b"
+    r"|\b(left|stored|kept) (\w+ ){0,2}(at|in) (room temperature|a hot car|the sun|a car|the car|a car boot|the boot"
+    r"|a freezer|the freezer|the heat)\b|\b(in|at) \d{2} ?(degrees|°c?)\b|\bboth (gave|given|administered|injected"
+    r"|dosed|signed for)\b"
+    r"|\b(belonging to|meant for|intended for) (his|her|their|another|a different|the wrong|someone)\b"
+    r"|\bwhen the (script|prescription|rx|chart"
+    r"|label)"
+    r" (said|says|was for)\b|\binstead of every \d+ (weeks?|days?|months?)\b"
+    r"|\b(gave|given|took|taken|injected|used)\b.{0,30}\b(his|her|their|a) (dad|mum|mom|mother|father|brother|sister"
+    r"|husband|wife|partner|son|daughter|grandad|grandma|sibling|flatmate|roommate)'?s\b"
+    r"|\b(thinking|thought|believing) it was (his|her|their|my|the|a|an) (\w+ ){0,2}(shot|injection|pen|tablets?|pills?"
+    r"|medicine|medication|dose|inhaler|drug|vitamins?)\b|\bmistook\b|\bmistaken for\b|\bswap(ped|ping)\b|\bmix(ing"
+    r"|es) (them )?up\b"
+    r"|\b(took|taking|given|getting|on) both\b|\bunder a different (name|brand)\b|\bduplicat\w+ (therapy|prescri\w*"
+    r"|dos\w*|supply)\b|\b(change|stop|discontinuation|switch) (was(n'?t| not)|not) (communicated|passed on)\b"
+    r"|\bbefore the needle was\b|\b(half|part|some|most) (of )?the (\w+ )?dose (sprayed|leaked|squirted|came out"
+    r"|was lost"
+    r"|went)\b|\b(incomplete|partial) (dose|injection)\b|\bdid(n'?t| not) hear the click\b|\bwet injection\b"
+    r"|\bshould (be|have been|'ve been) (\d+|one|once|twice|weekly|daily|monthly)\b"
     r"|\blabel (said|says|read|reads)\b.{0,40}\bbut\b|\b(injected|took|taken|used|given) (it )?(daily|every day)"
     r"\b.{0,40}\b(weekly|once a week)\b|\b(weekly|once a week)\b.{0,60}\b(injected|took|taken|used|given) (it )?"
     r"(daily|every day)\b"
@@ -269,13 +391,33 @@ MEDICATION_ERROR = _rx(
 
 OCCUPATIONAL = _rx(
     r"\bneedle[- ]?stick|\bsharps injury\b|\boccupational(ly)? (expos\w*|injury|incident)\b"
-    r"|\bsplash(ed|es)? (\w+ ){0,3}(in|into|on) (her|his|my|their|the) (eyes?|face|skin|hands?|mouth)\b"
+    r"|\b(splash(ed|es)?|spray(ed|s)?|squirt(ed|s)?|spurt(ed|s)?) (\w+ ){0,3}(in|into|on) (her|his|my|their|the|a"
+    r"|an) ([\w-]+'s )?(eyes?"
+    r"|face|skin|hands?|mouth)\b"
     r"|\b(accidentally |inadvertently )?(injected|pricked|stabbed|jabbed|exposed) (herself|himself|myself|themselves"
     r"|themself|ourselves)\b|\b(nurse|pharmacist|colleague|staff|technician|carer|caregiver|healthcare assistant"
     r"|hca|porter|cleaner|paramedic|doctor|student)\b.{0,60}\b(accidentally|inhaled|splash|exposed|got (it|some)"
     r" on|on (her|his|their) (skin|hands?|eyes?))"
     r"|\bwhile (preparing|reconstituting|handling|crushing|drawing up|dispensing|mixing)\b.{0,60}\b(exposed|splash"
     r"|inhaled|got|spilled|spilt)|\binhaled (the )?(powder|dust|aerosol|spray)\b"
+    # dust / mist breathed in, skin contact at work, a needle in the handler, exposure named as at work
+    r"|\b(inhal(ed|ing)|breath(ed|ing) in|got) (the |some |a lot of |lots of )?(dust|powder|mist|vapou?r|aerosol|spray"
+    r"|fumes)\b|\b(dust|powder|mist) (exposure|in (his|her|my|their) (eyes?|face|mouth|nose))\b"
+    r"|\b(lots of|a lot of|daily|constant) (dust|powder)\b|\bthink (it'?s|its|it is) the (dust|powder|fumes)\b"
+    r"|\b(exposure|exposed) at work\b|\bat work exposure\b|\bwork(place)?[- ]related exposure\b|\bocc\.? exposure\b"
+    r"|\b(without|no) (gloves|a mask|mask|ppe|eye protection)\b"
+    r"|\b(stuck|pricked|jabbed|stabbed|cut) (himself|herself|myself|themselves|his (hand|finger|thumb)|her (hand|finger"
+    r"|thumb)|my (hand|finger|thumb)|with (a|the) (\w+ ){0,3}(needle|syringe|sharp))\b"
+    r"|\b(stuck|pricked|jabbed|stabbed|cut|scratched)( (himself|herself|myself|themselves))? (with|by|on) (a|an|the)"
+    r" (\w+ ){0,3}(needles?|syringes?|sharps?|lancets?)\b"
+    r"|\b(needles?|syringes?)\b.{0,40}\b(went|go|goes|got|stuck) (into|in|through) (a|the|my|his|her|their)"
+    r" ([\w-]+'s )?(finger|hand|thumb|arm|skin|palm)\b"
+    r"|\b(went|got|go) into my (finger|hand|thumb|arm)\b|\bspill(ed|t)? (\w+ ){0,3}(onto|on|over) (her|his|my|their|a"
+    r"|an|the) "
+    r"(\w+ ){0,2}(skin|hands?|arms?|forearm|face|cut|wound)\b"
+    r"|\b(crush(ing|es)|counting|handl(ing|es)|dispens(ing|es)|refilling|preparing) (\w+ ){0,3}(all day|every day|daily"
+    r"|\d+ ?x a day|for (\w+ ){0,2}residents|for (\w+ ){0,2}pts|for (\w+ ){0,2}patients|for dosette|from bulk)"
+    r"|\b(i|we) (dispense|crush|handle|prepare|count) \w+ (\w+ ){0,2}(all day|every day|daily|from bulk)\b"
 )
 
 INFECTIOUS = _rx(
@@ -286,13 +428,32 @@ INFECTIOUS = _rx(
     r"|bacter|bacillus|candida)|\b(same|one|the same|single) (lot|batch|vial)\b.{0,80}\b(infect\w*|abscess|sepsis"
     r"|fever)|\b(infect\w*|abscess|sepsis|hepatitis|hiv)\b.{0,80}\b(same|one|single) (lot|batch|vial)\b"
     r"|\b(vial|pen|batch|lot|product|infusion)\b.{0,40}\b(the )?source\b"
+    r"|\b(infect\w*|sepsis|septic|bacteraemia|bacteremia|abscess|cellulitis|cultures?|grew|organism|bacteri\w*|fung\w*"
+    r"|mycobacteri\w*|staph\w*|strep\w*|klebsiella|pseudomonas|serratia|burkholderia|e\.? ?coli|candida|virus|viral"
+    r"|parvovirus|hepatitis|hep [abc]|hiv|prion\w*|endotoxin|pyrogen\w*|gastroenteritis"
+    r"|food poisoning)\b.{0,100}\b(same"
+    r" (lot|batch|shipment|vial|delivery|organism)|from the (product|vial|pen|syringe|batch|lot|injection|tablets?"
+    r"|infusion)"
+    r"|in the product|plasma[- ]derived|(lot|batch) (no|number|#)|lot [a-z]*\d|batch [a-z]*\d|new (\w+ )?(batch|lot"
+    r"|shipment)"
+    r"|contaminat\w*|mou?ldy?|(leftover|left over|remaining) (\w+ )?(in the )?(syringe|vial|pen))"
+    r"|\bcluster of (\w+ ){0,2}(infections?|abscess\w*|sepsis|cases)\b|\b(infect\w*|abscess\w*|sepsis|cases)\b.{0,60}"
+    r"\b(linked|traced) (back )?to\b.{0,40}\b(same|one|single) (\w+ )?(lot|batch|shipment|delivery|vial)\b"
+    r"|\b(same|one|single) (\w+ )?(lot|batch|shipment)\b.{0,100}\b(infect\w*|sepsis|abscess\w*|cellulitis|fever|febrile"
+    r"|pus)\b"
+    r"|\b(could|can|did|might) (it|this|the \w+) (come|have come|be transmitted|be contaminated|be from)\b"
+    r"|\b(lot|batch) [a-z]*\d+\b.{0,60}\b(infect\w*|sepsis|abscess|cellulitis|pus)\b"
+    r"|\b(infection|abscess|cellulitis|sepsis|bacteraemia|bacteremia|pus)\b.{0,60}\b(injection|respizan|pen) site\b"
+    r"|\b(injection|pen) site\b.{0,60}\b(infection|abscess|cellulitis|pus|grew)\b"
+    r"|\b(positive|grew)\b.{0,40}\b(cultures?|staph\w*|strep\w*|klebsiella|pseudomonas|serratia|burkholderia|e\.? ?coli"
+    r"|candida|mycobacteri\w*|m\. \w+)\b|\b(hep(atitis)? [abc]|hiv|parvovirus( b19)?|cmv|hcv|hbv) positive\b"
     r"|\bseroconver\w*|\b(hiv|hepatitis [abc]|hep [abc]|hcv|hbv|cjd|prion\w*)\b.{0,40}\b(after|following|from|via)"
     r"\b.{0,30}\b(infusion|injection|dose|vial|pen|batch|lot|product|syringe)"
 )
 
 OFF_LABEL_USE = _rx(
     r"\b(used|using|tried|trying|gave|given|giving|started|starting|prescribed|put (him|her|them) on|been on"
-    r"|treated|treating|injected|switched)\b"
+    r"|treated|treating|injected|switched|trial(l)?ed|trial(l)?ing|put (\w+ ){1,3}on|give|we give|use it)\b"
 )
 OUTCOME = _rx(
     r"\b(worked|works|working|improved|improvement|better|worse|worsened|responded|response|resolved|shrank"
@@ -301,13 +462,15 @@ OUTCOME = _rx(
     r"|outcome|result(ed|s)?|went (up|down)|came down|normalised|normalized|success(ful(ly)?)?|failed"
     r"|at target|is up|are up|rose|raised|elevated|great|well|fine|no (exacerbations|attacks|symptoms)|nauseous"
     r"|help(ed|ing)?|effective|benefit(ed|s)?|remission|controlled|tolerated|no (side )?effects|no problems"
-    r"|no issues|recovered|cleared|disappeared|went away|stable|kg)\b"
+    r"|no issues|recovered|cleared|disappeared|went away|stable|kg|flared?|flares|flare-up|happy|shr[au]nk|went up"
+    r"|no aes?|good response|poor response|regular|normal|back to normal|settled|improv\w*|smaller|bigger|larger|less"
+    r"|came back|returned|restored)\b"
 )
 
 DEVICE_WORDS = _rx(
     r"\b(pens?|auto-?injectors?|needles?|vials?|syringes?|cartridges?|packs?|packaging|blisters?|boxe?s?|tabs"
     r"|cartons?|caps?|labels?|seals?|inhalers?|devices?|tablets?|pills?|capsules?|bottles?|shipment"
-    r"|delivery|batch|lot)\b"
+    r"|delivery|batch|lot|solution|liquid|suspension|powder|contents|foil|windows?|stock)\b"
 )
 DEFECT_WORDS = _rx(
     r"\b(cracked|broken|broke|leak(ing|ed|s|y)?|damaged|defective|faulty|malfunction(ed|ing)?|jammed|stuck"
@@ -317,8 +480,42 @@ DEFECT_WORDS = _rx(
     r"|smell(s|ed)? (odd|strange|bad|funny)|smell(s|ed)? (strongly |strange(ly)? )?(of|like)"
     r"|(won'?t|wouldn'?t|didn'?t|does not|doesn'?t|did not|failed to)"
     r" (click|inject|fire|activate|work|dispense|open|release))\b"
+    r"|\barrived (\w+ ){0,2}(wet|soaking|damp|warm|hot|open|opened|crushed|dented|torn|damaged|leaking)\b"
+    r"|\b(were|was|felt) (\w+ )?(warm|hot) (on|when|to)\b|\b(pens?|vials?|syringes?|boxe?s?|cartons?) (inside )?(were"
+    r"|was)"
+    r" (\w+ )?(warm|hot|wet)\b|\bsoaking wet\b|\bwater damage\w*|\b(hard|difficult|impossible|stiff|too stiff) to "
+    r"(press|push|twist|dial|open|remove|activate|click|turn)\b|\b(couldn'?t|could not|unable to|can'?t) (finish"
+    r"|complete"
+    r"|push|press|get) (the )?(full |whole )?(injection|dose|plunger|button)\b|\b\d+ empty (pockets?|blisters?"
+    r"|cavities)\b"
     r"|\b(chipped|specks?|floating|spins freely|arrived (warm|hot|frozen)|cold chain|temperature excursion"
     r"|different colou?r|wrong colou?r|embossed|won'?t lock|(label|pack|box|carton|bottle) says\b.{0,40}\bbut)\b"
+    # looks, smells or counts wrong; parts missing; print unreadable; a device that does not do its job
+    r"|\b(look|looks|looked|are|is|appears?|appeared|turned|gone|went) (\w+ )?(yellowish|yellow|brownish|brown|pinkish"
+    r"|pink|grey|gray|greyish|discolou?red|off[- ]white|darker|lighter|orange|blue|green|spotty|speckled|mottled)\b"
+    r"|\bnot (white|clear|colou?rless)\b|\bsmell(s|ed|ing)? (weird|off|wrong|different|musty|mouldy|moldy)\b"
+    r"|\b(arrived|came|supplied|delivered|dispensed) without\b|\bwithout (a |the |its )?(needle( cap)?|cap|plunger"
+    r"|label"
+    r"|leaflet|seal|lid|needle guard|stopper)\b"
+    r"|\bonly (had |contained |has |have |contains |holds |had about )?\d+ (tabs|tablets|pills|capsules|pens|vials"
+    r"|inside"
+    r"|in (it|the box|the bottle|the pack))\b|\bwrong count\b|\b\d+ (tabs|tablets|pills|capsules|pens) (missing"
+    r"|short)\b"
+    r"|\bcounted (it |them )?(twice|again)\b|\bshort by \d+\b"
+    r"|\b(window|indicator|counter|display|dial|plunger)\b.{0,30}\b(stays|stayed|remains|remained|doesn'?t|does not"
+    r"|didn'?t|did not|won'?t|never|stuck)\b"
+    r"|\b(doesn'?t|didn'?t|does not|did not|won'?t|wouldn'?t|never|fails? to|failed to) (turn|change|spray|deploy"
+    r"|retract"
+    r"|lock|prime|puff|count|click|dispense|release|fire|activate)\b"
+    r"|\bsprays? nothing\b|\bnothing (came|comes|come) out\b|\bno (spray|mist|medicine|liquid|drug|dose) (came"
+    r"|comes) out\b"
+    r"|\bdifferent (sizes?|shapes?|markings?|thickness(es)?|weights?)\b"
+    r"|\bprint(ed|ing)? (crooked|wrong(ly)?|smudged|faded|blurred|illegible|unreadable|misaligned|upside down)\b"
+    r"|\b(unreadable|illegible|smudged|faded|misprinted) (label|expiry|print|text|batch|lot|printing)\b"
+    r"|\bexpiry (date )?(is )?(unreadable|illegible|missing|wrong|different|doesn'?t match|not matching)\b"
+    r"|\bexpiry\b.{0,50}\bdifferent\b|\b(foil|seal|blister|packaging|carton|cap|lid) (\w+ )?(peeling|peeled|torn"
+    r"|ripped|split|punctured|unsealed|lifting|loose|broken)\b|\b(peeling|torn|ripped|punctured|unsealed) (foil|seal"
+    r"|blister)\b|\bmou?ldy?\b|\bsticky\b|\bclumped\b|\bsediment\b"
 )
 ARRIVAL = _rx(r"\b(arrived|received|delivered|opened|came|shipped|dispensed|picked up|box|batch|lot)\b")
 
@@ -347,7 +544,8 @@ QUESTION_START = _rx(
 FIRST_PERSON_NARRATIVE = _rx(
     r"(?<!should )(?<!can )(?<!could )(?<!do )(?<!would )(?<!may )(?<!shall )(?<!tell )(?<!send )(?<!give )"
     r"(?<!show )(?<!help )(?<!email )(?<!remind )(?<!let )(?<!to )\b(i|me|myself|i'm|i've|im|ive)\b"
-    r"|\bmy\b(?! (patients|pts|practice|clinic|colleagues?|team|rep|representative|email|address|number|details"
+    r"|\bmy\b(?! (patients|pts|practice|clinic|colleagues?|team|rep|representative|email|address|number|details|nurses?"
+    r"|staff|pharmacists?|secretary|receptionist|practice manager"
     r"|account|question|surgery|hospital|ward|verification|licence|license|registration|request|order))"
 )
 # Asking for literature / data is a question about the topic, however it is phrased.
@@ -367,8 +565,16 @@ BOT_INSTRUCTION = _rx(
 )
 # Feedback about the bot or the service itself.
 BOT_FEEDBACK = _rx(
-    r"\b(the |this |your )?(bot|chat ?bot|chat|service|app|tool|assistant|answers?|replies|reply|response|info"
-    r"|information)\b.{0,40}\b(useful|helpful|unhelpful|frustrat\w*|slow|quick|fast|great|good|poor|confusing"
+    r"^(feedback|suggestion|compliment|complaint about (the|your) (service|website|hotline))s?\s*:"
+    r"|\b(great|good) job\b|\bwell done\b|\bkeep it up\b|\bthanks? (you )?for (the|your) (quick |fast |kind )?(help"
+    r"|support|reply|answer|call)\b|\b(me|us) on hold\b|\bkept (me|us) waiting\b|\bon hold for (\d+|over|ages|an?)\b"
+    r"|\b\d+ ?(min|mins|minutes)"
+    r" on hold\b|\bwaited (\d+|over an?|for an?|almost an?) (min|mins|minutes|hours?|hrs?) (on|for) (the )?(phone|line"
+    r"|hold|someone|an answer|a reply|a call ?back)\b"
+    r"|\b(the |this |your )?(bot|chat ?bot|chat|service|app|tool|assistant|answers?|replies|reply|response|info"
+    r"|information|website|web ?site|portal|web ?page|hotline|phone line|support (nurse|team"
+    r"|line)|training|session|webinar)\b.{0,40}\b(useful"
+    r"|helpful|unhelpful|frustrat\w*|slow|quick|fast|great|good|poor|confusing|fantastic|brilliant|down|broken"
     r"|misunderst\w*|understand\w*|easy|hard|clunky|long|short|stars?|thanks?|excellent|awful|rubbish)\b"
     r"|\b(useful|helpful|unhelpful|frustrat\w*|slow|quick|great|confusing|excellent|easy to use)\b.{0,40}\b(bot"
     r"|chat|service|app|tool|answers?|replies|response|info|information)\b"
@@ -386,7 +592,7 @@ GENERAL_QUESTION = _rx(
 )
 HYPOTHETICAL = _rx(
     r"\b(what (should|do|can|would) (i|we|you|they|patients) do (if|when)|what if|what happens (if|when)"
-    r"|in case|in the event|if (a|my|the|your|one of my)? ?patients?|should a patient|when a patient"
+    r"|in case|in the event|if (a|my|the|your|one of my)? ?(patients?|pts?)|should a (patient|pt)|when a (patient|pt)"
     r"|for patients who|patients who|how (do|should) (i|we) (manage|treat|handle)|how to (manage|treat)"
     r"|(can|could|should|may|do) (i|we|you) (give|use|prescribe|start|switch|combine|administer|recommend|offer)"
     r"|is it (ok|okay|safe|possible|appropriate|advisable))\b"
@@ -406,10 +612,29 @@ _EVENT_TRACE = _rx(
 )
 
 
+# "HbA1c 9.1 to 9.0", "LDL 4.2 -> 4.4": a marker the product is meant to lower, stated before and after.
+_MARKER_CHANGE = re.compile(
+    r"\b(hba1c|a1c|ldl(-c)?|total chol(esterol)?|chol(esterol)?|eos(inophils)?|eosinophil count|fasting glucose"
+    r"|glucose|sugars?|exacerbations?)\b\D{0,25}?(?P<before>\d+(?:\.\d+)?)\s*(?:%|mmol/l|mg/dl|mmol/mol)?\s*(?:to|->|→"
+    r"|>|then)"
+    r"\s*(?P<after>\d+(?:\.\d+)?)"
+)
+LOE_CHANGE_LIMIT = 0.10
+
+
+def marker_not_improved(norm: str) -> bool:
+    """A marker the product should lower went up, or fell by less than a tenth."""
+    for m in _MARKER_CHANGE.finditer(norm):
+        before, after = float(m.group("before")), float(m.group("after"))
+        if before > 0 and (before - after) / before < LOE_CHANGE_LIMIT:
+            return True
+    return False
+
+
 def has_event_trace(norm: str, *, personal_counts: bool = True) -> bool:
     if personal_counts and PERSONAL_CONTEXT.search(AGE_ONLY.sub(" ", norm)):
         return True
-    return any(rx.search(norm) for rx in (
+    return any(_has(rx, norm) for rx in (
         SYMPTOMS, SIDE_EFFECT_WORDS, SERIOUS, DRUG_LINK, EVENT_VERB, LACK_OF_EFFICACY,
         OVERDOSE, PREGNANCY, DEFECT_WORDS, _EVENT_TRACE,
     ))
@@ -423,14 +648,24 @@ REP_REQUEST = _rx(
     r"|\brepresentative\b|\bvisit (me|my (practice|clinic|office))\b|\b(rep|representative) (visit|to call)\b"
     r"|\bdrop off (some )?(samples|leaflets|brochures)\b|\bbrochures?\b|\bleaflets? for (my )?patients\b"
     r"|\bpatient (materials|leaflets)\b|\bspeaker (program|programme|event)\b"
+    r"|\b(educational|patient|information|waiting[- ]room) (leaflets?|materials?|posters?|brochures?|booklets?)\b"
+    r"|\b(leaflets?|posters?|booklets?) (on|about)\b|\btrainer (pens?|devices?|kits?)\b|\bdemo (pens?|devices?|kits?)\b"
 )
 
 # Service asks that are not about a patient: verification, contact details, access, callbacks.
+# Enrolment in a programme, training on a device, a nurse or rep to get in touch: asks made for a
+# patient that report nothing about them.
+PROGRAMME_ASK_PATTERN = (
+    r"\b(enrol\w*|enroll\w*|sign (him|her|them|me|my \w+) up|(support|adherence|access|patient support|copay|co-pay)"
+    r" (programme|program|scheme)|(injection|device|inhaler|pen) training|trained on|training on|(nurse|team|rep|msl"
+    r"|someone) to (contact|call|phone|visit|ring|email))\b"
+)
+PROGRAMME_ASK = _rx(PROGRAMME_ASK_PATTERN)
 SERVICE_ASK = _rx(
     r"\b(verif(y|ied|ication)|registered|registration|licen[cs]e|gmc|npi|lanr|my (details|email|phone|number|address"
     r"|account|access|password|login)|update (my|the)|change (my|the)|call (me )?back|callback|ring me|contact me"
     r"|access|log ?in|password|prior auth\w*|co-?pay|reimburse\w*|formulary|webinar|newsletter|unsubscribe"
-    r"|meeting|appointment|prefer(ence)?|email me|whatsapp me)\b"
+    r"|meeting|appointment|prefer(ence)?|email me|whatsapp me)\b|" + PROGRAMME_ASK_PATTERN
 )
 
 
@@ -442,7 +677,7 @@ SERVICE_DELIVERY = _rx(
 
 
 def is_service_ask(norm: str) -> bool:
-    return bool(SERVICE_ASK.search(norm))
+    return bool(_has(SERVICE_ASK, norm))
 
 
 OFF_LABEL_EXPLICIT = _rx(
@@ -450,6 +685,9 @@ OFF_LABEL_EXPLICIT = _rx(
     r"|\boutside (the|its) (label|licen[sc]e|indication|smpc|pi|marketing authori[sz]ation)\b"
     r"|\bunapproved (use|indication)\b|\bunlicen[sc]ed\b|\bnot (approved|licen[sc]ed|indicated)\b"
     r"|\b(higher|above|more) than (the )?(licen[sc]ed|label(led)?|approved|max(imum)?)( dose)?\b"
+    r"|\b(below|under) (the )?(label(led)?|licen[sc]ed|approved|authori[sz]ed) (age|population)\b"
+    r"|\b(even though|although|despite) (the )?(smpc|spc|label|pi|leaflet|pil) (says|said|states|advises)\b"
+    r"|\bdespite (the |a )?contraindication\b|\bevery \d+ (weeks?|days?) instead of (every )?\d+\b"
 )
 
 
@@ -467,7 +705,7 @@ class RuleHits:
 
 TOPIC_MAX_WORDS = 8
 CONDITIONAL = _rx(
-    r"\b(if|in case|in the event|what if|suppose|supposing|should a|when a|whenever|history of|previous(ly)?"
+    _IF + r"|\b(in case|in the event|what if|suppose|supposing|should a|when a|whenever|history of|previous(ly)?"
     r"|pre-?existing|known|last (year|month)|years ago|in the past|before (starting|taking|treatment)|prior to)\b"
 )
 # The patient is (or was) on a product: "on X", "taking", "since starting", "after the dose".
@@ -478,7 +716,8 @@ EXPOSURE = _rx(
 _INDEFINITE_PERSON = _rx(r"\b(a|an|any|some)\s+(\w+\s+)?(patients?|pts?|man|woman|lady|gentleman|child|person)\b")
 # Asking on someone's behalf, or wondering, without a question mark.
 ASKING = _rx(
-    r"\b((would|'d) like to know|wants? to know|wanted to know|asked (me )?(if|whether|about)|is asking|are asking"
+    r"\b((?<!you )(?<!you)(would|'d) like to know|(?<!you'd )(?<!you would )(?<!you might )(?<!you may )wants? to know"
+    r"|wanted to know|(asked|asks|ask) (me |us )?(if|whether|about)|is asking|are asking"
     r"|asking (if|whether|about)|wonder(s|ing)? (if|whether))\b"
 )
 # Figures from trials / the label are about a population, even in the past tense.
@@ -495,6 +734,121 @@ _PASSIVE_REGIMEN = _rx(
 )
 
 
+# The writer says they are telling us something ("fyi", "thought you'd want to know", "pls log this").
+REPORT_CUE = _rx(
+    r"\bfyi\b|\bthought (you'?d|you would|you might) (want|like) to know\b|\bjust (letting|to let) you know\b"
+    r"|\bwanted to (let you know|inform you|report)\b|\b(i'?m|i am|we'?re|we are) reporting\b"
+    r"|\b(pls|please|can (you|u)|could (you|u)) (log|record|file|open) (an?|this|the|it)\b"
+    r"|\bfor your (records|information|pharmacovigilance|safety (team|database))\b"
+)
+# A greeting before the question ("hi, do you have ...") does not stop it being one.
+_LEADING_GREETING = _rx(
+    r"^((hi|hello|hey|hiya|dear \w+|good (morning|afternoon|evening)|morning|quick q(uestion)?)\b[\s,.:!-]*)+"
+)
+# Asked for a document, a lecture or a protocol: the topic, not a patient ("for our ED protocol").
+INSTITUTIONAL_PURPOSE = _rx(
+    r"\bfor (our|the|my|a) (\w+ ){0,2}(protocol|guidelines?|guide|formulary|lecture|talk|teaching|presentation"
+    r"|leaflet|poster|audit|newsletter|journal club|policy|sop|training|handbook|website|slides?)\b"
+    r"|\b(preparing|writing|giving|updating|revising) (a|an|our|the|my) (\w+ ){0,2}(lecture|talk|teaching|presentation"
+    r"|guide|protocol|guidelines?|policy|formulary|handbook|leaflet|audit|review|slides?)\b"
+)
+# A topic named as a section of the label or a registry ("pregnancy category of X", "overdose section").
+TOPIC_NOUNS = _rx(
+    r"\b(pregnancy|lactation|breast ?feeding|overdose|overdosage|misuse|abuse|storage|excursion|efficacy"
+    r"|interaction|paediatric|pediatric) (category|registry|registries|section|data|info|information|guidance"
+    r"|advice|warnings?|labell?ing|studies|potential|liability|management|protocol|policy)\b"
+)
+# A clause that starts like a question ("..., what do the guidelines say").
+_CLAUSES = re.compile(r"[,.;:!?()]+\s*|\s+-+\s+")
+CLAUSE_QUESTION = _rx(
+    r"^(what (do|does|did|should|would|is|are|can)|how (do|does|should|can|long|often|much|many)|which (one|dose"
+    r"|strength)"
+    r"|(can|could|should|do|does|is|are|would) (i|we|you|it|there)|any (data|studies|evidence|advice|guidance"
+    r"|papers|thoughts|ideas|recommendations?))\b"
+)
+# A question mark that closes a question (not "(lack of oxygen?)" or "retention?, edema").
+_PARENTHETICAL = re.compile(r"\([^)]*\)")
+_QUESTION_MARK = re.compile(r"\?+(\s|$)")
+_SENTENCES = re.compile(r"(?<=[.!?;])\s+|\s+-+\s+|\s*\n\s*")
+# Something specific in a sentence: a person, the writer, a count of doses or days, a lot number.
+SPECIFIC_ANCHOR = _rx(
+    r"\b\d+ (\w+ ){0,3}(pts|patients|residents|people|persons|cases|children|kids|staff|nurses|clients)\b"
+    r"|\b\d+\s*(doses?|injections?|shots?|weeks?|wks?|months?|days?|episodes?|attacks?|tabs|tablets|pills|x|times"
+    r"|hours?|hrs?)\b|\b(lot|batch)\b|\b(given|gave|injected|dispensed|administered|took|taken|swallowed|received)\b"
+    r"|\b(my|our|his|her|their)\b|\b(i|we|he|she)\b"
+    r"|\b(pts?|patients?|clients?|residents?|customers?|people|someone|somebody)\b"
+    r"|\b(nurses?|pharmacists?|colleagues?|porters?|carers?|caregivers?|technicians?|techs?|students?|paramedics?"
+    r"|midwi(fe|ves)|hcas?|assistants?|cleaners?|doctors?|gps?|staff|vets?)\b"
+)
+# A member of staff (not a patient) to whom something may have happened: an exposure at work.
+STAFF_PERSON = _rx(
+    r"\b((a|an|the|our|my|one|this|that|another)\s+([\w-]+\s+)?)?(nurses?|pharmacists?|colleagues?|porters?|carers?"
+    r"|caregivers?|technicians?|techs?|students?|paramedics?|midwi(fe|ves)|hcas?|assistants?|cleaners?|doctors?"
+    r"|staff)\b"
+)
+
+
+def _sentences(norm: str) -> list[str]:
+    return [part for part in _SENTENCES.split(norm) if part.strip()]
+
+
+# The condition a treatment is for, or a patient's standing diagnosis, named in a question ("any data in
+# migraine prophylaxis", "for a pt with pulmonary hypertension"): a reason to treat, not an event.
+CONDITION_PHRASE = _rx(
+    r"\b(pts?|patients?|someone|people|person|man|woman|lady|child|children|adults?|kids?) with ([\w'-]+[\s,;]*){1,3}"
+    r"|\b(in|for) (\w+ ){1,2}(prophylaxis|prevention|treatment|management)\b"
+)
+# Treatment being weighed, not given ("considering it for a pt", "thinking about X for ...").
+PROSPECTIVE = _rx(
+    r"\b(considering|thinking (about|of)|planning|plan to|would like to (try|use|start)|want to (try|use|start)"
+    r"|wondering about|weighing up)\b"
+)
+
+
+def without_condition_phrases(norm: str) -> str:
+    return CONDITION_PHRASE.sub(" ", norm)
+
+
+def _asks_in_form(text: str) -> bool:
+    """The text starts like a question, or one of its clauses does ("hi, do you have ...")."""
+    body = _LEADING_GREETING.sub("", text)
+    return bool(QUESTION_START.search(body)) or any(CLAUSE_QUESTION.search(c) for c in _CLAUSES.split(body)[1:])
+
+
+def _states_a_special_situation(text: str) -> bool:
+    """A special situation or a defect, about someone or something specific, anywhere in the text."""
+    if _has(DEFECT_WORDS, text) and _has(DEVICE_WORDS, text):
+        return True
+    return bool(_has(SPECIFIC_ANCHOR, text)) and (
+        any(_has(rx, text) for rx in _DECLARED_SPECIAL) or bool(_has(BY_MISTAKE, text))
+        or marker_not_improved(text) or occupational_handling(text))
+
+
+def _declares_a_special_situation(norm: str) -> bool:
+    """A sentence states a special situation or a product defect, whatever the message asks after it.
+
+    "cardiovex isn't controlling my pt's angina. could the batch be weak?" reports a lack of efficacy;
+    "the tabs are embossed with the wrong strength??" reports a defect. The sentence must not be a
+    question, a condition or a hypothetical itself, and must be about something specific.
+    """
+    for sentence in _sentences(norm):
+        if sentence.rstrip().endswith("?") and not _DEFECT_DECLARED.search(sentence):
+            # "people are injecting crushed X, any known cases?": the clauses before the question
+            clauses = [c for c in re.split(r",\s*", sentence) if c.strip()]
+            if len(clauses) < 2:
+                continue
+            sentence = ", ".join(clauses[:-1])
+        if _has(CONDITIONAL, sentence) or _has(HYPOTHETICAL, sentence) or _asks_in_form(sentence) \
+                or _has(TOPIC_NOUNS, sentence) or _has(INSTITUTIONAL_PURPOSE, sentence):
+            continue
+        if _has(DEFECT_WORDS, sentence) and _has(DEVICE_WORDS, sentence):
+            return True
+        if _has(SPECIFIC_ANCHOR, sentence) and (any(_has(rx, sentence) for rx in _DECLARED_SPECIAL)
+                                                 or marker_not_improved(sentence) or occupational_handling(sentence)):
+            return True
+    return False
+
+
 def is_general_question(norm: str) -> bool:
     """A question about the product in general, not about something that happened to someone.
 
@@ -502,46 +856,97 @@ def is_general_question(norm: str) -> bool:
     questions however they are phrased; a message that says something happened (a past-tense
     event, someone who has been taking the product) never does.
     """
-    hypothetical = bool(HYPOTHETICAL.search(norm))
-    asks = bool(QUESTION_START.search(norm)) and not FIRST_PERSON_NARRATIVE.search(norm)
+    if _has(REPORT_CUE, norm):
+        return False
+    hypothetical = bool(_has(HYPOTHETICAL, norm))
+    asks = _asks_in_form(norm) and not _has(FIRST_PERSON_NARRATIVE, norm)
     # A short noun phrase naming a topic ("myopathy risk with X + fibrates") asks about it.
-    topic = (len(norm.split()) <= TOPIC_MAX_WORDS and bool(GENERAL_QUESTION.search(norm))
-             and not FIRST_PERSON_NARRATIVE.search(norm))
-    questiony = (norm.rstrip().endswith("?") or asks or hypothetical or bool(ASKING.search(norm)) or topic
-                 or bool(LITERATURE_REQUEST.search(norm)) or bool(BOT_INSTRUCTION.search(norm)))
+    topic = (len(norm.split()) <= TOPIC_MAX_WORDS and bool(_has(GENERAL_QUESTION, norm) or _has(TOPIC_NOUNS, norm))
+             and not _has(FIRST_PERSON_NARRATIVE, norm))
+    questiony = (bool(_QUESTION_MARK.search(_PARENTHETICAL.sub(" ", norm))) or asks or hypothetical
+                 or bool(_has(ASKING, norm)) or topic
+                 or bool(_has(LITERATURE_REQUEST, norm)) or bool(_has(BOT_INSTRUCTION, norm))
+                 or bool(_has(INSTITUTIONAL_PURPOSE, norm)) or bool(_has(TOPIC_NOUNS, norm)))
     if not questiony:
         return False
-    about_trials = bool(TRIAL_POPULATION.search(norm))
+    # Recall first: a message that is a question only by the wider cues (a "?" inside it, a later
+    # clause, a greeting before the question word, a purpose, a label section) stays a report when
+    # it states a special situation about someone ("nurse got respizan in her eye?? what now").
+    plain_question = (norm.rstrip().endswith("?") or hypothetical or bool(_has(ASKING, norm))
+                      or (bool(_has(QUESTION_START, norm)) and not _has(FIRST_PERSON_NARRATIVE, norm))
+                      or (len(norm.split()) <= TOPIC_MAX_WORDS and bool(_has(GENERAL_QUESTION, norm))
+                          and not _has(FIRST_PERSON_NARRATIVE, norm))
+                      or bool(_has(LITERATURE_REQUEST, norm)) or bool(_has(BOT_INSTRUCTION, norm)))
+    if not plain_question and _states_a_special_situation(
+            INSTITUTIONAL_PURPOSE.sub(" ", TOPIC_NOUNS.sub(" ", norm))):
+        return False
+    about_trials = bool(_has(TRIAL_POPULATION, norm))
     if not about_trials and SPECIFIC_EVENT.search(_PASSIVE_REGIMEN.sub(" ", norm)):
         return False
     if about_trials:
         return True
+    if _declares_a_special_situation(norm):
+        return False
     if hypothetical:
         # "can I give ...", "is it safe to continue?" asked about a particular patient to whom
         # something is happening is a report with a question in it; "if a patient develops ..."
         # or "a patient with a history of ..." stays a question.
         specific = PATIENT_CONTEXT.search(_INDEFINITE_PERSON.sub(" ", GENERIC_PEOPLE.sub(" ", norm)))
-        exposed = bool(EXPOSURE.search(norm))
-        return bool(CONDITIONAL.search(norm)) or not (
-            specific and exposed and any(rx.search(norm) for rx in _EVENT_IN_QUESTION))
+        exposed = bool(_has(EXPOSURE, norm))
+        return bool(_has(CONDITIONAL, norm)) or not (
+            specific and exposed and _event_in_question(norm))
     # An age alone in a question is a population ("a 10 year old"), not a particular patient; so
     # are plural people ("what should I tell pts").
-    if not PERSONAL_CONTEXT.search(GENERIC_PEOPLE.sub(" ", AGE_ONLY.sub(" ", norm))):
+    # A member of staff counts as someone only when exposed ("a colleague asked" is the asker).
+    staff_exposed = bool(_has(STAFF_PERSON, norm)) and not _has(CONDITIONAL, norm) and bool(
+        _has(OCCUPATIONAL, norm) or occupational_handling(norm) or _has(SYMPTOMS, norm))
+    if not PERSONAL_CONTEXT.search(GENERIC_PEOPLE.sub(" ", AGE_ONLY.sub(" ", norm))) and not staff_exposed:
         return True
     # A question about a particular patient is still a question while nothing has happened to
     # them ("my patient has HIV - can he take X?"); a symptom, a drug link or a special
-    # situation makes it a report with a question in it.
-    return not any(rx.search(norm) for rx in _EVENT_IN_QUESTION)
+    # situation makes it a report with a question in it. A treatment still being weighed names
+    # its condition, not an event ("considering X for a pt with pulmonary hypertension?").
+    text = without_condition_phrases(norm) if _has(PROSPECTIVE, norm) else norm
+    return not _event_in_question(TOPIC_NOUNS.sub(" ", text))
 
 
 _EVENT_IN_QUESTION: tuple[re.Pattern[str], ...] = ()  # filled in below, once every pattern exists
 
 
+def _event_in_question(text: str) -> bool:
+    return any(_has(rx, text) for rx in _EVENT_IN_QUESTION) or marker_not_improved(text) or occupational_handling(text)
+
+
 def is_pregnancy_statement(norm: str) -> bool:
     """Someone is (or was) pregnant or breastfeeding — a fact, not "if she becomes pregnant"."""
-    return bool(PREGNANCY_STATEMENT.search(norm) or PATERNAL_PREGNANCY.search(norm)) and not (
-        PREGNANCY_CONDITIONAL.search(norm)
+    return bool(_has(PREGNANCY_STATEMENT, norm) or _has(PATERNAL_PREGNANCY, norm)) and not (
+        _has(PREGNANCY_CONDITIONAL, norm)
     )
+
+
+PREGNANCY_TOPIC = _rx(
+    r"\b(about|on|regarding|re|in|during|for use in|use in|safety in|data in) (the )?(pregnancy|breast ?feeding"
+    r"|lactation"
+    r"|pregnant (women|patients|pts))\b|\bpregnan\w* (data|registry|registries|category|section|studies|outcomes|advice"
+    r"|guidance|information|info)\b"
+)
+PAST_EXPOSURE = _rx(
+    r"\b(given|gave|took|taken|used|exposed|received|injected|continued|was on|were on|had been on|been taking"
+    r"|conceived|born|delivered)\b"
+)
+# Someone at work handles the product and is affected ("my pharmacy assistant gets headaches on the days
+# she decants X"): a role or the writer, a handling verb, and a symptom or an exposure.
+OCCUPATIONAL_HANDLING = _rx(
+    r"\b(assistants?|techs?|technicians?|nurses?|pharmacists?|carers?|caregivers?|hcas?|staff|porters?|cleaners?"
+    r"|dispensers?|colleagues?|students?|vets?|midwi(fe|ves)|paramedics?|i|we)\b.{0,80}\b(decant\w*|crush(es|ed|ing)?"
+    r"|handl(es|ed|ing)|prepar(es|ed|ing)|count(s|ed|ing)|reconstitut\w*|splits?|splitting|draw(s|ing)? up|mix(es|ing)"
+    r"|refill\w*|dispos(es|ed|ing)|dispens(e|es|ed|ing))\b"
+)
+_OCCUPATIONAL_EFFECT = _rx(r"\b(exposed|exposure|contact|inhal\w*|on (her|his|my|their) (skin|hands?))\b")
+
+
+def occupational_handling(norm: str) -> bool:
+    return bool(_has(OCCUPATIONAL_HANDLING, norm)) and bool(_has(SYMPTOMS, norm) or _OCCUPATIONAL_EFFECT.search(norm))
 
 
 INTAKE = _rx(
@@ -557,9 +962,9 @@ def evaluate(norm: str, *, product_mentioned: bool, off_label: bool = False,
     outcome reported it is the special situation ``off_label_outcome``.
     """
     general = is_general_question(norm)
-    personal = bool(PERSONAL_CONTEXT.search(norm))
-    patient = bool(PATIENT_CONTEXT.search(norm))
-    drug_link = bool(DRUG_LINK.search(norm))
+    personal = bool(_has(PERSONAL_CONTEXT, norm))
+    patient = bool(_has(PATIENT_CONTEXT, norm))
+    drug_link = bool(_has(DRUG_LINK, norm))
     # A pregnancy (or breastfeeding) during treatment is reported even when the HCP frames it as a
     # question ("she is 8 weeks pregnant on X - what now?").
     pregnancy_fact = is_pregnancy_statement(norm) and (product_mentioned or drug_link or patient)
@@ -567,42 +972,46 @@ def evaluate(norm: str, *, product_mentioned: bool, off_label: bool = False,
         general = False
     # Special situations need something to hang on: one of our products, a patient, a dose or a device.
     anchored = product_mentioned or patient or personal or drug_link or bool(
-        DOSE_WORD.search(norm) or DEVICE_WORDS.search(norm))
+        _has(DOSE_WORD, norm) or _has(DEVICE_WORDS, norm))
     cats: list[str] = []
     if not general:
         # quality complaint: a defect in a device / pack
-        if DEFECT_WORDS.search(norm) and DEVICE_WORDS.search(norm):
+        if _has(DEFECT_WORDS, norm) and _has(DEVICE_WORDS, norm):
             cats.append("quality_complaint")
-        if OVERDOSE.search(norm) or (above_max_dose and INTAKE.search(norm)):
+        if _has(OVERDOSE, norm) or (above_max_dose and _has(INTAKE, norm)):
             # a stated amount above the label's maximum that someone took is an overdose
             cats.append("overdose")
-        if anchored and (MEDICATION_ERROR.search(norm) or (BY_MISTAKE.search(norm) and DOSE_WORD.search(norm))):
+        if anchored and (_has(MEDICATION_ERROR, norm) or (_has(BY_MISTAKE, norm) and _has(DOSE_WORD, norm))):
             cats.append("medication_error")
-        if anchored and MISUSE.search(norm):
+        if anchored and _has(MISUSE, norm):
             cats.append("misuse")
-        if anchored and OCCUPATIONAL.search(norm):
+        if anchored and (_has(OCCUPATIONAL, norm) or occupational_handling(norm)):
             cats.append("occupational_exposure")
-        if anchored and INFECTIOUS.search(norm):
+        if anchored and _has(INFECTIOUS, norm):
             cats.append("infectious_transmission")
-        if pregnancy_fact or (PREGNANCY.search(norm) and (
-            PREGNANCY_EXPOSURE_LINK.search(norm) or patient or product_mentioned
-        ) and not PREGNANCY_CONDITIONAL.search(norm)):
+        # "talk to an MSL about X in pregnancy" names a topic: no patient, no exposure, no statement.
+        pregnancy_topic = bool(_has(PREGNANCY_TOPIC, norm)) and not (
+            patient or pregnancy_fact or _has(PAST_EXPOSURE, norm))
+        if pregnancy_fact or (_has(PREGNANCY, norm) and (
+            _has(PREGNANCY_EXPOSURE_LINK, norm) or patient or product_mentioned
+        ) and not _has(PREGNANCY_CONDITIONAL, norm) and not pregnancy_topic):
             cats.append("pregnancy_exposure")
-        if LACK_OF_EFFICACY.search(norm) and (product_mentioned or patient) and not (
+        if (_has(LACK_OF_EFFICACY, norm) or marker_not_improved(norm)) and (product_mentioned or patient) and not (
             "quality_complaint" in cats and not product_mentioned
         ):
             cats.append("lack_of_efficacy")
-        if off_label and (OUTCOME.search(norm) or SYMPTOMS.search(norm)) and (
-                OFF_LABEL_USE.search(norm) or patient or personal or drug_link or OFF_LABEL_EXPLICIT.search(norm)
-                or AGE_ONLY.search(norm)):
+        if off_label and (_has(OUTCOME, norm) or _has(SYMPTOMS, norm) or _has(LAB_ABNORMAL, norm)
+                          or _has(SERIOUS, norm)) and (
+                _has(OFF_LABEL_USE, norm) or patient or personal or drug_link or _has(OFF_LABEL_EXPLICIT, norm)
+                or _has(AGE_ONLY, norm)):
             cats.append("off_label_outcome")
         side_effect = any((
-            bool(SIDE_EFFECT_WORDS.search(norm)) and (personal or drug_link or product_mentioned),
-            bool(SYMPTOMS.search(norm)) and (patient or drug_link)
-            and (patient or product_mentioned or bool(EVENT_VERB.search(norm))),
-            bool(SERIOUS.search(norm)) and (patient or product_mentioned or drug_link),
-            patient and drug_link and bool(EVENT_VERB.search(norm)),
-            bool(LAB_ABNORMAL.search(norm)) and (patient or product_mentioned or drug_link),
+            bool(_has(SIDE_EFFECT_WORDS, norm)) and (personal or drug_link or product_mentioned),
+            bool(_has(SYMPTOMS, norm)) and (patient or drug_link)
+            and (patient or product_mentioned or bool(_has(EVENT_VERB, norm))),
+            bool(_has(SERIOUS, norm)) and (patient or product_mentioned or drug_link),
+            patient and drug_link and bool(_has(EVENT_VERB, norm)),
+            bool(_has(LAB_ABNORMAL, norm)) and (patient or product_mentioned or drug_link),
         ))
         if side_effect:
             cats.append("side_effect")
@@ -623,11 +1032,11 @@ def serious_terms(norm: str) -> tuple[str, ...]:
 
 
 def is_rep_request(norm: str) -> bool:
-    return bool(REP_REQUEST.search(norm))
+    return bool(_has(REP_REQUEST, norm))
 
 
 def is_explicit_off_label(norm: str) -> bool:
-    return bool(OFF_LABEL_EXPLICIT.search(norm))
+    return bool(_has(OFF_LABEL_EXPLICIT, norm))
 
 
 # ---------------------------------------------------------------- minimum criteria cues
@@ -649,11 +1058,11 @@ REPORTER_IDENTIFIER = _rx(
 
 
 def has_patient_identifier(norm: str) -> bool:
-    return bool(PATIENT_IDENTIFIER.search(norm))
+    return bool(_has(PATIENT_IDENTIFIER, norm))
 
 
 def has_reporter_identifier(norm: str) -> bool:
-    return bool(REPORTER_IDENTIFIER.search(norm))
+    return bool(_has(REPORTER_IDENTIFIER, norm))
 
 
 # ---------------------------------------------------------------- asking for a person
@@ -706,10 +1115,18 @@ def slot_answer_is_narrative(norm: str) -> bool:
     """
     if len(norm.split()) > SLOT_ANSWER_MAX_WORDS:
         return True
-    if _SLOT_PATIENT.search(norm) or EVENT_VERB.search(norm) or DRUG_LINK.search(norm):
+    if _SLOT_PATIENT.search(norm) or _has(EVENT_VERB, norm) or _has(DRUG_LINK, norm):
         return True
-    return bool(DEFECT_WORDS.search(norm) and DEVICE_WORDS.search(norm) and len(norm.split()) > 3)
+    return bool(_has(DEFECT_WORDS, norm) and _has(DEVICE_WORDS, norm) and len(norm.split()) > 3)
 
+
+# Special situations that, stated in a sentence of their own about someone, are a report.
+_DECLARED_SPECIAL = (
+    LACK_OF_EFFICACY, OVERDOSE, MEDICATION_ERROR, MISUSE, OCCUPATIONAL, INFECTIOUS, PREGNANCY_STATEMENT,
+    PATERNAL_PREGNANCY, LAB_ABNORMAL,
+)
+# A defect said with question marks ("embossed with 40??") is still said.
+_DEFECT_DECLARED = _rx(r"\?\?|\!\?")
 
 _EVENT_IN_QUESTION = (
     SYMPTOMS, SIDE_EFFECT_WORDS, SERIOUS, DRUG_LINK, EVENT_VERB, LACK_OF_EFFICACY, OVERDOSE, MEDICATION_ERROR,
@@ -721,15 +1138,29 @@ _EVENT_IN_QUESTION = (
 # A greeting or an introduction ("hi, Tom Sick from the ICU pharmacy"): names and departments in it
 # carry alarming words that report nothing.
 GREETING_INTRO = _rx(
-    r"^(hi|hello|hey|hiya|good (morning|afternoon|evening|day)|greetings|dear|guten (tag|morgen)|hallo|morning"
+    r"^(hi|hello|hey|hiya|good (morning|afternoon|evening|day)|greetings"
+    r"|dear"
+    r"|guten (tag|morgen)|hallo|morning"
     r"|evening)\b|\b(this is|here from|speaking|calling from|writing from|greetings from)\b"
 )
 _INTRO_EVENT = (PATIENT_CONTEXT, DRUG_LINK, EVENT_VERB, SIDE_EFFECT_WORDS)
 
 
+# A signature: a title and a name, then a place of work ("Dr Ian Payne, Pain Clinic, Royal Infirmary").
+SIGNATURE = _rx(
+    r"^(dr|prof|professor|nurse|sister)\.? [a-z]+( [a-z]+)?\s*,( [\w'&-]+){0,4}\s*(clinic|hospital|infirmary|unit"
+    r"|department"
+    r"|dept|practice|surgery|centre|center|pharmacy|ward|service|trust)\b[\w\s,'&-]*$"
+)
+SIGNATURE_MAX_WORDS = 10
+
+
 def is_greeting_only(norm: str) -> bool:
     """A greeting / introduction with no patient, no drug link and no event verb in it."""
-    return bool(GREETING_INTRO.search(norm)) and not any(rx.search(norm) for rx in _INTRO_EVENT)
+    if _has(SIGNATURE, norm) and len(norm.split()) <= SIGNATURE_MAX_WORDS and not topic_has_report(norm):
+        # the words in a name or a department ("Payne", "Pain Clinic") are not symptoms
+        return not any(_has(rx, norm) for rx in _INTRO_EVENT)
+    return bool(_has(GREETING_INTRO, norm)) and not any(_has(rx, norm) for rx in _INTRO_EVENT)
 
 
 # Evidence that something happened to someone — the words of a report, not of a topic ("side
@@ -740,11 +1171,44 @@ _STRICT_EVENT = (
 )
 
 
-def has_event_evidence(norm: str) -> bool:
-    return any(rx.search(norm) for rx in _STRICT_EVENT) or bool(DEFECT_WORDS.search(norm) and DEVICE_WORDS.search(norm))
+def topic_has_report(norm: str) -> bool:
+    """An answer to a topic question ("statin myopathy and vitamin D") that also tells of someone: a
+    person, a drug link, an event verb or a special situation. A symptom alone is the topic."""
+    if PERSONAL_CONTEXT.search(AGE_ONLY.sub(" ", norm)) or _has(DRUG_LINK, norm) or _has(EVENT_VERB, norm):
+        return True
+    return any(_has(rx, norm) for rx in (OVERDOSE, MEDICATION_ERROR, MISUSE, OCCUPATIONAL, INFECTIOUS,
+                                          PREGNANCY_STATEMENT, PATERNAL_PREGNANCY, BY_MISTAKE)) or bool(
+        _has(DEFECT_WORDS, norm) and _has(DEVICE_WORDS, norm))
+
+
+def has_event_evidence(norm: str, *, patient_counts: bool = True) -> bool:
+    """Something happened to someone. ``patient_counts=False``: a patient named in a service ask or a
+    comment ("enrol my pt in the support programme") is not by itself an event."""
+    rxs = _STRICT_EVENT if patient_counts else tuple(rx for rx in _STRICT_EVENT if rx is not PATIENT_CONTEXT)
+    return any(_has(rx, norm) for rx in rxs) or bool(_has(DEFECT_WORDS, norm) and _has(DEVICE_WORDS, norm))
+
+
+# A postal address given as free text ("Flat 3, 21 Hill St, Leeds LS1 4AB", "Hauptstr. 5, 10115 Berlin").
+ADDRESS_SHAPE = _rx(
+    r"\b[a-z]{1,2}\d[a-z\d]? \d[a-z]{2}$"  # UK postcode at the end
+    r"|\b\d{1,5}[a-z]?,? ([a-z']+ ){1,3}(st|street|rd|road|ave|avenue|lane|drive|blvd|boulevard|square|crescent"
+    r"|terrace|parkway|highway)\b\.?,"
+    r"|\b\w+(strasse|straße|str\.|allee|platz|gasse)\s*\d+[a-z]?,\s*\d{5}\b|\bpo box \d+\b"
+)
+ADDRESS_MAX_WORDS = 12
+
+
+def looks_like_address(norm: str) -> bool:
+    return bool(_has(ADDRESS_SHAPE, norm)) and len(norm.split()) <= ADDRESS_MAX_WORDS
+
+
+def is_service_only_ask(norm: str) -> bool:
+    """Feedback, a rep / programme / training ask: naming the patient it is for reports nothing."""
+    return bool(_has(BOT_FEEDBACK, norm) or _has(REP_REQUEST, norm) or _has(SERVICE_DELIVERY, norm)
+                or _has(PROGRAMME_ASK, norm))
 
 
 def is_about_the_service(norm: str) -> bool:
     """Feedback on the bot, instructions to it, or a service / rep ask."""
-    return bool(BOT_FEEDBACK.search(norm) or BOT_INSTRUCTION.search(norm) or SERVICE_ASK.search(norm)
-                or REP_REQUEST.search(norm) or SERVICE_DELIVERY.search(norm))
+    return bool(_has(BOT_FEEDBACK, norm) or _has(BOT_INSTRUCTION, norm) or _has(SERVICE_ASK, norm)
+                or _has(REP_REQUEST, norm) or _has(SERVICE_DELIVERY, norm))
