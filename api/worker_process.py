@@ -38,7 +38,7 @@ async def run_worker(
     ready: asyncio.Event | None = None,
 ) -> None:
     """Run ingest, turns and the WhatsApp dispatcher until ``stop`` is set."""
-    from api.app import _whatsapp_dispatcher, build_processor, whatsapp_ingester
+    from api.app import _whatsapp_dispatcher, build_processor, share_conversations, whatsapp_ingester
     from api.audit.service import configure_from
     from api.clock import SystemClock
     from api.db import make_engine, make_session_factory
@@ -60,6 +60,7 @@ async def run_worker(
     await bus.start()
     install_relay(factory, bus)
     worker.on_processed = bus.publish
+    share_conversations(settings, eng, worker, bus)
     dispatcher: Any = _whatsapp_dispatcher(settings, factory, clock)
     if dispatcher is not None:
         dispatcher.start()

@@ -86,6 +86,10 @@ class TurnInterrupted(Exception):
     is stopping). Nothing is lost: its inbox row stays pending and is taken up again."""
 
 
+class LeaseLost(TurnInterrupted):
+    """Another process holds the conversation's lease now (api/pipeline/lease.py): it runs the turn."""
+
+
 @dataclass
 class ScreenedTurn:
     conversation_id: str
@@ -175,6 +179,9 @@ class TurnProcessor:
         self.handoff_hook = handoff_hook
         self.hours = hours
         self.stopping = threading.Event()
+        # Several processes on one database (api/pipeline/lease.py): called first in each step's
+        # transaction; raises (a ``TurnInterrupted``) when this process no longer holds the conversation.
+        self.fence: Callable[[Session, str], None] | None = None
         # Turns interrupted after Rasa answered (inbox id -> what _finish needs), until resumed.
         self._unfinished: dict[str, tuple[ScreenedTurn, list[dict[str, Any]], str | None]] = {}
 
@@ -235,6 +242,8 @@ class TurnProcessor:
                     rasa_messages = reply.messages
         try:
             result: TurnResult = await self._step(self._finish, inbox_id, screened, rasa_messages, failure)
+        except LeaseLost:
+            raise  # the holder finishes this turn; what Rasa told us is not ours to store
         except TurnInterrupted:
             self._unfinished[inbox_id] = (screened, rasa_messages, failure)
             raise
@@ -249,8 +258,7 @@ class TurnProcessor:
     def _set_aside(self, inbox_id: str, error: str) -> TurnResult:
         now = self.clock.now()
         with unit_of_work(self.session_factory) as session:
-            inbox = session.get(InboxItem, inbox_id)
-            assert inbox is not None
+            inbox = self._fenced_inbox(session, inbox_id)
             msg = session.get(Message, inbox.message_id)
             conv = session.get(Conversation, inbox.conversation_id)
             assert msg is not None and conv is not None
@@ -282,12 +290,21 @@ class TurnProcessor:
             deliver_pending(session, conv.id, senders=self.senders, gate=self.gate, now=now)
             return TurnResult(msg.id, [m.id for m in replies], "set_aside")
 
+    def _fenced_inbox(self, session: Session, inbox_id: str) -> InboxItem:
+        """The inbox row, after the lease check (shared mode) for its conversation."""
+        inbox = session.get(InboxItem, inbox_id)
+        assert inbox is not None
+        if self.fence is not None:
+            self.fence(session, inbox.conversation_id)
+            # Read again after the lease row is ours: no other process can change it from here on.
+            session.refresh(inbox)
+        return inbox
+
     # -- step 1: safety first, committed on its own -------------------------------------------
     def _screen(self, inbox_id: str) -> ScreenedTurn:
         now = self.clock.now()
         with unit_of_work(self.session_factory) as session:
-            inbox = session.get(InboxItem, inbox_id)
-            assert inbox is not None
+            inbox = self._fenced_inbox(session, inbox_id)
             msg = session.get(Message, inbox.message_id)
             conv = session.get(Conversation, inbox.conversation_id)
             assert msg is not None and conv is not None
@@ -361,6 +378,8 @@ class TurnProcessor:
                 failure: str | None) -> TurnResult:
         now = self.clock.now()
         with unit_of_work(self.session_factory) as session:
+            if self.fence is not None:
+                self.fence(session, screened.conversation_id)
             inbox = session.get(InboxItem, inbox_id)
             msg = session.get(Message, screened.message_id)
             conv = session.get(Conversation, screened.conversation_id)
