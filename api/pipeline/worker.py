@@ -25,6 +25,7 @@ messages and no live lease (a holder that died) at once.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 from collections import OrderedDict
@@ -239,11 +240,22 @@ class ConversationWorker:
         """Renew this process's leases every third of the lease time."""
         assert self.leases is not None
         interval = self.leases.lease_s / 3
+        loop = asyncio.get_running_loop()
+        # Its own thread: under load the shared pool is full of turn steps waiting for their turn.
+        beat_thread = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="lease-heartbeat")
+        try:
+            await self._beat_loop(loop, beat_thread, interval)
+        finally:
+            beat_thread.shutdown(wait=False)
+
+    async def _beat_loop(self, loop: asyncio.AbstractEventLoop, beat_thread: concurrent.futures.Executor,
+                         interval: float) -> None:
+        assert self.leases is not None
         reachable = True
         while not self._closing:
             await asyncio.sleep(interval)
             try:
-                await asyncio.to_thread(self.leases.heartbeat)
+                await loop.run_in_executor(beat_thread, self.leases.heartbeat)
             except Exception as exc:
                 if not is_transient(exc):
                     log.exception("lease heartbeat failed")
@@ -390,5 +402,6 @@ class ConversationWorker:
                 await asyncio.to_thread(self.leases.release_all)
             except Exception as exc:
                 log.warning("leases not released at shutdown (%s); they expire", type(exc).__name__)
+            self.leases.close()
         for message_id in list(self._waiters):
             self._release(message_id)
