@@ -250,12 +250,13 @@ class ConversationWorker:
 
     async def _beat_loop(self, loop: asyncio.AbstractEventLoop, beat_thread: concurrent.futures.Executor,
                          interval: float) -> None:
-        assert self.leases is not None
+        leases = self.leases
+        assert leases is not None
         reachable = True
         while not self._closing:
             await asyncio.sleep(interval)
             try:
-                await loop.run_in_executor(beat_thread, self.leases.heartbeat)
+                await loop.run_in_executor(beat_thread, leases.heartbeat)
             except Exception as exc:
                 if not is_transient(exc):
                     log.exception("lease heartbeat failed")
