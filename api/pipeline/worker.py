@@ -140,6 +140,8 @@ class ConversationWorker:
                         w.cancel()
                 if fut.done() and fut.result() is not None:
                     return fut.result()
+                if not fut.done() and conversation_id in self._tasks:
+                    continue  # this process is on it: its own result comes here (or None if it lets go)
                 # None from here means "not finished by this process" (interrupted, or the lease went
                 # elsewhere): only the database can tell.
                 try:

@@ -8,7 +8,7 @@ the reply (over the relay bus). WhatsApp webhooks go to a random api process, on
 number without waiting for replies; the two workers ingest them, run the turns and send the replies
 through the fake Twilio.
 
-Size: 24 conversations x 10 messages by default; ``CONCIERGE_MULTIPROCESS_FULL=1`` runs the issue's
+Size: 16 conversations x 10 messages by default; ``CONCIERGE_MULTIPROCESS_FULL=1`` runs the issue's
 100 x 20 (several minutes on two cores).
 """
 
@@ -49,7 +49,7 @@ PUBLIC_URL = "https://concierge.example.com"
 INBOUND = "/webhooks/twilio/whatsapp"
 LEASE_S = 8.0
 FULL = os.environ.get("CONCIERGE_MULTIPROCESS_FULL") == "1"
-CONVERSATIONS, MESSAGES = (100, 20) if FULL else (24, 10)
+CONVERSATIONS, MESSAGES = (100, 20) if FULL else (16, 10)
 
 
 def _redis_answers() -> bool:
