@@ -251,6 +251,16 @@ def build_processor(settings: Settings, factory: Any, clock: Clock, rasa: RasaCl
     return processor
 
 
+def share_conversations(settings: Settings, engine: Engine, worker: ConversationWorker, bus: Any) -> None:
+    """On PostgreSQL, several processes serve the same conversations: turns run under a per-conversation
+    lease and waiters hear of turns run elsewhere on ``bus`` (api/pipeline/lease.py). SQLite: one process."""
+    if engine.dialect.name != "postgresql":
+        return
+    from api.pipeline.lease import LeaseStore
+
+    worker.share(LeaseStore(engine, lease_s=settings.conversation_lease_s), bus, reply_poll_s=settings.reply_poll_s)
+
+
 def whatsapp_ingester(settings: Settings, engine: Engine, factory: Any, clock: Clock,
                       worker: ConversationWorker, dispatcher: Any) -> Any:
     """Turns stored WhatsApp webhooks into messages for ``worker`` (``api.channels.whatsapp.ingest``)."""
@@ -289,6 +299,7 @@ def create_app(
         relay = await Relay.start(settings.redis_url, eng)
         install_relay(factory, relay.bus)
         worker.on_processed = relay.bus.publish
+        share_conversations(settings, eng, worker, relay.bus)
         hook = processor.safety_hook
         state = AppState(settings=settings, engine=eng, session_factory=factory, clock=the_clock,
                          rasa=rasa, worker=worker, limiter=make_limiter(settings.redis_url), relay=relay,

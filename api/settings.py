@@ -78,6 +78,17 @@ class Settings(BaseSettings):
         default=10.0, ge=0,
         description="How often (s) the worker looks for pending inbound messages no turn is working on "
                     "(interrupted by an outage); 0: only at start-up.")
+    conversation_lease_s: float = Field(
+        default=30.0, gt=0,
+        description="PostgreSQL: a conversation's turns run in the one process holding its lease (several api and "
+                    "worker processes may share the database). The holder renews it every third of this time; when "
+                    "a holder dies, another process takes its conversations over within this time plus "
+                    "CONCIERGE_INBOX_SWEEP_INTERVAL_S. Not used on SQLite (one process per database).")
+    reply_poll_s: float = Field(
+        default=1.0, gt=0,
+        description="PostgreSQL: a web chat request waiting for a turn that runs in another process hears of it "
+                    "on the relay bus (Redis); it also reads the database this often, so a lost hint (Redis down) "
+                    "delays the reply by at most this, never past the wait's deadline.")
     rasa_venv: Path = Field(default=REPO_ROOT / ".venv-rasa", description="Rasa's Python 3.10 virtualenv.")
     rasa_model_cache: Path = Field(
         default=Path.home() / ".cache" / "hcp-concierge" / "rasa-models",

@@ -5,9 +5,11 @@ does the rest — ingest the stored webhooks in order, the safety screen (AE and
 turn with Rasa, and the outbox dispatcher that sends the replies through Twilio — at a lower CPU
 priority (``CONCIERGE_WORKER_NICE``, default 5), so a burst of turns cannot starve the acks of
 CPU or of the GIL. ``concierge run`` starts it beside the api (``CONCIERGE_WHATSAPP_WORKER=process``);
-with ``concierge serve`` start it yourself, once per database: it picks up every webhook left
-unprocessed when it starts (a crash between ack and processing loses nothing). Web chat is not
-served here: its request waits for the reply in the api process.
+with ``concierge serve`` start it yourself: once per SQLite database, or several on PostgreSQL, where
+conversations are shared out by lease (api/pipeline/lease.py), ingest takes stored webhooks in order
+under row locks and the dispatcher claims each outbox row for one sender. It picks up every webhook
+left unprocessed when it starts (a crash between ack and processing loses nothing). Web chat is not
+served here: its request waits for the reply in an api process.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ async def run_worker(
     ready: asyncio.Event | None = None,
 ) -> None:
     """Run ingest, turns and the WhatsApp dispatcher until ``stop`` is set."""
-    from api.app import _whatsapp_dispatcher, build_processor, whatsapp_ingester
+    from api.app import _whatsapp_dispatcher, build_processor, share_conversations, whatsapp_ingester
     from api.audit.service import configure_from
     from api.clock import SystemClock
     from api.db import make_engine, make_session_factory
@@ -60,6 +62,7 @@ async def run_worker(
     await bus.start()
     install_relay(factory, bus)
     worker.on_processed = bus.publish
+    share_conversations(settings, eng, worker, bus)
     dispatcher: Any = _whatsapp_dispatcher(settings, factory, clock)
     if dispatcher is not None:
         dispatcher.start()

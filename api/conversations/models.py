@@ -145,3 +145,20 @@ class OutboxItem(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class ConversationLease(Base):
+    """Which process may run a conversation's turns (PostgreSQL, several processes; api.pipeline.lease).
+
+    Coordination state, not a record: a row exists while a holder works on the conversation and is
+    deleted when it lets go. No foreign key: a lease never blocks deleting a conversation, and the
+    sweeper drops an expired row whatever it points at. Times are the database server's (``now()``),
+    never a process clock, so processes with skewed clocks agree on when a lease has expired."""
+
+    __tablename__ = "conversation_lease"
+
+    conversation_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    # host:pid:random — the random part tells apart two lives of one pid (a restarted container)
+    holder: Mapped[str] = mapped_column(String(128), index=True)
+    acquired_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from sqlalchemy import event
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.audit import service as audit
@@ -84,6 +85,10 @@ class TurnResult:
 class TurnInterrupted(Exception):
     """The turn cannot finish now (the database stayed unreachable past the deadline, or the worker
     is stopping). Nothing is lost: its inbox row stays pending and is taken up again."""
+
+
+class LeaseLost(TurnInterrupted):
+    """Another process holds the conversation's lease now (api/pipeline/lease.py): it runs the turn."""
 
 
 @dataclass
@@ -175,6 +180,9 @@ class TurnProcessor:
         self.handoff_hook = handoff_hook
         self.hours = hours
         self.stopping = threading.Event()
+        # Several processes on one database (api/pipeline/lease.py): called last in each step's
+        # transaction; raises (a ``TurnInterrupted``) when this process no longer holds the conversation.
+        self.fence: Callable[[Session, str], None] | None = None
         # Turns interrupted after Rasa answered (inbox id -> what _finish needs), until resumed.
         self._unfinished: dict[str, tuple[ScreenedTurn, list[dict[str, Any]], str | None]] = {}
 
@@ -235,6 +243,8 @@ class TurnProcessor:
                     rasa_messages = reply.messages
         try:
             result: TurnResult = await self._step(self._finish, inbox_id, screened, rasa_messages, failure)
+        except LeaseLost:
+            raise  # the holder finishes this turn; what Rasa told us is not ours to store
         except TurnInterrupted:
             self._unfinished[inbox_id] = (screened, rasa_messages, failure)
             raise
@@ -249,10 +259,9 @@ class TurnProcessor:
     def _set_aside(self, inbox_id: str, error: str) -> TurnResult:
         now = self.clock.now()
         with unit_of_work(self.session_factory) as session:
-            inbox = session.get(InboxItem, inbox_id)
-            assert inbox is not None
+            inbox = self._fenced_inbox(session, inbox_id)
             msg = session.get(Message, inbox.message_id)
-            conv = session.get(Conversation, inbox.conversation_id)
+            conv = self._locked_conversation(session, inbox.conversation_id)
             assert msg is not None and conv is not None
             if inbox.status != InboxStatus.pending:  # finished or set aside meanwhile
                 return TurnResult(msg.id, [m.id for m in conversations.replies_to(session, msg.id)])
@@ -282,14 +291,36 @@ class TurnProcessor:
             deliver_pending(session, conv.id, senders=self.senders, gate=self.gate, now=now)
             return TurnResult(msg.id, [m.id for m in replies], "set_aside")
 
+    def _fenced_inbox(self, session: Session, inbox_id: str) -> InboxItem:
+        """The inbox row; shared, the step commits only if this process still holds the lease."""
+        inbox = session.get(InboxItem, inbox_id)
+        assert inbox is not None
+        self._fence_at_commit(session, inbox.conversation_id)
+        return inbox
+
+    def _fence_at_commit(self, session: Session, conversation_id: str) -> None:
+        """Shared mode: the lease check is the step's last statement, just before COMMIT. A step of a
+        process that lost the lease meanwhile rolls back as a whole (``LeaseLost``); the lease row is
+        locked only for the commit, so the heartbeat keeps renewing it while a step waits on a lock."""
+        fence = self.fence
+        if fence is not None:
+            event.listen(session, "before_commit", lambda s: fence(s, conversation_id))
+
+    @staticmethod
+    def _locked_conversation(session: Session, conversation_id: str) -> Conversation | None:
+        """The conversation, row-locked before the step writes anything. Lock order: lease, conversation,
+        audit head — as storing an inbound message does (conversation, then audit head). Without it a
+        step would take the audit head first and the conversation at a later flush, and deadlock with a
+        message being stored in that conversation (PostgreSQL; SQLite has one writer)."""
+        return session.get(Conversation, conversation_id, with_for_update=True)
+
     # -- step 1: safety first, committed on its own -------------------------------------------
     def _screen(self, inbox_id: str) -> ScreenedTurn:
         now = self.clock.now()
         with unit_of_work(self.session_factory) as session:
-            inbox = session.get(InboxItem, inbox_id)
-            assert inbox is not None
+            inbox = self._fenced_inbox(session, inbox_id)
             msg = session.get(Message, inbox.message_id)
-            conv = session.get(Conversation, inbox.conversation_id)
+            conv = self._locked_conversation(session, inbox.conversation_id)
             assert msg is not None and conv is not None
             if inbox.status != InboxStatus.pending:
                 ids = [m.id for m in conversations.replies_to(session, msg.id)]
@@ -361,9 +392,10 @@ class TurnProcessor:
                 failure: str | None) -> TurnResult:
         now = self.clock.now()
         with unit_of_work(self.session_factory) as session:
+            self._fence_at_commit(session, screened.conversation_id)
             inbox = session.get(InboxItem, inbox_id)
             msg = session.get(Message, screened.message_id)
-            conv = session.get(Conversation, screened.conversation_id)
+            conv = self._locked_conversation(session, screened.conversation_id)
             assert inbox is not None and msg is not None and conv is not None
             if inbox.status != InboxStatus.pending:
                 # A commit whose acknowledgement was lost (the connection dropped at COMMIT) is

@@ -13,21 +13,35 @@ Every turn ends in one of three ways, none of which loses the message:
   stopping. The row stays pending; the drain stops there (order is kept) and the sweeper, which
   looks for pending rows every ``sweep_interval_s``, takes the conversation up again;
 - set aside: any other failure. The message is marked failed, kept, audited, and the HCP told.
+
+Shared (PostgreSQL, several api / worker processes; ``share``): a conversation's drain first takes
+its lease (api/pipeline/lease.py); a process that cannot take it leaves the messages to the holder,
+which looks for pending messages again after letting go. Every turn step is fenced by the lease. A
+waiter whose turn runs in another process hears of it on the relay bus (Redis) and, in case a hint
+is lost, reads the inbox row every ``reply_poll_s``. The sweeper takes up conversations with pending
+messages and no live lease (a holder that died) at once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextlib
 import logging
 from collections import OrderedDict
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.conversations.models import Conversation, InboxItem, InboxStatus
+from api.conversations.models import Conversation, InboxItem, InboxStatus, Message
 from api.db import is_transient
 from api.pipeline.turn import TurnInterrupted, TurnProcessor, TurnResult
+
+if TYPE_CHECKING:
+    from api.pipeline.lease import LeaseStore
+    from api.relay.bus import RelayBus
 
 log = logging.getLogger("concierge.worker")
 
@@ -50,6 +64,22 @@ class ConversationWorker:
         # Called with the conversation id after each inbound message's turn ends, done or failed
         # (the live relay: the message is now screened, so staff streams may show it).
         self.on_processed: Callable[[str], None] | None = None
+        # Shared mode (``share``): leases, the bus waiters listen on, how often they read the database.
+        self.leases: LeaseStore | None = None
+        self.bus: RelayBus | None = None
+        self.reply_poll_s = 1.0
+        self._heartbeat: asyncio.Task[None] | None = None
+
+    def share(self, leases: LeaseStore, bus: RelayBus | None, *, reply_poll_s: float = 1.0) -> None:
+        """Run alongside other processes on the same (PostgreSQL) database: a conversation's turns
+        run where its lease is, every turn step checks the lease, and waiters learn of turns that ran
+        elsewhere through ``bus`` (and by reading the database every ``reply_poll_s``)."""
+        self.leases = leases
+        self.bus = bus
+        self.reply_poll_s = reply_poll_s
+        self.processor.fence = leases.fence
+        if self._heartbeat is None:
+            self._heartbeat = asyncio.get_running_loop().create_task(self._beat(), name="lease-heartbeat")
 
     def kick(self, conversation_id: str) -> None:
         """There is (or may be) new pending inbound work for this conversation."""
@@ -71,14 +101,67 @@ class ConversationWorker:
         self._waiters.setdefault(message_id, []).append(fut)
         self.kick(conversation_id)
         try:
+            if self.leases is not None:
+                return await self._wait_anywhere(conversation_id, message_id, fut, timeout)
             return await asyncio.wait_for(asyncio.shield(fut), timeout)
         except TimeoutError:
+            return None
+        finally:
             waiting = self._waiters.get(message_id, [])
             if fut in waiting:
                 waiting.remove(fut)
                 if not waiting:
                     self._waiters.pop(message_id, None)
-            return None
+
+    async def _wait_anywhere(self, conversation_id: str, message_id: int, fut: asyncio.Future[TurnResult | None],
+                             timeout: float | None) -> TurnResult | None:
+        """The turn may run here (``fut``) or in the process holding the lease: a relay hint for the
+        conversation, or ``reply_poll_s`` without one, sends us to read the inbox row."""
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        async with contextlib.AsyncExitStack() as stack:
+            sub = None if self.bus is None else await stack.enter_async_context(self.bus.subscribe(conversation_id))
+            while True:
+                left = self.reply_poll_s if deadline is None else min(self.reply_poll_s, deadline - loop.time())
+                if left <= 0:
+                    raise TimeoutError
+                waits: set[asyncio.Future[object]] = set()
+                if not fut.done():
+                    waits.add(asyncio.ensure_future(asyncio.shield(fut)))
+                if sub is not None:
+                    waits.add(asyncio.ensure_future(sub.wait(left)))
+                try:
+                    if waits:
+                        await asyncio.wait(waits, timeout=left, return_when=asyncio.FIRST_COMPLETED)
+                    else:
+                        await asyncio.sleep(left)
+                finally:
+                    for w in waits:
+                        w.cancel()
+                if fut.done() and fut.result() is not None:
+                    return fut.result()
+                if not fut.done() and conversation_id in self._tasks:
+                    continue  # this process is on it: its own result comes here (or None if it lets go)
+                # None from here means "not finished by this process" (interrupted, or the lease went
+                # elsewhere): only the database can tell.
+                try:
+                    found = await asyncio.to_thread(self._finished, message_id)
+                except Exception as exc:
+                    if not is_transient(exc):
+                        raise
+                    found = None  # the database is away: wait on, until the deadline
+                if found is not None:
+                    return found
+
+    def _finished(self, message_id: int) -> TurnResult | None:
+        """The turn's result as the database has it, once the inbox row is no longer pending."""
+        with self.session_factory() as session:
+            status = session.execute(select(InboxItem.status).where(InboxItem.message_id == message_id)).scalar()
+            if status is None or status == InboxStatus.pending:
+                return None
+            replies = session.execute(select(Message.id).where(Message.in_reply_to == message_id)
+                                      .order_by(Message.id)).scalars().all()
+            return TurnResult(message_id, list(replies))
 
     def _pending(self, conversation_id: str) -> list[tuple[str, int]]:
         with self.session_factory() as session:
@@ -91,6 +174,9 @@ class ConversationWorker:
             return [(r[0], r[1]) for r in rows]
 
     async def _drain(self, conversation_id: str) -> None:
+        if self.leases is not None:
+            await self._drain_leased(conversation_id, self.leases)
+            return
         try:
             while not self._closing:
                 self._dirty.discard(conversation_id)
@@ -117,6 +203,72 @@ class ConversationWorker:
                     return
         finally:
             self._tasks.pop(conversation_id, None)
+
+    async def _drain_leased(self, conversation_id: str, leases: LeaseStore) -> None:
+        """Take the lease, run every pending turn in order, let go; again if a message came meanwhile."""
+        try:
+            while not self._closing:
+                self._dirty.discard(conversation_id)
+                try:
+                    if not await asyncio.to_thread(leases.acquire, conversation_id):
+                        # Held by another process: it sees this conversation's new messages when it
+                        # lets go; if it died, the sweeper takes over once its lease has expired.
+                        return
+                    pending = await asyncio.to_thread(self._pending, conversation_id)
+                except Exception as exc:
+                    if not is_transient(exc):
+                        raise
+                    log.warning("conversation %s: database unavailable (%s); left for the sweeper",
+                                conversation_id, type(exc).__name__)
+                    return
+                for inbox_id, message_id in pending:
+                    if not await self._run_turn(conversation_id, inbox_id, message_id):
+                        # Interrupted: the lease stays ours (this process resumes the turn with what
+                        # Rasa already said); if we are gone, it expires and another process resumes.
+                        return
+                try:
+                    if not await asyncio.to_thread(leases.release_and_check, conversation_id):
+                        return
+                except Exception as exc:
+                    if not is_transient(exc):
+                        raise
+                    log.warning("conversation %s: lease not released (%s); it expires", conversation_id,
+                                type(exc).__name__)
+                    return
+        finally:
+            self._tasks.pop(conversation_id, None)
+
+    async def _beat(self) -> None:
+        """Renew this process's leases every third of the lease time."""
+        assert self.leases is not None
+        interval = self.leases.lease_s / 3
+        loop = asyncio.get_running_loop()
+        # Its own thread: under load the shared pool is full of turn steps waiting for their turn.
+        beat_thread = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="lease-heartbeat")
+        try:
+            await self._beat_loop(loop, beat_thread, interval)
+        finally:
+            beat_thread.shutdown(wait=False)
+
+    async def _beat_loop(self, loop: asyncio.AbstractEventLoop, beat_thread: concurrent.futures.Executor,
+                         interval: float) -> None:
+        leases = self.leases
+        assert leases is not None
+        reachable = True
+        while not self._closing:
+            await asyncio.sleep(interval)
+            try:
+                await loop.run_in_executor(beat_thread, leases.heartbeat)
+            except Exception as exc:
+                if not is_transient(exc):
+                    log.exception("lease heartbeat failed")
+                elif reachable:
+                    log.warning("lease heartbeat: database unreachable (%s)", type(exc).__name__)
+                reachable = False
+                continue
+            if not reachable:
+                log.info("lease heartbeat: database reachable again")
+                reachable = True
 
     async def _run_turn(self, conversation_id: str, inbox_id: str, message_id: int) -> bool:
         """One message's turn, ended one of the three ways; False when interrupted."""
@@ -175,10 +327,19 @@ class ConversationWorker:
         with self.session_factory() as session:
             return list(session.execute(stmt).scalars().all())
 
+    def _to_take_up(self, channels: tuple[str, ...], skip_channels: tuple[str, ...]) -> list[tuple[str, bool]]:
+        """(conversation, whether to wait a sweep before taking it up). Shared: a lease that expired
+        (its holder died) or is ours is taken up at once; pending work without a lease row may be a
+        kick on its way in another process, so it waits one sweep like everything on a private database."""
+        if self.leases is not None:
+            return self.leases.orphans(channels, skip_channels)
+        return [(cid, True) for cid in self._conversations_with_pending(channels, skip_channels)]
+
     def recover(self, *, channels: tuple[str, ...] = (), skip_channels: tuple[str, ...] = ()) -> int:
         """Kick every conversation with inbound work left from a previous run (only those of
-        ``channels`` when given; never those of ``skip_channels``, which another process serves)."""
-        conv_ids = self._conversations_with_pending(channels, skip_channels)
+        ``channels`` when given; never those of ``skip_channels``, which another process serves).
+        Shared: only those no live process holds."""
+        conv_ids = [cid for cid, _wait in self._to_take_up(channels, skip_channels)]
         for cid in conv_ids:
             self.kick(cid)
         return len(conv_ids)
@@ -197,7 +358,7 @@ class ConversationWorker:
         while not self._closing:
             await asyncio.sleep(interval_s)
             try:
-                conv_ids = await asyncio.to_thread(self._conversations_with_pending, channels, skip_channels)
+                found = await asyncio.to_thread(self._to_take_up, channels, skip_channels)
             except Exception as exc:
                 if not is_transient(exc):
                     log.exception("inbox sweep failed")
@@ -212,8 +373,9 @@ class ConversationWorker:
             # Only conversations still pending a whole interval later: a turn in flight in another
             # process (or another app on the same database) finishes long before that, so it is not
             # taken up twice; an interrupted turn is resumed one interval later than it was seen.
-            idle = [cid for cid in conv_ids if cid not in self._tasks and cid in seen]
-            seen = set(conv_ids)
+            # Shared, a conversation whose lease expired (its holder died) is taken up at once.
+            idle = [cid for cid, wait in found if cid not in self._tasks and (cid in seen or not wait)]
+            seen = {cid for cid, _wait in found}
             if idle:
                 log.info("inbox sweep: resuming %d conversation(s) with pending messages", len(idle))
             for cid in idle:
@@ -234,5 +396,15 @@ class ConversationWorker:
             await asyncio.gather(self._sweeper, return_exceptions=True)
             self._sweeper = None
         await self.idle()
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            await asyncio.gather(self._heartbeat, return_exceptions=True)
+            self._heartbeat = None
+        if self.leases is not None:
+            try:  # conversations this process kept (interrupted turns) go to the others now
+                await asyncio.to_thread(self.leases.release_all)
+            except Exception as exc:
+                log.warning("leases not released at shutdown (%s); they expire", type(exc).__name__)
+            self.leases.close()
         for message_id in list(self._waiters):
             self._release(message_id)

@@ -187,6 +187,10 @@ def test_a_turn_resumed_after_its_screen_committed_does_not_screen_again(
         conv = conversations.get_by_session_token(s, sid)
         stored = conversations.persist_inbound(s, conv, text="interrupted turn", now=proc.clock.now())
         inbox_id = stored.inbox.id
+        conv_id = conv.id
+    leases = client.app.state.concierge.worker.leases  # type: ignore[attr-defined]
+    if leases is not None:  # PostgreSQL: turn steps run only under the conversation's lease, as the worker's do
+        assert leases.acquire(conv_id)
     proc._screen(inbox_id)                      # the first run got this far, then the process died
     result = client.portal.call(proc.process, inbox_id)   # the restart's re-run  # type: ignore[union-attr]
     assert screens[0] == 1

@@ -1,0 +1,203 @@
+"""Conversation leases on PostgreSQL (api/pipeline/lease.py): one holder at a time, a kick that finds the
+lease taken is not lost, a holder that lost its lease cannot finish a turn, stale rows are dropped, and a
+web chat request gets the reply of a turn run by another process even with Redis away."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, text
+from sqlalchemy.orm import Session
+
+from api.app import create_app
+from api.conversations import service as conversations
+from api.conversations.models import InboxItem, InboxStatus, Message
+from api.db import make_session_factory, unit_of_work
+from api.pipeline.lease import LeaseLost, LeaseStore
+from api.pipeline.turn import null_safety_hook
+from api.settings import Settings
+from tests.conftest import free_port
+from tests.fakes.rasa import FakeRasa
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture(autouse=True)
+def _postgres_only(engine: Engine) -> None:
+    if engine.dialect.name != "postgresql":
+        pytest.skip("leases are for several processes on PostgreSQL (SQLite: one process per database)")
+
+
+def _store(engine: Engine, name: str, lease_s: float = 30.0) -> LeaseStore:
+    return LeaseStore(engine, lease_s=lease_s, holder=f"test-{name}-{uuid.uuid4().hex[:8]}")
+
+
+def _expire(engine: Engine, conversation_id: str) -> None:
+    """As if the holder had died a while ago (its heartbeat stopped)."""
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE conversation_lease SET expires_at = now() - interval '1 second' "
+                          "WHERE conversation_id = :c"), {"c": conversation_id})
+
+
+def _webchat_message(engine: Engine, text_: str) -> tuple[str, str]:
+    factory = make_session_factory(engine)
+    now = datetime.now(UTC)
+    with unit_of_work(factory) as s:
+        conv, _token = conversations.create_webchat(s, now=now, market="US")
+        stored = conversations.persist_inbound(s, conv, text=text_, now=now)
+        return conv.id, stored.inbox.id
+
+
+def test_one_holder_at_a_time_and_an_expired_lease_is_taken_over(engine: Engine) -> None:
+    first, second = _store(engine, "first"), _store(engine, "second")
+    cid = uuid.uuid4().hex
+    assert first.acquire(cid)
+    assert first.acquire(cid)        # ours already: kept (and renewed)
+    assert not second.acquire(cid)   # live, someone else's
+    _expire(engine, cid)
+    assert second.acquire(cid)
+    with Session(engine) as s, pytest.raises(LeaseLost):
+        first.fence(s, cid)          # the old holder can no longer commit a step
+    second.release_all()
+
+
+def test_lease_times_come_from_the_database_clock_never_the_process_clock(engine: Engine) -> None:
+    from api.pipeline import lease
+
+    # No statement takes a time from the process: a holder whose clock is off cannot stretch or cut a lease.
+    for stmt in (lease._ACQUIRE, lease._FENCE, lease._HEARTBEAT, lease._ORPHANS, lease._FORGET):
+        assert {"ttl", "cid", "holder", "channels", "skip"} >= set(stmt.compile().params)
+    store = _store(engine, "clock", lease_s=30.0)
+    cid = uuid.uuid4().hex
+    store.acquire(cid)
+    with engine.connect() as conn:
+        left = conn.execute(text("SELECT expires_at - now() FROM conversation_lease WHERE conversation_id = :c"),
+                            {"c": cid}).scalar_one()
+    assert 0 < left.total_seconds() <= 30.0
+    store.release_all()
+
+
+def test_a_message_stored_while_another_process_holds_the_lease_is_seen_when_it_lets_go(engine: Engine) -> None:
+    holder, kicker = _store(engine, "holder"), _store(engine, "kicker")
+    cid, _inbox_id = _webchat_message(engine, "stored while the lease was taken")
+    assert holder.acquire(cid)
+    assert not kicker.acquire(cid)    # the kick of the process that stored it finds the lease taken ...
+    assert holder.release_and_check(cid)  # ... and the holder, letting go, sees the pending message
+    assert kicker.acquire(cid)
+    with engine.begin() as conn:  # nothing left pending for the apps of later tests to take up
+        conn.execute(text("UPDATE inbox SET status = 'done' WHERE conversation_id = :c"), {"c": cid})
+    kicker.release_all()
+
+
+def test_stale_leases_of_deleted_or_finished_conversations_are_dropped_and_never_taken_up(engine: Engine) -> None:
+    dead = _store(engine, "dead")
+    sweeper = _store(engine, "sweeper")
+    gone = uuid.uuid4().hex          # a conversation that no longer exists (or never did)
+    done_cid, done_inbox = _webchat_message(engine, "finished long ago")
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE inbox SET status = 'done' WHERE id = :i"), {"i": done_inbox})
+    for cid in (gone, done_cid):
+        assert dead.acquire(cid)
+        _expire(engine, cid)
+    pending_cid, _ = _webchat_message(engine, "its holder died mid-turn")
+    assert dead.acquire(pending_cid)
+    _expire(engine, pending_cid)
+    found = dict(sweeper.orphans(channels=("webchat",)))
+    assert found.get(pending_cid) is False        # taken up at once: its lease expired
+    assert gone not in found and done_cid not in found
+    with engine.connect() as conn:
+        left = set(conn.execute(text("SELECT conversation_id FROM conversation_lease WHERE conversation_id IN "
+                                     "(:a, :b, :c)"), {"a": gone, "b": done_cid, "c": pending_cid}).scalars())
+    assert left == {pending_cid}                  # the two stale rows are gone, the one with work stays
+    assert sweeper.acquire(pending_cid)
+    with engine.begin() as conn:  # nothing left pending for the apps of later tests to take up
+        conn.execute(text("UPDATE inbox SET status = 'done' WHERE conversation_id = :c"), {"c": pending_cid})
+    sweeper.release_all()
+
+
+# -- with the app ------------------------------------------------------------------------------------
+
+@pytest.fixture()
+def make_app(engine: Engine, settings: Settings) -> Iterator[Callable[..., TestClient]]:
+    clients: list[TestClient] = []
+
+    def make(rasa: FakeRasa, **overrides: object) -> TestClient:
+        app = create_app(settings.model_copy(update=overrides), engine=engine, safety_hook=null_safety_hook,
+                         rasa_transport=rasa.transport(), warm_knowledge=False)
+        client = TestClient(app)
+        client.__enter__()
+        clients.append(client)
+        return client
+
+    yield make
+    for c in clients:
+        c.__exit__(None, None, None)
+
+
+def _replies(engine: Engine, message_id: int) -> list[str]:
+    with Session(engine) as s:
+        return [m.body for m in conversations.replies_to(s, message_id)]
+
+
+def test_a_holder_that_lost_its_lease_mid_turn_stores_nothing_and_the_new_holder_runs_the_turn_once(
+        engine: Engine, make_app: Callable[..., TestClient]) -> None:
+    rasa = FakeRasa(delay=1.0)
+    # A long lease: the app's heartbeat (a third of it) does not renew the lease the test expires.
+    client = make_app(rasa, inbox_sweep_interval_s=0, conversation_lease_s=600)
+    worker = client.app.state.concierge.worker  # type: ignore[attr-defined]
+    intruder = _store(engine, "intruder")
+    cid, inbox_id = _webchat_message(engine, "who answers this one")
+
+    def steal() -> None:     # while Rasa thinks: the lease expires and another process takes it
+        while not any(c["sender"] == cid for c in rasa.calls):  # (the app also resumes other tests' leftovers)
+            time.sleep(0.02)
+        _expire(engine, cid)
+        assert intruder.acquire(cid)
+
+    thief = threading.Thread(target=steal)
+    thief.start()
+    client.portal.call(worker.kick, cid)  # type: ignore[union-attr]
+    client.portal.call(worker.idle)  # type: ignore[union-attr]
+    thief.join()
+    with Session(engine) as s:
+        inbox = s.get(InboxItem, inbox_id)
+        assert inbox is not None and inbox.status == InboxStatus.pending   # nothing committed by the loser
+        message_id = inbox.message_id
+    assert _replies(engine, message_id) == []
+    intruder.release_all()                 # the new holder lets go (as if it had run the turn) ...
+    client.portal.call(worker.kick, cid)  # type: ignore[union-attr]
+    client.portal.call(worker.idle)  # type: ignore[union-attr]
+    assert _replies(engine, message_id) == ["echo: who answers this one"]   # ... the turn runs once
+
+
+def test_a_web_chat_request_gets_the_reply_of_a_turn_run_in_another_process_with_redis_away(
+        engine: Engine, make_app: Callable[..., TestClient]) -> None:
+    dead_redis = f"redis://127.0.0.1:{free_port()}/0"     # nothing listens: hints are lost
+    front = make_app(FakeRasa(), redis_url=dead_redis, reply_poll_s=0.2, inbox_sweep_interval_s=0)
+    back = make_app(FakeRasa(), redis_url=dead_redis, inbox_sweep_interval_s=0)
+    back_worker = back.app.state.concierge.worker  # type: ignore[attr-defined]
+    sid = front.post("/api/webchat/sessions").json()["session_id"]
+    with Session(engine) as s:
+        cid = conversations.get_by_session_token(s, sid).id
+    assert back_worker.leases.acquire(cid)   # the other process is busy with this conversation
+
+    def back_runs_it() -> None:
+        time.sleep(0.5)
+        back.portal.call(back_worker.kick, cid)  # type: ignore[union-attr]
+
+    runner = threading.Thread(target=back_runs_it)
+    runner.start()
+    res = front.post("/api/webchat/messages", json={"text": "answered elsewhere"}, headers={"X-Chat-Session": sid})
+    runner.join()
+    body = res.json()
+    assert res.status_code == 200 and body["pending"] is False
+    assert [m["text"] for m in body["messages"]] == ["echo: answered elsewhere"]
+    with Session(engine) as s:
+        msg = s.query(Message).filter(Message.conversation_id == cid, Message.direction == "in").one()
+        assert s.query(InboxItem).filter(InboxItem.message_id == msg.id).one().attempts == 1
