@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.audit import service as audit
@@ -36,6 +37,7 @@ from api.conversations import ae_turn, copy, spelling
 from api.conversations import service as conversations
 from api.conversations.drafts import Button, ContentRef, ReplyDraft
 from api.conversations.models import (
+    Channel,
     Conversation,
     ConversationState,
     InboxItem,
@@ -79,6 +81,17 @@ class TurnResult:
     message_id: int
     reply_ids: list[int]
     rasa_failure: str | None = None
+    # Web chat: what the HCP's page shows once the turn's last step committed — its replies (as stored,
+    # detached from the session) and the request for a person it waits for — so the request that waits
+    # for the turn answers without reading them back. None: not taken (another path ended the turn);
+    # read them from the database.
+    page: TurnPage | None = None
+
+
+@dataclass(frozen=True)
+class TurnPage:
+    replies: tuple[Message, ...]
+    waiting: waiting.Waiting | None
 
 
 class TurnInterrupted(Exception):
@@ -149,6 +162,17 @@ def drafts_from_rasa(messages: list[dict[str, Any]]) -> tuple[list[ReplyDraft], 
                        for b in m.get("buttons") or [] if isinstance(b, dict)]
             drafts.append(ReplyDraft(text=text, buttons=buttons))
     return drafts, turn_failed
+
+
+def _load_turn(session: Session, inbox_id: str) -> tuple[InboxItem, Message, Conversation]:
+    """The inbox row, its message and its conversation: one query (each step starts with them)."""
+    row = session.execute(
+        select(InboxItem, Message, Conversation)
+        .join(Message, Message.id == InboxItem.message_id)
+        .join(Conversation, Conversation.id == InboxItem.conversation_id)
+        .where(InboxItem.id == inbox_id)
+    ).one()
+    return row[0], row[1], row[2]
 
 
 class TurnProcessor:
@@ -249,11 +273,7 @@ class TurnProcessor:
     def _set_aside(self, inbox_id: str, error: str) -> TurnResult:
         now = self.clock.now()
         with unit_of_work(self.session_factory) as session:
-            inbox = session.get(InboxItem, inbox_id)
-            assert inbox is not None
-            msg = session.get(Message, inbox.message_id)
-            conv = session.get(Conversation, inbox.conversation_id)
-            assert msg is not None and conv is not None
+            inbox, msg, conv = _load_turn(session, inbox_id)
             if inbox.status != InboxStatus.pending:  # finished or set aside meanwhile
                 return TurnResult(msg.id, [m.id for m in conversations.replies_to(session, msg.id)])
             inbox.status = InboxStatus.failed
@@ -286,17 +306,13 @@ class TurnProcessor:
     def _screen(self, inbox_id: str) -> ScreenedTurn:
         now = self.clock.now()
         with unit_of_work(self.session_factory) as session:
-            inbox = session.get(InboxItem, inbox_id)
-            assert inbox is not None
-            msg = session.get(Message, inbox.message_id)
-            conv = session.get(Conversation, inbox.conversation_id)
-            assert msg is not None and conv is not None
+            inbox, msg, conv = _load_turn(session, inbox_id)
             if inbox.status != InboxStatus.pending:
                 ids = [m.id for m in conversations.replies_to(session, msg.id)]
                 return ScreenedTurn(conv.id, msg.id, "", False, [], done=TurnResult(msg.id, ids))
-            inbox.attempts += 1
             if inbox.screened_at is not None and inbox.screen is not None:
                 # Screened before an outage or a crash: what it found is committed; go on from there.
+                inbox.attempts += 1
                 return ScreenedTurn.from_dict(conv.id, msg.id, inbox.screen)
             outcome = self.safety_hook(session, conv, msg, now)
             if conv.state == ConversationState.closed:
@@ -352,6 +368,8 @@ class TurnProcessor:
                                     ae_question=ae_question is not None,
                                     handoff=bool(getattr(outcome, "handoff_requested", False)),
                                     waiting=queued and ask_rasa)
+            # Counted with the outcome (one UPDATE of the row; a failed attempt rolls back either way).
+            inbox.attempts += 1
             inbox.screened_at = now
             inbox.screen = screened.to_dict()
             return screened
@@ -361,10 +379,7 @@ class TurnProcessor:
                 failure: str | None) -> TurnResult:
         now = self.clock.now()
         with unit_of_work(self.session_factory) as session:
-            inbox = session.get(InboxItem, inbox_id)
-            msg = session.get(Message, screened.message_id)
-            conv = session.get(Conversation, screened.conversation_id)
-            assert inbox is not None and msg is not None and conv is not None
+            inbox, msg, conv = _load_turn(session, inbox_id)
             if inbox.status != InboxStatus.pending:
                 # A commit whose acknowledgement was lost (the connection dropped at COMMIT) is
                 # retried as a whole: it already happened, so it is not done twice.
@@ -404,7 +419,7 @@ class TurnProcessor:
                 form_asking = any(isinstance(m.get("custom"), dict) and m["custom"].get("asks")
                                   for m in rasa_messages)
                 drafts.extend(intake.after_rasa(session, conv, msg, screened.intake, now, form_asking=form_asking))
-            reply_ids = [m.id for m in self._queue(session, conv, msg, drafts, now)]
+            replies = self._queue(session, conv, msg, drafts, now)
             deliver_pending(session, conv.id, senders=self.senders, gate=self.gate, now=now)
             msg.status = MessageStatus.processed
             msg.processed_at = now
@@ -413,7 +428,7 @@ class TurnProcessor:
             inbox.status = InboxStatus.done
             inbox.processed_at = now
             inbox.screen = None  # only a pending turn needs it; it holds the message text
-            return TurnResult(msg.id, reply_ids, failure)
+            return TurnResult(msg.id, [m.id for m in replies], failure, page=self._page(session, conv, replies))
 
     @staticmethod
     def _record_rasa_failure(session: Session, conv: Conversation, msg: Message, now: datetime,
@@ -433,6 +448,13 @@ class TurnProcessor:
         if scored is not None:
             return scored
         return [ReplyDraft(text=copy.RASA_FALLBACK, buttons=[copy.TALK_TO_PERSON])]
+
+    def _page(self, session: Session, conv: Conversation, replies: list[Message]) -> TurnPage | None:
+        """The web chat page's view at the end of the turn (see ``TurnResult.page``)."""
+        if conv.channel != Channel.webchat:
+            return None
+        session.flush()  # the replies' ids and delivery status are final
+        return TurnPage(tuple(replies), waiting.waiting_for(session, conv, self.hours))
 
     def _queue(self, session: Session, conv: Conversation, msg: Message, drafts: list[ReplyDraft],
                now: datetime) -> list[Message]:
