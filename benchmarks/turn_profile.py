@@ -46,6 +46,7 @@ from benchmarks.profiling import (
     process_cpu_s,
     read_collapsed,
     top_functions,
+    turn_cpu_s,
     write_collapsed,
 )
 
@@ -111,6 +112,20 @@ def redis_commandstats(port: int) -> Counter[str]:
             calls = dict(kv.split("=") for kv in rest.split(","))["calls"]
             stats[name.removeprefix("cmdstat_")] = int(calls)
     return stats
+
+
+def postgres_backends(database_url: str | None) -> list[int]:
+    """The server processes serving connections to this benchmark's PostgreSQL database (none on SQLite)."""
+    if not database_url or not database_url.startswith("postgresql"):
+        return []
+    from sqlalchemy.engine import make_url
+
+    url = make_url(database_url)
+    out = subprocess.run(["psql", "-h", url.host or "127.0.0.1", "-p", str(url.port or 5432), "-U",
+                          url.username or "postgres", "-d", url.database or "postgres", "-At", "-c",
+                          f"select pid from pg_stat_activity where datname = '{url.database}' "
+                          "and pid <> pg_backend_pid()"], capture_output=True, text=True, check=True).stdout
+    return [int(p) for p in out.split()]
 
 
 def start_redis(tmp: Path) -> tuple[subprocess.Popen[bytes], int]:
@@ -184,17 +199,27 @@ def main() -> int:
             time.sleep(1.0)
             # What the api spends doing nothing (pollers, sweepers): per second, to take out of the per-turn
             # figure, which otherwise grows with the run's wall time (a loaded machine, a slow Rasa).
+            _signal_and_wait(api_pid, signal.SIGUSR1, control / "reset")
             idle0 = process_cpu_s(api_pid)
+            idle_started = time.perf_counter()
             time.sleep(args.idle)
-            idle_cpu_per_s = (process_cpu_s(api_pid) - idle0) / args.idle
+            idle_cpu_per_s = (process_cpu_s(api_pid) - idle0) / (time.perf_counter() - idle_started)
+            _signal_and_wait(api_pid, signal.SIGUSR2, control / "dumped")
+            idle_sql = json.loads((control / "counts.json").read_text())["sql"]
+            idle_s = time.perf_counter() - idle_started
             _signal_and_wait(api_pid, signal.SIGUSR1, control / "reset")
             redis_before = redis_commandstats(redis_port) if redis_proc else Counter()
             api_cpu0, rasa_cpu0 = process_cpu_s(api_pid), process_cpu_s(rasa_pid, children=True)
+            pg0 = {pid: process_cpu_s(pid) for pid in postgres_backends(args.database_url)}
             load0 = load_average()
             started = time.perf_counter()
             latencies, bad = asyncio.run(drive(stack.api_url, args.sessions, args.turns))
             wall = time.perf_counter() - started
             api_cpu1, rasa_cpu1 = process_cpu_s(api_pid), process_cpu_s(rasa_pid, children=True)
+            # PostgreSQL's side: the backends of this database (the api's pool and Rasa's own tracker
+            # store if it used this server — here it does not); a backend opened during the run counts whole.
+            pg1 = {pid: process_cpu_s(pid) for pid in postgres_backends(args.database_url)}
+            pg_cpu = sum(cpu - pg0.get(pid, 0.0) for pid, cpu in pg1.items())
             load1 = load_average()
             redis_after = redis_commandstats(redis_port) if redis_proc else Counter()
             _signal_and_wait(api_pid, signal.SIGUSR2, control / "dumped")
@@ -211,7 +236,15 @@ def main() -> int:
     api_cpu = api_cpu1 - api_cpu0
     rasa_cpu = rasa_cpu1 - rasa_cpu0
     sampler_cpu = float(counts["sampler_cpu_s"])
+    # Statements the idle api sends too (the WhatsApp ingester's poll, sweepers), at the idle rate: not
+    # the turn's. Counts per turn are net of them.
     sql = counts["sql"]
+    for part in ("kinds", "tables", "statements"):
+        for key, n in idle_sql[part].items():
+            sql[part][key] = sql[part].get(key, 0) - n * wall / idle_s
+        sql[part] = {k: v for k, v in sql[part].items() if v > 0.005 * turns}
+    sql["rows_written"] -= idle_sql["rows_written"] * wall / idle_s
+    idle_statements_per_s = sum(idle_sql["kinds"].values()) / idle_s
     redis_calls = {k: redis_after[k] - redis_before.get(k, 0) for k in redis_after
                    if redis_after[k] - redis_before.get(k, 0) > 0}
     redis_calls.pop("info", None)
@@ -222,15 +255,20 @@ def main() -> int:
         "api_cpu_ms_per_turn": api_cpu * 1000 / turns,
         "api_cpu_ms_per_turn_without_sampler": (api_cpu - sampler_cpu) * 1000 / turns,
         "api_idle_cpu_ms_per_s": idle_cpu_per_s * 1000,
+        "api_idle_sql_statements_per_s": idle_statements_per_s,
         "api_cpu_ms_per_turn_net_of_idle": (api_cpu - sampler_cpu - idle_cpu_per_s * wall) * 1000 / turns,
         "rasa_cpu_ms_per_turn": rasa_cpu * 1000 / turns,
+        "postgres_cpu_ms_per_turn": pg_cpu * 1000 / turns if pg1 else None,
         "p50_ms": latencies[len(latencies) // 2], "lost_reordered_or_fallback": bad,
         "sql_per_turn": {k: v / turns for k, v in sorted(sql["kinds"].items())},
         "writes_per_turn": {k: v / turns for k, v in sorted(sql["tables"].items(), key=lambda kv: -kv[1])},
         "rows_written_per_turn": sql["rows_written"] / turns,
+        "audit_head_held_ms_per_turn": sql["head_held_s"] * 1000 / turns,
+        "audit_head_holds_per_turn": sql["head_holds"] / turns,
         "statements_per_turn": {k: v / turns for k, v in sql["statements"].items()},
         "redis_commands_per_turn": {k: v / turns for k, v in sorted(redis_calls.items())},
         "components_ms_per_turn": {k: v[0] * 1000 / turns for k, v in breakdown(stacks).items()},
+        "api_turn_cpu_ms_sampled": turn_cpu_s(stacks, api_cpu - sampler_cpu) * 1000 / turns if stacks else None,
     }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "turn.json").write_text(json.dumps(result, indent=2))
@@ -245,15 +283,23 @@ def main() -> int:
     print(f"api CPU: {result['api_cpu_ms_per_turn']:.1f} ms/turn"
           + ("" if args.plain else f" ({result['api_cpu_ms_per_turn_without_sampler']:.1f} without the sampler's own)")
           + f"; Rasa CPU: {result['rasa_cpu_ms_per_turn']:.1f} ms/turn; p50 {result['p50_ms']:.1f} ms")
-    print(f"api idle: {result['api_idle_cpu_ms_per_s']:.1f} ms CPU per second (pollers, sweepers); api CPU per "
-          f"turn net of that: {result['api_cpu_ms_per_turn_net_of_idle']:.1f} ms")
+    if result["postgres_cpu_ms_per_turn"] is not None:
+        print(f"PostgreSQL CPU (this database's backends, incl. the idle polls): "
+              f"{result['postgres_cpu_ms_per_turn']:.1f} ms/turn")
+    print(f"api idle: {result['api_idle_cpu_ms_per_s']:.1f} ms CPU and {idle_statements_per_s:.1f} SQL statements "
+          f"per second (pollers, sweepers); api CPU per turn net of that: "
+          f"{result['api_cpu_ms_per_turn_net_of_idle']:.1f} ms")
     if stacks:
         print("\napi CPU by component (sampled, scaled to the api's CPU without the sampler):\n")
         print(breakdown_table(stacks, turns, api_cpu - sampler_cpu))
+        print(f"\napi CPU of the turn itself (sampled, idle work left out): {result['api_turn_cpu_ms_sampled']:.1f} ms")
         print("\nself CPU, top functions (ms/turn, sampled, unscaled):\n" + top_functions(stacks, turns))
-    print("\nSQL statements per turn: " + ", ".join(f"{k} {v:.2f}" for k, v in result["sql_per_turn"].items()))
+    print("\nSQL statements per turn (net of the idle rate): "
+          + ", ".join(f"{k} {v:.2f}" for k, v in result["sql_per_turn"].items()))
     print(f"rows written per turn: {result['rows_written_per_turn']:.2f}; by statement: "
           + ", ".join(f"{k} {v:.2f}" for k, v in result["writes_per_turn"].items()))
+    print(f"audit chain head held: {result['audit_head_held_ms_per_turn']:.1f} ms per turn "
+          f"({result['audit_head_holds_per_turn']:.2f} transactions; all processes queue for it)")
     if args.redis:
         print("Redis commands per turn: " + (", ".join(f"{k} {v:.2f}" for k, v in
                                                       result["redis_commands_per_turn"].items()) or "none"))
