@@ -45,7 +45,7 @@ def rss_mb(pid: int) -> float:
 
 class Stack:
     def __init__(self, var_dir: Path, database_url: str | None = None, with_rasa: bool = True,
-                 extra_env: dict[str, str] | None = None) -> None:
+                 extra_env: dict[str, str] | None = None, api_argv: list[str] | None = None) -> None:
         self.var_dir = var_dir
         self.api_port = free_port()
         self.rasa_port = free_port()
@@ -54,6 +54,8 @@ class Stack:
                                  rasa_url=f"http://127.0.0.1:{self.rasa_port}")
         self.with_rasa = with_rasa
         self.extra_env = extra_env or {}
+        # The api process's command (default ``concierge serve``; benchmarks/turn_profile.py runs it profiled).
+        self.api_argv = api_argv
         self.api_proc: subprocess.Popen[bytes] | None = None
         self.rasa_proc: subprocess.Popen[bytes] | None = None
 
@@ -80,7 +82,7 @@ class Stack:
         concierge = str(REPO / ".venv" / "bin" / "concierge")
         subprocess.run([concierge, "db", "upgrade"], check=True, env=self.env(), stdout=subprocess.DEVNULL)
         log = open(self.var_dir / "api.log", "ab")  # noqa: SIM115
-        self.api_proc = subprocess.Popen([concierge, "serve"], env=self.env(), stdout=log,
+        self.api_proc = subprocess.Popen(self.api_argv or [concierge, "serve"], env=self.env(), stdout=log,
                                          stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True)
         if self.with_rasa:
             model = process.ensure_model(self.settings)

@@ -5,7 +5,9 @@
 For each N: N concurrent web-chat sessions each do ``--turns`` turns in sequence; the
 same number of turns then goes straight to Rasa's REST webhook with the same concurrency.
 Reports p50/p95/p99 latency, throughput, the api's overhead at p95, lost or reordered
-messages (checked from each conversation's history), and the RSS of both processes.
+messages (checked from each conversation's history), the CPU each process used per turn through the
+api (user + system time from /proc: the figure that does not depend on what else the machine runs),
+the load average, and the RSS of both processes. Where that CPU goes: benchmarks/turn_profile.py.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from api.conversations.copy import RASA_FALLBACK
 from benchmarks._stack import Stack, rss_mb
+from benchmarks.profiling import load_average, process_cpu_s
 
 # Turns that exercise NLU + dialogue without changing the conversation's state.
 SCRIPT = ["hello", "thanks", "are you a bot?", "what's the weather tomorrow", "ok", "good morning",
@@ -100,9 +103,14 @@ async def run_level(stack: Stack, n: int, turns: int) -> dict[str, float]:
             httpx.AsyncClient(base_url=stack.rasa_url, timeout=600, limits=limits) as rasa:
         api_lat: list[float] = []
         fallbacks: list[int] = []
+        assert stack.api_proc is not None and stack.rasa_proc is not None
+        cpu_before = process_cpu_s(stack.api_proc.pid), process_cpu_s(stack.rasa_proc.pid, children=True)
+        load = load_average()
         started = time.perf_counter()
         results = await asyncio.gather(*(via_api(api, turns, api_lat, fallbacks) for _ in range(n)))
         api_wall = time.perf_counter() - started
+        api_cpu = process_cpu_s(stack.api_proc.pid) - cpu_before[0]
+        rasa_cpu = process_cpu_s(stack.rasa_proc.pid, children=True) - cpu_before[1]
         lost = reordered = 0
         for sid, sent in results:
             lo, re = await check_history(api, sid, sent)
@@ -124,6 +132,8 @@ async def run_level(stack: Stack, n: int, turns: int) -> dict[str, float]:
         "overhead_p95": pct(api_lat, 95) - pct(rasa_lat, 95),
         "overhead_p50": statistics.median(api_lat) - statistics.median(rasa_lat),
         "lost": lost, "reordered": reordered, "fallbacks": len(fallbacks),
+        "api_cpu_ms": api_cpu * 1000 / max(1, len(api_lat)), "rasa_cpu_ms": rasa_cpu * 1000 / max(1, len(api_lat)),
+        "load": load,
     }
 
 
@@ -145,12 +155,15 @@ def main() -> int:
     print(f"\nturn latency, {args.turns} turns per session (ms); api = web chat API -> worker -> Rasa; "
           "rasa = straight to Rasa's REST webhook")
     print("| N | turns | api p50 | api p95 | api p99 | api turns/s | rasa p50 | rasa p95 | rasa p99 | "
-          "rasa turns/s | api overhead p95 | lost | reordered | Rasa deadline missed |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "rasa turns/s | api/rasa turns/s | api overhead p50 | api overhead p95 | api CPU ms/turn | "
+          "Rasa CPU ms/turn | lost | reordered | Rasa deadline missed | load average |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['n']} | {r['turns']} | {r['api_p50']:.1f} | {r['api_p95']:.1f} | {r['api_p99']:.1f} | "
               f"{r['api_tput']:.1f} | {r['rasa_p50']:.1f} | {r['rasa_p95']:.1f} | {r['rasa_p99']:.1f} | "
-              f"{r['rasa_tput']:.1f} | {r['overhead_p95']:+.1f} | {r['lost']} | {r['reordered']} | {r['fallbacks']} |")
+              f"{r['rasa_tput']:.1f} | {r['api_tput'] / r['rasa_tput']:.2f} | {r['overhead_p50']:+.1f} | "
+              f"{r['overhead_p95']:+.1f} | {r['api_cpu_ms']:.1f} | {r['rasa_cpu_ms']:.1f} | {r['lost']} | "
+              f"{r['reordered']} | {r['fallbacks']} | {r['load']} |")
     print(f"\nRSS after the run: api {api_rss:.0f} MiB, rasa {rasa_rss:.0f} MiB")
     bad = sum(r["lost"] + r["reordered"] for r in rows)
     return 1 if bad else 0

@@ -25,8 +25,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import event, select, update
+from sqlalchemy.orm import Session, SessionTransaction
 
 from api.audit.models import AuditEvent, AuditHead
 from api.clock import utcnow
@@ -116,19 +116,32 @@ def record(
     data: dict[str, Any] | None = None,
     at: datetime | None = None,
 ) -> AuditEvent:
-    """Append one audit event in the caller's transaction."""
+    """Append one audit event in the caller's transaction.
+
+    The first record of a transaction takes the chain head with an UPDATE … RETURNING (its row lock —
+    the write lock on SQLite — is held until the transaction ends); later records of the same
+    transaction chain on from the head in memory: no second lock or read, and the events and the
+    head's new tip go to the database together at the next flush (one batched INSERT, one UPDATE).
+    Any end of a transaction or savepoint drops the in-memory head (``_forget_head``), so a rolled-back
+    savepoint never leaves a tip the database no longer has."""
     at = at or utcnow()
     key = current_key()
     data = json.loads(json.dumps(data or {}, default=str))
-    bumped = session.execute(
-        update(AuditHead).where(AuditHead.id == 1).values(seq=AuditHead.seq + 1)
-    )
-    if bumped.rowcount == 0:  # type: ignore[attr-defined]
-        session.add(AuditHead(id=1, seq=1, last_hash=GENESIS))
+    head: AuditHead | None = session.info.get(HEAD_KEY)
+    if head is None:
+        # Whatever is pending goes first (a tip changed in memory by an earlier, forgotten head).
         session.flush()
-    head = session.execute(
-        select(AuditHead).where(AuditHead.id == 1).execution_options(populate_existing=True)
-    ).scalar_one()
+        head = session.execute(
+            update(AuditHead).where(AuditHead.id == 1).values(seq=AuditHead.seq + 1).returning(AuditHead)
+            .execution_options(populate_existing=True)
+        ).scalar_one_or_none()
+        if head is None:
+            head = AuditHead(id=1, seq=1, last_hash=GENESIS)
+            session.add(head)
+            session.flush()
+        session.info[HEAD_KEY] = head
+    else:
+        head.seq += 1  # the head's row is ours until this transaction ends
     seq = head.seq
     digest = _digest(key, head.last_hash, seq, at, actor_type, actor_id, action, subject_type, subject_id, data)
     event = AuditEvent(
@@ -138,8 +151,19 @@ def record(
     )
     head.last_hash = digest
     session.add(event)
-    session.flush()
     return event
+
+
+# session.info key: the chain head this session's transaction holds (see ``record``).
+HEAD_KEY = "audit_head"
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _forget_head(session: Session, transaction: SessionTransaction) -> None:
+    # The end of the transaction (commit or rollback) or of a savepoint, released or rolled back (a rolled
+    # back one takes its lock and its records with it) — not the inner step each flush runs in.
+    if transaction.nested or transaction.parent is None:
+        session.info.pop(HEAD_KEY, None)
 
 
 @dataclass

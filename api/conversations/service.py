@@ -82,6 +82,7 @@ def persist_inbound(
     sender_id: str | None = None,
     received_at: datetime | None = None,
     conflict_if_different: bool = False,
+    conversation_locked: bool = False,
 ) -> Persisted:
     """Store an inbound message and its inbox entry; a repeated channel id is not stored twice.
 
@@ -93,8 +94,10 @@ def persist_inbound(
 
     The conversation row is locked first, so within one conversation message ids follow commit
     order: the worker processes inbound messages in the order they are listed.
+    ``conversation_locked``: the caller read ``conv`` with ``FOR UPDATE`` in this transaction already.
     """
-    session.execute(select(Conversation.id).where(Conversation.id == conv.id).with_for_update())
+    if not conversation_locked:
+        session.execute(select(Conversation.id).where(Conversation.id == conv.id).with_for_update())
     if channel_message_id is not None:
         existing = session.execute(
             select(Message).where(Message.channel == conv.channel,

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import event
+from sqlalchemy import event, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.audit import service as audit
@@ -37,6 +37,7 @@ from api.conversations import ae_turn, copy, spelling
 from api.conversations import service as conversations
 from api.conversations.drafts import Button, ContentRef, ReplyDraft
 from api.conversations.models import (
+    Channel,
     Conversation,
     ConversationState,
     InboxItem,
@@ -80,6 +81,17 @@ class TurnResult:
     message_id: int
     reply_ids: list[int]
     rasa_failure: str | None = None
+    # Web chat: what the HCP's page shows once the turn's last step committed — its replies (as stored,
+    # detached from the session) and the request for a person it waits for — so the request that waits
+    # for the turn answers without reading them back. None: not taken (another path ended the turn);
+    # read them from the database.
+    page: TurnPage | None = None
+
+
+@dataclass(frozen=True)
+class TurnPage:
+    replies: tuple[Message, ...]
+    waiting: waiting.Waiting | None
 
 
 class TurnInterrupted(Exception):
@@ -259,10 +271,7 @@ class TurnProcessor:
     def _set_aside(self, inbox_id: str, error: str) -> TurnResult:
         now = self.clock.now()
         with unit_of_work(self.session_factory) as session:
-            inbox = self._fenced_inbox(session, inbox_id)
-            msg = session.get(Message, inbox.message_id)
-            conv = self._locked_conversation(session, inbox.conversation_id)
-            assert msg is not None and conv is not None
+            inbox, msg, conv = self._load_turn(session, inbox_id)
             if inbox.status != InboxStatus.pending:  # finished or set aside meanwhile
                 return TurnResult(msg.id, [m.id for m in conversations.replies_to(session, msg.id)])
             inbox.status = InboxStatus.failed
@@ -291,12 +300,25 @@ class TurnProcessor:
             deliver_pending(session, conv.id, senders=self.senders, gate=self.gate, now=now)
             return TurnResult(msg.id, [m.id for m in replies], "set_aside")
 
-    def _fenced_inbox(self, session: Session, inbox_id: str) -> InboxItem:
-        """The inbox row; shared, the step commits only if this process still holds the lease."""
-        inbox = session.get(InboxItem, inbox_id)
-        assert inbox is not None
-        self._fence_at_commit(session, inbox.conversation_id)
-        return inbox
+    def _load_turn(self, session: Session, inbox_id: str) -> tuple[InboxItem, Message, Conversation]:
+        """The inbox row, its message and its conversation: one query (each step starts with them).
+
+        The conversation row is locked as it is read, before the step writes anything. Lock order:
+        conversation, audit head, then the lease at commit — as storing an inbound message does
+        (conversation, then audit head); otherwise a step would take the audit head first and the
+        conversation at a later flush, and deadlock with a message being stored in that conversation
+        (PostgreSQL; SQLite has one writer). Shared mode: the step commits only if this process still
+        holds the conversation's lease (``_fence_at_commit``)."""
+        row = session.execute(
+            select(InboxItem, Message, Conversation)
+            .join(Message, Message.id == InboxItem.message_id)
+            .join(Conversation, Conversation.id == InboxItem.conversation_id)
+            .where(InboxItem.id == inbox_id)
+            .with_for_update(of=Conversation)
+        ).one()
+        inbox, msg, conv = row[0], row[1], row[2]
+        self._fence_at_commit(session, conv.id)
+        return inbox, msg, conv
 
     def _fence_at_commit(self, session: Session, conversation_id: str) -> None:
         """Shared mode: the lease check is the step's last statement, just before COMMIT. A step of a
@@ -306,28 +328,17 @@ class TurnProcessor:
         if fence is not None:
             event.listen(session, "before_commit", lambda s: fence(s, conversation_id))
 
-    @staticmethod
-    def _locked_conversation(session: Session, conversation_id: str) -> Conversation | None:
-        """The conversation, row-locked before the step writes anything. Lock order: lease, conversation,
-        audit head — as storing an inbound message does (conversation, then audit head). Without it a
-        step would take the audit head first and the conversation at a later flush, and deadlock with a
-        message being stored in that conversation (PostgreSQL; SQLite has one writer)."""
-        return session.get(Conversation, conversation_id, with_for_update=True)
-
     # -- step 1: safety first, committed on its own -------------------------------------------
     def _screen(self, inbox_id: str) -> ScreenedTurn:
         now = self.clock.now()
         with unit_of_work(self.session_factory) as session:
-            inbox = self._fenced_inbox(session, inbox_id)
-            msg = session.get(Message, inbox.message_id)
-            conv = self._locked_conversation(session, inbox.conversation_id)
-            assert msg is not None and conv is not None
+            inbox, msg, conv = self._load_turn(session, inbox_id)
             if inbox.status != InboxStatus.pending:
                 ids = [m.id for m in conversations.replies_to(session, msg.id)]
                 return ScreenedTurn(conv.id, msg.id, "", False, [], done=TurnResult(msg.id, ids))
-            inbox.attempts += 1
             if inbox.screened_at is not None and inbox.screen is not None:
                 # Screened before an outage or a crash: what it found is committed; go on from there.
+                inbox.attempts += 1
                 return ScreenedTurn.from_dict(conv.id, msg.id, inbox.screen)
             outcome = self.safety_hook(session, conv, msg, now)
             if conv.state == ConversationState.closed:
@@ -383,6 +394,8 @@ class TurnProcessor:
                                     ae_question=ae_question is not None,
                                     handoff=bool(getattr(outcome, "handoff_requested", False)),
                                     waiting=queued and ask_rasa)
+            # Counted with the outcome (one UPDATE of the row; a failed attempt rolls back either way).
+            inbox.attempts += 1
             inbox.screened_at = now
             inbox.screen = screened.to_dict()
             return screened
@@ -392,11 +405,7 @@ class TurnProcessor:
                 failure: str | None) -> TurnResult:
         now = self.clock.now()
         with unit_of_work(self.session_factory) as session:
-            self._fence_at_commit(session, screened.conversation_id)
-            inbox = session.get(InboxItem, inbox_id)
-            msg = session.get(Message, screened.message_id)
-            conv = self._locked_conversation(session, screened.conversation_id)
-            assert inbox is not None and msg is not None and conv is not None
+            inbox, msg, conv = self._load_turn(session, inbox_id)
             if inbox.status != InboxStatus.pending:
                 # A commit whose acknowledgement was lost (the connection dropped at COMMIT) is
                 # retried as a whole: it already happened, so it is not done twice.
@@ -436,7 +445,7 @@ class TurnProcessor:
                 form_asking = any(isinstance(m.get("custom"), dict) and m["custom"].get("asks")
                                   for m in rasa_messages)
                 drafts.extend(intake.after_rasa(session, conv, msg, screened.intake, now, form_asking=form_asking))
-            reply_ids = [m.id for m in self._queue(session, conv, msg, drafts, now)]
+            replies = self._queue(session, conv, msg, drafts, now)
             deliver_pending(session, conv.id, senders=self.senders, gate=self.gate, now=now)
             msg.status = MessageStatus.processed
             msg.processed_at = now
@@ -445,7 +454,7 @@ class TurnProcessor:
             inbox.status = InboxStatus.done
             inbox.processed_at = now
             inbox.screen = None  # only a pending turn needs it; it holds the message text
-            return TurnResult(msg.id, reply_ids, failure)
+            return TurnResult(msg.id, [m.id for m in replies], failure, page=self._page(session, conv, replies))
 
     @staticmethod
     def _record_rasa_failure(session: Session, conv: Conversation, msg: Message, now: datetime,
@@ -465,6 +474,13 @@ class TurnProcessor:
         if scored is not None:
             return scored
         return [ReplyDraft(text=copy.RASA_FALLBACK, buttons=[copy.TALK_TO_PERSON])]
+
+    def _page(self, session: Session, conv: Conversation, replies: list[Message]) -> TurnPage | None:
+        """The web chat page's view at the end of the turn (see ``TurnResult.page``)."""
+        if conv.channel != Channel.webchat:
+            return None
+        session.flush()  # the replies' ids and delivery status are final
+        return TurnPage(tuple(replies), waiting.waiting_for(session, conv, self.hours))
 
     def _queue(self, session: Session, conv: Conversation, msg: Message, drafts: list[ReplyDraft],
                now: datetime) -> list[Message]:

@@ -16,7 +16,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -187,26 +187,38 @@ def _next_reference(session: Session, prefix: str, now: datetime) -> str:
 # ---------------------------------------------------------------- adverse events
 
 
-def _open_case(session: Session, conversation_id: str, kind: str, now: datetime) -> AdverseEvent | None:
-    """The conversation's open case of this kind with a source message in the last 24 h."""
-    last_link = (
-        select(AdverseEventMessage.adverse_event_id, func.max(AdverseEventMessage.created_at).label("last"))
-        .group_by(AdverseEventMessage.adverse_event_id)
-        .subquery()
+def _open_cases(session: Session, conversation_id: str, kinds: tuple[str, ...],
+                now: datetime) -> dict[str, AdverseEvent]:
+    """Per kind, the conversation's newest open case with a source message in the last 24 h: one query.
+
+    "A source message in the last 24 h" is asked as EXISTS over that case's own links (the same as
+    "its newest link is less than 24 h old"), so the database reads the conversation's cases and their
+    links, not an aggregate over every case's links."""
+    recent_link = (
+        select(AdverseEventMessage.id)
+        .where(AdverseEventMessage.adverse_event_id == AdverseEvent.id,
+               AdverseEventMessage.created_at >= now - FOLLOW_UP_WINDOW)
+        .exists()
     )
-    row = session.execute(
+    rows = session.execute(
         select(AdverseEvent)
-        .join(last_link, last_link.c.adverse_event_id == AdverseEvent.id)
         .where(
             AdverseEvent.conversation_id == conversation_id,
-            AdverseEvent.kind == kind,
+            AdverseEvent.kind.in_(kinds),
             AdverseEvent.status.in_([s.value for s in OPEN_STATUSES]),
-            last_link.c.last >= now - FOLLOW_UP_WINDOW,
+            recent_link,
         )
         .order_by(AdverseEvent.created_at.desc())
-        .limit(1)
-    ).scalar_one_or_none()
-    return row
+    ).scalars()
+    found: dict[str, AdverseEvent] = {}
+    for case in rows:
+        found.setdefault(case.kind, case)
+    return found
+
+
+def _open_case(session: Session, conversation_id: str, kind: str, now: datetime) -> AdverseEvent | None:
+    """The conversation's open case of this kind with a source message in the last 24 h."""
+    return _open_cases(session, conversation_id, (kind,), now).get(kind)
 
 
 def _link(session: Session, case: AdverseEvent, message: Message, now: datetime) -> None:
@@ -366,8 +378,10 @@ def _follow_up_answer(
     session: Session, *, conversation: Conversation, message: Message, result: ScreenResult, now: datetime
 ) -> AdverseEvent | None:
     """A non-AE reply that supplies a criterion we asked for is evidence for the open case."""
-    for kind in (AeKind.adverse_event, AeKind.quality_complaint):
-        case = _open_case(session, conversation.id, kind, now)
+    kinds = (AeKind.adverse_event, AeKind.quality_complaint)
+    open_cases = _open_cases(session, conversation.id, kinds, now)
+    for kind in kinds:
+        case = open_cases.get(kind)
         if case is None or not case.missing_asked or not missing_criteria(case):
             continue
         norm = rules.normalise(message.body)

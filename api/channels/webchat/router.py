@@ -205,11 +205,12 @@ async def _post(request: Request, session_id: str) -> TurnRead:
 
     def persist() -> tuple[str, int, str]:
         with unit_of_work(state.session_factory) as session:
-            conv = conversations.get_by_session_token(session, session_id)
+            # Locked as it is read: messages of one conversation get ids in commit order (persist_inbound).
+            conv = conversations.get_by_session_token(session, session_id, for_update=True)
             key = None if body.client_message_id is None else client_message_key(conv.id, body.client_message_id)
             stored = conversations.persist_inbound(
                 session, conv, text=body.text, payload=body.payload, now=state.clock.now(),
-                channel_message_id=key, conflict_if_different=True)
+                channel_message_id=key, conflict_if_different=True, conversation_locked=True)
             return conv.id, stored.message.id, stored.inbox.status
 
     # The whole request is bounded by the turn's deadline plus a margin: storing the message (which
@@ -230,12 +231,16 @@ async def _post(request: Request, session_id: str) -> TurnRead:
         # A turn still running at the deadline (the database is back from an outage, say) answers on
         # the message stream instead.
         wait = max(0.0, deadline - loop.time())
-        pending = await state.worker.submit(conv_id, message_id, timeout=wait) is None
+        result = await state.worker.submit(conv_id, message_id, timeout=wait)
+        pending = result is None
+        if result is not None and result.page is not None:
+            # The turn's last step committed these: no need to read them back.
+            return TurnRead(messages=[to_read(m) for m in result.page.replies if m.status in _VISIBLE],
+                            waiting=_waiting_read(result.page.waiting))
 
     def load() -> tuple[list[MessageRead], WaitingRead | None]:
         with read_only(state.engine) as session:
-            replies = [to_read(m) for m in conversations.replies_to(session, message_id)
-                       if m.status in ("sent", "delivered", "read")]
+            replies = [to_read(m) for m in conversations.replies_to(session, message_id) if m.status in _VISIBLE]
             return replies, _waiting(session, conversations.get_by_session_token(session, session_id), state)
 
     try:
@@ -249,8 +254,15 @@ async def _post(request: Request, session_id: str) -> TurnRead:
     return TurnRead(messages=replies, pending=pending, waiting=waiting_for)
 
 
+# A reply the page shows: delivered to it (a reply gated at send never is).
+_VISIBLE = frozenset({"sent", "delivered", "read"})
+
+
 def _waiting(session: Session, conv: Conversation, state: AppState) -> WaitingRead | None:
-    found = waiting.waiting_for(session, conv, staff_hours(state.settings))
+    return _waiting_read(waiting.waiting_for(session, conv, staff_hours(state.settings)))
+
+
+def _waiting_read(found: waiting.Waiting | None) -> WaitingRead | None:
     return None if found is None else WaitingRead(**dataclasses.asdict(found))
 
 
