@@ -170,8 +170,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
             after_load = library_after_load(session, library)
         lkb = LibraryKnowledgeBase(after_load, get_knowledge_base(args.index_dir or settings.resolved_index_dir))
         with factory() as session:
-            report = replay(session, lkb, since=utcnow() - timedelta(days=args.days),
-                            today=args.today or date.today(), limit=args.max_questions)
+            now = utcnow()
+            report = replay(session, lkb, since=now - timedelta(days=args.days),
+                            today=args.today or date.today(), limit=args.max_questions, until=now)
     finally:
         engine.dispose()
     if args.json:

@@ -78,12 +78,16 @@ def library_after_load(session: Session, library: Library) -> Library:
 
 
 def replay(session: Session, lkb: LibraryKnowledgeBase, *, since: datetime, today: date,
-           limit: int | None = None) -> ReplayReport:
-    """Decide the questions asked since ``since`` against ``lkb`` (the new library); nothing is written.
+           limit: int | None = None, until: datetime | None = None) -> ReplayReport:
+    """Decide the questions asked from ``since`` to ``until`` (default: no end) against ``lkb`` (the new
+    library); nothing is written. Callers pass ``until=now``: a row stamped later (a clock set ahead)
+    is not one of "the last N days" and must not push real questions out of a capped replay.
 
     With ``limit``, only the ``limit`` most recent of them are decided (``asked`` still counts all).
     """
     window = select(Answer).where(Answer.created_at >= since)
+    if until is not None:
+        window = window.where(Answer.created_at <= until)
     report = ReplayReport(asked=int(session.scalar(select(func.count()).select_from(window.subquery())) or 0))
     if limit is None:
         rows = list(session.scalars(window.order_by(Answer.created_at, Answer.id)))

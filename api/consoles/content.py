@@ -127,7 +127,7 @@ def _impact(state: AppState, ident: StaffIdentity, upload: admin.Upload, library
     lkb = LibraryKnowledgeBase(after_load, get_knowledge_base(state.settings.resolved_index_dir).sibling())
     with read_only(state.engine) as session:
         report = replay(session, lkb, since=now - timedelta(days=days), today=now.date(),
-                        limit=REPLAY_MAX_QUESTIONS)
+                        limit=REPLAY_MAX_QUESTIONS, until=now)
     with unit_of_work(state.session_factory) as session:
         audit.record(session, action="content.replay_shown", subject_type="content_library",
                      subject_id=upload.sha256, actor_type="staff", actor_id=ident.id,

@@ -100,3 +100,25 @@ def test_a_capped_replay_decides_the_most_recent_questions_and_counts_the_rest(
     assert capped.as_dict()["capped"] is True
     nobody = replay(session, lkb, since=utcnow() + timedelta(days=1), today=TODAY)  # an empty window
     assert (nobody.questions, nobody.asked, nobody.changed) == (0, 0, [])
+
+
+def test_a_question_stamped_after_the_replay_time_is_not_one_of_the_last_days(
+        session: Session, write_library: WriteLibrary, fake_kb: KnowledgeBase) -> None:
+    """A row from a clock set ahead must neither count nor push real questions out of a capped replay."""
+    load_library(session, write_library(small_items()))
+    hcp = Recipient("US", "hcp", True)
+    since = utcnow() - timedelta(microseconds=1)
+    answer_question(session, fake_kb, "Can Cardiovex tablets be split?", hcp, today=TODAY)
+    now = utcnow()
+    ahead = Answer(query="Is Respizan kept in the fridge?", market="US", audience="hcp", verified=True,
+                   decision="escalate", score=0.1, candidates=[], gated_count=0,
+                   created_at=now + timedelta(days=2))
+    session.add(ahead)
+    session.flush()
+    lkb = LibraryKnowledgeBase(library_after_load(session, parse_library(write_library(small_items()))), fake_kb)
+
+    bounded = replay(session, lkb, since=since, today=TODAY, limit=1, until=now)
+    unbounded = replay(session, lkb, since=since, today=TODAY, limit=1)
+
+    assert not bounded.capped and bounded.asked == bounded.questions
+    assert unbounded.asked == bounded.asked + 1 and unbounded.capped
