@@ -60,6 +60,13 @@ class Settings(BaseSettings):
         default=0.0, ge=0,
         description="With several replicas: probe each replica's /status this often (s) and skip the ones that "
                     "do not answer with a model; 0: only the passive marking of refused connections.")
+    rasa_tf_threads: int = Field(
+        default=1, ge=0,
+        description="TensorFlow intra-op and inter-op threads of each Rasa server it starts (Rasa's "
+                    "TF_INTRA_OP_PARALLELISM_THREADS / TF_INTER_OP_PARALLELISM_THREADS, unless those are set): with "
+                    "TensorFlow's default (one thread per core) an idle-waiting thread pool spins, and Rasa took "
+                    "63-99 ms CPU per turn on 2 cores instead of ~40 (benchmarks/turn_latency.py); scale with "
+                    "replicas instead. 0: TensorFlow's default.")
     rasa_tracker_db: str = Field(
         default="rasa",
         description="`concierge run --rasa-replicas M`: the PostgreSQL database (on CONCIERGE_DATABASE_URL's "
@@ -115,6 +122,12 @@ class Settings(BaseSettings):
                     "handoff-reply, request-update. Used outside the 24-hour window.",
     )
     whatsapp_max_attempts: int = Field(default=8, ge=1, description="Sends before a message is dead-lettered.")
+    whatsapp_idle_poll_s: float = Field(
+        default=0.4, ge=0.05,
+        description="Longest wait (s) between two looks for stored WhatsApp webhooks while none arrive: the ingester "
+                    "looks every 50 ms after work, doubling while idle up to this. A webhook stored by the same "
+                    "process wakes it at once; one stored by an api process for a separate `concierge worker` waits "
+                    "at most this long. (Every 50 ms cost an idle api process ~100 ms CPU per second.)")
     whatsapp_retry_base: float = Field(default=1.0, gt=0, description="First retry delay (s); doubles.")
     whatsapp_retry_max: float = Field(default=300.0, gt=0, description="Longest retry delay (s).")
     whatsapp_send_timeout: float = Field(default=10.0, gt=0, description="Deadline (s) of one Twilio call.")

@@ -120,9 +120,12 @@ async def run_level(stack: Stack, n: int, turns: int) -> dict[str, float]:
         # Rasa's custom actions run on the api and only serve known conversations: the direct
         # senders are real conversation rows, as the api's own turns are.
         senders = new_conversations(stack, n)
+        rasa_alone_before = process_cpu_s(stack.rasa_proc.pid, children=True), process_cpu_s(stack.api_proc.pid)
         started = time.perf_counter()
         await asyncio.gather(*(via_rasa(rasa, sender, turns, rasa_lat) for sender in senders))
         rasa_wall = time.perf_counter() - started
+        rasa_alone_cpu = process_cpu_s(stack.rasa_proc.pid, children=True) - rasa_alone_before[0]
+        api_during_rasa = process_cpu_s(stack.api_proc.pid) - rasa_alone_before[1]
     return {
         "n": n, "turns": len(api_lat),
         "api_p50": pct(api_lat, 50), "api_p95": pct(api_lat, 95), "api_p99": pct(api_lat, 99),
@@ -133,6 +136,10 @@ async def run_level(stack: Stack, n: int, turns: int) -> dict[str, float]:
         "overhead_p50": statistics.median(api_lat) - statistics.median(rasa_lat),
         "lost": lost, "reordered": reordered, "fallbacks": len(fallbacks),
         "api_cpu_ms": api_cpu * 1000 / max(1, len(api_lat)), "rasa_cpu_ms": rasa_cpu * 1000 / max(1, len(api_lat)),
+        # Rasa straight: its own CPU per turn, and the api's (its custom actions run there)
+        "rasa_alone_cpu_ms": rasa_alone_cpu * 1000 / max(1, len(rasa_lat)),
+        "api_in_rasa_alone_cpu_ms": api_during_rasa * 1000 / max(1, len(rasa_lat)),
+        "api_cores": (api_cpu + rasa_cpu) / api_wall, "rasa_cores": (rasa_alone_cpu + api_during_rasa) / rasa_wall,
         "load": load,
     }
 
@@ -156,13 +163,16 @@ def main() -> int:
           "rasa = straight to Rasa's REST webhook")
     print("| N | turns | api p50 | api p95 | api p99 | api turns/s | rasa p50 | rasa p95 | rasa p99 | "
           "rasa turns/s | api/rasa turns/s | api overhead p50 | api overhead p95 | api CPU ms/turn | "
-          "Rasa CPU ms/turn | lost | reordered | Rasa deadline missed | load average |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "Rasa CPU ms/turn | Rasa alone: Rasa + api (actions) CPU ms/turn | cores busy api run / Rasa run | "
+          "lost | reordered | Rasa deadline missed | load average |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['n']} | {r['turns']} | {r['api_p50']:.1f} | {r['api_p95']:.1f} | {r['api_p99']:.1f} | "
               f"{r['api_tput']:.1f} | {r['rasa_p50']:.1f} | {r['rasa_p95']:.1f} | {r['rasa_p99']:.1f} | "
               f"{r['rasa_tput']:.1f} | {r['api_tput'] / r['rasa_tput']:.2f} | {r['overhead_p50']:+.1f} | "
-              f"{r['overhead_p95']:+.1f} | {r['api_cpu_ms']:.1f} | {r['rasa_cpu_ms']:.1f} | {r['lost']} | "
+              f"{r['overhead_p95']:+.1f} | {r['api_cpu_ms']:.1f} | {r['rasa_cpu_ms']:.1f} | "
+              f"{r['rasa_alone_cpu_ms']:.1f} + {r['api_in_rasa_alone_cpu_ms']:.1f} | "
+              f"{r['api_cores']:.2f} / {r['rasa_cores']:.2f} | {r['lost']} | "
               f"{r['reordered']} | {r['fallbacks']} | {r['load']} |")
     print(f"\nRSS after the run: api {api_rss:.0f} MiB, rasa {rasa_rss:.0f} MiB")
     bad = sum(r["lost"] + r["reordered"] for r in rows)

@@ -119,6 +119,11 @@ def rasa_env(settings: Settings, action_url: str | None = None) -> dict[str, str
         "PYTHONPATH": os.pathsep.join(p for p in (str(COMPONENTS_DIR), str(RUNTIME_DIR), env.get("PYTHONPATH", ""))
                                       if p),
     })
+    if settings.rasa_tf_threads:
+        # Read by Rasa's own TensorFlow set-up (rasa/utils/tensorflow/environment.py); an operator's own
+        # value wins.
+        for name in ("TF_INTRA_OP_PARALLELISM_THREADS", "TF_INTER_OP_PARALLELISM_THREADS"):
+            env.setdefault(name, str(settings.rasa_tf_threads))
     return env
 
 
