@@ -267,6 +267,7 @@ def whatsapp_ingester(settings: Settings, engine: Engine, factory: Any, clock: C
     from api.channels.whatsapp.ingest import Ingester
 
     return Ingester(engine, factory, clock, market=settings.default_market,
+                    idle_poll_max=settings.whatsapp_idle_poll_s,
                     on_ingested=lambda conversation_id: worker.kick(conversation_id),
                     on_replies=dispatcher.kick if dispatcher is not None else None)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections.abc import Callable
 
@@ -179,3 +180,33 @@ def test_an_unreachable_database_makes_the_ingester_back_off_and_say_so_once(
     records = [r for r in caplog.records if r.name == "concierge.whatsapp.ingest"]
     assert [r.levelname for r in records] == ["WARNING", "INFO"]   # one line down, one line back
     assert all(r.exc_info is None for r in records)                # no tracebacks for an outage
+
+
+def test_an_idle_ingester_looks_less_and_less_often_and_a_kick_brings_it_back(engine: Engine) -> None:
+    ingester = ingest.Ingester(engine, sessionmaker(engine), SystemClock(), market="US", on_ingested=lambda _c: None,
+                               poll_interval=0.05, idle_poll_max=0.4)
+    looks: list[float] = []
+    real = ingester._pending_ids
+
+    def pending_ids() -> list[int]:
+        looks.append(time.monotonic())
+        return real()
+
+    ingester._pending_ids = pending_ids  # type: ignore[method-assign]
+
+    async def run() -> tuple[int, float]:
+        ingester.start()
+        await asyncio.sleep(1.6)        # idle: waits of 0.05, 0.1, 0.2, 0.4, 0.4, …
+        idle_looks = len(looks)
+        kicked_at = time.monotonic()
+        ingester.kick()                 # a webhook stored by this process
+        await asyncio.sleep(0.2)
+        woke_after = next(t for t in looks if t >= kicked_at) - kicked_at
+        await ingester.close()
+        return idle_looks, woke_after
+
+    idle_looks, woke_after = asyncio.run(run())
+    assert 4 <= idle_looks <= 8          # a fixed 50 ms poll would have looked ~32 times
+    assert woke_after < 0.1              # not the idle wait: at once
+    gaps = [b - a for a, b in itertools.pairwise(looks)]
+    assert max(gaps) < 0.4 + 0.15        # never longer than the ceiling: another process's webhook waits ≤ 0.4 s

@@ -38,7 +38,6 @@ pending row as opted out (``pending_stop``), so nothing is sent after the STOP i
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import threading
 from collections.abc import Callable, Sequence
@@ -169,6 +168,7 @@ class Ingester:
         on_ingested: Callable[[str], None],
         on_replies: Callable[[], None] | None = None,
         poll_interval: float = 0.05,
+        idle_poll_max: float | None = None,
         batch: int = 200,
         chunk: int = 20,
     ) -> None:
@@ -182,6 +182,8 @@ class Ingester:
         self.on_ingested = on_ingested
         self.on_replies = on_replies
         self.poll_interval = poll_interval
+        # While nothing arrives the wait doubles up to this; work or a kick brings it back to poll_interval.
+        self.idle_poll_max = max(poll_interval, idle_poll_max if idle_poll_max is not None else poll_interval)
         self.batch = batch
         # Rows ingested per transaction. Only where the intake is its own SQLite file: there one write
         # lock serialises everything anyway. On PostgreSQL a chunk would hold several conversations'
@@ -212,6 +214,7 @@ class Ingester:
 
     async def _run(self) -> None:
         backoff = 0.0
+        idle_wait = self.poll_interval
         while not self._closing:
             done = 0
             try:
@@ -230,9 +233,14 @@ class Ingester:
                 log.info("whatsapp ingest: database reachable again")
                 backoff = 0.0
             if done == 0:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=self.poll_interval)
+                try:
+                    await asyncio.wait_for(self._wake.wait(), timeout=idle_wait)
+                    idle_wait = self.poll_interval  # kicked: traffic, look often again
+                except TimeoutError:
+                    idle_wait = min(idle_wait * 2, self.idle_poll_max)
                 self._wake.clear()
+            else:
+                idle_wait = self.poll_interval
 
     async def _pause(self, seconds: float) -> None:
         loop = asyncio.get_running_loop()
