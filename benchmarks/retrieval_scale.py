@@ -104,6 +104,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backend", choices=BACKENDS, default=None,
                         help="single-query embedding backend (default: CONCIERGE_EMBED_BACKEND, else torch)")
     args = parser.parse_args(argv)
+    if any(n <= 0 for n in args.sizes):
+        parser.error("--sizes: every size must be a positive number of items")
+    args.sizes = sorted(set(args.sizes))
+    if args.embed_limit > 0 and args.sizes[0] > args.embed_limit:
+        parser.error(f"--sizes: sizes above --embed-limit ({args.embed_limit}) reuse the embeddings of a smaller "
+                     f"size that is really embedded: add one ≤ {args.embed_limit} (e.g. --sizes 1000 "
+                     f"{' '.join(map(str, args.sizes))}), or --embed-limit 0 for random vectors")
     embedder = SentenceTransformerEmbedder(cache_size=0, backend=args.backend)  # no LRU: every query is embedded
     embedder.embed(["warm up"])
     print(f"query embedding backend: {embedder.backend} (requested {embedder.requested_backend}); torch threads: "

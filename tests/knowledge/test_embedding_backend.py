@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -77,3 +78,32 @@ def test_onnx_backend_exports_once_and_gives_the_torch_vectors(tmp_path: Path,
         v = broken.embed([QUERIES[1]])
     assert broken.backend == "torch" and "embedding backend onnx unavailable" in caplog.text
     np.testing.assert_allclose(v, torch_emb.embed([QUERIES[1]]), atol=1e-6)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)  # loads the real model
+def test_a_batch_uses_every_core_then_gives_the_query_path_its_one_thread_back(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    texts = ["Store unopened pens in a refrigerator.", "Take with food to reduce nausea.",
+             "Not studied in patients under 12 years.", "Ünïcödé 💊 mg/kg", "x" * 3000]
+    monkeypatch.setenv("CONCIERGE_EMBED_BATCH_THREADS", "1")
+    emb = SentenceTransformerEmbedder(threads=1, backend="torch", onnx_dir=tmp_path)
+    one_thread = emb.embed(texts)
+    seen: list[int] = []
+    real_encode = emb.load().encode
+
+    def encode(*args: object, **kwargs: object) -> object:
+        seen.append(torch.get_num_threads())
+        return real_encode(*args, **kwargs)
+
+    monkeypatch.setattr(emb.load(), "encode", encode)
+    monkeypatch.setenv("CONCIERGE_EMBED_BATCH_THREADS", "2")
+    two_threads = emb.embed(texts)
+    assert seen == [2]
+    assert torch.get_num_threads() == 1  # the single-query path is back on its own thread count
+    assert np.allclose(one_thread, two_threads, atol=1e-5)
+    monkeypatch.setenv("CONCIERGE_EMBED_BATCH_THREADS", "not a number")  # falls back to every core
+    emb.embed(texts[:2])
+    assert seen[-1] == max(1, os.cpu_count() or 1)
