@@ -227,7 +227,10 @@ class ConversationWorker:
                         # Rasa already said); if we are gone, it expires and another process resumes.
                         return
                 try:
-                    if not await asyncio.to_thread(leases.release_and_check, conversation_id):
+                    if not await asyncio.to_thread(leases.release_and_check, conversation_id) \
+                            and conversation_id not in self._dirty:
+                        # Nothing pending, and no kick since this round began. A kick that came while
+                        # the check ran is for a message its query may have missed: round again.
                         return
                 except Exception as exc:
                     if not is_transient(exc):

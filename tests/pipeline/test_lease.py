@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from api.app import create_app
 from api.conversations import service as conversations
-from api.conversations.models import InboxItem, InboxStatus, Message
+from api.conversations.models import Conversation, InboxItem, InboxStatus, Message
 from api.db import make_session_factory, unit_of_work
 from api.pipeline.lease import LeaseLost, LeaseStore
 from api.pipeline.turn import null_safety_hook
@@ -201,3 +201,32 @@ def test_a_web_chat_request_gets_the_reply_of_a_turn_run_in_another_process_with
     with Session(engine) as s:
         msg = s.query(Message).filter(Message.conversation_id == cid, Message.direction == "in").one()
         assert s.query(InboxItem).filter(InboxItem.message_id == msg.id).one().attempts == 1
+
+
+def test_a_message_kicked_while_the_holder_lets_go_is_not_left_for_the_sweeper(
+        engine: Engine, make_app: Callable[..., TestClient]) -> None:
+    # The race seen in a benchmark: the drain's last check for pending rows ran just before the next
+    # message committed; that message's kick only marked the conversation dirty (its drain was still
+    # running) and the drain ended, so the message waited for the sweeper (10 s) — here, for ever.
+    client = make_app(FakeRasa(), inbox_sweep_interval_s=0)
+    worker = client.app.state.concierge.worker  # type: ignore[attr-defined]
+    cid, _first = _webchat_message(engine, "first of two")
+    real_release = worker.leases.release_and_check
+    late: list[int] = []
+
+    def release_then_a_message_arrives(conversation_id: str) -> bool:
+        more = real_release(conversation_id)     # nothing pending when it looked ...
+        if conversation_id == cid and not late:
+            with unit_of_work(make_session_factory(engine)) as s:   # ... then the web chat stores one
+                conv = s.get(Conversation, cid)
+                assert conv is not None
+                late.append(conversations.persist_inbound(s, conv, text="second of two",
+                                                          now=datetime.now(UTC)).message.id)
+            client.portal.call(worker.kick, cid)  # type: ignore[union-attr]  # and kicks, as it does
+        return bool(more)
+
+    worker.leases.release_and_check = release_then_a_message_arrives
+    client.portal.call(worker.kick, cid)  # type: ignore[union-attr]
+    client.portal.call(worker.idle)  # type: ignore[union-attr]
+    assert late, "the second message was not stored"
+    assert _replies(engine, late[0]) == ["echo: second of two"]
