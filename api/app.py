@@ -39,6 +39,7 @@ from api.handoffs.assign import assign_policy
 from api.handoffs.hours import staff_hours
 from api.handoffs.service import handoff_from_api
 from api.health.router import router as health_router
+from api.jobs import one_at_a_time
 from api.outbox import WebchatSender
 from api.pipeline.turn import SafetyHook, SafetyOutcomeLike, TurnProcessor
 from api.pipeline.worker import ConversationWorker
@@ -145,12 +146,17 @@ def _whatsapp_dispatcher(settings: Settings, factory: Any, clock: Clock) -> Any:
     )
 
 
-def _start_periodic(name: str, interval: float, job: Callable[[], str | None]) -> asyncio.Task[None] | None:
+def _start_periodic(name: str, interval: float, job: Callable[[], str | None],
+                    factory: sessionmaker[Session] | None = None) -> asyncio.Task[None] | None:
     """Run ``job`` in a thread every ``interval`` seconds (first run after one interval; 0: never).
 
-    A failing run is logged and the next one happens as usual; ``job`` returns a line to log or None."""
+    A failing run is logged and the next one happens as usual; ``job`` returns a line to log or None.
+    With ``factory`` bound to PostgreSQL, a round is skipped while another process runs the same job
+    (api/jobs.py)."""
     if interval <= 0:
         return None
+    bind = factory.kw.get("bind") if factory is not None else None
+    job = one_at_a_time(bind if isinstance(bind, Engine) else None, name, job)
 
     async def loop() -> None:
         while True:
@@ -180,7 +186,7 @@ def _start_rollup_refresher(settings: Settings, factory: sessionmaker[Session],
         report = rollups.refresh(factory, now=clock.now(), lookback_days=settings.cx_rollup_lookback_days)
         return f"{len(report.days)} days recomputed, {report.rows} rows, {report.ms:.0f} ms"
 
-    return _start_periodic("cx-rollups", settings.cx_rollup_interval_s, job)
+    return _start_periodic("cx-rollups", settings.cx_rollup_interval_s, job, factory)
 
 
 def _start_sla_sweeper(settings: Settings, factory: sessionmaker[Session],
@@ -194,7 +200,7 @@ def _start_sla_sweeper(settings: Settings, factory: sessionmaker[Session],
             return None
         return f"{report.raised} raised, {report.delivered} delivered, {report.failed} failed"
 
-    return _start_periodic("sla-alerts", settings.sla_sweep_interval_s, job)
+    return _start_periodic("sla-alerts", settings.sla_sweep_interval_s, job, factory)
 
 
 def _start_assign_sweeper(settings: Settings, factory: sessionmaker[Session],
@@ -212,7 +218,7 @@ def _start_assign_sweeper(settings: Settings, factory: sessionmaker[Session],
             return None
         return f"{report.offered} offered, {report.expired} expired offers moved on, {report.waiting} waiting"
 
-    return _start_periodic("auto-assign", settings.assign_sweep_interval_s, job)
+    return _start_periodic("auto-assign", settings.assign_sweep_interval_s, job, factory)
 
 
 def _start_audit_checkpointer(settings: Settings, factory: sessionmaker[Session],
@@ -232,7 +238,7 @@ def _start_audit_checkpointer(settings: Settings, factory: sessionmaker[Session]
             path = checkpoint.write(session, key, settings.resolved_audit_checkpoint_dir, clock.now())
         return f"checkpoint {path.name} (seq {result.head_seq})" if path else None
 
-    return _start_periodic("audit-checkpoints", settings.audit_checkpoint_interval_s, job)
+    return _start_periodic("audit-checkpoints", settings.audit_checkpoint_interval_s, job, factory)
 
 
 def build_processor(settings: Settings, factory: Any, clock: Clock, rasa: RasaClient,
