@@ -9,6 +9,7 @@ replay`` does) before the admin loads it or cancels.
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -233,30 +234,36 @@ def _replay_days(value: object) -> int:
         else REPLAY_DEFAULT_DAYS
 
 
+def _with_staged(request: Request, ident: StaffIdentity, upload: str, filename: str,
+                 then: Callable[[admin.Upload, bytes], Response]) -> Response:
+    """Go on (``then``) with the validated upload the form names; an unknown or expired one sends the
+    admin back to the overview with the reason."""
+    try:
+        staged, data = admin.staged_upload(_staging_dir(app_state(request)), upload, filename)
+    except ConciergeError as exc:
+        return _overview(request, ident, status_code=exc.status_code, flash=exc.message, flash_kind="error")
+    return then(staged, data)
+
+
 @router.post("/console/content/library/load", response_class=HTMLResponse)
 def load_staged(request: Request, ident: ContentAdmin, upload: Annotated[str, Form(max_length=64)],
                 filename: Annotated[str, Form(max_length=200)]) -> Response:
-    state = app_state(request)
-    try:
-        staged, data = admin.staged_upload(_staging_dir(state), upload, filename)
-    except ConciergeError as exc:
-        return _overview(request, ident, status_code=exc.status_code, flash=exc.message, flash_kind="error")
-    return _process(request, ident, staged, data, load=True)
+    return _with_staged(request, ident, upload, filename,
+                        lambda staged, data: _process(request, ident, staged, data, load=True))
 
 
 @router.post("/console/content/library/cancel", response_class=HTMLResponse)
 def cancel_staged(request: Request, ident: ContentAdmin, upload: Annotated[str, Form(max_length=64)],
                   filename: Annotated[str, Form(max_length=200)]) -> Response:
     """Drop a validated upload instead of loading it: nothing is loaded, the staged file is deleted."""
-    state = app_state(request)
-    try:
-        staged, _data = admin.staged_upload(_staging_dir(state), upload, filename)
-    except ConciergeError as exc:
-        return _overview(request, ident, status_code=exc.status_code, flash=exc.message, flash_kind="error")
-    admin.discard_staged(_staging_dir(state), staged)
-    _audit_upload(state, ident, "content.library_cancelled",
-                  {"sha256": staged.sha256, "filename": staged.filename, "bytes": staged.size})
-    return RedirectResponse("/console/content?done=cancelled", status_code=303)
+    def cancel(staged: admin.Upload, _data: bytes) -> Response:
+        state = app_state(request)
+        admin.discard_staged(_staging_dir(state), staged)
+        _audit_upload(state, ident, "content.library_cancelled",
+                      {"sha256": staged.sha256, "filename": staged.filename, "bytes": staged.size})
+        return RedirectResponse("/console/content?done=cancelled", status_code=303)
+
+    return _with_staged(request, ident, upload, filename, cancel)
 
 
 # -- items ---------------------------------------------------------------------------------------
