@@ -174,43 +174,14 @@ class ConversationWorker:
             return [(r[0], r[1]) for r in rows]
 
     async def _drain(self, conversation_id: str) -> None:
-        if self.leases is not None:
-            await self._drain_leased(conversation_id, self.leases)
-            return
+        """Run every pending turn in order; again if a message came meanwhile. Shared, each round
+        holds the lease: take it first, let go after."""
+        leases = self.leases
         try:
             while not self._closing:
                 self._dirty.discard(conversation_id)
                 try:
-                    pending = await asyncio.to_thread(self._pending, conversation_id)
-                except Exception as exc:
-                    if not is_transient(exc):
-                        raise
-                    # The sweeper comes back for this conversation once the database answers.
-                    log.warning("conversation %s: cannot read its pending messages (%s); left for the sweeper",
-                                conversation_id, type(exc).__name__)
-                    return
-                if not pending:
-                    if conversation_id in self._dirty:
-                        continue
-                    return
-                for inbox_id, message_id in pending:
-                    if not await self._run_turn(conversation_id, inbox_id, message_id):
-                        return  # interrupted: later messages wait, in order, for the sweeper
-                if conversation_id not in self._dirty:
-                    # Every new inbox row is followed by a kick (which marks the conversation
-                    # dirty): without one there is nothing new, and no query to make (on SQLite
-                    # every query takes the write lock that webhook acks wait for).
-                    return
-        finally:
-            self._tasks.pop(conversation_id, None)
-
-    async def _drain_leased(self, conversation_id: str, leases: LeaseStore) -> None:
-        """Take the lease, run every pending turn in order, let go; again if a message came meanwhile."""
-        try:
-            while not self._closing:
-                self._dirty.discard(conversation_id)
-                try:
-                    if not await asyncio.to_thread(leases.acquire, conversation_id):
+                    if leases is not None and not await asyncio.to_thread(leases.acquire, conversation_id):
                         # Held by another process: it sees this conversation's new messages when it
                         # lets go; if it died, the sweeper takes over once its lease has expired.
                         return
@@ -218,28 +189,40 @@ class ConversationWorker:
                 except Exception as exc:
                     if not is_transient(exc):
                         raise
+                    # The sweeper comes back for this conversation once the database answers.
                     log.warning("conversation %s: database unavailable (%s); left for the sweeper",
                                 conversation_id, type(exc).__name__)
                     return
                 for inbox_id, message_id in pending:
                     if not await self._run_turn(conversation_id, inbox_id, message_id):
-                        # Interrupted: the lease stays ours (this process resumes the turn with what
-                        # Rasa already said); if we are gone, it expires and another process resumes.
+                        # Interrupted: later messages wait, in order, for the sweeper. Shared, the lease
+                        # stays ours (this process resumes the turn with what Rasa already said); if we
+                        # are gone, it expires and another process resumes.
                         return
-                try:
-                    if not await asyncio.to_thread(leases.release_and_check, conversation_id) \
-                            and conversation_id not in self._dirty:
-                        # Nothing pending, and no kick since this round began. A kick that came while
-                        # the check ran is for a message its query may have missed: round again.
-                        return
-                except Exception as exc:
-                    if not is_transient(exc):
-                        raise
-                    log.warning("conversation %s: lease not released (%s); it expires", conversation_id,
-                                type(exc).__name__)
+                if not await self._again(conversation_id, leases):
                     return
         finally:
             self._tasks.pop(conversation_id, None)
+
+    async def _again(self, conversation_id: str, leases: LeaseStore | None) -> bool:
+        """After a round of turns: whether the conversation may have new pending messages. Every new
+        inbox row is followed by a kick (which marks the conversation dirty). Shared, let go of the
+        lease and also look in the database: a kick that found the lease still ours (in another
+        process) left its message to us."""
+        if leases is None:
+            # Without a kick there is nothing new, and no query to make (on SQLite every query takes
+            # the write lock that webhook acks wait for).
+            return conversation_id in self._dirty
+        try:
+            # A kick that came while the check ran is for a message its query may have missed.
+            return await asyncio.to_thread(leases.release_and_check, conversation_id) \
+                or conversation_id in self._dirty
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            log.warning("conversation %s: lease not released (%s); it expires", conversation_id,
+                        type(exc).__name__)
+            return False
 
     async def _beat(self) -> None:
         """Renew this process's leases every third of the lease time."""
