@@ -56,7 +56,7 @@ from api.conversations.copy import RASA_FALLBACK  # noqa: E402
 from api.rasa import process  # noqa: E402
 from api.rasa.supervisor import RasaSupervisor  # noqa: E402
 from api.settings import Settings  # noqa: E402
-from benchmarks._stack import free_port, rss_mb  # noqa: E402
+from benchmarks._stack import free_port, pct, rss_mb  # noqa: E402
 from tests.fakes.pg_cluster import PgCluster  # noqa: E402
 
 PUBLIC_URL = "https://concierge.example.com"
@@ -66,13 +66,6 @@ AE_TEXTS = ["my patient got a widespread rash two days into cardiovex", "a patie
             "pancreatitis after starting glucorel", "patient fainted right after her respizan injection"]
 PLAIN_TEXTS = ["what is the usual dose of cardiovex", "how should respizan be stored", "can I get samples",
                "hello", "is glucorel taken weekly", "thanks"]
-
-
-def pct(values: list[float], p: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[max(0, min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1))))]
 
 
 @dataclass

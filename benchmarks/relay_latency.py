@@ -50,16 +50,10 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from api.scratch_db import create_database, drop_database  # noqa: E402
-from benchmarks._stack import Stack  # noqa: E402
+from benchmarks._stack import Stack, pct  # noqa: E402
 
 PASSWORD = "relay benchmark password 1"
 COOKIE = "concierge_staff"
-
-
-def pct(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    k = max(0, min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1))))
-    return ordered[k]
 
 
 # ---------------------------------------------------------------- streams

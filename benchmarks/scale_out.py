@@ -56,17 +56,10 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from api.conversations.copy import RASA_FALLBACK  # noqa: E402
-from benchmarks._stack import free_port  # noqa: E402
+from benchmarks._stack import free_port, pct  # noqa: E402
 
 SCRIPT = ["hello", "thanks", "are you a bot?", "good morning", "ok", "thank you very much",
           "hi there", "cheers", "tell me a joke", "what's the weather tomorrow"]
-
-
-def pct(values: list[float], p: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[max(0, min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1))))]
 
 
 def admin_url(pg: str, database: str) -> str:

@@ -24,20 +24,12 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from api.conversations.copy import RASA_FALLBACK
-from benchmarks._stack import Stack, rss_mb
+from benchmarks._stack import Stack, pct, rss_mb
 from benchmarks.profiling import load_average, process_cpu_s
 
 # Turns that exercise NLU + dialogue without changing the conversation's state.
 SCRIPT = ["hello", "thanks", "are you a bot?", "what's the weather tomorrow", "ok", "good morning",
           "thank you very much", "tell me a joke", "hi there", "cheers"]
-
-
-def pct(values: list[float], p: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    k = max(0, min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1))))
-    return ordered[k]
 
 
 async def via_api(client: httpx.AsyncClient, turns: int, latencies: list[float],

@@ -40,15 +40,9 @@ sys.path.insert(0, str(REPO))
 
 from api.channels.whatsapp.ingest import intake_url  # noqa: E402
 from api.scratch_db import create_database, drop_database  # noqa: E402
-from benchmarks._stack import free_port  # noqa: E402
+from benchmarks._stack import free_port, pct  # noqa: E402
 
 PUBLIC_URL = "https://concierge.example.com"
-
-
-def pct(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    k = max(0, min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1))))
-    return ordered[k]
 
 
 def serve_fakes(port: int, rasa_latency: float) -> None:
