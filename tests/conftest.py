@@ -7,8 +7,9 @@ The suite runs on a SQLite file by default and on PostgreSQL when
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from sqlalchemy import Engine
@@ -19,6 +20,12 @@ from api.migrate import upgrade
 from api.scratch_db import create_database, drop_database
 from api.settings import Settings
 from feedback import rollups
+
+if TYPE_CHECKING:
+    from fastapi.testclient import TestClient
+
+    from api.clock import Clock
+    from tests.fakes.rasa import FakeRasa
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -97,6 +104,44 @@ def settings(tmp_path: Path, database_url: str, model_dir: Path) -> Settings:
     )
 
 
+# -- apps in this process (TestClient) ------------------------------------------------------------
+
+@pytest.fixture()
+def open_app(engine: Engine) -> Iterator[Callable[..., TestClient]]:
+    """Start apps on the test database with no safety screen and a fake Rasa (a new one unless
+    given); every one is closed at the end of the test. Extra keywords go to ``TestClient``."""
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+    from api.pipeline.turn import null_safety_hook
+    from tests.fakes.rasa import FakeRasa
+
+    clients: list[TestClient] = []
+
+    def open_(settings: Settings, rasa: FakeRasa | None = None, *, clock: Clock | None = None,
+              **client_options: Any) -> TestClient:
+        app = create_app(settings, engine=engine, safety_hook=null_safety_hook, clock=clock,
+                         rasa_transport=(rasa or FakeRasa()).transport(), warm_knowledge=False)
+        client = TestClient(app, **client_options)
+        client.__enter__()
+        clients.append(client)
+        return client
+
+    yield open_
+    for c in clients:
+        c.__exit__(None, None, None)
+
+
+@pytest.fixture()
+def make_client(open_app: Callable[..., TestClient], settings: Settings) -> Callable[..., TestClient]:
+    """Build an app on the test database with a fake Rasa (and these settings changed)."""
+
+    def make(rasa: FakeRasa, **overrides: object) -> TestClient:
+        return open_app(settings.model_copy(update=overrides) if overrides else settings, rasa)
+
+    return make
+
+
 # -- the live product: api (uvicorn thread) + real Rasa server (subprocess) ----------------------
 
 def free_port() -> int:
@@ -105,6 +150,20 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def redis_available(url: str) -> bool:
+    """Whether a Redis server answers at ``url`` (the tests that need one are skipped without it)."""
+    import redis
+
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=1.0)
+        try:
+            return bool(client.ping())
+        finally:
+            client.close()
+    except Exception:
+        return False
 
 
 class LiveServer:

@@ -20,8 +20,7 @@ import pytest
 
 from api.launcher import LaunchError, plan
 from api.settings import Settings
-from tests.conftest import REPO, free_port
-from tests.relay.conftest import redis_available
+from tests.conftest import REPO, free_port, redis_available
 
 PG = "postgresql+psycopg://u@db.example:5432/concierge"
 REDIS = "redis://127.0.0.1:6379/8"

@@ -10,10 +10,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.app import create_app
 from api.clock import Clock
 from api.db import make_session_factory
-from api.pipeline.turn import null_safety_hook
 from api.settings import Settings
 from tests.conftest import LiveServer, free_port
 from tests.fakes.rasa import FakeRasa
@@ -68,21 +66,11 @@ def new_number() -> str:
 
 
 @pytest.fixture()
-def make_wa_client(engine: Engine, wa_settings: Settings) -> Iterator[Callable[..., TestClient]]:
-    clients: list[TestClient] = []
-
+def make_wa_client(open_app: Callable[..., TestClient], wa_settings: Settings) -> Callable[..., TestClient]:
     def make(rasa: FakeRasa | None = None, clock: Clock | None = None, **overrides: object) -> TestClient:
-        s = wa_settings.model_copy(update=overrides) if overrides else wa_settings
-        app = create_app(s, engine=engine, safety_hook=null_safety_hook, clock=clock,
-                         rasa_transport=(rasa or FakeRasa()).transport(), warm_knowledge=False)
-        client = TestClient(app)
-        client.__enter__()
-        clients.append(client)
-        return client
+        return open_app(wa_settings.model_copy(update=overrides) if overrides else wa_settings, rasa, clock=clock)
 
-    yield make
-    for c in clients:
-        c.__exit__(None, None, None)
+    return make
 
 
 def ingested(client: TestClient, timeout: float = 30.0) -> None:

@@ -29,8 +29,7 @@ from api.rasa import process
 from api.requests.models import ServiceRequest
 from api.scratch_db import create_database, drop_database
 from api.settings import Settings
-from tests.conftest import LiveServer, free_port
-from tests.relay.conftest import redis_available
+from tests.conftest import LiveServer, free_port, redis_available
 
 REDIS = "redis://127.0.0.1:6379/8"
 PG = os.environ.get("CONCIERGE_TEST_DATABASE_URL", "")

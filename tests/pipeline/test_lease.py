@@ -7,7 +7,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pytest
@@ -15,13 +15,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
-from api.app import create_app
 from api.conversations import service as conversations
 from api.conversations.models import Conversation, InboxItem, InboxStatus, Message
 from api.db import make_session_factory, unit_of_work
 from api.pipeline.lease import LeaseLost, LeaseStore
-from api.pipeline.turn import null_safety_hook
-from api.settings import Settings
 from tests.conftest import free_port
 from tests.fakes.rasa import FakeRasa
 
@@ -123,33 +120,16 @@ def test_stale_leases_of_deleted_or_finished_conversations_are_dropped_and_never
 
 # -- with the app ------------------------------------------------------------------------------------
 
-@pytest.fixture()
-def make_app(engine: Engine, settings: Settings) -> Iterator[Callable[..., TestClient]]:
-    clients: list[TestClient] = []
-
-    def make(rasa: FakeRasa, **overrides: object) -> TestClient:
-        app = create_app(settings.model_copy(update=overrides), engine=engine, safety_hook=null_safety_hook,
-                         rasa_transport=rasa.transport(), warm_knowledge=False)
-        client = TestClient(app)
-        client.__enter__()
-        clients.append(client)
-        return client
-
-    yield make
-    for c in clients:
-        c.__exit__(None, None, None)
-
-
 def _replies(engine: Engine, message_id: int) -> list[str]:
     with Session(engine) as s:
         return [m.body for m in conversations.replies_to(s, message_id)]
 
 
 def test_a_holder_that_lost_its_lease_mid_turn_stores_nothing_and_the_new_holder_runs_the_turn_once(
-        engine: Engine, make_app: Callable[..., TestClient]) -> None:
+        engine: Engine, make_client: Callable[..., TestClient]) -> None:
     rasa = FakeRasa(delay=1.0)
     # A long lease: the app's heartbeat (a third of it) does not renew the lease the test expires.
-    client = make_app(rasa, inbox_sweep_interval_s=0, conversation_lease_s=600)
+    client = make_client(rasa, inbox_sweep_interval_s=0, conversation_lease_s=600)
     worker = client.app.state.concierge.worker  # type: ignore[attr-defined]
     intruder = _store(engine, "intruder")
     cid, inbox_id = _webchat_message(engine, "who answers this one")
@@ -177,10 +157,10 @@ def test_a_holder_that_lost_its_lease_mid_turn_stores_nothing_and_the_new_holder
 
 
 def test_a_web_chat_request_gets_the_reply_of_a_turn_run_in_another_process_with_redis_away(
-        engine: Engine, make_app: Callable[..., TestClient]) -> None:
+        engine: Engine, make_client: Callable[..., TestClient]) -> None:
     dead_redis = f"redis://127.0.0.1:{free_port()}/0"     # nothing listens: hints are lost
-    front = make_app(FakeRasa(), redis_url=dead_redis, reply_poll_s=0.2, inbox_sweep_interval_s=0)
-    back = make_app(FakeRasa(), redis_url=dead_redis, inbox_sweep_interval_s=0)
+    front = make_client(FakeRasa(), redis_url=dead_redis, reply_poll_s=0.2, inbox_sweep_interval_s=0)
+    back = make_client(FakeRasa(), redis_url=dead_redis, inbox_sweep_interval_s=0)
     back_worker = back.app.state.concierge.worker  # type: ignore[attr-defined]
     sid = front.post("/api/webchat/sessions").json()["session_id"]
     with Session(engine) as s:
@@ -204,11 +184,11 @@ def test_a_web_chat_request_gets_the_reply_of_a_turn_run_in_another_process_with
 
 
 def test_a_message_kicked_while_the_holder_lets_go_is_not_left_for_the_sweeper(
-        engine: Engine, make_app: Callable[..., TestClient]) -> None:
+        engine: Engine, make_client: Callable[..., TestClient]) -> None:
     # The race seen in a benchmark: the drain's last check for pending rows ran just before the next
     # message committed; that message's kick only marked the conversation dirty (its drain was still
     # running) and the drain ended, so the message waited for the sweeper (10 s) — here, for ever.
-    client = make_app(FakeRasa(), inbox_sweep_interval_s=0)
+    client = make_client(FakeRasa(), inbox_sweep_interval_s=0)
     worker = client.app.state.concierge.worker  # type: ignore[attr-defined]
     cid, _first = _webchat_message(engine, "first of two")
     real_release = worker.leases.release_and_check

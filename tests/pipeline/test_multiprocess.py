@@ -38,7 +38,7 @@ from api.db import make_engine
 from api.migrate import upgrade
 from api.safety.classifier import build_screen
 from api.scratch_db import create_database, drop_database
-from tests.conftest import LiveServer, free_port
+from tests.conftest import LiveServer, free_port, redis_available
 from tests.fakes.rasa_rest_stub import RasaStub
 from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, WHATSAPP_FROM, FakeTwilio, TwilioSigner
 from tests.pipeline.cluster import REPO, Cluster, cluster_env
@@ -52,23 +52,10 @@ FULL = os.environ.get("CONCIERGE_MULTIPROCESS_FULL") == "1"
 CONVERSATIONS, MESSAGES = (100, 20) if FULL else (16, 10)
 
 
-def _redis_answers() -> bool:
-    import redis
-
-    try:
-        client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1.0)
-        try:
-            return bool(client.ping())
-        finally:
-            client.close()
-    except Exception:
-        return False
-
-
 pytestmark = [
     pytest.mark.postgres,
     pytest.mark.skipif(not PG_URL.startswith("postgresql"), reason="needs CONCIERGE_TEST_DATABASE_URL (PostgreSQL)"),
-    pytest.mark.skipif(not PG_URL.startswith("postgresql") or not _redis_answers(),
+    pytest.mark.skipif(not PG_URL.startswith("postgresql") or not redis_available(REDIS_URL),
                        reason=f"needs a Redis server at {REDIS_URL}"),
 ]
 

@@ -45,19 +45,6 @@ REDIS_URL = "redis://127.0.0.1:6379/0"
 CSRF_META = '<meta name="csrf-token" content="'
 
 
-def redis_available(url: str = REDIS_URL) -> bool:
-    import redis
-
-    try:
-        client = redis.Redis.from_url(url, socket_connect_timeout=1.0)
-        try:
-            return bool(client.ping())
-        finally:
-            client.close()
-    except Exception:
-        return False
-
-
 def scripted_screen(session: Session, conv: Conversation, msg: Message, now: datetime) -> Any:
     """The real persistence of screen findings (api.safety.service.apply) with a scripted verdict:
     ``CANARY-AE`` in a message is an adverse event, ``CANARY-MI`` an off-label question."""

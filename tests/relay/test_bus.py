@@ -16,9 +16,10 @@ from api.db import make_session_factory, unit_of_work
 from api.relay import notify
 from api.relay.bus import InProcessBus, RedisBus, make_bus
 from api.relay.hooks import install
-from tests.relay.conftest import REDIS_URL, redis_available
+from tests.conftest import redis_available
+from tests.relay.conftest import REDIS_URL
 
-needs_redis = pytest.mark.skipif(not redis_available(), reason=f"no Redis server answers at {REDIS_URL}")
+needs_redis = pytest.mark.skipif(not redis_available(REDIS_URL), reason=f"no Redis server answers at {REDIS_URL}")
 
 
 def test_in_process_publish_from_a_worker_thread_wakes_only_that_conversations_waiters() -> None:

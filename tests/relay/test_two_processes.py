@@ -9,6 +9,7 @@ from collections.abc import Callable
 import pytest
 
 from api.relay.bus import RedisBus
+from tests.conftest import redis_available
 from tests.relay.conftest import (
     REDIS_URL,
     Api,
@@ -17,12 +18,11 @@ from tests.relay.conftest import (
     StaffLogin,
     hcp_events_url,
     hcp_says,
-    redis_available,
     staff_events_url,
     staff_reply,
 )
 
-pytestmark = pytest.mark.skipif(not redis_available(), reason=f"no Redis server answers at {REDIS_URL}")
+pytestmark = pytest.mark.skipif(not redis_available(REDIS_URL), reason=f"no Redis server answers at {REDIS_URL}")
 
 
 def test_hcp_on_one_api_and_staff_on_another_talk_live_through_redis(
