@@ -1,9 +1,15 @@
-"""Loopback stand-ins for Rasa replicas on real sockets (asyncio, in the test's own event loop).
+"""Loopback stand-ins for Rasa's REST channel (``POST /webhooks/rest/webhook``, ``GET /status``).
 
-Each stub answers the REST channel in one way — ``ok`` (a reply naming the stub), ``slow`` (reads the
+``StubRasa``: one replica on a real socket (asyncio, in the test's own event loop), for the api's
+replica failover. It answers in one way — ``ok`` (a reply naming the stub), ``slow`` (reads the
 request, never answers), ``error`` (HTTP 500), ``cut`` (reads the request, closes without an answer) —
-and ``GET /status`` with a loaded model (``ok``) or without one (the others). It counts the turns
-that reached it. A port nothing listens on stands for a replica that is down.
+and ``GET /status`` with a loaded model (``ok``) or without one (the others). It counts the turns that
+reached it. A port nothing listens on (``dead_port``) stands for a replica that is down.
+
+``ClusterRasa``: an app to serve (uvicorn) for tests with real api processes. It answers ``#<n> <text>``,
+where ``n`` counts this sender's turns, and records every call in arrival order with the caller's name:
+give each process of a test its own base URL ``http://host:port/<name>``, and the log says which process
+ran each turn. It notes a sender whose turns overlap (one conversation processed twice at once).
 """
 
 from __future__ import annotations
@@ -11,15 +17,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import socket
+import threading
 from dataclasses import dataclass, field
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from tests.conftest import free_port
+
+# ``GET /status`` of a Rasa server with a model loaded.
+STATUS = {"model_id": "stub", "model_file": "stub.tar.gz"}
 
 
 def dead_port() -> int:
     """A loopback port nothing listens on (connections to it are refused)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return free_port()
 
 
 @dataclass
@@ -61,7 +73,7 @@ class StubRasa:
                         length = int(value)
                 body = await reader.readexactly(length) if length else b""
                 if method == "GET" and path.startswith("/status"):
-                    status = {"model_id": "stub", "model_file": "stub.tar.gz"} if self.mode == "ok" else {}
+                    status = STATUS if self.mode == "ok" else {}
                     await self._answer(writer, 200, json.dumps(status))
                     continue
                 self.senders.append(json.loads(body)["sender"])
@@ -85,3 +97,58 @@ class StubRasa:
         writer.write(f"HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {len(data)}\r\n\r\n"
                      .encode() + data)
         await writer.drain()
+
+
+@dataclass(frozen=True)
+class Arrival:
+    sender: str
+    text: str
+    seq: int
+    caller: str
+
+
+@dataclass
+class ClusterRasa:
+    delay: float = 0.0  # seconds each turn takes (turns in flight when a process is killed)
+    arrivals: list[Arrival] = field(default_factory=list)
+    overlaps: list[str] = field(default_factory=list)
+    _seq: dict[str, int] = field(default_factory=dict)
+    _active: set[str] = field(default_factory=set)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def app(self) -> FastAPI:
+        app = FastAPI()
+
+        @app.get("/status")
+        @app.get("/{caller}/status")
+        async def status() -> JSONResponse:
+            return JSONResponse(STATUS)
+
+        @app.post("/webhooks/rest/webhook")
+        async def anonymous(request: Request) -> JSONResponse:
+            return await webhook(request, "")
+
+        @app.post("/{caller}/webhooks/rest/webhook")
+        async def webhook(request: Request, caller: str) -> JSONResponse:
+            body = await request.json()
+            sender, text = str(body["sender"]), str(body["message"])
+            with self._lock:
+                if sender in self._active:
+                    self.overlaps.append(sender)
+                self._active.add(sender)
+                seq = self._seq.get(sender, 0) + 1
+                self._seq[sender] = seq
+                self.arrivals.append(Arrival(sender, text, seq, caller))
+            try:
+                if self.delay:
+                    await asyncio.sleep(self.delay)
+                return JSONResponse([{"recipient_id": sender, "text": f"#{seq} {text}"}])
+            finally:
+                with self._lock:
+                    self._active.discard(sender)
+
+        return app
+
+    def log(self) -> list[Arrival]:
+        with self._lock:
+            return list(self.arrivals)

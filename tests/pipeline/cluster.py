@@ -1,7 +1,7 @@
 """Real api and worker processes on one PostgreSQL database and Redis, for the multi-process tests.
 
 Each process is the product's own command (``python -m api.cli serve`` / ``worker``) with its own
-port and environment; Rasa is the stub of ``tests/fakes/rasa_rest_stub.py`` and Twilio the fake, both
+port and environment; Rasa is ``ClusterRasa`` of ``tests/fakes/rasa_stub.py`` and Twilio the fake, both
 served on loopback by the test process. Each process reaches the stub under its own path
 (``/<name>``), so the stub's log names the process that ran each turn.
 """

@@ -39,7 +39,7 @@ from api.migrate import upgrade
 from api.safety.classifier import build_screen
 from api.scratch_db import create_database, drop_database
 from tests.conftest import LiveServer, free_port, redis_available
-from tests.fakes.rasa_rest_stub import RasaStub
+from tests.fakes.rasa_stub import ClusterRasa
 from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, WHATSAPP_FROM, FakeTwilio, TwilioSigner
 from tests.pipeline.cluster import REPO, Cluster, cluster_env
 
@@ -165,7 +165,7 @@ class Driver:
 class Stack:
     cluster: Cluster
     engine: Engine
-    rasa: RasaStub
+    rasa: ClusterRasa
     twilio: FakeTwilio
 
 
@@ -178,7 +178,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, model_dir: Path) -> Iterator
     upgrade(engine)
     # The safety screen's model is trained once here; the processes load it from the shared cache.
     build_screen(model_dir, REPO / "knowledge" / "content" / "products.yaml").warm_up()
-    rasa = RasaStub(delay=0.05)
+    rasa = ClusterRasa(delay=0.05)
     twilio = FakeTwilio()
     rasa_server = LiveServer(rasa.app(), free_port()).start()
     twilio_server = LiveServer(twilio.app(), free_port()).start()
