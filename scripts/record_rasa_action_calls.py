@@ -16,8 +16,8 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from api.rasa import process  # noqa: E402
-from api.settings import REPO_ROOT, Settings  # noqa: E402
+from api.rasa import process
+from api.settings import REPO_ROOT, Settings
 
 OUT = REPO_ROOT / "tests" / "fixtures" / "rasa"
 UTTERANCES = {
@@ -30,7 +30,7 @@ recorded: dict[str, dict[str, object]] = {}
 
 
 class Recorder(BaseHTTPRequestHandler):
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         body["domain"] = {"note": "domain omitted from the recording (large and unused by our actions)"}
         recorded.setdefault(body["next_action"], body)
