@@ -64,6 +64,7 @@ from knowledge.expand import expand_query  # noqa: E402
 from knowledge.gate import Recipient  # noqa: E402
 from knowledge.library import Library, parse_library  # noqa: E402
 from knowledge.policy import load_policy  # noqa: E402
+from knowledge.rerank import RERANK_PATH  # noqa: E402
 from knowledge.retrieval import EmbeddingCache  # noqa: E402
 
 SHARED = REPO.parent / "shared" / "eval"
@@ -212,7 +213,10 @@ def main(argv: list[str] | None = None) -> int:
                         choices=["medquad", "covid-body-report", "covid-body-tune", "covid-body"])
     parser.add_argument("--medquad-dev-topics-only", action="store_true",
                         help="library = the 3,253 items of dev's topics only (fewer distractors; development aid)")
+    parser.add_argument("--rerank", type=Path, default=RERANK_PATH,
+                        help="the second stage to load (default: the shipped knowledge/rerank.json)")
     args = parser.parse_args(argv)
+    policy = load_policy(rerank_path=args.rerank)
     settings = Settings()
     started = time.perf_counter()
     cache = EmbeddingCache(settings.resolved_index_dir / "queries", MODEL)
@@ -222,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     if "medquad" in args.sets:
         lib, queries, focus = medquad(args.medquad_dev_topics_only)
         label = "MedQuAD dev (dev-topic items only)" if args.medquad_dev_topics_only else "MedQuAD dev"
-        sets.append((label, LibraryKnowledgeBase(lib, KnowledgeBase(kb_dir)), queries, focus))
+        sets.append((label, LibraryKnowledgeBase(lib, KnowledgeBase(kb_dir, policy=policy)), queries, focus))
     covid_path = SHARED / "covid_faq" / "library.jsonl"
     halves: tuple[tuple[str, CovidHalf | None, str], ...] = (
         ("covid-body-report", "report", "covid_faq body matching, REPORT half"),
@@ -231,12 +235,14 @@ def main(argv: list[str] | None = None) -> int:
     for name, half, label in halves:
         if name in args.sets:
             lib, queries = covid_body(covid_path, half)
-            sets.append((label, LibraryKnowledgeBase(lib, KnowledgeBase(kb_dir)), queries, None))
+            sets.append((label, LibraryKnowledgeBase(lib, KnowledgeBase(kb_dir, policy=policy)), queries, None))
     print("## Headline: public dev splits (not fitted on)\n")
+    if args.rerank != RERANK_PATH:
+        print(f"(second stage: {args.rerank})\n")
     table(sets, clinc, cache)
     if not args.no_regression:
         print("\n## Regression: query sets written for this project (not headline figures)\n")
-        reg = [(f"regression: {name}", LibraryKnowledgeBase(parse_library(lib), KnowledgeBase(kb_dir)),
+        reg = [(f"regression: {name}", LibraryKnowledgeBase(parse_library(lib), KnowledgeBase(kb_dir, policy=policy)),
                 read_queries(q), None) for name, lib, q in (
             ("demo", REPO / "knowledge" / "content", DATA / "retrieval_demo_test.jsonl"),
             ("covid (with questions)", SHARED / "covid_faq" / "library.jsonl", DATA / "retrieval_covid_test.jsonl"))]
