@@ -169,7 +169,7 @@ class KnowledgeBase:
                                                   float(x[j, 5])) for j in range(min(len(index), k))])
             answer, confidence = self.policy.decide(hybrid)
             return Ranking("hybrid", cands), bool(answer and order[0] == 0), confidence
-        return Ranking("hybrid", cands), best >= reranker.scorer.threshold, best
+        return Ranking("hybrid", cands), best >= reranker.scorer.threshold_for(x[order[0]]), best
 
 
 class LibraryKnowledgeBase:

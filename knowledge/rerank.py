@@ -108,6 +108,16 @@ class PairScorer:
     coef: tuple[float, ...]
     intercept: float
     threshold: float
+    # A question the aspect model does not recognise (its aspect confidence below ``vague_below``) is
+    # out of the scorer's training domain: its P(best) is over-confident, so it has its own bar.
+    vague_below: float = 0.0
+    vague_threshold: float | None = None
+
+    def threshold_for(self, row: npt.NDArray[np.float64]) -> float:
+        """The bar for the best candidate's feature row (columns = :data:`FEATURES`)."""
+        if self.vague_threshold is not None and float(row[FEATURES.index("aspect_conf")]) < self.vague_below:
+            return self.vague_threshold
+        return self.threshold
 
     def probability(self, x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         """P(candidate is the answer) for each row of ``x`` (columns = :data:`FEATURES`)."""
@@ -158,8 +168,11 @@ class Reranker:
 
     def to_json(self) -> dict[str, object]:
         s = self.scorer
-        return {"meta": self.meta, "scorer": {"features": list(s.features), "coef": list(s.coef),
-                                              "intercept": s.intercept, "threshold": s.threshold},
+        scorer: dict[str, object] = {"features": list(s.features), "coef": list(s.coef),
+                                     "intercept": s.intercept, "threshold": s.threshold}
+        if s.vague_threshold is not None:
+            scorer |= {"vague_below": s.vague_below, "vague_threshold": s.vague_threshold}
+        return {"meta": self.meta, "scorer": scorer,
                 "question_aspects": self.question_aspects.to_json(), "body_aspects": self.body_aspects.to_json()}
 
     @classmethod
@@ -167,8 +180,10 @@ class Reranker:
         s = data["scorer"]
         qa, ba, meta = data["question_aspects"], data["body_aspects"], data.get("meta", {})
         assert isinstance(s, dict) and isinstance(qa, dict) and isinstance(ba, dict) and isinstance(meta, dict)
+        vague = s.get("vague_threshold")
         scorer = PairScorer(tuple(s["features"]), tuple(float(c) for c in s["coef"]), float(s["intercept"]),
-                            float(s["threshold"]))
+                            float(s["threshold"]), float(s.get("vague_below", 0.0)),
+                            None if vague is None else float(vague))
         return cls(AspectModel.from_json(qa), AspectModel.from_json(ba), scorer, meta)
 
 

@@ -2,7 +2,7 @@
 
     python -m knowledge.rerank_fit [--target-wrong 0.04] [--drop FEATURE ...] [--dry-run]
 
-Data (no dev or test split is read):
+Data (no dev or test split is read, except the covid_faq TUNE half named below):
 
 * MedQuAD **train** (``../shared/eval/medquad/train.jsonl``) against the whole MedQuAD library,
   split by topic (the ``focus`` of the expected item, hashed) into disjoint parts:
@@ -18,12 +18,16 @@ Data (no dev or test split is read):
 
 * The same own tuning queries against those libraries' bodies alone (questions removed, and
   covid's titles, which are its questions): body matching on text that is not MedQuAD's.
+* covid_faq body matching, **TUNE half only** (:func:`knowledge.evaluation.covid_body`: the FAQ's
+  own questions against its bodies; the half fixed by a hash of the item id): real wording nobody
+  here wrote, used **for the threshold only**, never for the scorer's weights. The REPORT half is
+  read by nothing here (``benchmarks/retrieval.py --sets covid-body-report`` reports on it).
 
 The pair scorer is a logistic regression over :data:`knowledge.rerank.FEATURES` (one row per
 (question, candidate) in the hybrid top ``POOL``; label = the candidate is acceptable). The
 threshold is the lowest P(best) such that on the tune part answered-wrong ≤ ``--target-wrong``
-of the MedQuAD tune questions and of the own body-matching tune questions, and CLINC answered
-≤ 0.3 %. (When the best candidate has curated questions, ``KnowledgeBase.decide`` leaves the
+of the MedQuAD tune questions, of the own body-matching tune questions and of the covid_faq TUNE
+half, and CLINC answered ≤ 0.3 %. (When the best candidate has curated questions, ``KnowledgeBase.decide`` leaves the
 decision to the calibrator fitted on curated-question libraries, so those are not used here.)
 """
 
@@ -32,9 +36,11 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import pickle
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
@@ -42,7 +48,7 @@ import numpy.typing as npt
 from api.settings import REPO_ROOT, Settings
 from knowledge.embedding import Vectors
 from knowledge.engine import KnowledgeBase, LibraryKnowledgeBase
-from knowledge.evaluation import EVAL_TODAY, LabelledQuery, read_clinc, read_queries
+from knowledge.evaluation import EVAL_TODAY, LabelledQuery, covid_body, read_clinc, read_queries
 from knowledge.expand import expand_query
 from knowledge.gate import Recipient
 from knowledge.library import Library, parse_library
@@ -138,8 +144,13 @@ def pools_for(lkb: LibraryKnowledgeBase, reranker: Reranker, queries: Sequence[t
     return out
 
 
-def evaluate(pools: Sequence[Pool], scorer: PairScorer, threshold: float) -> dict[str, float]:
-    """answered right / wrong as a share of the pools (queries); top-1 after re-scoring."""
+def evaluate(pools: Sequence[Pool], scorer: PairScorer, threshold: float | None) -> dict[str, float]:
+    """answered right / wrong as a share of the pools (queries); top-1 after re-scoring.
+
+    ``threshold``: one bar for every question; ``None``: the scorer's own (``threshold_for``).
+    """
+    if threshold is not None:
+        scorer = replace(scorer, threshold=threshold, vague_threshold=None)
     right = wrong = top1 = 0
     for p in pools:
         if len(p.y) == 0:
@@ -148,22 +159,55 @@ def evaluate(pools: Sequence[Pool], scorer: PairScorer, threshold: float) -> dic
         j = int(np.argmax(prob))
         ok = bool(p.y[j])
         top1 += ok
-        if prob[j] >= threshold:
+        if prob[j] >= scorer.threshold_for(p.x[j]):
             right += ok
             wrong += not ok
     n = max(len(pools), 1)
     return {"right": right / n, "wrong": wrong / n, "top1": top1 / n}
 
 
+def meets(tune: dict[str, list[Pool]], scorer: PairScorer, threshold: float, target: float) -> bool:
+    return all(evaluate(ps, scorer, threshold)["wrong"] <= (MAX_CLINC if g == "clinc" else target)
+               for g, ps in tune.items() if ps)
+
+
 def choose_threshold(tune: dict[str, list[Pool]], scorer: PairScorer, target: float) -> float:
+    """The lowest threshold on the grid at and above which every tune group meets its wrong-answer bound."""
     best = 0.99
     for t in np.round(np.arange(0.30, 0.995, 0.005), 3)[::-1]:
-        ok = all(evaluate(ps, scorer, float(t))["wrong"] <= (MAX_CLINC if g == "clinc" else target)
-                 for g, ps in tune.items() if ps)
-        if not ok:
+        if not meets(tune, scorer, float(t), target):
             break
         best = float(t)
     return best
+
+
+def is_vague(p: Pool, cut: float) -> bool:
+    """The question's aspect confidence (the same on every row of its pool) is below ``cut``."""
+    return len(p.y) > 0 and float(p.x[0, FEATURES.index("aspect_conf")]) < cut
+
+
+def choose_segmented(tune: dict[str, list[Pool]], scorer: PairScorer, target: float, cut: float
+                     ) -> PairScorer:
+    """One bar for questions the aspect model recognises, another for vague ones; each segment of each
+    tune group within the target on its own (so the whole group is too)."""
+    clear = {g: [p for p in ps if not is_vague(p, cut)] for g, ps in tune.items()}
+    vague = {g: [p for p in ps if is_vague(p, cut)] for g, ps in tune.items()}
+    return replace(scorer, threshold=choose_threshold(clear, scorer, target), vague_below=cut,
+                   vague_threshold=choose_threshold(vague, scorer, target))
+
+
+def trade_off(tune: dict[str, list[Pool]], scorer: PairScorer, thresholds: Sequence[float]) -> str:
+    """A markdown table: answered right / wrong of each tune group at each threshold."""
+    groups = [g for g, ps in tune.items() if ps]
+    lines = ["| threshold | " + " | ".join(f"{g} (n={len(tune[g])}) right / wrong" for g in groups) + " |",
+             "|---|" + "---|" * len(groups)]
+    for t in thresholds:
+        cells = []
+        for g in groups:
+            r = evaluate(tune[g], scorer, float(t))
+            cells.append(f"{100 * r['right']:.1f}% / {100 * r['wrong']:.{2 if g == 'clinc' else 1}f}%")
+        lines.append(f"| {t:.3f} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -173,9 +217,14 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"features to leave out (default: {', '.join(DROPPED)}, dropped on tuning figures)")
     parser.add_argument("--dry-run", action="store_true", help="print, do not write rerank.json")
     parser.add_argument("--c", type=float, default=1.0)
+    parser.add_argument("--pools", type=Path, default=None,
+                        help="development aid: read the candidate pools from this pickle, or write them there")
+    parser.add_argument("--vague-below", type=float, default=None,
+                        help="questions with aspect confidence below this get their own threshold (default: one)")
     parser.add_argument("--b-topics-library", action="store_true",
                         help="MedQuAD library = the items of the fit + tune topics only (fewer distractors)")
     args = parser.parse_args(argv)
+    argv_kept = [a for a in (argv or []) if a != "--pools" and a != str(args.pools)]  # the pickle is a dev aid
     from sklearn.linear_model import LogisticRegression
 
     settings = Settings()
@@ -204,30 +253,40 @@ def main(argv: list[str] | None = None) -> int:
     dummy = PairScorer(FEATURES, tuple(0.0 for _ in FEATURES), 0.0, 0.5)
     stage = Reranker(q_model, b_model, dummy, {})
 
-    kb_dir = settings.resolved_index_dir
-    library = parse_library(lib_path)
-    if args.b_topics_library:
-        b_foci = {focus[e] for q in train if parts[q.id] in ("fit", "tune") for e in q.expected}
-        library = Library([i for i in library.items if focus[i.id] in b_foci], library.products)
-    med = LibraryKnowledgeBase(library, KnowledgeBase(kb_dir))
-    b_queries = [(q, f"medquad-{parts[q.id]}") for q in train if parts[q.id] in ("fit", "tune")]
-    clinc = read_clinc(SHARED / "clinc150" / "train.jsonl", limit=4000)
-    c_queries = [(q, "clinc-fit" if _bucket(q.text) < 0.7 else "clinc-tune") for q in clinc]
-    pools = pools_for(med, stage, b_queries + c_queries, cache)
-    print(f"medquad + clinc pools: {len(pools)}", flush=True)
-    for name, lib in (("demo", REPO_ROOT / "knowledge" / "content"),
-                      ("covid", SHARED / "covid_faq" / "library.jsonl")):
-        lkb = LibraryKnowledgeBase(parse_library(lib), KnowledgeBase(kb_dir))
-        own = read_queries(DATA / f"retrieval_{name}_tune.jsonl")
-        pools += pools_for(lkb, stage, [(q, "own-fit" if _bucket(q.id) < 0.7 else "own-tune") for q in own], cache)
-        # the same tuning queries against the library's bodies alone (questions removed; covid's
-        # titles are its questions, so those go too): body matching on text that is not MedQuAD's
-        lib_body = parse_library(lib)
-        lib_body = Library([replace(i, questions=(), title="" if name == "covid" else i.title)
-                            for i in lib_body.items], lib_body.products)
-        body_kb = LibraryKnowledgeBase(lib_body, KnowledgeBase(kb_dir))
-        pools += pools_for(body_kb, stage, [(q, "ownbody-fit" if _bucket(q.id) < 0.7 else "ownbody-tune")
-                                            for q in own], cache)
+    if args.pools is not None and args.pools.exists():  # a development aid: same data, same aspect models
+        pools: list[Pool] = pickle.loads(args.pools.read_bytes())
+        print(f"pools read from {args.pools}: {len(pools)}", flush=True)
+    else:
+        kb_dir = settings.resolved_index_dir
+        library = parse_library(lib_path)
+        if args.b_topics_library:
+            b_foci = {focus[e] for q in train if parts[q.id] in ("fit", "tune") for e in q.expected}
+            library = Library([i for i in library.items if focus[i.id] in b_foci], library.products)
+        med = LibraryKnowledgeBase(library, KnowledgeBase(kb_dir))
+        b_queries = [(q, f"medquad-{parts[q.id]}") for q in train if parts[q.id] in ("fit", "tune")]
+        clinc = read_clinc(SHARED / "clinc150" / "train.jsonl", limit=4000)
+        c_queries = [(q, "clinc-fit" if _bucket(q.text) < 0.7 else "clinc-tune") for q in clinc]
+        pools = pools_for(med, stage, b_queries + c_queries, cache)
+        print(f"medquad + clinc pools: {len(pools)}", flush=True)
+        for name, lib in (("demo", REPO_ROOT / "knowledge" / "content"),
+                          ("covid", SHARED / "covid_faq" / "library.jsonl")):
+            lkb = LibraryKnowledgeBase(parse_library(lib), KnowledgeBase(kb_dir))
+            own = read_queries(DATA / f"retrieval_{name}_tune.jsonl")
+            pools += pools_for(lkb, stage, [(q, "own-fit" if _bucket(q.id) < 0.7 else "own-tune") for q in own], cache)
+            # the same tuning queries against the library's bodies alone (questions removed; covid's
+            # titles are its questions, so those go too): body matching on text that is not MedQuAD's
+            lib_body = parse_library(lib)
+            lib_body = Library([replace(i, questions=(), title="" if name == "covid" else i.title)
+                                for i in lib_body.items], lib_body.products)
+            body_kb = LibraryKnowledgeBase(lib_body, KnowledgeBase(kb_dir))
+            pools += pools_for(body_kb, stage, [(q, "ownbody-fit" if _bucket(q.id) < 0.7 else "ownbody-tune")
+                                                for q in own], cache)
+            if name == "covid":  # the FAQ's own questions, TUNE half: threshold only (no "-fit" group)
+                faq_lib, faq_tune = covid_body(lib, "tune")
+                assert [i.body for i in faq_lib.items] == [i.body for i in lib_body.items]
+                pools += pools_for(body_kb, stage, [(q, "covidfaq-tune") for q in faq_tune], cache)
+        if args.pools is not None:
+            args.pools.write_bytes(pickle.dumps(pools))
 
     features = tuple(f for f in FEATURES if f not in args.drop)
     cols = [FEATURES.index(f) for f in features]
@@ -242,31 +301,44 @@ def main(argv: list[str] | None = None) -> int:
     model.fit(x, y, sample_weight=weight)
     scorer = PairScorer(features, tuple(round(float(c), 5) for c in model.coef_[0]),
                         round(float(model.intercept_[0]), 5), 0.5)
-    tune = {g: [p for p in pools if p.group == f"{g}-tune"] for g in ("medquad", "clinc", "ownbody")}
+    tune = {g: [p for p in pools if p.group == f"{g}-tune"] for g in ("medquad", "clinc", "ownbody", "covidfaq")}
     threshold = choose_threshold(tune, scorer, args.target_wrong)
-    scorer = PairScorer(scorer.features, scorer.coef, scorer.intercept, threshold)
-    print(f"features {features}\ncoef {scorer.coef}\nintercept {scorer.intercept} threshold {threshold}")
+    if not meets(tune, scorer, threshold, args.target_wrong):
+        print(f"WARNING: no threshold up to {threshold} meets the targets on every tune group", flush=True)
+    print("one threshold for every question:\n" + trade_off(
+        tune, scorer, sorted({0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.925, 0.95, 0.975, threshold})))
+    print("vague questions (aspect confidence < cut) get their own threshold, each segment within the target:")
+    for cut in (0.3, 0.4, 0.5, 0.6, 0.7):
+        seg = choose_segmented(tune, scorer, args.target_wrong, cut)
+        print(f"  cut {cut}: threshold {seg.threshold} / vague {seg.vague_threshold}: " + ", ".join(
+            f"{g} right {100 * r['right']:.1f}% wrong {100 * r['wrong']:.{2 if g == 'clinc' else 1}f}% "
+            f"(vague {sum(is_vague(p, cut) for p in ps)}/{len(ps)})"
+            for g, ps in tune.items() for r in (evaluate(ps, seg, None),)))
+    scorer = replace(scorer, threshold=threshold)
+    if args.vague_below is not None:
+        scorer = choose_segmented(tune, scorer, args.target_wrong, args.vague_below)
+        threshold = scorer.threshold
+    print(f"features {features}\ncoef {scorer.coef}\nintercept {scorer.intercept} threshold {threshold}"
+          f" vague: below {scorer.vague_below} {scorer.vague_threshold}")
     report: dict[str, object] = {}
     for g, ps in tune.items():
-        r = evaluate(ps, scorer, threshold)
+        r = evaluate(ps, scorer, None)
         report[g] = {k: round(v, 4) for k, v in r.items()} | {"n": len(ps)}
         print(f"  tune {g}: n={len(ps)} right {r['right']:.3f} wrong {r['wrong']:.3f} top1 {r['top1']:.3f}")
-    for t in (0.5, 0.6, 0.7, 0.8, 0.9, 0.95):
-        print(f"  at {t}: " + ", ".join(
-            f"{g} right {r['right']:.3f} wrong {r['wrong']:.3f}"
-            for g, r in ((g, evaluate(ps, scorer, t)) for g, ps in tune.items())))
     if args.dry_run:
         return 0
     inputs = hashlib.sha256()
     for path in (lib_path, SHARED / "medquad" / "train.jsonl", SHARED / "clinc150" / "train.jsonl",
-                 DATA / "retrieval_demo_tune.jsonl", DATA / "retrieval_covid_tune.jsonl"):
+                 DATA / "retrieval_demo_tune.jsonl", DATA / "retrieval_covid_tune.jsonl",
+                 SHARED / "covid_faq" / "library.jsonl"):
         inputs.update(path.read_bytes())
     meta: dict[str, object] = {
-        "fitted_by": "python -m knowledge.rerank_fit", "target_wrong": args.target_wrong,
+        "fitted_by": "python -m knowledge.rerank_fit " + " ".join(argv_kept), "target_wrong": args.target_wrong,
         "inputs_sha256": inputs.hexdigest(), "tune": report,
         "fitted_on": ["../shared/eval/medquad/train.jsonl (topic-split: A aspects, B pair scorer + threshold)",
                       "../shared/eval/clinc150/train.jsonl (4000 sample)",
-                      "benchmarks/data/retrieval_{demo,covid}_tune.jsonl"],
+                      "benchmarks/data/retrieval_{demo,covid}_tune.jsonl",
+                      "../shared/eval/covid_faq body matching, TUNE half (threshold only)"],
     }
     RERANK_PATH.write_text(json.dumps(Reranker(q_model, b_model, scorer, meta).to_json(), separators=(",", ":"))
                            + "\n", encoding="utf-8")

@@ -16,7 +16,7 @@ from knowledge.gate import Recipient
 from knowledge.library import parse_library
 from knowledge.policy import AnswerPolicy, load_policy
 from knowledge.rerank import FEATURES, RERANK_PATH, AspectModel, PairScorer, Reranker, load_reranker
-from knowledge.rerank_fit import fit_aspects
+from knowledge.rerank_fit import Pool, choose_segmented, choose_threshold, evaluate, fit_aspects
 from tests.knowledge.conftest import TODAY, make_item
 
 WriteLibrary = Callable[[list[dict[str, Any]]], Path]
@@ -115,3 +115,49 @@ def test_shipped_second_stage_loads_into_the_policy_and_reads_question_aspects()
     assert qa.classes[int(np.argmax(qa.proba("is this condition passed down from parents to children")))] \
         == "inheritance"
     assert qa.classes[int(np.argmax(qa.proba("what treatments exist for this disorder?")))] == "treatment"
+
+
+def test_vague_questions_get_their_own_threshold_in_decide_and_in_json(
+        write_library: WriteLibrary, tmp_path: Path, test_policy: AnswerPolicy) -> None:
+    base = _toy_reranker(threshold=0.05)   # the toy scorer's P(best) here is ~0.1
+    # every question counts as vague (aspect confidence is at most 1): the strict bar decides
+    strict_vague = replace(base, scorer=replace(base.scorer, vague_below=1.01, vague_threshold=0.9999))
+    again = Reranker.from_json(strict_vague.to_json())
+    assert (again.scorer.vague_below, again.scorer.vague_threshold) == (1.01, 0.9999)
+    assert Reranker.from_json(base.to_json()).scorer.vague_threshold is None   # files without it: one bar
+    decisions = []
+    for n, stage in enumerate((base, again)):
+        kb = KnowledgeBase(tmp_path / f"i{n}", embedder=HashingEmbedder(), index_factory=NumpyVectorIndex,
+                           policy=replace(test_policy, reranker=stage))
+        lkb = LibraryKnowledgeBase(parse_library(write_library(_items())), kb)
+        decisions.append(lkb.decide("velorin: fridge or room temperature?", US_HCP, TODAY))
+    assert decisions[0].answer and decisions[0].candidate_ids[0][0] == "R-STORE"
+    assert not decisions[1].answer and decisions[1].candidate_ids[0][0] == "R-STORE"  # same ranking, held back
+    row = np.zeros(len(FEATURES))
+    row[FEATURES.index("aspect_conf")] = 0.3
+    scorer = replace(base.scorer, vague_below=0.5, vague_threshold=0.9)
+    assert scorer.threshold_for(row) == 0.9
+    row[FEATURES.index("aspect_conf")] = 0.7
+    assert scorer.threshold_for(row) == 0.05
+
+
+def test_segmented_threshold_choice_keeps_each_group_within_the_target() -> None:
+    conf, hybrid = FEATURES.index("aspect_conf"), FEATURES.index("hybrid")
+    scorer = PairScorer(("hybrid",), (1.0,), 0.0, 0.5)   # P = sigmoid(hybrid)
+
+    def pool(group: str, p_best: float, right: bool, aspect_conf: float) -> Pool:
+        x = np.zeros((2, len(FEATURES)))
+        x[:, conf] = aspect_conf
+        x[0, hybrid], x[1, hybrid] = np.log(p_best / (1 - p_best)), -5.0
+        return Pool(group, True, x, np.array([right, False]))
+
+    # Clear questions are right when sure-ish; vague ones are wrong even at P 0.92.
+    tune = {"a": [pool("a", 0.7, True, 0.9) for _ in range(20)] + [pool("a", 0.92, False, 0.2) for _ in range(5)]
+            + [pool("a", 0.97, True, 0.2) for _ in range(5)]}
+    one = choose_threshold(tune, scorer, 0.03)
+    assert evaluate(tune["a"], scorer, one)["wrong"] <= 0.03 and evaluate(tune["a"], scorer, one)["right"] < 0.2
+    seg = choose_segmented(tune, scorer, 0.03, cut=0.5)
+    assert seg.vague_below == 0.5 and seg.vague_threshold is not None
+    assert seg.threshold <= 0.7 and 0.92 < seg.vague_threshold <= 0.97
+    r = evaluate(tune["a"], seg, None)
+    assert r["wrong"] == 0.0 and r["right"] == pytest.approx(25 / 30)
