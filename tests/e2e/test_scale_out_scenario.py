@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.scale_scenario import FakeTwilioServer, Product, check, run_scenario, scripts
-from tests.relay.conftest import redis_available
+from tests.conftest import redis_available
 
 REDIS = "redis://127.0.0.1:6379/11"
 PG = os.environ.get("CONCIERGE_TEST_DATABASE_URL", "")
