@@ -177,8 +177,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """The whole product on this machine: migrations, demo content, Rasa, api (several of each with
-    --api-processes / --rasa-replicas: api.launcher)."""
+    """The whole product on this machine: migrations, demo content, Rasa, api, WhatsApp worker (several of
+    each with --api-processes / --rasa-replicas / --workers: api.launcher)."""
     import uvicorn
 
     from api import launcher
@@ -191,12 +191,12 @@ def cmd_run(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return launcher.EXIT_USAGE
     rasa_replicas = 0 if args.no_rasa else (1 if args.rasa_replicas is None else args.rasa_replicas)
-    scaled = launcher.is_scaled(args.api_processes, rasa_replicas)
+    scaled = launcher.is_scaled(args.api_processes, rasa_replicas, args.workers)
     plan = None
     if scaled:
         try:  # before anything starts or changes
             plan = launcher.plan(settings, api_processes=args.api_processes, rasa_replicas=rasa_replicas,
-                                 api_port_base=args.api_port_base,
+                                 api_port_base=args.api_port_base, workers=args.workers,
                                  sandbox=bool(args.whatsapp_sandbox or settings.whatsapp_sandbox))
         except launcher.LaunchError as exc:
             print(f"concierge run: {exc}", file=sys.stderr)
@@ -309,6 +309,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--rasa-replicas", type=int_at_least(0), default=None, metavar="M",
                    help="Rasa replicas sharing a SQL tracker store (PostgreSQL) and a Redis lock store (M > 1 "
                         "needs both; 0: like --no-rasa); default 1")
+    p.add_argument("--workers", type=int_at_least(1), default=1, metavar="K",
+                   help="WhatsApp worker processes (K > 1 needs PostgreSQL and Redis, like N or M > 1); default 1")
     p.add_argument("--api-port-base", type=int_at_least(1), default=None, metavar="PORT",
                    help="with several api processes: the first one's port, the others follow "
                         "(default CONCIERGE_PORT + 10)")

@@ -5,13 +5,14 @@
 - M Rasa replicas on consecutive ports from CONCIERGE_RASA_URL's, the same model, their trackers in
   PostgreSQL (Rasa's SQL tracker store) and their locks in Redis (its Redis lock store); their action
   endpoint is the front. The api processes spread turns over them (CONCIERGE_RASA_URLS).
-- The WhatsApp worker (``concierge worker``), as with one process.
+- K WhatsApp workers (``concierge worker``; ``--workers``, default 1): on PostgreSQL they share the
+  WhatsApp conversations out by lease, as the api processes share web chat.
 
 Every child runs in its own process group, dies with this process, and is restarted when it exits or
 stops answering (``api.rasa.supervisor.ProcessSupervisor``). SIGINT/SIGTERM stop them all.
 
-More than one api process or Rasa replica needs PostgreSQL and Redis: checked, with the reason,
-before anything starts.
+More than one api process, Rasa replica or worker needs PostgreSQL and Redis: checked, with the
+reason, before anything starts.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ class Plan:
     api_ports: tuple[int, ...]
     rasa_ports: tuple[int, ...]
     sandbox_port: int | None
+    workers: int = 1
 
     @property
     def api_urls(self) -> list[str]:
@@ -58,19 +60,22 @@ class Plan:
         return [f"http://127.0.0.1:{p}" for p in self.rasa_ports]
 
 
-def is_scaled(api_processes: int, rasa_replicas: int) -> bool:
-    return api_processes > 1 or rasa_replicas > 1
+def is_scaled(api_processes: int, rasa_replicas: int, workers: int = 1) -> bool:
+    return api_processes > 1 or rasa_replicas > 1 or workers > 1
 
 
 def plan(settings: Settings, *, api_processes: int, rasa_replicas: int, api_port_base: int | None = None,
-         sandbox: bool = False) -> Plan:
+         sandbox: bool = False, workers: int = 1) -> Plan:
     """Check what was asked for against the settings; ``LaunchError`` says what is wrong."""
     if api_processes < 1:
         raise LaunchError(f"--api-processes must be at least 1, not {api_processes}")
     if rasa_replicas < 0:
         raise LaunchError(f"--rasa-replicas must be 0 (Rasa runs elsewhere) or more, not {rasa_replicas}")
-    if is_scaled(api_processes, rasa_replicas):
-        wanted = f"--api-processes {api_processes} --rasa-replicas {rasa_replicas}: the processes"
+    if workers < 1:
+        raise LaunchError(f"--workers must be at least 1, not {workers}")
+    if is_scaled(api_processes, rasa_replicas, workers):
+        wanted = (f"--api-processes {api_processes} --rasa-replicas {rasa_replicas} --workers {workers}: "
+                  "the processes")
         if not settings.database_url.startswith("postgresql"):
             raise LaunchError(f"{wanted} share one database: set CONCIERGE_DATABASE_URL to PostgreSQL "
                               "(postgresql+psycopg://user:password@host:5432/database); SQLite serves one process")
@@ -101,7 +106,8 @@ def plan(settings: Settings, *, api_processes: int, rasa_replicas: int, api_port
         if port in seen:
             raise LaunchError(f"{what} and {seen[port]} would both use port {port}: choose other ports")
         seen[port] = what
-    return Plan(api_processes, rasa_replicas, settings.host, settings.port, api_ports, rasa_ports, sandbox_port)
+    return Plan(api_processes, rasa_replicas, settings.host, settings.port, api_ports, rasa_ports, sandbox_port,
+                workers)
 
 
 def child_env(settings: Settings, plan_: Plan, **overrides: str) -> dict[str, str]:
@@ -146,7 +152,7 @@ def _spawner(args: list[str], env: dict[str, str], log_file: Path) -> Callable[[
 
 
 def supervisors(settings: Settings, plan_: Plan, model: Path | None) -> list[ProcessSupervisor]:
-    """Rasa replicas first (they take longest), then the api processes, then the worker."""
+    """Rasa replicas first (they take longest), then the api processes, then the workers."""
     from api.rasa import process
 
     logs = settings.var_dir / "log"
@@ -171,10 +177,13 @@ def supervisors(settings: Settings, plan_: Plan, model: Path | None) -> list[Pro
             url=f"http://127.0.0.1:{port}", probe=_http_ok(f"http://127.0.0.1:{port}/healthz"),
             pidfile=settings.var_dir / f"api-{i}.pid", mark="api.cli serve", port_advice="--api-port-base",
             ready_timeout=180.0))
-    found.append(ProcessSupervisor(
-        _spawner([python, "-m", "api.cli", "worker"], child_env(settings, plan_), logs / "worker.log"),
-        name="WhatsApp worker", url=None, probe=lambda: True, pidfile=settings.var_dir / "worker.pid",
-        mark="api.cli worker"))
+    for i in range(1, plan_.workers + 1):
+        # One worker keeps the names of the unscaled run (worker.log, worker.pid); several are numbered.
+        tag = "worker" if plan_.workers == 1 else f"worker-{i}"
+        found.append(ProcessSupervisor(
+            _spawner([python, "-m", "api.cli", "worker"], child_env(settings, plan_), logs / f"{tag}.log"),
+            name="WhatsApp worker" if plan_.workers == 1 else f"WhatsApp worker {i}", url=None,
+            probe=lambda: True, pidfile=settings.var_dir / f"{tag}.pid", mark="api.cli worker"))
     return found
 
 
@@ -228,7 +237,7 @@ def run_scaled(settings: Settings, plan_: Plan, *, model: Path | None, demo_logi
                 wait_for_tracker_tables(settings, proc=sup.proc)
         base = f"http://{settings.host}:{settings.port}"
         print(f"\n  HCP Concierge: {plan_.api_processes} api process(es) behind a round-robin front, "
-              f"{plan_.rasa_replicas} Rasa replica(s)")
+              f"{plan_.rasa_replicas} Rasa replica(s), {plan_.workers} WhatsApp worker(s)")
         print(f"  web chat      {base}/")
         print(f"  consoles      {base}/console" + (f"   (demo logins: {demo_logins})" if demo_logins else ""))
         print(f"  health        {base}/healthz   readiness {base}/readyz")

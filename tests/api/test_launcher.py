@@ -40,6 +40,10 @@ def run_cli(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProce
     (("--api-processes", "2"), {}, "set CONCIERGE_DATABASE_URL to PostgreSQL"),
     (("--rasa-replicas", "2"), {"CONCIERGE_REDIS_URL": REDIS}, "set CONCIERGE_DATABASE_URL to PostgreSQL"),
     (("--api-processes", "3"), {"CONCIERGE_DATABASE_URL": PG}, "set CONCIERGE_REDIS_URL"),
+    (("--workers", "0"), {}, "must be at least 1, not 0"),
+    (("--workers", "many"), {}, "not a whole number"),
+    (("--workers", "2"), {"CONCIERGE_REDIS_URL": REDIS}, "set CONCIERGE_DATABASE_URL to PostgreSQL"),
+    (("--workers", "2"), {"CONCIERGE_DATABASE_URL": PG}, "set CONCIERGE_REDIS_URL"),
     (("--no-rasa", "--rasa-replicas", "2"), {}, "contradict"),
     ((), {"CONCIERGE_RASA_URLS": "http://127.0.0.1:5005,,http://127.0.0.1:5006"},
      "CONCIERGE_RASA_URLS: rasa_urls: entry 2 is blank"),
@@ -88,7 +92,26 @@ def test_clashing_ports_and_unusable_stores_are_named(kw: dict[str, object], arg
 
 def test_one_api_process_and_one_rasa_need_neither_postgresql_nor_redis() -> None:
     p = plan(Settings(database_url="sqlite:///x.db", redis_url=""), api_processes=1, rasa_replicas=1)
-    assert p.api_processes == 1 and p.rasa_ports == (5005,)
+    assert p.api_processes == 1 and p.rasa_ports == (5005,) and p.workers == 1
+
+
+def test_several_workers_are_planned_and_supervised_each_with_its_own_log_and_pid_file(tmp_path: Path) -> None:
+    from api.launcher import supervisors
+
+    with pytest.raises(LaunchError, match="--workers must be at least 1, not 0"):
+        plan(_settings(), api_processes=1, rasa_replicas=0, workers=0)
+    with pytest.raises(LaunchError, match="--workers 2: the processes share one database"):
+        plan(_settings(database_url="sqlite:///x.db"), api_processes=1, rasa_replicas=1, workers=2)
+    p = plan(_settings(var_dir=tmp_path), api_processes=3, rasa_replicas=0, workers=2)
+    assert p.workers == 2 and p.api_ports == (8010, 8011, 8012)
+    sups = supervisors(_settings(var_dir=tmp_path), p, None)
+    workers = [s for s in sups if s.mark == "api.cli worker"]
+    assert [s.name for s in workers] == ["WhatsApp worker 1", "WhatsApp worker 2"]
+    assert [s.pidfile.name for s in workers] == ["worker-1.pid", "worker-2.pid"]
+    assert len(sups) == 3 + 2
+    # One worker keeps the plain names (scripts and docs read var/worker.pid and var/log/worker.log).
+    one = supervisors(_settings(var_dir=tmp_path), plan(_settings(), api_processes=2, rasa_replicas=0), None)
+    assert [(s.name, s.pidfile.name) for s in one if s.mark == "api.cli worker"] == [("WhatsApp worker", "worker.pid")]
 
 
 def test_rasa_replicas_get_their_stores_from_the_database_and_redis_urls() -> None:
