@@ -150,3 +150,15 @@ def test_undo_puts_the_previous_preferences_back_once(session: Session, settings
     history = feedback.history(session, conversation)
     assert [h.source for h in history] == ["console", "bot", "bot", "undo", "undo"]   # appended, never rewritten
     assert "no preference change to undo" in texts(REGISTRY["action_undo_preference"](undo))[0]
+
+
+def test_the_product_a_request_names_wins_over_one_carried_over_from_an_earlier_message(
+        session: Session, settings: Settings, conversation: Conversation) -> None:
+    # An adverse-event report about one medicine left its product in the slot; the sample request that
+    # follows names another, and the entity extractor missed it (no candidate for the slot).
+    result = _validate(session, settings, conversation, "could you post me a few Respizan samples", requested=None,
+                       slots={"product": "glucorel"})
+    assert _set(result)["product"] == "respizan"
+    kept = _validate(session, settings, conversation, "could you post me a few samples", requested=None,
+                     slots={"product": "glucorel"})
+    assert "product" not in _set(kept)      # nothing named: the earlier product stays, shown at the summary

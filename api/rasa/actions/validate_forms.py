@@ -115,6 +115,10 @@ def validate(ctx: ActionContext, form: str) -> ActionResult:
     for name, value in candidates.items():
         if name in spec.slots and name != requested:
             out[name] = slots.clean(name, value, cat)
+    if requested is None and typed and not typed.startswith("/"):
+        # activation: what the request itself names wins over a value carried over from an earlier turn
+        # (the product of an adverse-event report or of a question about another medicine)
+        out.update(slots.read_unprompted(typed, spec.slots, cat))
     current = {name: out.get(name, ctx.slot(name)) for name in spec.slots}
 
     if requested in spec.slots:
