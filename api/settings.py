@@ -60,13 +60,14 @@ class Settings(BaseSettings):
         default=0.0, ge=0,
         description="With several replicas: probe each replica's /status this often (s) and skip the ones that "
                     "do not answer with a model; 0: only the passive marking of refused connections.")
-    rasa_tf_threads: int = Field(
+    rasa_threads: int = Field(
         default=1, ge=0,
-        description="TensorFlow intra-op and inter-op threads of each Rasa server it starts (Rasa's "
-                    "TF_INTRA_OP_PARALLELISM_THREADS / TF_INTER_OP_PARALLELISM_THREADS, unless those are set): with "
-                    "TensorFlow's default (one thread per core) an idle-waiting thread pool spins, and Rasa took "
-                    "63-99 ms CPU per turn on 2 cores instead of ~40 (benchmarks/turn_latency.py); scale with "
-                    "replicas instead. 0: TensorFlow's default.")
+        description="Compute threads of each Rasa server it starts: TensorFlow's intra-/inter-op pools "
+                    "(TF_INTRA_OP_PARALLELISM_THREADS / TF_INTER_OP_PARALLELISM_THREADS) and the BLAS/OpenMP pools "
+                    "of the NLU's numpy maths (OMP_NUM_THREADS, OPENBLAS_NUM_THREADS, MKL_NUM_THREADS), unless "
+                    "those are set. With the defaults (a spinning pool per core) Rasa took 58-99 ms CPU per turn on "
+                    "2 cores against ~40 with one thread (benchmarks/turn_latency.py); scale with replicas instead. "
+                    "0: the libraries' own defaults.")
     rasa_tracker_db: str = Field(
         default="rasa",
         description="`concierge run --rasa-replicas M`: the PostgreSQL database (on CONCIERGE_DATABASE_URL's "

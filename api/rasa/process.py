@@ -104,6 +104,10 @@ def wait_for_tracker_tables(settings: Settings, *, timeout: float = 180.0,
     return False
 
 
+RASA_THREAD_VARS = ("TF_INTRA_OP_PARALLELISM_THREADS", "TF_INTER_OP_PARALLELISM_THREADS", "OMP_NUM_THREADS",
+                    "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
 def rasa_env(settings: Settings, action_url: str | None = None) -> dict[str, str]:
     env = dict(os.environ)
     env.update({
@@ -119,11 +123,11 @@ def rasa_env(settings: Settings, action_url: str | None = None) -> dict[str, str
         "PYTHONPATH": os.pathsep.join(p for p in (str(COMPONENTS_DIR), str(RUNTIME_DIR), env.get("PYTHONPATH", ""))
                                       if p),
     })
-    if settings.rasa_tf_threads:
-        # Read by Rasa's own TensorFlow set-up (rasa/utils/tensorflow/environment.py); an operator's own
-        # value wins.
-        for name in ("TF_INTRA_OP_PARALLELISM_THREADS", "TF_INTER_OP_PARALLELISM_THREADS"):
-            env.setdefault(name, str(settings.rasa_tf_threads))
+    if settings.rasa_threads:
+        # Read by Rasa's own TensorFlow set-up (rasa/utils/tensorflow/environment.py) and by the BLAS
+        # libraries under numpy; an operator's own value wins.
+        for name in RASA_THREAD_VARS:
+            env.setdefault(name, str(settings.rasa_threads))
     return env
 
 
