@@ -41,7 +41,40 @@ def _postgres_url() -> str | None:
     return os.environ.get("CONCIERGE_TEST_DATABASE_URL") or None
 
 
+# -- `--database-tests-only`: the PostgreSQL phase of .ci/run --------------------------------------
+# Every fixture that reaches the suite's database (engine, session, settings, the live servers, the
+# CLI environments) depends on `database_url`; a test whose fixture closure lacks it runs the same on
+# any database, so a second run on PostgreSQL would only repeat the SQLite phase. Tests that bring
+# their own PostgreSQL (a throw-away database or server) are marked `postgres` and are kept too.
 
+DATABASE_TESTS_ONLY_ENV = "CONCIERGE_DATABASE_TESTS_ONLY"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--database-tests-only", action="store_true", default=False,
+        help="run only tests that use the suite's database (fixture `database_url`) or are marked "
+             f"postgres; also switched on by {DATABASE_TESTS_ONLY_ENV}=1",
+    )
+
+
+def database_tests_only(config: pytest.Config) -> bool:
+    env = os.environ.get(DATABASE_TESTS_ONLY_ENV, "").strip().lower()
+    return bool(config.getoption("--database-tests-only")) or env in {"1", "true", "yes"}
+
+
+def touches_the_database(item: pytest.Item) -> bool:
+    return "database_url" in getattr(item, "fixturenames", ()) or item.get_closest_marker("postgres") is not None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not database_tests_only(config):
+        return
+    kept = [item for item in items if touches_the_database(item)]
+    dropped = [item for item in items if not touches_the_database(item)]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
 
 
 @pytest.fixture(scope="session")
