@@ -7,18 +7,28 @@ The suite runs on a SQLite file by default and on PostgreSQL when
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from pathlib import Path
 
-import pytest
-from sqlalchemy import Engine
-from sqlalchemy.orm import Session
+# One BLAS/OpenMP thread per process, set before numpy or torch is imported (they read it once, at
+# load). The suite runs torch (MiniLM, TorchScript), numpy's OpenBLAS (the numpy MiniLM encoder, faiss,
+# clustering) and server threads in one process, beside Rasa and CLI subprocesses, on a 2-core box:
+# pools of spinning BLAS/OpenMP threads there made model tests several times slower
+# (tests/bot/test_nlu_encoder.py: 136 s -> 48 s under load). The product makes the same choice for its
+# embedder (knowledge/embedding.py, CONCIERGE_EMBED_THREADS=1); numbers do not change.
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
 
-from api.db import make_engine
-from api.migrate import upgrade
-from api.scratch_db import create_database, drop_database
-from api.settings import Settings
-from feedback import rollups
+from collections.abc import Iterator  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+from sqlalchemy import Engine  # noqa: E402
+from sqlalchemy.orm import Session  # noqa: E402
+
+from api.db import make_engine  # noqa: E402
+from api.migrate import upgrade  # noqa: E402
+from api.scratch_db import create_database, drop_database  # noqa: E402
+from api.settings import Settings  # noqa: E402
+from feedback import rollups  # noqa: E402
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
