@@ -7,19 +7,29 @@ The suite runs on a SQLite file by default and on PostgreSQL when
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
-import pytest
-from sqlalchemy import Engine
-from sqlalchemy.orm import Session
+# One BLAS/OpenMP thread per process, set before numpy or torch is imported (they read it once, at
+# load). The suite runs torch (MiniLM, TorchScript), numpy's OpenBLAS (the numpy MiniLM encoder, faiss,
+# clustering) and server threads in one process, beside Rasa and CLI subprocesses, on a 2-core box:
+# pools of spinning BLAS/OpenMP threads there made model tests several times slower
+# (tests/bot/test_nlu_encoder.py: 136 s -> 48 s under load). The product makes the same choice for its
+# embedder (knowledge/embedding.py, CONCIERGE_EMBED_THREADS=1); numbers do not change.
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
 
-from api.db import make_engine
-from api.migrate import upgrade
-from api.scratch_db import create_database, drop_database
-from api.settings import Settings
-from feedback import rollups
+from collections.abc import Callable, Iterator  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import TYPE_CHECKING, Any  # noqa: E402
+
+import pytest  # noqa: E402
+from sqlalchemy import Engine  # noqa: E402
+from sqlalchemy.orm import Session  # noqa: E402
+
+from api.db import make_engine  # noqa: E402
+from api.migrate import upgrade  # noqa: E402
+from api.scratch_db import create_database, drop_database  # noqa: E402
+from api.settings import Settings  # noqa: E402
+from feedback import rollups  # noqa: E402
 
 if TYPE_CHECKING:
     from fastapi.testclient import TestClient
@@ -48,7 +58,40 @@ def _postgres_url() -> str | None:
     return os.environ.get("CONCIERGE_TEST_DATABASE_URL") or None
 
 
+# -- `--database-tests-only`: the PostgreSQL phase of .ci/run --------------------------------------
+# Every fixture that reaches the suite's database (engine, session, settings, the live servers, the
+# CLI environments) depends on `database_url`; a test whose fixture closure lacks it runs the same on
+# any database, so a second run on PostgreSQL would only repeat the SQLite phase. Tests that bring
+# their own PostgreSQL (a throw-away database or server) are marked `postgres` and are kept too.
 
+DATABASE_TESTS_ONLY_ENV = "CONCIERGE_DATABASE_TESTS_ONLY"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--database-tests-only", action="store_true", default=False,
+        help="run only tests that use the suite's database (fixture `database_url`) or are marked "
+             f"postgres; also switched on by {DATABASE_TESTS_ONLY_ENV}=1",
+    )
+
+
+def database_tests_only(config: pytest.Config) -> bool:
+    env = os.environ.get(DATABASE_TESTS_ONLY_ENV, "").strip().lower()
+    return bool(config.getoption("--database-tests-only")) or env in {"1", "true", "yes"}
+
+
+def touches_the_database(item: pytest.Item) -> bool:
+    return "database_url" in getattr(item, "fixturenames", ()) or item.get_closest_marker("postgres") is not None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not database_tests_only(config):
+        return
+    kept = [item for item in items if touches_the_database(item)]
+    dropped = [item for item in items if not touches_the_database(item)]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
 
 
 @pytest.fixture(scope="session")

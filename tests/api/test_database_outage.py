@@ -43,6 +43,14 @@ def cluster() -> Iterator[PgCluster]:
 
 
 @pytest.fixture()
+def settings(tmp_path: Path, model_dir: Path, cluster: PgCluster) -> Settings:
+    """The suite's `settings` without the suite's database: this module only ever uses its own cluster,
+    so it runs the same in both phases of CI and belongs to the SQLite one (not --database-tests-only)."""
+    return Settings(database_url=cluster.url, var_dir=tmp_path / "var", model_dir=model_dir,
+                    rasa_url="http://127.0.0.1:9", rasa_timeout=2.0)
+
+
+@pytest.fixture()
 def pg_engine(cluster: PgCluster) -> Iterator[Engine]:
     if not cluster.running():
         cluster.start()
