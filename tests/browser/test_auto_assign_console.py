@@ -5,6 +5,7 @@ Screenshot: docs/screens/console-inbox-offered.png."""
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -41,6 +42,17 @@ def _handoff(engine: Engine, hcp_words: str) -> str:
         return open_handoff(s, conv, target="rep", reason="hcp_request", now=now, policy=POLICY).id
 
 
+def _wait_until_online(engine: Engine, user_id: str, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with Session(engine) as s:
+            user = s.get(StaffUser, user_id)
+            if user is not None and user.presence == "online":
+                return
+        time.sleep(0.05)
+    raise AssertionError(f"the presence chosen on the page was not saved within {timeout:g} s")
+
+
 def test_a_rep_goes_online_declines_an_offer_is_stopped_at_capacity_and_accepts(
         staff_page: Page, live_server: str, engine: Engine) -> None:
     base, rep = live_server, staff_page
@@ -57,6 +69,10 @@ def test_a_rep_goes_online_declines_an_offer_is_stopped_at_capacity_and_accepts(
         expect(rep.locator("#assign-mode")).to_contain_text("Auto-assignment is on")
         rep.get_by_test_id("presence").select_option("online")
         expect(rep.get_by_test_id("load")).to_have_text("0 of 1 open")
+        # The page saves the choice with a background request: the offers below are made in this process
+        # at once, so wait until the database says she is online (seen in CI: the first handoff opened
+        # before the request landed and was never offered).
+        _wait_until_online(engine, user_id)
 
         first = _handoff(engine, "Could someone from the access team call me about formulary listing?")
         row = rep.locator(f'#offered [data-handoff-id="{first}"]')
