@@ -52,6 +52,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from api import scratch_db  # noqa: E402
 from api.channels.webchat.router import client_message_key  # noqa: E402
 from api.channels.whatsapp.fake_twilio import (  # noqa: E402
     ACCOUNT_SID,
@@ -109,20 +110,6 @@ def admin_url(pg: str, database: str) -> str:
     return make_url(pg).set(database=database).render_as_string(hide_password=False)
 
 
-def create_database(pg: str, name: str) -> None:
-    engine = create_engine(admin_url(pg, "postgres"), isolation_level="AUTOCOMMIT")
-    with engine.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    engine.dispose()
-
-
-def drop_database(pg: str, name: str) -> None:
-    engine = create_engine(admin_url(pg, "postgres"), isolation_level="AUTOCOMMIT")
-    with engine.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    engine.dispose()
-
 
 # -- the fake Twilio, served here --------------------------------------------------------------------
 
@@ -160,7 +147,8 @@ class Product:
                  twilio_url: str = "", model_dir: Path | None = None,
                  extra_env: dict[str, str] | None = None) -> None:
         tag = uuid.uuid4().hex[:8]
-        self.pg, self.db, self.tracker_db = pg, f"concierge_scale_{tag}", f"rasa_scale_{tag}"
+        # The product's database is made at start (api.scratch_db); Rasa's tracker database by the launcher.
+        self.pg, self._database_url, self.tracker_db = pg, "", f"rasa_scale_{tag}"
         self.api, self.rasa, self.workers = api, rasa, workers
         self.var = tmp / tag
         self.port = free_port()
@@ -190,10 +178,12 @@ class Product:
 
     @property
     def database_url(self) -> str:
-        return admin_url(self.pg, self.db)
+        if not self._database_url:
+            raise RuntimeError("the product has not been started: it has no database yet")
+        return self._database_url
 
     def start(self, timeout: float = 900) -> None:
-        create_database(self.pg, self.db)
+        self._database_url = scratch_db.create_database(self.pg, "concierge_scale")
         self.var.mkdir(parents=True)
         env = {k: v for k, v in os.environ.items() if not k.startswith("CONCIERGE_")}
         env.update({
@@ -262,11 +252,13 @@ class Product:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
         if drop:
-            for db in (self.db, self.tracker_db):
+            for url in (self._database_url, admin_url(self.pg, self.tracker_db)):
+                if not url:
+                    continue
                 try:
-                    drop_database(self.pg, db)
+                    scratch_db.drop_database(url)
                 except Exception as exc:
-                    print(f"  (could not drop {db}: {exc})")
+                    print(f"  (could not drop {make_url(url).database}: {exc})")
 
 
 # -- what each HCP does ------------------------------------------------------------------------------
