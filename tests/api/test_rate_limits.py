@@ -9,7 +9,7 @@ import asyncio
 import logging
 import random
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import httpx
 import pytest
@@ -17,13 +17,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
-from api.app import create_app
 from api.conversations.models import Message
-from api.pipeline.turn import null_safety_hook
 from api.ratelimit import MemoryLimiter, RedisLimiter
 from api.settings import Settings
 from tests.conftest import free_port
-from tests.fakes.rasa import FakeRasa
 
 REDIS = "redis://127.0.0.1:6379/0"
 
@@ -50,22 +47,14 @@ class Client:
 
 
 @pytest.fixture()
-def make_app(engine: Engine, settings: Settings) -> Iterator[Callable[..., TestClient]]:
+def make_app(open_app: Callable[..., TestClient], settings: Settings) -> Callable[..., TestClient]:
     """An api behind a proxy on loopback (as in production behind a load balancer): each "client" is
     the address the proxy passes on in X-Forwarded-For."""
-    opened: list[TestClient] = []
 
     def make(**overrides: object) -> TestClient:
-        app = create_app(settings.model_copy(update={**SLOW, **overrides}), engine=engine,
-                         safety_hook=null_safety_hook, rasa_transport=FakeRasa().transport(), warm_knowledge=False)
-        client = TestClient(app, client=("127.0.0.1", 50000))
-        client.__enter__()
-        opened.append(client)
-        return client
+        return open_app(settings.model_copy(update={**SLOW, **overrides}), client=("127.0.0.1", 50000))
 
-    yield make
-    for client in opened:
-        client.__exit__(None, None, None)
+    return make
 
 
 def _session(client: Client) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import httpx
@@ -13,10 +13,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 from sqlalchemy.orm import sessionmaker
 
-from api.app import create_app
 from api.clock import SystemClock
 from api.db import unit_of_work
-from api.pipeline.turn import null_safety_hook
 from api.settings import Settings
 from api.staff import service as staff_service
 from tests.fakes.rasa import FakeRasa
@@ -39,20 +37,12 @@ def fake_rasa() -> FakeRasa:
 
 
 @pytest.fixture()
-def make_app_client(engine: Engine, settings: Settings, fake_rasa: FakeRasa) -> Iterator[Callable[[], TestClient]]:
-    clients: list[TestClient] = []
-
+def make_app_client(open_app: Callable[..., TestClient], settings: Settings,
+                    fake_rasa: FakeRasa) -> Callable[[], TestClient]:
     def make() -> TestClient:
-        app = create_app(settings, engine=engine, safety_hook=null_safety_hook,
-                         rasa_transport=fake_rasa.transport(), warm_knowledge=False)
-        client = TestClient(app, follow_redirects=False)
-        client.__enter__()
-        clients.append(client)
-        return client
+        return open_app(settings, fake_rasa, follow_redirects=False)
 
-    yield make
-    for c in clients:
-        c.__exit__(None, None, None)
+    return make
 
 
 @pytest.fixture()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,14 +15,12 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.app import create_app
 from api.clock import FakeClock
 from api.conversations import service as conversations
 from api.conversations.models import Conversation, InboxItem, InboxStatus, Message, MessageStatus
 from api.db import unit_of_work
 from api.handoffs.service import open_handoff
 from api.hcps.models import Hcp
-from api.pipeline.turn import null_safety_hook
 from api.safety.screen import ScreenResult
 from api.safety.service import apply
 from api.settings import Settings
@@ -136,22 +134,14 @@ AppMaker = Callable[..., TestClient]
 
 
 @pytest.fixture()
-def clocked_app(engine: Engine, settings: Settings) -> Iterator[AppMaker]:
+def clocked_app(open_app: Callable[..., TestClient], settings: Settings) -> AppMaker:
     """``make(clock, rasa=FakeRasa(), **settings overrides)`` → a client of an app on that clock."""
-    clients: list[TestClient] = []
 
     def make(clock: FakeClock, rasa: FakeRasa | None = None, **overrides: Any) -> TestClient:
-        s = settings.model_copy(update=overrides) if overrides else settings
-        app = create_app(s, engine=engine, clock=clock, safety_hook=null_safety_hook,
-                         rasa_transport=(rasa or FakeRasa()).transport(), warm_knowledge=False)
-        client = TestClient(app, follow_redirects=False)
-        client.__enter__()
-        clients.append(client)
-        return client
+        return open_app(settings.model_copy(update=overrides) if overrides else settings, rasa, clock=clock,
+                        follow_redirects=False)
 
-    yield make
-    for c in clients:
-        c.__exit__(None, None, None)
+    return make
 
 
 def staff_client(make: AppMaker, clock: FakeClock, account: StaffAccount) -> tuple[TestClient, str]:
