@@ -51,6 +51,11 @@ def rss_mb(pid: int) -> float:
     return total / 1024
 
 
+# Rate limits stay on in the benchmarks (their cost is part of a turn), high enough for a benchmark client.
+HIGH_RATE_LIMITS = {f"CONCIERGE_RATE_{name}_PER_MIN": "100000"
+                    for name in ("MESSAGES", "CLIENT_MESSAGES", "READS", "SESSIONS")}
+
+
 class Stack:
     def __init__(self, var_dir: Path, database_url: str | None = None, with_rasa: bool = True,
                  extra_env: dict[str, str] | None = None, api_argv: list[str] | None = None) -> None:

@@ -24,7 +24,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from api.conversations.copy import RASA_FALLBACK
-from benchmarks._stack import Stack, pct, rss_mb
+from benchmarks._stack import HIGH_RATE_LIMITS, Stack, pct, rss_mb
 from benchmarks.profiling import load_average, process_cpu_s
 
 # Turns that exercise NLU + dialogue without changing the conversation's state.
@@ -143,7 +143,7 @@ def main() -> int:
     parser.add_argument("--database-url", default=None, help="default: a fresh SQLite file")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        stack = Stack(Path(tmp), database_url=args.database_url).start()
+        stack = Stack(Path(tmp), database_url=args.database_url, extra_env=HIGH_RATE_LIMITS).start()
         try:
             asyncio.run(run_level(stack, 2, 3))  # warm-up: model graphs, connections
             rows = [asyncio.run(run_level(stack, n, args.turns)) for n in args.sessions]

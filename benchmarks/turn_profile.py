@@ -174,16 +174,13 @@ def main() -> int:
     if args.serve:
         return serve()
 
-    from benchmarks._stack import Stack
+    from benchmarks._stack import HIGH_RATE_LIMITS, Stack
 
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         control = tmp / "control"
         control.mkdir()
-        extra = {CONTROL_ENV: str(control), SAMPLE_ENV: "0" if args.plain else "1",
-                 # the limits stay on (their cost is part of a turn), high enough for a benchmark client
-                 "CONCIERGE_RATE_MESSAGES_PER_MIN": "100000", "CONCIERGE_RATE_CLIENT_MESSAGES_PER_MIN": "100000",
-                 "CONCIERGE_RATE_READS_PER_MIN": "100000", "CONCIERGE_RATE_SESSIONS_PER_MIN": "100000"}
+        extra = {CONTROL_ENV: str(control), SAMPLE_ENV: "0" if args.plain else "1", **HIGH_RATE_LIMITS}
         redis_proc = None
         redis_port = 0
         if args.redis:
