@@ -22,7 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from api.audit.models import AuditEvent, AuditHead
-from api.audit.service import key_id
+from api.audit.service import chain_pending, key_id
 
 
 class CheckpointTampered(Exception):
@@ -46,6 +46,7 @@ class Checkpoint:
 def write(session: Session, key: bytes, directory: Path, now: datetime) -> Path | None:
     """A checkpoint of the current head into ``directory``; None when the chain is empty or the
     head is already checkpointed."""
+    chain_pending(session)  # this transaction's own events too
     head = session.get(AuditHead, 1)
     if head is None or head.seq == 0:
         return None

@@ -13,6 +13,8 @@ from api.audit import service as audit
 def _three(session: Session) -> None:
     for i in range(3):
         audit.record(session, action=f"test.{i}", subject_type="test", subject_id=str(i), data={"i": i})
+    audit.chain_pending(session)  # chained at commit otherwise; these tests tamper within the transaction
+    session.flush()
 
 
 def _drop_guards(session: Session) -> None:

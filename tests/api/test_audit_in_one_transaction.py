@@ -1,5 +1,7 @@
-"""Several audit records in one transaction: the chain head is taken once and held, the records chain
-on in memory, and every end of a transaction or savepoint forgets the held head."""
+"""Several audit records in one transaction: they wait for the commit, where the chain head is taken
+once (the last lock the transaction takes, held only while it commits), the records chain on in
+memory and go in together; a rolled-back savepoint takes its records with it, and every end of a
+transaction or savepoint forgets the held head."""
 
 from __future__ import annotations
 
@@ -65,7 +67,7 @@ def test_records_of_one_transaction_follow_each_other_in_the_chain(engine: Engin
 def test_a_rolled_back_savepoint_leaves_no_gap_in_the_chain(engine: Engine) -> None:
     factory = make_session_factory(engine)
     tag = new_id()
-    with unit_of_work(factory) as s:
+    with head_updates(engine) as updates, unit_of_work(factory) as s:
         audit.record(s, action="savepoint.before", subject_type="test", subject_id=tag)
         try:
             with s.begin_nested():
@@ -73,15 +75,66 @@ def test_a_rolled_back_savepoint_leaves_no_gap_in_the_chain(engine: Engine) -> N
                 raise RuntimeError("undo the savepoint")
         except RuntimeError:
             pass
-        with head_updates(engine) as updates:
-            audit.record(s, action="savepoint.after", subject_type="test", subject_id=tag)
-            s.flush()
-        # the savepoint's rollback released what it locked: the head is taken again
-        assert sum("RETURNING" in u.upper() for u in updates) == 1
+        audit.record(s, action="savepoint.after", subject_type="test", subject_id=tag)
+        s.flush()
+        assert updates == []  # nothing chained before the commit
+    # the head is taken once, at the commit, for the two records that stand
+    assert sum("RETURNING" in u.upper() for u in updates) == 1
     with Session(engine) as s:
         rows = _mine(s, tag)
         assert [r.action for r in rows] == ["savepoint.before", "savepoint.after"]
         assert rows[1].seq == rows[0].seq + 1 and rows[1].prev_hash == rows[0].hash
+        assert audit.verify(s).ok
+
+
+def test_nested_savepoints_keep_what_was_released_and_drop_what_was_rolled_back(engine: Engine) -> None:
+    factory = make_session_factory(engine)
+    tag = new_id()
+    with unit_of_work(factory) as s:
+        with s.begin_nested():
+            audit.record(s, action="outer.kept", subject_type="test", subject_id=tag)
+            try:
+                with s.begin_nested():
+                    audit.record(s, action="inner.dropped", subject_type="test", subject_id=tag)
+                    raise RuntimeError("undo the inner savepoint")
+            except RuntimeError:
+                pass
+            audit.record(s, action="outer.kept.too", subject_type="test", subject_id=tag)
+        try:
+            with s.begin_nested():
+                with s.begin_nested():
+                    audit.record(s, action="released.then.dropped", subject_type="test", subject_id=tag)
+                raise RuntimeError("undo the savepoint around a released one")
+        except RuntimeError:
+            pass
+        audit.record(s, action="last", subject_type="test", subject_id=tag)
+    with Session(engine) as s:
+        rows = _mine(s, tag)
+        assert [r.action for r in rows] == ["outer.kept", "outer.kept.too", "last"]
+        assert [b.seq - a.seq for a, b in pairwise(rows)] == [1, 1]
+        assert audit.verify(s).ok
+
+
+def test_the_head_is_not_taken_until_the_commit(engine: Engine) -> None:
+    factory = make_session_factory(engine)
+    tag = new_id()
+    with head_updates(engine) as updates, unit_of_work(factory) as s:
+        audit.record(s, action="late.one", subject_type="test", subject_id=tag)
+        s.flush()
+        s.execute(select(func.count()).select_from(AuditHead)).scalar_one()
+        audit.record(s, action="late.two", subject_type="test", subject_id=tag)
+        s.flush()
+        # still nobody else's wait: the chain's head is untouched while the transaction works
+        assert updates == []
+        # reading the audit log in the same transaction: its own records are there (chained first)
+        assert [r.action for r in _mine(s, tag)] == ["late.one", "late.two"]
+        audit.record(s, action="late.three", subject_type="test", subject_id=tag)
+    # taken once (by the read); the commit chained the third record on in memory
+    assert sum("RETURNING" in u.upper() for u in updates) == 1
+    with Session(engine) as s:
+        rows = _mine(s, tag)
+        assert [r.action for r in rows] == ["late.one", "late.two", "late.three"]
+        assert all(b.prev_hash == a.hash for a, b in pairwise(rows))
         assert audit.verify(s).ok
 
 
