@@ -56,6 +56,10 @@ from api.rasa.client import RasaClient, RasaFailure
 
 log = logging.getLogger("concierge.turn")
 
+# Outcomes of ``screen_on_receipt`` kept for this process's worker; a turn another process runs (shared
+# mode) leaves its entry behind, so the oldest go (the database has every outcome anyway).
+_PRESCREENED_KEPT = 1024
+
 
 class SafetyOutcomeLike(Protocol):
     replies: list[ReplyDraft]
@@ -122,6 +126,9 @@ class ScreenedTurn:
     # Waiting for a person (handoff queued, nobody has it yet): the bot answers, and a message it
     # could not answer is acknowledged with the request's reference (api/handoffs/waiting.py).
     waiting: bool = False
+    # Whether a process taking up the turn was counted in ``inbox.attempts``: not yet for a turn
+    # screened when its message was stored (``screen_on_receipt``); its last step counts it. Not stored.
+    counted: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         return {"rasa_text": self.rasa_text, "ask_rasa": self.ask_rasa,
@@ -197,6 +204,9 @@ class TurnProcessor:
         self.fence: Callable[[Session, str], None] | None = None
         # Turns interrupted after Rasa answered (inbox id -> what _finish needs), until resumed.
         self._unfinished: dict[str, tuple[ScreenedTurn, list[dict[str, Any]], str | None]] = {}
+        # Turns screened when their message was stored (``screen_on_receipt``): inbox id -> outcome.
+        self._prescreened: dict[str, ScreenedTurn] = {}
+        self._prescreened_lock = threading.Lock()
 
     # Retrying a step: each step is one transaction, rolled back as a whole, so a retry repeats
     # nothing that was committed (and Rasa is not asked twice: only the failed step runs again).
@@ -240,7 +250,9 @@ class TurnProcessor:
             # (asking again would put the message into Rasa's conversation twice).
             screened, rasa_messages, failure = resumed
         else:
-            fresh: ScreenedTurn = await self._step(self._screen, inbox_id)
+            with self._prescreened_lock:
+                prescreened = self._prescreened.pop(inbox_id, None)
+            fresh: ScreenedTurn = prescreened or await self._step(self._screen, inbox_id)
             if fresh.done is not None:
                 return fresh.done
             screened = fresh
@@ -337,68 +349,102 @@ class TurnProcessor:
                 ids = [m.id for m in conversations.replies_to(session, msg.id)]
                 return ScreenedTurn(conv.id, msg.id, "", False, [], done=TurnResult(msg.id, ids))
             if inbox.screened_at is not None and inbox.screen is not None:
-                # Screened before an outage or a crash: what it found is committed; go on from there.
+                # Screened before an outage or a crash, or when it was stored (``screen_on_receipt``):
+                # what it found is committed; go on from there.
                 inbox.attempts += 1
                 return ScreenedTurn.from_dict(conv.id, msg.id, inbox.screen)
-            outcome = self.safety_hook(session, conv, msg, now)
-            if conv.state == ConversationState.closed:
-                conv.state = ConversationState.bot
-                conv.failed_turns = 0
-                audit.record(session, action="conversation.reopened", subject_type="conversation",
-                             subject_id=conv.id, actor_type="hcp", at=now)
-            with_human = conv.state in (ConversationState.human, ConversationState.queued)
-            # Waiting for a person who has not taken the conversation yet: the bot keeps answering.
-            queued = conv.state == ConversationState.queued
-            # The HCP's callback / email choice is answered by the api in every state (it must work
-            # when Rasa is down).
-            api_replies = None if outcome.stop_processing else handoffs.answer_contact_choice(
-                session, conv, msg, now)
-            if api_replies is None and queued and not outcome.stop_processing and waiting.wants_to_cancel(msg):
-                api_replies = waiting.cancel(session, conv, msg, now)
-            if api_replies is None and with_human and not outcome.stop_processing \
-                    and (msg.payload or "").startswith("/give_score"):
-                # A CSAT tap (a request closed while a person is in the chat) is recorded, not lost.
-                api_replies = handoffs.answer_score_without_rasa(session, conv, msg, now)
-            # WhatsApp verification intake, only for a message the screen did not act on (an
-            # adverse event, opt-out/in, HELP or off-label question always comes first).
-            screen_acted = bool(outcome.replies) or getattr(outcome, "adverse_event_id", None) is not None
-            step = None
-            if api_replies is None and not outcome.stop_processing and not with_human and not screen_acted:
-                step = intake.on_message(session, conv, msg, now)
-                if step.consumed:
-                    api_replies = step.replies
-            ask_rasa = not outcome.stop_processing and (queued or not with_human) and api_replies is None
-            if with_human and not outcome.stop_processing:
-                audit.record(session, action="message.relayed", subject_type="message",
-                             subject_id=str(msg.id), data={"conversation_id": conv.id,
-                                                           "state": conv.state}, at=now)
-            # The text Rasa sees: a clicked quick reply sends its payload (e.g. "/request_human"); typed
-            # text with misspelt product names corrected (the stored message stays as written).
-            rasa_text = msg.payload or spelling.correct(msg.body)
-            safety_replies = list(outcome.replies)
-            ae_found = getattr(outcome, "adverse_event_id", None) is not None and not msg.payload
-            ae_question = None
-            if ae_found and ask_rasa:
-                ae_question = ae_turn.embedded_question(rasa_text)
-                rasa_text = ae_question or rasa_text
-                if not safety_replies:  # a detail for an open report (the patient's age, the product …)
-                    safety_replies.append(ReplyDraft(text=ae_turn.FOLLOW_UP_THANKS))
-            if not msg.payload and conv.failed_turns >= 1 and routing.asks_for_person(msg.body):
-                # A plain request for a person right after a turn we got wrong: hand over at once,
-                # whatever the NLU (or the screen) made of it; action_request_handoff reads the team
-                # from the stored text.
-                rasa_text = "/request_human"
-            screened = ScreenedTurn(conv.id, msg.id, rasa_text, ask_rasa, [*safety_replies, *(api_replies or [])],
-                                    intake=step if step is not None and not step.consumed else None,
-                                    ae_turn=ae_found and ask_rasa,
-                                    ae_question=ae_question is not None,
-                                    handoff=bool(getattr(outcome, "handoff_requested", False)),
-                                    waiting=queued and ask_rasa)
-            # Counted with the outcome (one UPDATE of the row; a failed attempt rolls back either way).
+            return self._screen_loaded(session, inbox, msg, conv, now)
+
+    def screen_on_receipt(self, session: Session, inbox: InboxItem, msg: Message, conv: Conversation,
+                          now: datetime) -> ScreenedTurn | None:
+        """Step 1 in the transaction that stores the message (web chat), when nothing else of its
+        conversation is pending — so no turn of it is running in any process and the screen sees the
+        conversation as the worker would. Saves the turn a transaction of its own; the outcome is stored
+        with the inbox row exactly as step 1 stores it. The caller hands the result to ``prescreened``
+        once its transaction has committed. None: not screened here (the worker's step 1 does it).
+
+        ``conv`` is locked in this transaction already (``FOR UPDATE``). An error raised here fails
+        the caller's transaction; it stores the message again without screening it."""
+        ready = getattr(self.safety_hook, "ready", None)
+        if ready is not None and not ready():
+            return None  # the screen is still loading: do not wait for it holding the conversation
+        others = session.execute(
+            select(InboxItem.id).where(InboxItem.conversation_id == conv.id,
+                                       InboxItem.status == InboxStatus.pending,
+                                       InboxItem.id != inbox.id).limit(1)).first()
+        if others is not None:
+            return None
+        return self._screen_loaded(session, inbox, msg, conv, now, taken_up=False)
+
+    def prescreened(self, inbox_id: str, screened: ScreenedTurn) -> None:
+        """A turn screened when its message was stored (committed): step 1 is done for it."""
+        with self._prescreened_lock:  # stored from request threads, taken by the worker's loop
+            self._prescreened[inbox_id] = screened
+            while len(self._prescreened) > _PRESCREENED_KEPT:  # another process may run those turns
+                self._prescreened.pop(next(iter(self._prescreened)))
+
+    def _screen_loaded(self, session: Session, inbox: InboxItem, msg: Message, conv: Conversation,
+                       now: datetime, *, taken_up: bool = True) -> ScreenedTurn:
+        outcome = self.safety_hook(session, conv, msg, now)
+        if conv.state == ConversationState.closed:
+            conv.state = ConversationState.bot
+            conv.failed_turns = 0
+            audit.record(session, action="conversation.reopened", subject_type="conversation",
+                         subject_id=conv.id, actor_type="hcp", at=now)
+        with_human = conv.state in (ConversationState.human, ConversationState.queued)
+        # Waiting for a person who has not taken the conversation yet: the bot keeps answering.
+        queued = conv.state == ConversationState.queued
+        # The HCP's callback / email choice is answered by the api in every state (it must work
+        # when Rasa is down).
+        api_replies = None if outcome.stop_processing else handoffs.answer_contact_choice(
+            session, conv, msg, now)
+        if api_replies is None and queued and not outcome.stop_processing and waiting.wants_to_cancel(msg):
+            api_replies = waiting.cancel(session, conv, msg, now)
+        if api_replies is None and with_human and not outcome.stop_processing \
+                and (msg.payload or "").startswith("/give_score"):
+            # A CSAT tap (a request closed while a person is in the chat) is recorded, not lost.
+            api_replies = handoffs.answer_score_without_rasa(session, conv, msg, now)
+        # WhatsApp verification intake, only for a message the screen did not act on (an
+        # adverse event, opt-out/in, HELP or off-label question always comes first).
+        screen_acted = bool(outcome.replies) or getattr(outcome, "adverse_event_id", None) is not None
+        step = None
+        if api_replies is None and not outcome.stop_processing and not with_human and not screen_acted:
+            step = intake.on_message(session, conv, msg, now)
+            if step.consumed:
+                api_replies = step.replies
+        ask_rasa = not outcome.stop_processing and (queued or not with_human) and api_replies is None
+        if with_human and not outcome.stop_processing:
+            audit.record(session, action="message.relayed", subject_type="message",
+                         subject_id=str(msg.id), data={"conversation_id": conv.id,
+                                                       "state": conv.state}, at=now)
+        # The text Rasa sees: a clicked quick reply sends its payload (e.g. "/request_human"); typed
+        # text with misspelt product names corrected (the stored message stays as written).
+        rasa_text = msg.payload or spelling.correct(msg.body)
+        safety_replies = list(outcome.replies)
+        ae_found = getattr(outcome, "adverse_event_id", None) is not None and not msg.payload
+        ae_question = None
+        if ae_found and ask_rasa:
+            ae_question = ae_turn.embedded_question(rasa_text)
+            rasa_text = ae_question or rasa_text
+            if not safety_replies:  # a detail for an open report (the patient's age, the product …)
+                safety_replies.append(ReplyDraft(text=ae_turn.FOLLOW_UP_THANKS))
+        if not msg.payload and conv.failed_turns >= 1 and routing.asks_for_person(msg.body):
+            # A plain request for a person right after a turn we got wrong: hand over at once,
+            # whatever the NLU (or the screen) made of it; action_request_handoff reads the team
+            # from the stored text.
+            rasa_text = "/request_human"
+        screened = ScreenedTurn(conv.id, msg.id, rasa_text, ask_rasa, [*safety_replies, *(api_replies or [])],
+                                intake=step if step is not None and not step.consumed else None,
+                                ae_turn=ae_found and ask_rasa,
+                                ae_question=ae_question is not None,
+                                handoff=bool(getattr(outcome, "handoff_requested", False)),
+                                waiting=queued and ask_rasa, counted=taken_up)
+        # Counted with the outcome (one UPDATE of the row; a failed attempt rolls back either way).
+        if taken_up:
             inbox.attempts += 1
-            inbox.screened_at = now
-            inbox.screen = screened.to_dict()
-            return screened
+        inbox.screened_at = now
+        inbox.screen = screened.to_dict()
+        return screened
 
     # -- step 3/4: replies, outbox, delivery ---------------------------------------------------
     def _finish(self, inbox_id: str, screened: ScreenedTurn, rasa_messages: list[dict[str, Any]],
@@ -410,6 +456,8 @@ class TurnProcessor:
                 # A commit whose acknowledgement was lost (the connection dropped at COMMIT) is
                 # retried as a whole: it already happened, so it is not done twice.
                 return TurnResult(msg.id, [m.id for m in conversations.replies_to(session, msg.id)], failure)
+            if not screened.counted:  # screened on receipt: this is the first time a process takes it up
+                inbox.attempts += 1
             drafts = list(screened.safety_replies)
             if screened.ae_turn:
                 drafts = ae_turn.one_acknowledgement(drafts)

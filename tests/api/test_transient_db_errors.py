@@ -140,7 +140,9 @@ def test_a_turn_failing_for_another_reason_sets_the_message_aside_and_tells_the_
     r = client.post(f"/api/webchat/sessions/{sid}/messages", json={"text": "a bug hits this one"})
     assert r.status_code == 200
     assert [m["text"] for m in r.json()["messages"]] == [copy.TURN_SET_ASIDE]
-    assert calls[0] == 2                  # not retried as a lock; tried once more alone when set aside
+    # not retried as a lock: tried as the message was stored (TurnProcessor.screen_on_receipt), by the
+    # turn's step 1, and once more alone when set aside
+    assert calls[0] == 3
     msg, inbox = _inbound(engine, "a bug hits this one")
     assert inbox.status == "failed" and "ValueError" in (inbox.error or "")
     assert msg.body == "a bug hits this one"      # the message itself is kept

@@ -21,6 +21,7 @@ import asyncio
 import dataclasses
 import hashlib
 import json
+import logging
 from pathlib import Path
 from typing import Annotated
 
@@ -51,6 +52,8 @@ from api.relay import service as relay
 from api.relay.schemas import RelayState
 from api.relay.stream import events, resume_cursor, sse_response
 from api.state import AppState, app_state
+
+log = logging.getLogger("concierge.webchat")
 
 router = APIRouter(tags=["webchat"])
 STATIC = Path(__file__).resolve().parent / "static"
@@ -199,19 +202,51 @@ def client_message_key(conversation_id: str, client_message_id: str) -> str:
     return f"wc:{digest[:61]}"
 
 
+class _ScreenOnReceiptFailed(Exception):
+    """The safety screen failed in the transaction storing the message (the cause is chained)."""
+
+
 async def _post(request: Request, session_id: str) -> TurnRead:
     state = app_state(request)
     body = await _parse_message(request, state.settings.max_message_chars)
 
-    def persist() -> tuple[str, int, str]:
+    processor = state.worker.processor
+
+    def store(screen: bool) -> tuple[str, int, str]:
         with unit_of_work(state.session_factory) as session:
             # Locked as it is read: messages of one conversation get ids in commit order (persist_inbound).
             conv = conversations.get_by_session_token(session, session_id, for_update=True)
             key = None if body.client_message_id is None else client_message_key(conv.id, body.client_message_id)
+            now = state.clock.now()
             stored = conversations.persist_inbound(
-                session, conv, text=body.text, payload=body.payload, now=state.clock.now(),
+                session, conv, text=body.text, payload=body.payload, now=now,
                 channel_message_id=key, conflict_if_different=True, conversation_locked=True)
-            return conv.id, stored.message.id, stored.inbox.status
+            screened = None
+            if screen and not stored.duplicate:
+                # Nothing else of the conversation pending: its safety screen (step 1 of the turn) runs
+                # in this transaction instead of one of its own (TurnProcessor.screen_on_receipt).
+                try:
+                    screened = processor.screen_on_receipt(session, stored.inbox, stored.message, conv, now)
+                except Exception as exc:
+                    raise _ScreenOnReceiptFailed from exc
+            ids = (conv.id, stored.message.id, stored.inbox.status, stored.inbox.id)
+        if screened is not None:  # committed with the message
+            processor.prescreened(ids[3], screened)
+            prescreened.append(ids[3])
+        return ids[:3]
+
+    prescreened: list[str] = []
+
+    def persist() -> tuple[str, int, str]:
+        try:
+            return store(screen=True)
+        except _ScreenOnReceiptFailed as failed:
+            # The storing transaction rolled back as a whole: store the message on its own; its turn's
+            # step 1 screens it (retrying a busy database; setting the message aside, kept, if it fails).
+            cause = failed.__cause__ or failed
+            log.warning("screening on receipt failed (%s); the message is stored and its turn screens it",
+                        type(cause).__name__, exc_info=not is_transient(cause))
+            return store(screen=False)
 
     # The whole request is bounded by the turn's deadline plus a margin: storing the message (which
     # waits for the database: a lock, a busy SQLite file) and then waiting for its replies share it.
@@ -231,7 +266,8 @@ async def _post(request: Request, session_id: str) -> TurnRead:
         # A turn still running at the deadline (the database is back from an outage, say) answers on
         # the message stream instead.
         wait = max(0.0, deadline - loop.time())
-        result = await state.worker.submit(conv_id, message_id, timeout=wait)
+        result = await state.worker.submit(conv_id, message_id, timeout=wait,
+                                           only_pending=prescreened[0] if prescreened else None)
         pending = result is None
         if result is not None and result.page is not None:
             # The turn's last step committed these: no need to read them back.
