@@ -23,7 +23,6 @@ One row, one delivery:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 from collections.abc import Mapping
@@ -44,6 +43,7 @@ from api.conversations.models import Channel, Conversation, Message, MessageStat
 from api.db import unit_of_work
 from api.errors import ContentGated
 from api.outbox import SendGate
+from api.polling_loop import PollingLoop
 from api.safety import service as safety
 from feedback import fatigue
 
@@ -77,7 +77,9 @@ class Plan:
     attempt_at: datetime
 
 
-class OutboxDispatcher:
+class OutboxDispatcher(PollingLoop):
+    task_name = "outbox-dispatcher"
+
     def __init__(
         self,
         session_factory: sessionmaker[Session],
@@ -92,6 +94,7 @@ class OutboxDispatcher:
         rng: random.Random | None = None,
         fatigue_policy: fatigue.FatiguePolicy | None = None,
     ) -> None:
+        super().__init__()
         self.session_factory = session_factory
         self.client = client
         self.clock = clock
@@ -102,24 +105,11 @@ class OutboxDispatcher:
         self.policy = policy or DispatchPolicy()
         self.fatigue = fatigue_policy  # None: no frequency cap / quiet hours (the app passes its settings')
         self._rng = rng or random.Random()
-        self._wake = asyncio.Event()
         self._busy: set[str] = set()
-        self._task: asyncio.Task[None] | None = None
-        self._closing = False
 
-    # -- lifecycle ------------------------------------------------------------------------------
-    def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="outbox-dispatcher")
-
-    def kick(self) -> None:
-        """There may be new rows to deliver: look now rather than at the next poll."""
-        self._wake.set()
-
+    # -- lifecycle (start, kick: PollingLoop) ---------------------------------------------------
     async def close(self) -> None:
-        self._closing = True
-        self._wake.set()
-        if self._task is not None:
-            await asyncio.gather(self._task, return_exceptions=True)
+        await super().close()
         await self.client.aclose()
 
     async def _run(self) -> None:
@@ -128,9 +118,7 @@ class OutboxDispatcher:
                 await self.run_once()
             except Exception:
                 log.exception("outbox dispatch round failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self.policy.poll_interval)
-            self._wake.clear()
+            await self._wait_for_kick(self.policy.poll_interval)
 
     async def run_once(self) -> int:
         """Deliver what is due now, every conversation concurrently. Returns rows acted on."""

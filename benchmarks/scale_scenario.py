@@ -36,7 +36,6 @@ import random
 import signal
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -62,6 +61,7 @@ from api.channels.whatsapp.fake_twilio import (  # noqa: E402
     TwilioSigner,
 )
 from api.conversations.copy import RASA_FALLBACK  # noqa: E402
+from api.threaded_server import ThreadedServer  # noqa: E402
 from benchmarks._stack import free_port  # noqa: E402
 
 PUBLIC_URL = "https://concierge.example.com"
@@ -113,29 +113,10 @@ def admin_url(pg: str, database: str) -> str:
 
 # -- the fake Twilio, served here --------------------------------------------------------------------
 
-class FakeTwilioServer:
+class FakeTwilioServer(ThreadedServer):
     def __init__(self) -> None:
-        import uvicorn
-
         self.twilio = FakeTwilio()
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(self.twilio.app(), host="127.0.0.1", port=self.port, log_level="warning")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, name="fake-twilio", daemon=True)
-
-    def start(self) -> FakeTwilioServer:
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("the fake Twilio did not start")
-            time.sleep(0.05)
-        return self
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=30)
+        super().__init__(self.twilio.app(), port=free_port(), name="fake-twilio", label="the fake Twilio")
 
 
 # -- the product -------------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ from api.db import make_engine  # noqa: E402
 from api.migrate import upgrade  # noqa: E402
 from api.scratch_db import create_database, drop_database  # noqa: E402
 from api.settings import Settings  # noqa: E402
+from api.threaded_server import ThreadedServer  # noqa: E402
 from feedback import rollups  # noqa: E402
 
 if TYPE_CHECKING:
@@ -209,34 +210,11 @@ def redis_available(url: str) -> bool:
         return False
 
 
-class LiveServer:
+class LiveServer(ThreadedServer):
     """An api served by uvicorn in a background thread."""
 
     def __init__(self, app: object, port: int) -> None:
-        import threading
-
-        import uvicorn
-
-        self.port = port
-        self.url = f"http://127.0.0.1:{port}"
-        config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")  # type: ignore[arg-type]
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, name=f"uvicorn-{port}", daemon=True)
-
-    def start(self, timeout: float = 30.0) -> LiveServer:
-        import time
-
-        self.thread.start()
-        deadline = time.monotonic() + timeout
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("api did not start")
-            time.sleep(0.05)
-        return self
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=30)
+        super().__init__(app, port=port, name=f"uvicorn-{port}", label="api", lifespan="on")
 
 
 class LiveStack:

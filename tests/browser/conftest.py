@@ -7,22 +7,19 @@ marked ``browser``.
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 from sqlalchemy import Engine
 
 from api.app import create_app
 from api.handoffs import screening
 from api.pipeline.turn import null_safety_hook
 from api.settings import Settings
+from api.threaded_server import ThreadedServer
 from tests.browser.fake_api import FakeChatApi
 from tests.conftest import REPO
 from tests.fakes.rasa import FakeRasa
@@ -57,31 +54,12 @@ def serve_app(app: Any, *, startup_timeout: float = 20.0) -> Iterator[str]:
 
     Yields the base URL; stops the server and joins the thread on exit.
     """
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_level="warning", lifespan="auto", ws="none", access_log=False)
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + startup_timeout
-    while not server.started:
-        if not thread.is_alive():
-            sock.close()
-            raise RuntimeError("the test server exited during startup (see the log above)")
-        if time.monotonic() > deadline:
-            server.should_exit = True
-            thread.join(5)
-            sock.close()
-            raise RuntimeError(f"the test server did not start within {startup_timeout:.0f} s")
-        time.sleep(0.02)
+    server = ThreadedServer(app, name="test-server", label="the test server", lifespan="auto", ws="none",
+                            access_log=False).start(startup_timeout)
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield server.url
     finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
+        server.stop(timeout=10)
 
 
 def end_live_streams(app: Any) -> None:

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import socket
-import threading
 import time
-from collections.abc import Iterator
 
 import httpx
-import pytest
 from sqlalchemy import Engine
 
 from api.app import create_app
@@ -16,36 +12,6 @@ from api.conversations.copy import RASA_FALLBACK
 from api.pipeline.turn import null_safety_hook
 from api.settings import Settings
 from tests.conftest import LiveServer, free_port
-
-
-@pytest.fixture()
-def hanging_rasa() -> Iterator[str]:
-    """A TCP server that accepts connections and never answers."""
-    srv = socket.socket()
-    srv.bind(("127.0.0.1", 0))
-    srv.listen(64)
-    held: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        srv.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                conn, _ = srv.accept()
-                held.append(conn)
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-
-    t = threading.Thread(target=accept, daemon=True)
-    t.start()
-    yield f"http://127.0.0.1:{srv.getsockname()[1]}"
-    stop.set()
-    t.join()
-    for c in held:
-        c.close()
-    srv.close()
 
 
 def _turn(engine: Engine, settings: Settings, rasa_url: str) -> tuple[dict[str, object], float]:
@@ -74,7 +40,7 @@ def test_rasa_stopped_gets_the_fallback_within_the_deadline(engine: Engine, sett
 
 
 def test_a_hanging_rasa_gets_the_fallback_at_the_deadline(engine: Engine, settings: Settings,
-                                                          hanging_rasa: str) -> None:
-    reply, elapsed = _turn(engine, settings, hanging_rasa)
+                                                          hanging_server: str) -> None:
+    reply, elapsed = _turn(engine, settings, hanging_server)
     assert reply["text"] == RASA_FALLBACK
     assert 1.4 <= elapsed < 1.5 + 2.0

@@ -7,11 +7,8 @@ write the message text into that line.
 
 from __future__ import annotations
 
-import socket
-import threading
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -24,43 +21,15 @@ from tests.conftest import free_port
 pytestmark = pytest.mark.rasa
 
 
-@pytest.fixture()
-def silent_action_server() -> Iterator[str]:
-    """Accepts the action call and never answers."""
-    srv = socket.socket()
-    srv.bind(("127.0.0.1", 0))
-    srv.listen(16)
-    held: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        srv.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                held.append(srv.accept()[0])
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{srv.getsockname()[1]}/rasa/webhook"
-    stop.set()
-    thread.join(2)
-    for conn in held:
-        conn.close()
-    srv.close()
-
-
 def test_a_turn_timing_out_inside_rasa_leaves_no_message_text_in_its_log(
-        silent_action_server: str, tmp_path: Path) -> None:
+        hanging_server: str, tmp_path: Path) -> None:
     port = free_port()
     settings = Settings(var_dir=tmp_path / "var", rasa_url=f"http://127.0.0.1:{port}", rasa_timeout=1.0)
     assert process.response_timeout(settings) == 10  # never below 10 s
     model = process.ensure_model(settings)
     log_file = tmp_path / "rasa.log"
-    proc = process.start_rasa(settings, model, port=port, action_url=silent_action_server, log_file=log_file)
+    proc = process.start_rasa(settings, model, port=port, action_url=f"{hanging_server}/rasa/webhook",
+                              log_file=log_file)
     canary = f"canary-{uuid.uuid4().hex[:8]}"
     try:
         process.wait_until_ready(settings.rasa_url, settings.rasa_token, proc=proc, timeout=240)

@@ -56,6 +56,7 @@ from api.channels.whatsapp import service as wa
 from api.channels.whatsapp.models import WhatsappInbound
 from api.clock import Clock
 from api.db import is_transient, make_engine, make_session_factory, read_only, unit_of_work
+from api.polling_loop import PollingLoop
 from api.safety import rules
 
 log = logging.getLogger("concierge.whatsapp.ingest")
@@ -154,9 +155,12 @@ class Ingested:
     result: wa.InboundResult | None  # None: the row was no longer pending (another ingester took it)
 
 
-class Ingester:
+class Ingester(PollingLoop):
     """Ingests pending raw webhooks in ``id`` order, one transaction each, then hands the message to
-    the conversation worker (``on_ingested``) and queued channel replies to the dispatcher."""
+    the conversation worker (``on_ingested``) and queued channel replies to the dispatcher. ``kick`` it
+    when a raw row was just stored in this process: it looks now rather than at the next poll."""
+
+    task_name = "whatsapp-ingest"
 
     def __init__(
         self,
@@ -172,6 +176,7 @@ class Ingester:
         batch: int = 200,
         chunk: int = 20,
     ) -> None:
+        super().__init__()
         self.engine = engine
         self.session_factory = session_factory
         self.intake = intake_engine(engine)
@@ -189,23 +194,7 @@ class Ingester:
         # lock serialises everything anyway. On PostgreSQL a chunk would hold several conversations'
         # row locks and the audit-chain head at once, in an order a turn can cross: deadlocks.
         self.chunk = chunk if self.separate else 1
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._closing = False
         self._failures: dict[int, int] = {}
-
-    def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="whatsapp-ingest")
-
-    def kick(self) -> None:
-        """A raw row was just stored (same process): look now rather than at the next poll."""
-        self._wake.set()
-
-    async def close(self) -> None:
-        self._closing = True
-        self._wake.set()
-        if self._task is not None:
-            await asyncio.gather(self._task, return_exceptions=True)
 
     # While the database is unreachable: wait this long between rounds, doubling up to the maximum,
     # and say so once (a round every poll interval would log a traceback 20 times a second).
@@ -233,12 +222,10 @@ class Ingester:
                 log.info("whatsapp ingest: database reachable again")
                 backoff = 0.0
             if done == 0:
-                try:
-                    await asyncio.wait_for(self._wake.wait(), timeout=idle_wait)
+                if await self._wait_for_kick(idle_wait):
                     idle_wait = self.poll_interval  # kicked: traffic, look often again
-                except TimeoutError:
+                else:
                     idle_wait = min(idle_wait * 2, self.idle_poll_max)
-                self._wake.clear()
             else:
                 idle_wait = self.poll_interval
 

@@ -22,7 +22,6 @@ import asyncio
 import itertools
 import re
 import secrets
-import socket
 import threading
 import time
 from contextlib import asynccontextmanager
@@ -39,6 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from api.channels.whatsapp.fake_twilio import ACCOUNT_SID, WHATSAPP_FROM, FakeTwilio, SentRecord, TwilioSigner
 from api.settings import Settings
+from api.threaded_server import ThreadedServer
 
 STATIC = Path(__file__).resolve().parent / "sandbox_static"
 INBOUND_PATH = "/webhooks/twilio/whatsapp"
@@ -115,8 +115,7 @@ class PhoneSandbox:
         self._lock = threading.Lock()
         self._client: httpx.AsyncClient | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-        self._server: Any = None
-        self._thread: threading.Thread | None = None
+        self._server: ThreadedServer | None = None
         self.fake.listeners.append(self._on_sent)
 
     # -- wiring ---------------------------------------------------------------------------------
@@ -291,35 +290,14 @@ class PhoneSandbox:
     # -- lifecycle ------------------------------------------------------------------------------
     def start(self, host: str = "127.0.0.1", port: int = 0, *, timeout: float = 20.0) -> str:
         """Serve on loopback in a background thread; returns the base URL."""
-        import uvicorn
-
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError as exc:
-            sock.close()
-            raise RuntimeError(f"the WhatsApp sandbox cannot listen on {host}:{port}: {exc.strerror}") from exc
-        bound = sock.getsockname()[1]
-        self.url = f"http://{host}:{bound}"
-        config = uvicorn.Config(self.app(), log_level="warning", access_log=False, lifespan="on")
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]},
-                                        name="whatsapp-sandbox", daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + timeout
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError("the WhatsApp sandbox did not start")
-            time.sleep(0.02)
+        self._server = ThreadedServer(self.app(), host=host, port=port, name="whatsapp-sandbox",
+                                      label="the WhatsApp sandbox", access_log=False, lifespan="on")
+        self.url = self._server.start(timeout).url
         return self.url
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+            self._server.stop(timeout=10)
 
 
 class ReadAck(BaseModel):
