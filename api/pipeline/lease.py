@@ -31,6 +31,7 @@ import os
 import socket
 import uuid
 from collections.abc import Sequence
+from typing import NoReturn
 
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.orm import Session
@@ -70,6 +71,11 @@ UPDATE conversation_lease SET expires_at = clock_timestamp() + make_interval(sec
                            FOR UPDATE SKIP LOCKED)
 """)
 _RELEASE = text("DELETE FROM conversation_lease WHERE conversation_id = :cid AND holder = :holder")
+_LET_GO = text("DELETE FROM conversation_lease WHERE conversation_id = :cid AND holder = :holder "
+               "RETURNING conversation_id")
+# The turn letting go has marked its own row done in the same transaction, but not yet flushed it.
+_PENDING_OTHER = text("SELECT EXISTS (SELECT 1 FROM inbox WHERE conversation_id = :cid AND status = 'pending' "
+                      "AND id <> :inbox)")
 _PENDING = text("SELECT EXISTS (SELECT 1 FROM inbox WHERE conversation_id = :cid AND status = 'pending')")
 # Pending work whose lease is missing, expired, or (a turn of ours was interrupted) our own.
 _ORPHANS = text("""
@@ -124,11 +130,26 @@ class LeaseStore:
         row = session.execute(_FENCE, {"cid": conversation_id, "holder": self.holder,
                                        "ttl": self.lease_s}).first()
         if row is None:
-            now = session.execute(text("SELECT holder, expires_at - clock_timestamp() FROM conversation_lease "
-                                       "WHERE conversation_id = :cid"), {"cid": conversation_id}).first()
-            held = "nobody" if now is None else f"{now[0]} (for {now[1].total_seconds():.1f}s more)"
-            raise LeaseLost(f"conversation {conversation_id}: this process ({self.holder}) lost the lease; "
-                            f"held by {held}")
+            self._lost(session, conversation_id)
+
+    def let_go(self, session: Session, conversation_id: str, inbox_id: str) -> bool:
+        """The fence of a drain's last turn step, which also lets go: in that step's transaction, just before
+        COMMIT, the lease is deleted if still ours (else ``LeaseLost``: the step rolls back as a whole) and
+        then — in a later statement, so with a later snapshot — pending messages other than the turn's own
+        are looked for; True if there are (the caller takes the lease again). Saves the drain its
+        ``release_and_check`` transaction. A kick that found the lease ours before the DELETE left its
+        message (committed before that kick) to us: the check sees it. One that comes after waits on the
+        deleted row until this commits, then takes the lease itself."""
+        if session.execute(_LET_GO, {"cid": conversation_id, "holder": self.holder}).first() is None:
+            self._lost(session, conversation_id)
+        return bool(session.execute(_PENDING_OTHER, {"cid": conversation_id, "inbox": inbox_id}).scalar())
+
+    def _lost(self, session: Session, conversation_id: str) -> NoReturn:
+        now = session.execute(text("SELECT holder, expires_at - clock_timestamp() FROM conversation_lease "
+                                   "WHERE conversation_id = :cid"), {"cid": conversation_id}).first()
+        held = "nobody" if now is None else f"{now[0]} (for {now[1].total_seconds():.1f}s more)"
+        raise LeaseLost(f"conversation {conversation_id}: this process ({self.holder}) lost the lease; "
+                        f"held by {held}")
 
     def heartbeat(self) -> int:
         """Renew every lease this process holds; returns how many."""

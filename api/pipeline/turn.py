@@ -90,6 +90,10 @@ class TurnResult:
     # for the turn answers without reading them back. None: not taken (another path ended the turn);
     # read them from the database.
     page: TurnPage | None = None
+    # Shared mode, a drain's last turn (``process(last=True)``): its last step let go of the conversation's
+    # lease as it committed, and whether other messages of the conversation were pending then.
+    let_go: bool = False
+    more_pending: bool = False
 
 
 @dataclass(frozen=True)
@@ -202,6 +206,9 @@ class TurnProcessor:
         # Several processes on one database (api/pipeline/lease.py): called last in each step's
         # transaction; raises (a ``TurnInterrupted``) when this process no longer holds the conversation.
         self.fence: Callable[[Session, str], None] | None = None
+        # Shared mode: the fence of a drain's last step, which also lets go of the lease in that step's
+        # transaction; returns whether other messages of the conversation are pending (api/pipeline/lease.py).
+        self.let_go: Callable[[Session, str, str], bool] | None = None
         # Turns interrupted after Rasa answered (inbox id -> what _finish needs), until resumed.
         self._unfinished: dict[str, tuple[ScreenedTurn, list[dict[str, Any]], str | None]] = {}
         # Turns screened when their message was stored (``screen_on_receipt``): inbox id -> outcome.
@@ -243,7 +250,9 @@ class TurnProcessor:
         while not self.stopping.is_set() and (left := end - time.monotonic()) > 0:
             await asyncio.sleep(min(left, 0.1))
 
-    async def process(self, inbox_id: str) -> TurnResult:
+    async def process(self, inbox_id: str, *, last: bool = False) -> TurnResult:
+        """Run one turn. ``last``: the drain has nothing after it, so (shared mode) its last step lets go
+        of the lease in its own transaction (``TurnResult.let_go``) instead of one more transaction after."""
         resumed = self._unfinished.pop(inbox_id, None)
         if resumed is not None:
             # Interrupted before its replies were stored: finish with the answer Rasa already gave
@@ -265,13 +274,18 @@ class TurnProcessor:
                     failure = f"{reply.reason}: {reply.detail}"
                 else:
                     rasa_messages = reply.messages
+        released: dict[str, bool] = {}
         try:
-            result: TurnResult = await self._step(self._finish, inbox_id, screened, rasa_messages, failure)
+            result: TurnResult = await self._step(self._finish, inbox_id, screened, rasa_messages, failure,
+                                                  released if last and self.let_go is not None else None)
         except LeaseLost:
             raise  # the holder finishes this turn; what Rasa told us is not ours to store
         except TurnInterrupted:
             self._unfinished[inbox_id] = (screened, rasa_messages, failure)
             raise
+        if "more_pending" in released:  # set by the committed attempt's let_go (a retry sets it again)
+            result.let_go = True
+            result.more_pending = released["more_pending"]
         return result
 
     async def set_aside(self, inbox_id: str, error: str) -> TurnResult:
@@ -312,7 +326,8 @@ class TurnProcessor:
             deliver_pending(session, conv.id, senders=self.senders, gate=self.gate, now=now)
             return TurnResult(msg.id, [m.id for m in replies], "set_aside")
 
-    def _load_turn(self, session: Session, inbox_id: str) -> tuple[InboxItem, Message, Conversation]:
+    def _load_turn(self, session: Session, inbox_id: str, *,
+                   fenced: bool = True) -> tuple[InboxItem, Message, Conversation]:
         """The inbox row, its message and its conversation: one query (each step starts with them).
 
         The conversation row is locked as it is read, before the step writes anything. Lock order:
@@ -329,7 +344,8 @@ class TurnProcessor:
             .with_for_update(of=Conversation)
         ).one()
         inbox, msg, conv = row[0], row[1], row[2]
-        self._fence_at_commit(session, conv.id)
+        if fenced:
+            self._fence_at_commit(session, conv.id)
         return inbox, msg, conv
 
     def _fence_at_commit(self, session: Session, conversation_id: str) -> None:
@@ -448,14 +464,22 @@ class TurnProcessor:
 
     # -- step 3/4: replies, outbox, delivery ---------------------------------------------------
     def _finish(self, inbox_id: str, screened: ScreenedTurn, rasa_messages: list[dict[str, Any]],
-                failure: str | None) -> TurnResult:
+                failure: str | None, released: dict[str, bool] | None = None) -> TurnResult:
         now = self.clock.now()
+        let_go = self.let_go if released is not None else None
         with unit_of_work(self.session_factory) as session:
-            inbox, msg, conv = self._load_turn(session, inbox_id)
+            inbox, msg, conv = self._load_turn(session, inbox_id, fenced=let_go is None)
             if inbox.status != InboxStatus.pending:
                 # A commit whose acknowledgement was lost (the connection dropped at COMMIT) is
-                # retried as a whole: it already happened, so it is not done twice.
+                # retried as a whole: it already happened, so it is not done twice (and writes nothing:
+                # no fence; a lease let go of then stays let go of, one kept is let go of by the drain).
                 return TurnResult(msg.id, [m.id for m in conversations.replies_to(session, msg.id)], failure)
+            if let_go is not None and released is not None:
+                # The fence of this last step: still ours, and let go of as it commits (the pending check
+                # comes after, in a later statement, like ``LeaseStore.release_and_check``).
+                released.clear()
+                event.listen(session, "before_commit",
+                             lambda s: released.__setitem__("more_pending", let_go(s, conv.id, inbox_id)))
             if not screened.counted:  # screened on receipt: this is the first time a process takes it up
                 inbox.attempts += 1
             drafts = list(screened.safety_replies)

@@ -80,6 +80,7 @@ class ConversationWorker:
         self.bus = bus
         self.reply_poll_s = reply_poll_s
         self.processor.fence = leases.fence
+        self.processor.let_go = leases.let_go
         if self._heartbeat is None:
             self._heartbeat = asyncio.get_running_loop().create_task(self._beat(), name="lease-heartbeat")
 
@@ -203,13 +204,21 @@ class ConversationWorker:
                     log.warning("conversation %s: database unavailable (%s); left for the sweeper",
                                 conversation_id, type(exc).__name__)
                     return
-                for inbox_id, message_id in pending:
-                    if not await self._run_turn(conversation_id, inbox_id, message_id):
+                result: TurnResult | None = None
+                for i, (inbox_id, message_id) in enumerate(pending):
+                    # Shared, the round's last turn lets go of the lease in its last step (TurnResult.let_go).
+                    result = await self._run_turn(conversation_id, inbox_id, message_id,
+                                                  last=leases is not None and i == len(pending) - 1)
+                    if result is None:
                         # Interrupted: later messages wait, in order, for the sweeper. Shared, the lease
                         # stays ours (this process resumes the turn with what Rasa already said); if we
                         # are gone, it expires and another process resumes.
                         return
-                if not await self._again(conversation_id, leases):
+                if result is not None and result.let_go:
+                    # A kick that came while the turn ran is for a message its check may have missed.
+                    if not (result.more_pending or conversation_id in self._dirty):
+                        return
+                elif not await self._again(conversation_id, leases):
                     return
         finally:
             self._tasks.pop(conversation_id, None)
@@ -266,14 +275,15 @@ class ConversationWorker:
                 log.info("lease heartbeat: database reachable again")
                 reachable = True
 
-    async def _run_turn(self, conversation_id: str, inbox_id: str, message_id: int) -> bool:
-        """One message's turn, ended one of the three ways; False when interrupted."""
+    async def _run_turn(self, conversation_id: str, inbox_id: str, message_id: int, *,
+                        last: bool = False) -> TurnResult | None:
+        """One message's turn, ended one of the three ways; None when interrupted."""
         try:
-            result = await self.processor.process(inbox_id)
+            result = await self.processor.process(inbox_id, last=last)
         except TurnInterrupted as exc:
             log.warning("turn for message %s interrupted, left pending: %s", message_id, exc)
             self._release(message_id)
-            return False
+            return None
         except Exception as exc:
             log.exception("turn failed for message %s; setting it aside", message_id)
             try:
@@ -281,16 +291,16 @@ class ConversationWorker:
             except TurnInterrupted as again:
                 log.warning("message %s could not be set aside, left pending: %s", message_id, again)
                 self._release(message_id)
-                return False
+                return None
             except Exception:
                 log.exception("message %s could not be set aside; left pending", message_id)
                 self._release(message_id)
-                return False
+                return None
         self._processed(conversation_id)
         self._resolve(message_id, result)
         if self.on_turn_done is not None:
             self.on_turn_done(result)
-        return True
+        return result
 
     def _processed(self, conversation_id: str) -> None:
         if self.on_processed is not None:

@@ -9,6 +9,7 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -188,25 +189,57 @@ def test_a_message_kicked_while_the_holder_lets_go_is_not_left_for_the_sweeper(
     # The race seen in a benchmark: the drain's last check for pending rows ran just before the next
     # message committed; that message's kick only marked the conversation dirty (its drain was still
     # running) and the drain ended, so the message waited for the sweeper (10 s) — here, for ever.
+    # The last turn lets go of the lease in its own last step (LeaseStore.let_go): the message arrives
+    # right after that step committed, while the drain task is still there.
     client = make_client(FakeRasa(), inbox_sweep_interval_s=0)
     worker = client.app.state.concierge.worker  # type: ignore[attr-defined]
     cid, _first = _webchat_message(engine, "first of two")
-    real_release = worker.leases.release_and_check
+    real_process = worker.processor.process
     late: list[int] = []
+    let_go: list[bool] = []
 
-    def release_then_a_message_arrives(conversation_id: str) -> bool:
-        more = real_release(conversation_id)     # nothing pending when it looked ...
-        if conversation_id == cid and not late:
+    async def process_then_a_message_arrives(inbox_id: str, *, last: bool = False) -> Any:
+        result = await real_process(inbox_id, last=last)
+        if not late:
+            let_go.append(result.let_go and not result.more_pending)  # let go, nothing pending when it looked ...
             with unit_of_work(make_session_factory(engine)) as s:   # ... then the web chat stores one
                 conv = s.get(Conversation, cid)
                 assert conv is not None
                 late.append(conversations.persist_inbound(s, conv, text="second of two",
                                                           now=datetime.now(UTC)).message.id)
-            client.portal.call(worker.kick, cid)  # type: ignore[union-attr]  # and kicks, as it does
-        return bool(more)
+            worker.kick(cid)  # and kicks, as it does (the drain task is still running)
+        return result
 
-    worker.leases.release_and_check = release_then_a_message_arrives
+    worker.processor.process = process_then_a_message_arrives
     client.portal.call(worker.kick, cid)  # type: ignore[union-attr]
     client.portal.call(worker.idle)  # type: ignore[union-attr]
     assert late, "the second message was not stored"
+    assert let_go == [True]
     assert _replies(engine, late[0]) == ["echo: second of two"]
+
+
+def test_letting_go_in_the_last_step_sees_a_message_whose_kick_found_the_lease_taken(engine: Engine) -> None:
+    holder, kicker = _store(engine, "holder"), _store(engine, "kicker")
+    cid, own_inbox = _webchat_message(engine, "the turn that lets go")
+    assert holder.acquire(cid)
+    with Session(engine) as s:  # nothing else pending: the lease goes with the step's commit
+        assert holder.let_go(s, cid, own_inbox) is False
+        s.commit()
+    assert kicker.acquire(cid)  # free again
+    kicker.release_all()
+    assert holder.acquire(cid)
+    factory = make_session_factory(engine)
+    with unit_of_work(factory) as s:  # another process stores a message; its kick finds the lease taken
+        conv = s.get(Conversation, cid)
+        assert conv is not None
+        conversations.persist_inbound(s, conv, text="stored meanwhile", now=datetime.now(UTC))
+    assert not kicker.acquire(cid)
+    with Session(engine) as s:
+        assert holder.let_go(s, cid, own_inbox) is True  # ... so the holder, letting go, sees it
+        s.commit()
+    assert kicker.acquire(cid)
+    with Session(engine) as s, pytest.raises(LeaseLost):  # not ours any more: the step rolls back
+        holder.let_go(s, cid, own_inbox)
+    with engine.begin() as conn:  # nothing left pending for the apps of later tests to take up
+        conn.execute(text("UPDATE inbox SET status = 'done' WHERE conversation_id = :c"), {"c": cid})
+    kicker.release_all()
