@@ -83,6 +83,7 @@ def persist_inbound(
     received_at: datetime | None = None,
     conflict_if_different: bool = False,
     conversation_locked: bool = False,
+    id_scoped_to_conversation: bool = False,
 ) -> Persisted:
     """Store an inbound message and its inbox entry; a repeated channel id is not stored twice.
 
@@ -95,6 +96,9 @@ def persist_inbound(
     The conversation row is locked first, so within one conversation message ids follow commit
     order: the worker processes inbound messages in the order they are listed.
     ``conversation_locked``: the caller read ``conv`` with ``FOR UPDATE`` in this transaction already.
+    ``id_scoped_to_conversation``: the channel id names its conversation (web chat: ``client_message_key``),
+    so under the conversation's lock the look-up below is final — no other transaction can store the
+    same id meanwhile — and the insert needs no savepoint to recover from losing that race.
     """
     if not conversation_locked:
         session.execute(select(Conversation.id).where(Conversation.id == conv.id).with_for_update())
@@ -110,17 +114,21 @@ def persist_inbound(
         sender_id=sender_id, channel=conv.channel, channel_message_id=channel_message_id,
         body=text, payload=payload, status=MessageStatus.received, created_at=received_at or now,
     )
-    try:
-        with session.begin_nested():
-            session.add(msg)
-            session.flush()
-    except IntegrityError:
-        # A concurrent delivery of the same channel id won the race: use its row.
-        existing = session.execute(
-            select(Message).where(Message.channel == conv.channel,
-                                  Message.channel_message_id == channel_message_id)
-        ).scalar_one()
-        return _duplicate(session, existing, text, payload, conflict_if_different)
+    if channel_message_id is None or id_scoped_to_conversation:
+        session.add(msg)  # nothing to race for (see above)
+        session.flush()
+    else:
+        try:
+            with session.begin_nested():
+                session.add(msg)
+                session.flush()
+        except IntegrityError:
+            # A concurrent delivery of the same channel id won the race: use its row.
+            existing = session.execute(
+                select(Message).where(Message.channel == conv.channel,
+                                      Message.channel_message_id == channel_message_id)
+            ).scalar_one()
+            return _duplicate(session, existing, text, payload, conflict_if_different)
     inbox = InboxItem(message_id=msg.id, conversation_id=conv.id, status=InboxStatus.pending,
                       attempts=0, created_at=now)
     session.add(inbox)

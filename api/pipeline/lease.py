@@ -31,7 +31,7 @@ import os
 import socket
 import uuid
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.orm import Session
@@ -116,6 +116,16 @@ class LeaseStore:
         with self.engine.begin() as conn:
             row = conn.execute(_ACQUIRE, {"cid": conversation_id, "holder": self.holder,
                                           "ttl": self.lease_s}).first()
+        return self._taken(conversation_id, row)
+
+    def acquire_in(self, session: Session, conversation_id: str) -> bool:
+        """``acquire`` in the caller's transaction (the web chat's, storing a message it screens): the
+        lease is ours once that commits, and the drain that runs the turn need not take it."""
+        row = session.execute(_ACQUIRE, {"cid": conversation_id, "holder": self.holder,
+                                         "ttl": self.lease_s}).first()
+        return self._taken(conversation_id, row)
+
+    def _taken(self, conversation_id: str, row: Any) -> bool:
         if row is None:
             return False
         previous, overdue = row

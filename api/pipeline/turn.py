@@ -133,6 +133,9 @@ class ScreenedTurn:
     # Whether a process taking up the turn was counted in ``inbox.attempts``: not yet for a turn
     # screened when its message was stored (``screen_on_receipt``); its last step counts it. Not stored.
     counted: bool = True
+    # Screened on receipt in shared mode: the storing transaction also took the conversation's lease
+    # for this process (``claim``), so the drain that runs the turn starts without taking it. Not stored.
+    leased: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {"rasa_text": self.rasa_text, "ask_rasa": self.ask_rasa,
@@ -209,6 +212,8 @@ class TurnProcessor:
         # Shared mode: the fence of a drain's last step, which also lets go of the lease in that step's
         # transaction; returns whether other messages of the conversation are pending (api/pipeline/lease.py).
         self.let_go: Callable[[Session, str, str], bool] | None = None
+        # Shared mode: take the conversation's lease in the caller's transaction (``screen_on_receipt``).
+        self.claim: Callable[[Session, str], bool] | None = None
         # Turns interrupted after Rasa answered (inbox id -> what _finish needs), until resumed.
         self._unfinished: dict[str, tuple[ScreenedTurn, list[dict[str, Any]], str | None]] = {}
         # Turns screened when their message was stored (``screen_on_receipt``): inbox id -> outcome.
@@ -390,7 +395,11 @@ class TurnProcessor:
                                        InboxItem.id != inbox.id).limit(1)).first()
         if others is not None:
             return None
-        return self._screen_loaded(session, inbox, msg, conv, now, taken_up=False)
+        screened = self._screen_loaded(session, inbox, msg, conv, now, taken_up=False)
+        # Shared mode: nothing is pending, so no process runs a turn of this conversation; its lease is
+        # free, expired or ours — or held by a process about to let go (then the drain takes it later).
+        screened.leased = self.claim is not None and self.claim(session, conv.id)
+        return screened
 
     def prescreened(self, inbox_id: str, screened: ScreenedTurn) -> None:
         """A turn screened when its message was stored (committed): step 1 is done for it."""
@@ -480,8 +489,6 @@ class TurnProcessor:
                 released.clear()
                 event.listen(session, "before_commit",
                              lambda s: released.__setitem__("more_pending", let_go(s, conv.id, inbox_id)))
-            if not screened.counted:  # screened on receipt: this is the first time a process takes it up
-                inbox.attempts += 1
             drafts = list(screened.safety_replies)
             if screened.ae_turn:
                 drafts = ae_turn.one_acknowledgement(drafts)
@@ -523,6 +530,8 @@ class TurnProcessor:
             msg.processed_at = now
             if failure is not None:
                 msg.error = f"rasa {failure}"
+            if not screened.counted:  # screened on receipt: this is the first time a process takes it up
+                inbox.attempts += 1
             inbox.status = InboxStatus.done
             inbox.processed_at = now
             inbox.screen = None  # only a pending turn needs it; it holds the message text

@@ -56,7 +56,7 @@ class ConversationWorker:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._dirty: set[str] = set()
         # A drain's first round, known without a query (``submit(only_pending=...)``).
-        self._first: dict[str, tuple[str, int]] = {}
+        self._first: dict[str, tuple[str, int, bool]] = {}
         self._waiters: dict[int, list[asyncio.Future[TurnResult | None]]] = {}
         self._recent: OrderedDict[int, TurnResult] = OrderedDict()
         self._closing = False
@@ -81,6 +81,7 @@ class ConversationWorker:
         self.reply_poll_s = reply_poll_s
         self.processor.fence = leases.fence
         self.processor.let_go = leases.let_go
+        self.processor.claim = leases.acquire_in
         if self._heartbeat is None:
             self._heartbeat = asyncio.get_running_loop().create_task(self._beat(), name="lease-heartbeat")
 
@@ -94,12 +95,13 @@ class ConversationWorker:
             self._tasks[conversation_id] = task
 
     async def submit(self, conversation_id: str, message_id: int, *, timeout: float | None = None,
-                     only_pending: str | None = None) -> TurnResult | None:
+                     only_pending: str | None = None, leased: bool = False) -> TurnResult | None:
         """Kick the conversation and wait (at most ``timeout`` seconds) for this message's turn.
 
         ``only_pending``: the message's inbox id, when it was the conversation's only pending message
         as it was stored (``TurnProcessor.screen_on_receipt``): the drain starts with it instead of
         looking for pending messages; any message stored after it comes with a kick of its own.
+        ``leased``: the transaction that stored it also took the conversation's lease for this process.
 
         Returns the turn's result, or None when it has not finished in time (or was interrupted):
         the message is stored and its replies will follow."""
@@ -108,7 +110,7 @@ class ConversationWorker:
         fut: asyncio.Future[TurnResult | None] = asyncio.get_running_loop().create_future()
         self._waiters.setdefault(message_id, []).append(fut)
         if only_pending is not None and conversation_id not in self._tasks:
-            self._first[conversation_id] = (only_pending, message_id)
+            self._first[conversation_id] = (only_pending, message_id, leased)
         self.kick(conversation_id)
         try:
             if self.leases is not None:
@@ -192,11 +194,14 @@ class ConversationWorker:
                 self._dirty.discard(conversation_id)
                 first = self._first.pop(conversation_id, None)
                 try:
-                    if leases is not None and not await asyncio.to_thread(leases.acquire, conversation_id):
+                    held = first is not None and first[2]  # taken as the message was stored
+                    if leases is not None and not held and not await asyncio.to_thread(leases.acquire,
+                                                                                         conversation_id):
                         # Held by another process: it sees this conversation's new messages when it
                         # lets go; if it died, the sweeper takes over once its lease has expired.
                         return
-                    pending = [first] if first is not None else await asyncio.to_thread(self._pending, conversation_id)
+                    pending = [first[:2]] if first is not None else await asyncio.to_thread(self._pending,
+                                                                                             conversation_id)
                 except Exception as exc:
                     if not is_transient(exc):
                         raise

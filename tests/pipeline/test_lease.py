@@ -243,3 +243,27 @@ def test_letting_go_in_the_last_step_sees_a_message_whose_kick_found_the_lease_t
     with engine.begin() as conn:  # nothing left pending for the apps of later tests to take up
         conn.execute(text("UPDATE inbox SET status = 'done' WHERE conversation_id = :c"), {"c": cid})
     kicker.release_all()
+
+
+def test_a_web_chat_turn_takes_and_lets_go_of_the_lease_inside_its_own_two_transactions(
+        engine: Engine, make_client: Callable[..., TestClient]) -> None:
+    client = make_client(FakeRasa(), inbox_sweep_interval_s=0)
+    worker = client.app.state.concierge.worker  # type: ignore[attr-defined]
+    acquired: list[str] = []
+    real_acquire = worker.leases.acquire
+
+    def counting_acquire(conversation_id: str) -> bool:
+        acquired.append(conversation_id)
+        return bool(real_acquire(conversation_id))
+
+    worker.leases.acquire = counting_acquire
+    sid = client.post("/api/webchat/sessions").json()["session_id"]
+    for text_ in ("is the label updated?", "and the leaflet?"):
+        r = client.post("/api/webchat/messages", json={"text": text_}, headers={"X-Chat-Session": sid})
+        assert [m["text"] for m in r.json()["messages"]] == [f"echo: {text_}"]
+    with Session(engine) as s:
+        conv = conversations.get_by_session_token(s, sid)
+        lease = s.execute(text("SELECT holder FROM conversation_lease WHERE conversation_id = :c"),
+                          {"c": conv.id}).first()
+    # taken as each message was stored (screened on receipt), let go of by each turn's last step
+    assert acquired == [] and lease is None

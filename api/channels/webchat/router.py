@@ -220,7 +220,8 @@ async def _post(request: Request, session_id: str) -> TurnRead:
             now = state.clock.now()
             stored = conversations.persist_inbound(
                 session, conv, text=body.text, payload=body.payload, now=now,
-                channel_message_id=key, conflict_if_different=True, conversation_locked=True)
+                channel_message_id=key, conflict_if_different=True, conversation_locked=True,
+                id_scoped_to_conversation=True)
             screened = None
             if screen and not stored.duplicate:
                 # Nothing else of the conversation pending: its safety screen (step 1 of the turn) runs
@@ -232,10 +233,10 @@ async def _post(request: Request, session_id: str) -> TurnRead:
             ids = (conv.id, stored.message.id, stored.inbox.status, stored.inbox.id)
         if screened is not None:  # committed with the message
             processor.prescreened(ids[3], screened)
-            prescreened.append(ids[3])
+            prescreened.append((ids[3], screened.leased))
         return ids[:3]
 
-    prescreened: list[str] = []
+    prescreened: list[tuple[str, bool]] = []  # (inbox id, lease taken)
 
     def persist() -> tuple[str, int, str]:
         try:
@@ -267,7 +268,8 @@ async def _post(request: Request, session_id: str) -> TurnRead:
         # the message stream instead.
         wait = max(0.0, deadline - loop.time())
         result = await state.worker.submit(conv_id, message_id, timeout=wait,
-                                           only_pending=prescreened[0] if prescreened else None)
+                                           only_pending=prescreened[0][0] if prescreened else None,
+                                           leased=bool(prescreened) and prescreened[0][1])
         pending = result is None
         if result is not None and result.page is not None:
             # The turn's last step committed these: no need to read them back.
