@@ -20,6 +20,12 @@ pending turns, in message order, and the others leave them to it.
   pending messages. A kick that found the lease taken came after its message was committed, and
   before this release: this check sees that message, so the caller takes the lease again.
   No kick is lost, and none needs to reach the holder.
+- ``let_go``: the same, inside the last step of a drain's last turn, in place of its ``fence`` (a DELETE
+  that must find our row, then the pending check): the usual web chat turn lets go without a
+  transaction of its own. ``release_and_check`` remains for a drain that ends otherwise.
+- ``acquire_in``: ``acquire`` inside the transaction that stores a web chat message and screens it on
+  receipt (api/pipeline/turn.py ``screen_on_receipt``): the drain then starts holding the lease. So the
+  usual web chat turn is two transactions in all — store + screen + take the lease; replies + let go.
 - ``orphans``: conversations with pending messages and no live lease (its holder died, was
   SIGKILLed, or lost the database): the sweeper kicks them in whichever process runs it.
 """
