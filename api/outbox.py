@@ -48,11 +48,17 @@ def deliver_pending(
     now: datetime,
 ) -> list[Message]:
     """Deliver a conversation's pending outbox entries, in order. Returns what was sent."""
-    items = session.execute(
-        select(OutboxItem).where(OutboxItem.conversation_id == conversation_id,
-                                 OutboxItem.status == OutboxStatus.pending)
-        .order_by(OutboxItem.message_id)
-    ).scalars().all()
+    # Entries queued in this transaction and not yet written are delivered as they are: their INSERT
+    # then carries the final status (no INSERT of a pending row followed by its UPDATE).
+    fresh = [o for o in session.new if isinstance(o, OutboxItem) and o.conversation_id == conversation_id
+             and o.status == OutboxStatus.pending]
+    with session.no_autoflush:
+        stored = session.execute(
+            select(OutboxItem).where(OutboxItem.conversation_id == conversation_id,
+                                     OutboxItem.status == OutboxStatus.pending)
+            .order_by(OutboxItem.message_id)
+        ).scalars().all()
+    items = [*stored, *sorted(fresh, key=lambda o: o.message_id)]  # the unwritten ones are the newest
     sent: list[Message] = []
     for item in items:
         msg = session.get(Message, item.message_id)

@@ -561,7 +561,10 @@ class TurnProcessor:
         if conv.channel != Channel.webchat:
             return None
         session.flush()  # the replies' ids and delivery status are final
-        return TurnPage(tuple(replies), waiting.waiting_for(session, conv, self.hours))
+        # An open request for a person (queued or claimed) always comes with the conversation in that
+        # state (api/handoffs/service.py): in the bot's hands there is none to look up.
+        with_request = conv.state in (ConversationState.queued, ConversationState.human)
+        return TurnPage(tuple(replies), waiting.waiting_for(session, conv, self.hours) if with_request else None)
 
     def _queue(self, session: Session, conv: Conversation, msg: Message, drafts: list[ReplyDraft],
                now: datetime) -> list[Message]:
