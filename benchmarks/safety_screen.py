@@ -201,6 +201,9 @@ def main() -> int:
     parser.add_argument("--show-errors", action="store_true", help="errors of OUR OWN sets (never the blind ones)")
     parser.add_argument("--score", type=Path, default=None,
                         help="score only this labelled jsonl (label = category | benign) and exit")
+    parser.add_argument("--cascade", action="store_true",
+                        help="EXPERIMENT: put the MiniLM veto of model-only hits (benchmarks/safety_cascade.py, "
+                             "not shipped) in front of the screen")
     args = parser.parse_args()
     if args.score is not None and args.show_errors and args.score.resolve().is_relative_to(BLIND.resolve()):
         parser.error("--show-errors is refused for the blind sets")
@@ -209,7 +212,11 @@ def main() -> int:
     if products is None:
         real = REPO / "knowledge" / "content" / "products.yaml"
         products = real if real.is_file() else FIXTURE_PRODUCTS
-    screen = build_screen(args.model_dir, products)
+    screen: Any = build_screen(args.model_dir, products)
+    if args.cascade:
+        from benchmarks.safety_cascade import build_cascade_screen
+
+        screen = build_cascade_screen(screen)
     t0 = time.perf_counter()
     screen.warm_up()
     warm = time.perf_counter() - t0
@@ -293,6 +300,14 @@ def main() -> int:
         f"probabilities of the training data: OOF recall {meta.get('oof_recall', 0):.3f}, precision "
         f"{meta.get('oof_precision', 0):.3f}); model load/train {warm:.1f} s.",
     ]
+    if args.cascade:
+        cm = screen.veto.cascade.meta
+        lines.append(
+            f"EXPERIMENT cascade (MiniLM veto of model-only hits): stage-1 gate {screen.veto.cascade.gate:.3f}, veto "
+            f"below {screen.veto.cascade.veto_below:.4f} (PsyTAR train OOF: recall {cm.get('oof_recall', 0):.3f}, "
+            f"precision {cm.get('oof_precision', 0):.3f} vs {cm.get('oof_precision_stage1_alone', 0):.3f} for stage 1 "
+            f"alone; build {cm.get('build_seconds', 0)} s); MiniLM run on {screen.checked} messages, "
+            f"{screen.vetoed} vetoed.")
     text = "\n".join(lines)
     print(text)
     if own_errors:
