@@ -152,8 +152,9 @@ def settings(tmp_path: Path, database_url: str, model_dir: Path) -> Settings:
 
 @pytest.fixture()
 def open_app(engine: Engine) -> Iterator[Callable[..., TestClient]]:
-    """Start apps on the test database with no safety screen and a fake Rasa (a new one unless
-    given); every one is closed at the end of the test. Extra keywords go to ``TestClient``."""
+    """Start apps on the test database with a fake Rasa (a new one unless given) and no safety screen
+    unless one is given (``safety_hook``); every one is closed at the end of the test. Extra keywords go
+    to ``TestClient``."""
     from fastapi.testclient import TestClient
 
     from api.app import create_app
@@ -163,8 +164,8 @@ def open_app(engine: Engine) -> Iterator[Callable[..., TestClient]]:
     clients: list[TestClient] = []
 
     def open_(settings: Settings, rasa: FakeRasa | None = None, *, clock: Clock | None = None,
-              **client_options: Any) -> TestClient:
-        app = create_app(settings, engine=engine, safety_hook=null_safety_hook, clock=clock,
+              safety_hook: Any = null_safety_hook, **client_options: Any) -> TestClient:
+        app = create_app(settings, engine=engine, safety_hook=safety_hook, clock=clock,
                          rasa_transport=(rasa or FakeRasa()).transport(), warm_knowledge=False)
         client = TestClient(app, **client_options)
         client.__enter__()

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
-from api.app import create_app, default_safety_hook
+from api.app import default_safety_hook
 from api.conversations.models import Conversation, Message
 from api.safety.models import AdverseEvent, AdverseEventMessage
 from api.settings import Settings
@@ -25,21 +25,14 @@ AE_TEXT = "my patient developed a severe rash two days after starting cardiovex"
 
 
 @pytest.fixture()
-def screened_client(engine: Engine, settings: Settings) -> Iterator[Callable[[FakeRasa], TestClient]]:
-    clients: list[TestClient] = []
+def screened_client(open_app: Callable[..., TestClient], settings: Settings) -> Callable[..., TestClient]:
+    """Apps with the real safety screen."""
 
     def make(rasa: FakeRasa, timeout: float = 2.0) -> TestClient:
         s = settings.model_copy(update={"rasa_timeout": timeout})
-        app = create_app(s, engine=engine, safety_hook=default_safety_hook(s),
-                         rasa_transport=rasa.transport(), warm_knowledge=False)
-        c = TestClient(app)
-        c.__enter__()
-        clients.append(c)
-        return c
+        return open_app(s, rasa, safety_hook=default_safety_hook(s))
 
-    yield make
-    for c in clients:
-        c.__exit__(None, None, None)
+    return make
 
 
 def _conversation_id(engine: Engine, text: str) -> tuple[str, Message]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,7 +16,6 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, event, select
 from sqlalchemy.orm import Session
 
-from api.app import create_app
 from api.conversations import service as conversations
 from api.conversations.models import Conversation, Direction, InboxItem, InboxStatus, Message
 from api.pipeline.turn import NoSafetyFindings, SafetyOutcomeLike
@@ -40,20 +39,11 @@ class CountingScreen:
 
 
 @pytest.fixture()
-def chat(engine: Engine, settings: Settings) -> Iterator[Callable[..., TestClient]]:
-    clients: list[TestClient] = []
-
+def chat(open_app: Callable[..., TestClient], settings: Settings) -> Callable[..., TestClient]:
     def open_(screen: CountingScreen, rasa: FakeRasa | None = None) -> TestClient:
-        app = create_app(settings, engine=engine, safety_hook=screen, rasa_transport=(rasa or FakeRasa()).transport(),
-                         warm_knowledge=False)
-        client = TestClient(app)
-        client.__enter__()
-        clients.append(client)
-        return client
+        return open_app(settings, rasa, safety_hook=screen)
 
-    yield open_
-    for c in clients:
-        c.__exit__(None, None, None)
+    return open_
 
 
 def _post(client: TestClient, sid: str, text: str) -> dict[str, Any]:
