@@ -401,12 +401,18 @@ class TurnProcessor:
         screened.leased = self.claim is not None and self.claim(session, conv.id)
         return screened
 
-    def prescreened(self, inbox_id: str, screened: ScreenedTurn) -> None:
-        """A turn screened when its message was stored (committed): step 1 is done for it."""
+    def prescreened(self, inbox_id: str, screened: ScreenedTurn) -> bool:
+        """A turn screened when its message was stored (committed): step 1 is done for it. Kept for this
+        process's worker only when no other process can run the turn first — one process, or the storing
+        transaction took the lease — else another process might finish it and this one, trusting what it
+        kept, would ask Rasa again; the database has the outcome either way. Returns whether kept."""
+        if self.claim is not None and not screened.leased:
+            return False
         with self._prescreened_lock:  # stored from request threads, taken by the worker's loop
             self._prescreened[inbox_id] = screened
-            while len(self._prescreened) > _PRESCREENED_KEPT:  # another process may run those turns
+            while len(self._prescreened) > _PRESCREENED_KEPT:  # turns set aside or interrupted meanwhile
                 self._prescreened.pop(next(iter(self._prescreened)))
+        return True
 
     def _screen_loaded(self, session: Session, inbox: InboxItem, msg: Message, conv: Conversation,
                        now: datetime, *, taken_up: bool = True) -> ScreenedTurn:

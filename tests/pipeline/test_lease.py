@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session
 
 from api.conversations import service as conversations
@@ -267,3 +267,31 @@ def test_a_web_chat_turn_takes_and_lets_go_of_the_lease_inside_its_own_two_trans
                           {"c": conv.id}).first()
     # taken as each message was stored (screened on receipt), let go of by each turn's last step
     assert acquired == [] and lease is None
+
+
+def test_a_message_screened_while_another_process_holds_the_lease_is_run_from_the_database(
+        engine: Engine, make_client: Callable[..., TestClient]) -> None:
+    # Screened on receipt, but the lease belonged to another process then: that process may run the turn
+    # first, so this one must not keep the outcome in memory (it would ask Rasa again for a finished turn).
+    rasa = FakeRasa()
+    client = make_client(rasa, inbox_sweep_interval_s=0, rasa_timeout=1.0, reply_wait_margin_s=0.5)
+    worker = client.app.state.concierge.worker  # type: ignore[attr-defined]
+    sid = client.post("/api/webchat/sessions").json()["session_id"]
+    with Session(engine) as s:
+        cid = conversations.get_by_session_token(s, sid).id
+    other = _store(engine, "other")
+    assert other.acquire(cid)
+    r = client.post("/api/webchat/messages", json={"text": "stored while the lease is elsewhere"},
+                    headers={"X-Chat-Session": sid})
+    assert r.json()["pending"] is True  # its turn waits for the holder
+    assert worker.processor._prescreened == {}  # not kept: the database has the outcome
+    with Session(engine) as s:
+        row = s.execute(select(InboxItem).where(InboxItem.conversation_id == cid)).scalar_one()
+        assert row.status == InboxStatus.pending and row.screened_at is not None
+    assert other.release_and_check(cid)  # the holder lets go and sees it; here this process takes it up
+    client.portal.call(worker.kick, cid)  # type: ignore[union-attr]
+    client.portal.call(worker.idle)  # type: ignore[union-attr]
+    with Session(engine) as s:
+        row = s.execute(select(InboxItem).where(InboxItem.conversation_id == cid)).scalar_one()
+        assert row.status == InboxStatus.done and row.attempts == 1
+    assert [c["message"] for c in rasa.calls] == ["stored while the lease is elsewhere"]

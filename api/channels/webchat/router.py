@@ -231,8 +231,7 @@ async def _post(request: Request, session_id: str) -> TurnRead:
                 except Exception as exc:
                     raise _ScreenOnReceiptFailed from exc
             ids = (conv.id, stored.message.id, stored.inbox.status, stored.inbox.id)
-        if screened is not None:  # committed with the message
-            processor.prescreened(ids[3], screened)
+        if screened is not None and processor.prescreened(ids[3], screened):  # committed with the message
             prescreened.append((ids[3], screened.leased))
         return ids[:3]
 
