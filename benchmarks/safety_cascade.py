@@ -29,8 +29,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import pickle
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -270,28 +268,11 @@ def load_or_train(model_dir: Path, embedder: Embedder, *, limit: int | None = No
     """The cached cascade for the current data, code and weights, built on first use."""
     fingerprint = cascade_fingerprint(limit, data_dir, embedder_id)
     path = model_dir / f"{ARTIFACT_PREFIX}{fingerprint[:20]}.pkl"
-    if path.is_file():
-        try:
-            with path.open("rb") as fh:
-                cached = pickle.load(fh)
-        except (OSError, EOFError, pickle.UnpicklingError, AttributeError, ImportError):
-            cached = None
-        if isinstance(cached, Cascade) and cached.fingerprint == fingerprint:
-            return cached
+    cached = classifier.load_artifact(path, Cascade, fingerprint)
+    if cached is not None:
+        return cached
     cascade = train(embedder, fingerprint, limit=limit, data_dir=data_dir)
-    model_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=model_dir, prefix=".safety-cascade-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            pickle.dump(cascade, fh, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    if limit is None:
-        for stale in model_dir.glob(f"{ARTIFACT_PREFIX}*.pkl"):
-            if stale != path:
-                stale.unlink(missing_ok=True)
+    classifier.store_artifact(path, cascade, prefix=ARTIFACT_PREFIX, drop_stale=limit is None)
     return cascade
 
 

@@ -23,7 +23,7 @@ import threading
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -42,6 +42,7 @@ HCP_WEIGHT = 3.0
 TARGET_RECALL = 0.975
 THRESHOLD_SOURCE = "psytar"
 ARTIFACT_PREFIX = "safety-ae-"
+T = TypeVar("T")
 # Model-only hits below this score need some trace of an event when one of our products is named.
 SHORT_ANSWER_WORDS = 5
 SHORT_ANSWER_CEILING = 0.5
@@ -231,28 +232,43 @@ def load_or_train(model_dir: Path, data_dir: Path = DATA_DIR) -> AeModel:
     """The cached artifact for the current training data and code, trained on first use."""
     fingerprint = training_fingerprint(data_dir)
     path = model_dir / f"{ARTIFACT_PREFIX}{fingerprint[:20]}.pkl"
-    if path.is_file():
-        try:
-            with path.open("rb") as fh:
-                cached = pickle.load(fh)
-        except (OSError, EOFError, pickle.UnpicklingError, AttributeError, ImportError):
-            cached = None  # unreadable artifact: train again and replace it
-        if isinstance(cached, AeModel) and cached.fingerprint == fingerprint:
-            return cached
+    cached = load_artifact(path, AeModel, fingerprint)
+    if cached is not None:
+        return cached
     model = train(load_training_rows(data_dir), fingerprint)
-    model_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=model_dir, prefix=".safety-ae-", suffix=".tmp")
+    store_artifact(path, model, prefix=ARTIFACT_PREFIX)
+    return model
+
+
+def load_artifact(path: Path, kind: type[T], fingerprint: str) -> T | None:
+    """A cached artifact of ``kind`` built from inputs with this ``fingerprint``; None when there is none
+    or it cannot be read (it is built again and replaced)."""
+    if not path.is_file():
+        return None
+    try:
+        with path.open("rb") as fh:
+            cached = pickle.load(fh)
+    except (OSError, EOFError, pickle.UnpicklingError, AttributeError, ImportError):
+        return None
+    return cached if isinstance(cached, kind) and getattr(cached, "fingerprint", None) == fingerprint else None
+
+
+def store_artifact(path: Path, artifact: object, *, prefix: str, drop_stale: bool = True) -> None:
+    """Write ``artifact`` to ``path`` atomically (a temporary file beside it, then a rename); with
+    ``drop_stale``, remove the other ``prefix*.pkl`` artifacts of the folder (built from older inputs)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{prefix}", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
-            pickle.dump(model, fh, protocol=pickle.HIGHEST_PROTOCOL)
+            pickle.dump(artifact, fh, protocol=pickle.HIGHEST_PROTOCOL)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    for stale in model_dir.glob(f"{ARTIFACT_PREFIX}*.pkl"):
-        if stale != path:
-            stale.unlink(missing_ok=True)
-    return model
+    if drop_stale:
+        for stale in path.parent.glob(f"{prefix}*.pkl"):
+            if stale != path:
+                stale.unlink(missing_ok=True)
 
 
 class RuleModelScreen:
