@@ -198,12 +198,11 @@ def _mark_savepoint(session: Session, transaction: SessionTransaction) -> None:
 
 @event.listens_for(Session, "after_soft_rollback")
 def _drop_rolled_back(session: Session, previous_transaction: SessionTransaction) -> None:
-    # (after ``after_transaction_end``, which does not tell a rollback from a release)
+    # (after ``after_transaction_end``, which does not tell a rollback from a release; a whole transaction's
+    # events already went with it there)
     marks = session.info.get(MARKS_KEY, {})
     if previous_transaction.nested and previous_transaction in marks:
         del session.info.setdefault(PENDING_KEY, [])[marks.pop(previous_transaction):]
-    elif previous_transaction.parent is None:
-        session.info.pop(PENDING_KEY, None)
 
 
 @event.listens_for(Session, "after_transaction_end")
