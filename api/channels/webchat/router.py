@@ -212,7 +212,9 @@ async def _post(request: Request, session_id: str) -> TurnRead:
 
     processor = state.worker.processor
 
-    def store(screen: bool) -> tuple[str, int, str]:
+    # (conversation, message, inbox status, and — screened on receipt and kept for this process's worker —
+    # (inbox id, whether the lease was taken))
+    def store(screen: bool) -> tuple[str, int, str, tuple[str, bool] | None]:
         with unit_of_work(state.session_factory) as session:
             # Locked as it is read: messages of one conversation get ids in commit order (persist_inbound).
             conv = conversations.get_by_session_token(session, session_id, for_update=True)
@@ -230,14 +232,14 @@ async def _post(request: Request, session_id: str) -> TurnRead:
                     screened = processor.screen_on_receipt(session, stored.inbox, stored.message, conv, now)
                 except Exception as exc:
                     raise _ScreenOnReceiptFailed from exc
-            ids = (conv.id, stored.message.id, stored.inbox.status, stored.inbox.id)
-        if screened is not None and processor.prescreened(ids[3], screened):  # committed with the message
-            prescreened.append((ids[3], screened.leased))
-        return ids[:3]
+            ids = (conv.id, stored.message.id, stored.inbox.status)
+            inbox_id = stored.inbox.id
+        hint = None
+        if screened is not None and processor.prescreened(inbox_id, screened):  # committed with the message
+            hint = (inbox_id, screened.leased)
+        return (*ids, hint)
 
-    prescreened: list[tuple[str, bool]] = []  # (inbox id, lease taken)
-
-    def persist() -> tuple[str, int, str]:
+    def persist() -> tuple[str, int, str, tuple[str, bool] | None]:
         try:
             return store(screen=True)
         except _ScreenOnReceiptFailed as failed:
@@ -255,7 +257,7 @@ async def _post(request: Request, session_id: str) -> TurnRead:
     try:
         # abandon_on_cancel: the wait ends at the deadline even while the thread still waits on a lock
         # (run_in_threadpool would hold the request until the thread returned).
-        conv_id, message_id, status = await asyncio.wait_for(
+        conv_id, message_id, status, prescreened = await asyncio.wait_for(
             anyio.to_thread.run_sync(persist, abandon_on_cancel=True), timeout=deadline - loop.time())
     except TimeoutError:
         # Not stored in time (it may still be, a moment later: a retry with the same
@@ -267,8 +269,8 @@ async def _post(request: Request, session_id: str) -> TurnRead:
         # the message stream instead.
         wait = max(0.0, deadline - loop.time())
         result = await state.worker.submit(conv_id, message_id, timeout=wait,
-                                           only_pending=prescreened[0][0] if prescreened else None,
-                                           leased=bool(prescreened) and prescreened[0][1])
+                                           only_pending=None if prescreened is None else prescreened[0],
+                                           leased=prescreened is not None and prescreened[1])
         pending = result is None
         if result is not None and result.page is not None:
             # The turn's last step committed these: no need to read them back.
