@@ -353,6 +353,13 @@ class RuleModelScreen:
         if model_hit and not hits.strong and rules.looks_like_address(norm) \
                 and not rules.has_event_evidence(norm, patient_counts=False):
             model_hit = False  # an address typed without the form question before it
+        if (model_hit or hits.strong) and rules.looks_like_contact_answer(norm) \
+                and not rules.contact_answer_reports(text):
+            # "Dr. Mark Hurt", "Allergy & Anaphylaxis Clinic, Manchester M13 9WL": a name or an address
+            # given without the form question before it (ahead of time, or to another question); the
+            # alarming words are the names of people and places.
+            return ScreenResult(ae_score=round(score, 4), opt_out=opt_out, handoff=handoff,
+                                products=tuple(p.key for p in mentioned), screened_as="contact_shape")
         adverse_event = (hits.strong or model_hit) and not hits.general_question
         if opt_out and not hits.categories:
             # "stop messaging me" carries no event; the model must not read one into it.

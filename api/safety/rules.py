@@ -1202,6 +1202,31 @@ def looks_like_address(norm: str) -> bool:
     return bool(_has(ADDRESS_SHAPE, norm)) and len(norm.split()) <= ADDRESS_MAX_WORDS
 
 
+# A name on its own, as a form answer typed without the question before it: a title and up to three
+# words, optionally a licence / registration number after it ("Dr. Mark Hurt", "Nurse Ada Bleed, NMC 12A3456").
+NAME_SHAPE = _rx(
+    r"^((my name is|name:?|i am|i'm|it's|this is)\s+)?(dr|doctor|prof|professor|nurse|sister|mr|mrs|ms|miss)\.?"
+    r"( [a-z][a-z'-]*\.?){1,3}\s*(,?\s*(gmc|nmc|npi|lanr|licen[cs]e|reg(istration)?)?\s*(no\.?|number|#)?:?\s*"
+    r"[a-z]{0,3}\d[\w-]{3,})?[.!]?$"
+)
+_TITLE_CASE = re.compile(r"(?<![\w'&-])[A-Z][\w'&.-]*")
+
+
+def looks_like_contact_answer(norm: str) -> bool:
+    """A bare name, a signature (title, name, place of work) or a postal address: the shapes of a form
+    answer that arrive without the form question before them (given ahead of time, or to another question)."""
+    return looks_like_address(norm) or bool(_has(NAME_SHAPE, norm)) or (
+        bool(_has(SIGNATURE, norm)) and len(norm.split()) <= SIGNATURE_MAX_WORDS)
+
+
+def contact_answer_reports(text: str) -> bool:
+    """Whether a name / address-shaped message also tells of something that happened, once the words
+    of its proper names are set aside: "Pain Clinic", "Burns Unit", "Dr Rash" name places and people,
+    "my patient had a rash" does not go away with them (the same test as a form answer's: a person, an event
+    verb or a drug link makes it a narrative)."""
+    return slot_answer_is_narrative(normalise(_TITLE_CASE.sub(" ", text)))
+
+
 def is_service_only_ask(norm: str) -> bool:
     """Feedback, a rep / programme / training ask: naming the patient it is for reports nothing."""
     return bool(_has(BOT_FEEDBACK, norm) or _has(REP_REQUEST, norm) or _has(SERVICE_DELIVERY, norm)

@@ -111,9 +111,31 @@ def test_a_defect_mentioned_in_a_quantity_answer_still_opens_a_quality_complaint
     assert result.adverse_event and "quality_complaint" in result.ae_categories
 
 
-def test_the_same_words_without_a_form_question_are_screened_as_free_text(screen: RuleModelScreen) -> None:
-    # Without context, an alarming name is not given the benefit of being a form answer.
-    assert screen.screen("Dr Imogen Stroke").screened_as is None
+@pytest.mark.parametrize("text", [
+    "Dr. Imogen Stroke",
+    "Nurse Tom Bleed, NMC 12A3456",
+    "Allergy & Anaphylaxis Clinic, Manchester M13 9WL",
+    "Pain Relief Centre, 12 Abbey St, Bath BA1 1NN",
+    "Dr Ian Payne, Burns Unit, Royal Infirmary",
+])
+def test_a_name_or_address_typed_without_its_form_question_is_still_a_name_or_address(
+        screen: RuleModelScreen, text: str) -> None:
+    # Given ahead of time, or in answer to another question: the alarming words name people and places.
+    result = screen.screen(text)
+    assert not result.adverse_event, text
+    assert not result.ae_categories
+
+
+@pytest.mark.parametrize("text", [
+    "Dr Ian Payne, my patient had anaphylaxis, City Hospital",      # a narrative inside a signature
+    "dr ian payne, burns unit - she got burnt by the pen's needle guard",  # an event in lower case
+    "Dr Lee Wong - pt on cardiovex admitted with rhabdo",           # not a name alone
+])
+def test_a_report_inside_a_name_or_address_shape_is_screened_as_free_text(screen: RuleModelScreen,
+                                                                          text: str) -> None:
+    assert screen.screen(text).screened_as != "contact_shape"
+    if "patient" in text or "pt " in text or "she got" in text:
+        assert screen.screen(text).adverse_event, text
 
 
 @pytest.mark.parametrize("text", [
