@@ -277,6 +277,8 @@ _CONDITION_PATIENT = re.compile(
     r"\b(a|an|my|our|the|this|his|her) (ms|copd|t1dm|type 1|egpa|ipf|ckd|pcos|nash|nafld|af|heart failure"
     r"|dialysis|cf|crohn'?s|lupus|ibd|dementia|parkinson'?s) (pt|patient|man|woman|lady|child|boy|girl)\b"
 )
+# The condition as the person ("one of our type 1 diabetics", "a T1 diabetic"): that person has it.
+_CONDITION_PERSON = re.compile(r"\b(a|an|my|our|the|this|one of (?:my|our)) (type 1|type i|t1d?m?) diabetics?\b")
 _CONDITION_PATIENT_NAMES = {"ms": "multiple sclerosis", "cf": "cystic fibrosis", "af": "atrial fibrillation",
                             "dialysis": "kidney disease", "crohns": "crohn's", "parkinsons": "parkinson"}
 # The indication said to be absent ("no asthma", "not diabetic", "without diabetes").
@@ -389,6 +391,9 @@ def off_label_reasons(norm: str, products: tuple[Product, ...], market: str | No
                 if not _covered(condition, product, market):
                     reasons.append("indication")
                     break
+        if "indication" not in reasons and _CONDITION_PERSON.search(norm) \
+                and not _covered("type 1 diabetes", product, market):
+            reasons.append("indication")
         if "indication" not in reasons:
             for m in _CONDITION_SHAPE.finditer(norm):
                 before = norm[max(0, m.start() - 40):m.start()]

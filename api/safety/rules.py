@@ -94,8 +94,9 @@ PERSONAL_CONTEXT = _rx(
 
 # A specific patient (third person) — the HCP shape of a report.
 PATIENT_CONTEXT = _rx(
-    r"\b(my|our|this|that|a|one of my|another|the)\s+([\w-]+\s+)?(patients?|pts?|clients?|lady|gentleman"
-    r"|man|woman|boy|girl|infant|toddler|child|baby|son|daughter|wife|husband|mother|father|mum|mom|dad)\b"
+    r"\b(my|our|this|that|a|one of my|one of our|another|the)\s+([\w-]+\s+){0,2}(patients?|pts?|clients?|lady"
+    r"|gentleman|man|woman|boy|girl|infant|toddler|child|baby|son|daughter|wife|husband|mother|father|mum|mom|dad"
+    r"|diabetics?|asthmatics?)\b"
     r"|\bpts?\b|\bpatients? (has|had|have|is|was|were|developed|experienced|reports?|reported|complains?"
     r"|complained|took|became|got|presented|noticed|admits|admitted|abusing|misusing|using|taking|takes|uses|injects"
     r"|injected|keeps|kept|swallowed|ate|chewed|continued|ran out|denies|confessed)\b"

@@ -288,3 +288,23 @@ def test_a_report_with_a_question_in_it_is_still_a_report(screen: RuleModelScree
 ])
 def test_a_question_about_a_patient_not_on_the_product_is_a_question(screen: RuleModelScreen, text: str) -> None:
     assert not screen.screen(text).adverse_event, text
+
+
+@pytest.mark.parametrize("text", [
+    "a couple of our type 1 diabetics were started on ferlaglutide elsewhere and one had a nasty hypo",
+    "one of my asthmatics on respizan came out in hives after the third dose",
+])
+def test_the_patient_named_by_their_condition_is_a_patient(screen: RuleModelScreen, text: str) -> None:
+    result = screen.screen(text)
+    assert result.adverse_event, text
+
+
+def test_a_type_1_diabetic_on_glucorel_is_off_label_by_indication(screen: RuleModelScreen) -> None:
+    asked = screen.screen("could a T1 diabetic in our clinic go on glucorel alongside insulin?")
+    assert "indication" in asked.off_label_reasons and not asked.adverse_event
+    reported = screen.screen("one of our type 1 diabetics went on glucorel at another clinic and had a hypo")
+    assert reported.adverse_event and "off_label_outcome" in reported.ae_categories
+
+
+def test_a_condition_named_patient_group_in_a_question_opens_no_case(screen: RuleModelScreen) -> None:
+    assert not screen.screen("do my asthmatics need a spacer when they use respizan?").adverse_event
