@@ -132,11 +132,14 @@ def parse_quantity(text: Any, *, need_unit: bool = False) -> int | None:
     for rx in (_DIGITS, _WORDS):
         for m in rx.finditer(low):
             rest = low[m.end():]
-            if _DOSE_UNITS.match(rest.lstrip()) or _AFTER_NUMBER.match(rest) or _HOUSE_AND_STREET.match(low, m.start()):
+            # "3 boxes to dr lee" is three boxes, not a house on a "dr"ive: a pack word right after wins
+            unit = _UNIT_AFTER.match(rest)
+            if _DOSE_UNITS.match(rest.lstrip()) or _AFTER_NUMBER.match(rest) or (
+                    not unit and _HOUSE_AND_STREET.match(low, m.start())):
                 continue
             if rx is _DIGITS and re.match(r"^\s*(?:am|pm|h|hrs?|hours?|days?|weeks?|months?|years?)\b", rest):
                 continue
-            if need_unit and not _UNIT_AFTER.match(rest):
+            if need_unit and not unit:
                 continue
             word = m.group(1)
             found.add(int(word) if rx is _DIGITS else _NUMBER_WORDS[word])
@@ -254,6 +257,8 @@ def clean(slot: str, value: Any, cat: Catalogue | None = None) -> Any:
         return parse_product(value, cat)
     if slot == "sample_quantity":
         n = parse_quantity(value)
+        if n is None:  # "3 boxes to 12 Main St, Boston MA 02118": the number with a pack word is the quantity
+            n = parse_quantity(value, need_unit=True)
         return n if n is not None and quantity_problem(n) is None else None
     if slot == "delivery_address":
         return parse_address(value)
@@ -264,9 +269,44 @@ def clean(slot: str, value: Any, cat: Catalogue | None = None) -> Any:
     return parse_free_text(value)
 
 
-def read_unprompted(text: str, slots: tuple[str, ...] | list[str], cat: Catalogue | None = None) -> dict[str, Any]:
+_WEAK_ADDRESS_CUE = re.compile(r"\b(?:to|at|for)\s+", re.IGNORECASE)
+_TIME_LEAD = re.compile(r"\b(?:on|next|this|any|every|most|either|or|and|from|after|before|around|at|by)\s+$")
+
+
+def _address_after_weak_cue(text: str) -> str | None:
+    """"3 boxes to Dr Lee, Harbor Clinic, 12 Main St, Boston MA 02118": the address after "to" / "at" /
+    "for", when what follows is an address by shape (a street and number, a postcode …)."""
+    for m in _WEAK_ADDRESS_CUE.finditer(text):
+        rest = _tidy(text[m.end():])
+        if _looks_like_address(rest) and (_HOUSE_AND_STREET.search(_norm(rest)) or _UK_POSTCODE.search(_norm(rest))
+                                          or _US_ZIP.search(_norm(rest))):
+            return rest
+    return None
+
+
+def time_phrase(text: str) -> str | None:
+    """The days and times a sentence names ("... with the MSL on tuesday afternoon about X" gives "tuesday
+    afternoon"), from its first time word to its last, or None when it names none."""
+    low = text.lower()
+    matches = list(_TIME_WORDS.finditer(low))
+    if not matches:
+        return None
+    start, end = matches[0].start(), matches[-1].end()
+    lead = _TIME_LEAD.search(low[:start])
+    if lead and lead.group(0).split()[0] in ("next", "this", "any", "every", "most", "after", "before", "around"):
+        start = lead.start()
+    phrase = _tidy(text[start:end])
+    return phrase if len(phrase.split()) <= 12 else None
+
+
+def read_unprompted(text: str, slots: tuple[str, ...] | list[str], cat: Catalogue | None = None, *,
+                    bare: bool = False) -> dict[str, Any]:
     """Values for ``slots`` that a message states without being asked: a product it names, "<n> packs",
-    an address after "send them to". Free-text slots are never guessed."""
+    an address after "send them to" (or "to" + something shaped like an address), the days and times of a
+    meeting, an email or phone number for a contact update. Free-text topics are never guessed.
+
+    ``bare``: the message may be an answer to another of the form's questions (it did not answer the one
+    asked), so an address is also taken without any cue ("Harbor Clinic, 12 Main St, Boston MA 02118")."""
     found: dict[str, Any] = {}
     if "product" in slots:
         product = parse_product(text, cat)
@@ -277,9 +317,21 @@ def read_unprompted(text: str, slots: tuple[str, ...] | list[str], cat: Catalogu
         if n is not None and quantity_problem(n) is None:
             found["sample_quantity"] = n
     if "delivery_address" in slots:
-        address = parse_address(text, need_cue=True)
+        address = parse_address(text, need_cue=True) or _address_after_weak_cue(text) or (
+            parse_address(text) if bare else None)
         if address:
             found["delivery_address"] = address
+    if "preferred_times" in slots:
+        times = time_phrase(text)
+        if times:
+            found["preferred_times"] = times
+    if "new_contact_details" in slots:
+        given = [m.group(0) for rx in (_EMAIL, _PHONE) for m in rx.finditer(text)]
+        address = parse_address(text, need_cue=True) or _address_after_weak_cue(text)
+        if address:
+            given.append(address)
+        if given:
+            found["new_contact_details"] = "; ".join(_tidy(g) for g in given)[:300]
     return found
 
 

@@ -116,3 +116,25 @@ def test_the_summary_names_the_product_and_every_value() -> None:
                                           "delivery_address": "8 Orchard Close, Bath"})
     assert "Glucorel (ferlaglutide)" in text and "1 pack\n" in text and "8 Orchard Close, Bath" in text
     assert "Confirm" in text and "Edit" in text
+
+
+def test_a_pack_word_after_a_number_makes_it_a_count_even_before_a_street_word() -> None:
+    # "dr" is also a street word (drive): "2 cartons to dr ..." is still two cartons
+    assert slots.parse_quantity("2 cartons to dr ahmed please") == 2
+    assert slots.parse_quantity("14 Birch Dr, Austin TX 78701") is None
+
+
+def test_an_address_after_a_plain_to_is_read_only_when_it_has_an_address_shape() -> None:
+    form = slots.FORMS["samples_form"].slots
+    assert slots.read_unprompted("5 packs to 7 Orchard Row, Exeter EX1 1AA", form)["delivery_address"] == \
+        "7 Orchard Row, Exeter EX1 1AA"
+    assert "delivery_address" not in slots.read_unprompted("5 packs to the practice please", form)
+
+
+@pytest.mark.parametrize(("said", "phrase"), [
+    ("happy to meet any tuesday afternoon", "any tuesday afternoon"),
+    ("MSL visit on 14 March at 2pm please", "14 March at 2pm"),
+    ("I'd like to meet the rep", None),
+])
+def test_the_days_and_times_of_a_sentence(said: str, phrase: str | None) -> None:
+    assert slots.time_phrase(said) == phrase

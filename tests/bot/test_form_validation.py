@@ -162,3 +162,38 @@ def test_the_product_a_request_names_wins_over_one_carried_over_from_an_earlier_
     kept = _validate(session, settings, conversation, "could you post me a few samples", requested=None,
                      slots={"product": "glucorel"})
     assert "product" not in _set(kept)      # nothing named: the earlier product stays, shown at the summary
+
+
+def test_an_address_given_when_asked_for_the_product_is_kept_and_the_product_asked_again(
+        session: Session, settings: Settings, conversation: Conversation) -> None:
+    typed = "Dr Oyelaran, Westgate Surgery, 9 Tanner Lane, Norwich NR2 4HS"
+    result = _validate(session, settings, conversation, typed, requested="product", candidates={"product": typed})
+    assert _set(result) == {"product": None, "delivery_address": typed}
+    assert texts(result) == ["Thanks, I've noted that (deliver to)."]
+
+
+def test_a_count_and_an_address_in_one_answer_to_how_many(session: Session, settings: Settings,
+                                                          conversation: Conversation) -> None:
+    typed = "sure, 4 boxes to Dr Osei at Lakeside Practice, 31 Canal Dr, Madison WI 53703"
+    result = _validate(session, settings, conversation, typed, requested="sample_quantity",
+                       candidates={"sample_quantity": typed}, slots={"product": "glucorel"})
+    assert _set(result) == {"sample_quantity": 4,
+                            "delivery_address": "Dr Osei at Lakeside Practice, 31 Canal Dr, Madison WI 53703"}
+
+
+def test_a_meeting_request_that_names_its_days_needs_no_question_about_them(
+        session: Session, settings: Settings, conversation: Conversation) -> None:
+    typed = "could the liaison visit us next thursday or friday morning to go through the respizan data"
+    result = _validate(session, settings, conversation, typed, form="meeting_form", requested=None,
+                       candidates={"meeting_with": "msl"})
+    assert _set(result)["preferred_times"] == "next thursday or friday morning"
+
+
+def test_a_contact_update_that_states_the_new_email_needs_no_question_about_it(
+        session: Session, settings: Settings, conversation: Conversation) -> None:
+    result = _validate(session, settings, conversation, "pls change my email to j.mwangi@northclinic.example",
+                       form="contact_update_form", requested=None)
+    assert _set(result)["new_contact_details"] == "j.mwangi@northclinic.example"
+    nothing = _validate(session, settings, conversation, "I need to update my details", form="contact_update_form",
+                        requested=None)
+    assert "new_contact_details" not in _set(nothing)

@@ -28,6 +28,7 @@ from feedback import preference_parse
 CONFIRM_BUTTONS = [{"title": "Confirm", "payload": "/affirm"}, {"title": "Edit", "payload": "/deny"}]
 EDIT_AGAIN = "No problem, let's go through it again."
 UPDATED = "Thanks, I've updated that."
+NOTED = "Thanks, I've noted that"
 PLEASE_CHOOSE = "Please choose Confirm to send the request, or Edit to change it."
 
 _QUESTION_START = re.compile(r"^(?:what|how|why|when|which|who|where|is there|are there|does|do you|is it|can i|"
@@ -142,7 +143,17 @@ def validate(ctx: ActionContext, form: str) -> ActionResult:
                 result.responses.extend(handled.responses)
                 result.events.extend(handled.events)
             else:
-                result.responses.append(text(_hint(requested, typed)))
+                # Not an answer to this question: it may answer another of the form's ("Harbor Clinic,
+                # 12 Main St …" when asked for the product). Keep that, say so, and ask this one again.
+                others = [n for n in spec.slots if n != requested and current.get(n) is None]
+                bare = slots.read_unprompted(typed, others, cat, bare=True) if typed and not typed.startswith("/") \
+                    else {}
+                if bare:
+                    out.update(bare)
+                    noted = ", ".join(slots.LABELS.get(n, n).lower() for n in bare)
+                    result.responses.append(text(f"{NOTED} ({noted})."))
+                else:
+                    result.responses.append(text(_hint(requested, typed)))
         current[requested] = out[requested]
 
     # anything else the message states for the form's other empty slots
