@@ -11,7 +11,7 @@ fake served here; web chat sessions are anonymous, WhatsApp numbers are new (so 
 runs). Every HCP turn waits for its replies before the next.
 
 The simulated HCP types only the scripted turns, with one exception a real HCP makes too: when the bot's
-last reply is a request form's summary with a **Confirm** button, it presses Confirm (clicks it on the
+replies to its last turn include a request form's summary with a **Confirm** button, it presses Confirm (clicks it on the
 web, types the option's number on WhatsApp). ``--no-confirm`` turns that off.
 
 Each ``expect`` key is then checked against what the product recorded:
@@ -160,11 +160,15 @@ class Driver:
         return None
 
     def _last_buttons(self, outcome: Outcome) -> list[dict[str, Any]]:
+        """The buttons of the last reply that has any, among the replies to the HCP's last message."""
         with Session(self.engine) as s:
-            last = s.scalars(select(Message).where(Message.conversation_id == outcome.conversation_id,
-                                                   Message.direction == "out")
-                             .order_by(Message.id.desc()).limit(1)).first()
-            return list(last.buttons or []) if last is not None else []
+            last_in = s.scalar(select(Message.id).where(Message.conversation_id == outcome.conversation_id,
+                                                        Message.direction == "in")
+                               .order_by(Message.id.desc()).limit(1))
+            replies = s.scalars(select(Message).where(Message.conversation_id == outcome.conversation_id,
+                                                      Message.direction == "out", Message.id > (last_in or 0))
+                                .order_by(Message.id.desc())).all()
+            return next((list(m.buttons) for m in replies if m.buttons), [])
 
     def play(self, script: Script) -> Outcome:
         outcome = Outcome(script)
