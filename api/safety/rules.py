@@ -50,6 +50,25 @@ _OPT_OUT_PHRASE = _rx(
     r"|\bstop (messaging|texting|contacting|writing to|sending( me)?( any)? (messages|texts)( to)?) me\b"
     r"|\bunsubscribe me\b|\bopt me out\b|\bremove me from (your|this|the) (list|mailing|messages)"
     r"|\bno (more|further) messages\b|\bi want to unsubscribe\b|\bplease unsubscribe\b"
+    # everyday wording: "pls stop msging me", "stop sending me messages", "no more whatsapps", "take me off
+    # your list", "I don't want to hear from you anymore", "I no longer wish to receive anything from you"
+    r"|\bstop (sending|messaging|msging|msg'?ing|texting|whatsapping|writing|contacting|spamming)( me)?"
+    r"( (any|these|all|your|the))?( more)? (messages|msgs|texts|whatsapps?|chats?|notifications|communications)\b"
+    r"|\bstop (messaging|msging|msg'?ing|texting|whatsapping|contacting|spamming|sending me stuff) me\b"
+    r"|\bstop (sending|messaging|msging|texting|whatsapping|contacting|spamming)( me)?[.! ]*$"
+    r"|\bno (more|further) (whatsapps?|texts|msgs|sms|notifications|communications|contact)\b"
+    r"|\b(take|remove|delete) (me|my (number|details|contact details)) (off|from) (your|this|the|all) "
+    r"(list|lists|mailing list|contact list|database|system)\b"
+    r"|\b(remove|delete) my (number|contact details)\b"
+    r"|\b(don'?t|do not|never) want to (hear|receive anything|get anything|be contacted)( from you)?"
+    r"( (any ?more|again|at all))?\b"
+    r"|\bno longer (wish|want) to (receive|get|hear|be contacted)\b"
+    r"|\bopt(ing)?[- ]?out of (all|every|your|these|the)? ?(communications?|messages|contact|marketing|this"
+    r"( service)?|whatsapp)\b|\b(i|we) (want|wish|would like|'d like) to opt[- ]?out\b"
+    r"|\b(i'?d like|i want|i wish|please|pls) (to )?unsubscribe\b|\bunsubscribe from (this|the|your|all)\b"
+    r"|\bcancel (all )?(the )?(messages|notifications|communications|texts|whatsapps?)\b"
+    r"|^((just|please|pls|now|ok|okay|so),? )*leave me alone\b"
+    r"|\bkeine (nachrichten|whatsapps?|sms|mitteilungen|werbung) mehr\b|\b(bitte )?abmelden\b"
 )
 
 _KEYWORD_STRIP = re.compile(r"[^a-z\- ]+")

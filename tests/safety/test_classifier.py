@@ -87,7 +87,30 @@ def test_opt_out_keywords_and_phrases_are_detected(screen: RuleModelScreen, text
     assert not result.adverse_event
 
 
-@pytest.mark.parametrize("text", ["I had to stop cardiovex because of the rash", "when should I stop glucorel?"])
+@pytest.mark.parametrize("text", [
+    "can you stop sending me these whatsapps",
+    "pls quit texting, actually no: stop texting me",
+    "I really don't want to hear from you again",
+    "kindly take me off your mailing list",
+    "remove my number please",
+    "we no longer want to receive messages from halcyon",
+    "I'd like to opt out of marketing",
+    "no more notifications thx",
+    "cancel all the whatsapps",
+    "bitte keine Werbung mehr",
+    "just leave me alone",
+])
+def test_an_opt_out_in_everyday_words_is_an_opt_out(screen: RuleModelScreen, text: str) -> None:
+    result = screen.screen(text)
+    assert result.opt_out, text
+    assert not result.adverse_event
+
+
+@pytest.mark.parametrize("text", [
+    "I had to stop cardiovex because of the rash", "when should I stop glucorel?",
+    "please stop sending samples to the old address", "could the rep stop contacting my practice nurse",
+    "how do I stop the respizan pen leaking", "please remove my patient from the copay programme",
+])
 def test_the_word_stop_inside_a_sentence_is_not_an_opt_out(screen: RuleModelScreen, text: str) -> None:
     assert not screen.screen(text).opt_out
 
