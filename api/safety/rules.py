@@ -178,7 +178,7 @@ LAB_ABNORMAL = _rx(
 
 LACK_OF_EFFICACY = _rx(
     r"\b(not|isn't|wasn't|hasn't been|haven't been|aren't|no longer|never|didn't|doesn't|did not|does not"
-    r"|stopped|has stopped)\s+(\w+\s+)?(work|working|worked|effective|helping|helped|respond|responding"
+    r"|stopped|has stopped)\s+(\w+\s+){0,2}(work|working|worked|effective|helping|helped|respond|responding"
     r"|controlled|controlling|bringing (it|\w+) down|lowering|reducing)"
     r"|\bno (effect|improvement|response|benefit|change) (on|in|with|after|despite|at all)"
     r"|\bno (effect|improvement|response|benefit)\b|\bineffective\b|\black of (efficacy|effect|response)"
@@ -188,7 +188,8 @@ LACK_OF_EFFICACY = _rx(
     r"|\bstill (having|getting) (exacerbations|attacks|flares|high (sugars|ldl|cholesterol))"
     r"|\b(doesn'?t|does not|didn'?t|did not|isn'?t|is not|not) (seem to |really |actually )?(be )?(do|doing) (anything"
     r"|much)|\b(lost|losing|lose|loses) (its|the|their|all) effect\b|\b(wearing|wore|wears) off\b"
-    r"|\bcreeping (back )?up\b"
+    r"|\bcreeping (back )?up\b|\b(as (frequent|often|bad|many|high|severe)|no better) (as|than) (before|baseline"
+    r"|pre[- ]?treatment)\b"
     r"|\bstill (on|needing|needs|requiring) (oral |regular |monthly |rescue )?(steroids|pred\w*|rescue|salbutamol)\b"
     r"|\b(hasn'?t|has not|haven'?t|didn'?t|did not) (moved|changed|budged|improved|come down|dropped)\b"
     r"|\b(zero|no|little|minimal) (benefit|effect|response|improvement|change|difference)\b"
@@ -232,6 +233,9 @@ OVERDOSE = _rx(
     r"(of )?(his |her "
     r"|their |my |the )?(\w+ )?(tabs|tablets|pills|capsules|pens|doses)\b|\bod(ed|'d)? (on|of|with)\b|\btook an od\b"
     r"|\b(ingest(ed|ion)|ate some|got hold of)\b"
+    # a child into someone else's medicine ("toddler swallowed grandma's tablets"): an accidental exposure
+    r"|\b(child|toddler|kid|grandchild|grandson|granddaughter|baby|infant|son|daughter|boy|girl) (swallowed|ate"
+    r"|chewed|got into)\b"
     # an ingested count ("swallowed about 25", "chewed 2", "ate ~8 of her tablets", "took all his remaining")
     r"|\b(swallowed|ate|chewed|ingested|took|taken|had taken)\s+(about |around |approx\.? |approximately |roughly "
     r"|maybe "

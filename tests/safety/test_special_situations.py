@@ -308,3 +308,13 @@ def test_a_type_1_diabetic_on_glucorel_is_off_label_by_indication(screen: RuleMo
 
 def test_a_condition_named_patient_group_in_a_question_opens_no_case(screen: RuleModelScreen) -> None:
     assert not screen.screen("do my asthmatics need a spacer when they use respizan?").adverse_event
+
+
+def test_a_treatment_that_does_not_seem_to_work_is_lack_of_efficacy(screen: RuleModelScreen) -> None:
+    result = screen.screen("zelvamab just doesn't seem to help him, his attacks are as bad as before")
+    assert result.adverse_event and "lack_of_efficacy" in result.ae_categories
+
+
+def test_a_child_swallowing_someone_elses_tablets_is_an_overdose_case(screen: RuleModelScreen) -> None:
+    result = screen.screen("a 3 year old grandchild chewed some of his nan's cardiovex, she brought him in, he's fine")
+    assert result.adverse_event and "overdose" in result.ae_categories
