@@ -11,8 +11,8 @@ fake served here; web chat sessions are anonymous, WhatsApp numbers are new (so 
 runs). Every HCP turn waits for its replies before the next.
 
 The simulated HCP types only the scripted turns, with one exception a real HCP makes too: when the bot's
-replies to its last turn include a request form's summary with a **Confirm** button, it presses Confirm (clicks it on the
-web, types the option's number on WhatsApp). ``--no-confirm`` turns that off.
+replies to its last turn include a request form's summary with a **Confirm** button, it presses Confirm
+(clicks it on the web, types the option's number on WhatsApp). ``--no-confirm`` turns that off.
 
 Each ``expect`` key is then checked against what the product recorded:
 
@@ -330,9 +330,10 @@ def transcript(engine: Engine, conversation_id: str | None) -> list[tuple[str, s
     if conversation_id is None:
         return []
     with Session(engine) as s:
-        rows = s.execute(select(Message.direction, Message.body).where(Message.conversation_id == conversation_id)
-                         .order_by(Message.id)).all()
-    return [("HCP" if d == "in" else "bot", body.replace("\n", " ")[:220]) for d, body in rows]
+        rows = s.execute(select(Message.id, Message.direction, Message.in_reply_to, Message.body)
+                         .where(Message.conversation_id == conversation_id).order_by(Message.id)).all()
+    return [(f"#{i} HCP" if d == "in" else f"#{i} bot (to #{to})", body.replace("\n", " ")[:220])
+            for i, d, to, body in rows]
 
 
 def report(path: Path, outcomes: list[Outcome], *, show_failures: bool) -> str:

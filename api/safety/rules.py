@@ -142,7 +142,9 @@ EVENT_VERB = _rx(
 )
 
 SIDE_EFFECT_WORDS = _rx(
-    r"\bside[- ]?effects?\b|\badverse (event|reaction|effect|drug reaction)s?\b|\breaction\b|\bintoleran"
+    r"\bside[- ]?effects?\b|\badverse (event|reaction|effect|drug reaction)s?\b|\breaction\b"
+    # intolerance of the medicine, not a dietary condition ("lactose intolerant" is a reason to ask about excipients)
+    r"|(?<!lactose )(?<!gluten )(?<!fructose )(?<!histamine )(?<!lactose-)\bintoleran"
     r"|\bsensitivity to\b|\ballerg(y|ic)\b|\bsuspected (ae|adr|adverse)|\b(ae|adr|sae)\b"
 )
 
@@ -155,7 +157,8 @@ SYMPTOMS = _rx(
     r"|palpitations?|chest (pain|tightness)|short(ness)? of breath|breathless|dyspno?ea|wheez"
     r"|cough(ing)?|fever|chills|injection[- ]site (reaction|pain|redness|swelling)|redness|bruis(e|ing)"
     r"|bleed(ing)?|hypo(glycaemia|glycemia|s)?\b|pancreatitis|abdominal pain|stomach (pain|ache|upset)"
-    r"|tummy|constipat|weight (gain|loss)|insomnia|can'?t sleep|anxi(ety|ous)|depress(ed|ion)|suicid"
+    r"|tummy|constipat|(?<!for )(?<!with )(?<!aid )(?<!help )weight (gain|loss)|insomnia|can'?t sleep"
+    r"|anxi(ety|ous)|depress(ed|ion)|suicid"
     r"|seizures?|fits?|faint(ed|ing)?|syncope|collapsed?|hair loss|blurr(ed|y) vision|vision (loss|problems)"
     r"|tremors?|shak(y|ing)|numb(ness)?|tingling|pins and needles|kidney|renal|anaphyla|angioo?edema"
     r"|stroke|heart attack|arrhythmia|tachycardia|bradycardia|brady|tachy|dka|ketoacidosis|hypotensi(on|ve)|low (bp"

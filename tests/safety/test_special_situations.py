@@ -318,3 +318,16 @@ def test_a_treatment_that_does_not_seem_to_work_is_lack_of_efficacy(screen: Rule
 def test_a_child_swallowing_someone_elses_tablets_is_an_overdose_case(screen: RuleModelScreen) -> None:
     result = screen.screen("a 3 year old grandchild chewed some of his nan's cardiovex, she brought him in, he's fine")
     assert result.adverse_event and "overdose" in result.ae_categories
+
+
+@pytest.mark.parametrize("text", [
+    "would ferlaglutide be reasonable for weight loss in someone who isn't diabetic?",   # a use asked about
+    "is there lactose in velostatin? I have a pt who is lactose-intolerant",             # a dietary condition
+])
+def test_a_use_or_a_condition_asked_about_opens_no_case(screen: RuleModelScreen, text: str) -> None:
+    assert not screen.screen(text).adverse_event, text
+
+
+def test_intolerance_of_the_medicine_and_weight_loss_on_it_are_still_reports(screen: RuleModelScreen) -> None:
+    assert screen.screen("he turned out to be intolerant to cardiovex within a week, stomach cramps").adverse_event
+    assert screen.screen("since starting glucorel my patient has had dramatic weight loss and dizziness").adverse_event
