@@ -22,6 +22,7 @@ from pathlib import Path  # noqa: E402
 from typing import TYPE_CHECKING, Any  # noqa: E402
 
 import pytest  # noqa: E402
+from argon2 import PasswordHasher  # noqa: E402
 from sqlalchemy import Engine  # noqa: E402
 from sqlalchemy.orm import Session  # noqa: E402
 
@@ -29,6 +30,7 @@ from api.db import make_engine  # noqa: E402
 from api.migrate import upgrade  # noqa: E402
 from api.scratch_db import create_database, drop_database  # noqa: E402
 from api.settings import Settings  # noqa: E402
+from api.staff import service as staff_service  # noqa: E402
 from api.threaded_server import ThreadedServer  # noqa: E402
 from feedback import rollups  # noqa: E402
 
@@ -93,6 +95,41 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = kept
+
+
+class _SuiteHasher(PasswordHasher):
+    """argon2id at its smallest cost, for the staff accounts the suite creates and logs in by the hundred.
+
+    The product's hasher (RFC 9106 "low memory": 64 MiB, 3 passes) costs ~0.15 s a hash and as much a
+    verify on this box: ~750 of each made the password hashing about two minutes of every suite run.
+    What the tests check (the right password logs in, a wrong one does not, resets, invites, throttling)
+    does not depend on the cost. A hash made with the product's parameters (``concierge staff create``
+    runs in a subprocess) needs no rehash here either, as in production; the product's own parameters
+    are tested with the real hasher (tests/consoles/test_auth.py, ``production_password_hasher``).
+    """
+
+    def __init__(self) -> None:
+        super().__init__(time_cost=1, memory_cost=8, parallelism=1)
+
+    def check_needs_rehash(self, hash: str) -> bool:
+        return super().check_needs_rehash(hash) and PRODUCTION_PASSWORD_HASHER.check_needs_rehash(hash)
+
+
+PRODUCTION_PASSWORD_HASHER = staff_service._hasher
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _suite_password_hasher() -> Iterator[None]:
+    staff_service._hasher = _SuiteHasher()
+    yield
+    staff_service._hasher = PRODUCTION_PASSWORD_HASHER
+
+
+@pytest.fixture()
+def production_password_hasher(monkeypatch: pytest.MonkeyPatch) -> PasswordHasher:
+    """The product's password hasher in place of the suite's cheap one, for this test."""
+    monkeypatch.setattr(staff_service, "_hasher", PRODUCTION_PASSWORD_HASHER)
+    return PRODUCTION_PASSWORD_HASHER
 
 
 @pytest.fixture(scope="session")

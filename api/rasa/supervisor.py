@@ -113,7 +113,7 @@ class ProcessSupervisor:
     def __init__(self, spawn: Callable[[], subprocess.Popen[bytes]], *, name: str, url: str | None,
                  probe: Callable[[], bool], pidfile: Path, mark: str, port_advice: str = "",
                  probe_interval: float = 5.0, unhealthy_after: int = 6, backoff_max: float = 60.0,
-                 ready_timeout: float = 420.0, stable_after: float = 60.0) -> None:
+                 ready_timeout: float = 420.0, stable_after: float = 60.0, stop_grace: float = 5.0) -> None:
         self.spawn = spawn
         self.name = name
         self.url = url.rstrip("/") if url else None
@@ -126,6 +126,7 @@ class ProcessSupervisor:
         self.backoff_max = backoff_max
         self.ready_timeout = ready_timeout
         self.stable_after = stable_after
+        self.stop_grace = stop_grace  # SIGTERM to SIGKILL when it is restarted (a frozen one never ends on SIGTERM)
         self.proc: subprocess.Popen[bytes] | None = None
         self.restarts = 0
         self._ready = threading.Event()
@@ -243,7 +244,7 @@ class ProcessSupervisor:
             if not trouble:
                 continue
             log.error("%s; restarting it in %gs", trouble, backoff)
-            stop_group(proc, timeout=5)
+            stop_group(proc, timeout=self.stop_grace)
             if not self._sleep(backoff):
                 return
             backoff = min(backoff * 2, self.backoff_max)
@@ -255,11 +256,11 @@ class ProcessSupervisor:
                 log.exception("could not start %s; trying again", self.name)
 
 
-def rasa_probe(url: str, token: str) -> Callable[[], bool]:
-    """Rasa answers ``/status`` with a loaded model."""
+def rasa_probe(url: str, token: str, timeout: float = 2.0) -> Callable[[], bool]:
+    """Rasa answers ``/status`` with a loaded model (within ``timeout`` s)."""
     def probe() -> bool:
         try:
-            r = httpx.get(f"{url.rstrip('/')}/status", params={"token": token}, timeout=2.0)
+            r = httpx.get(f"{url.rstrip('/')}/status", params={"token": token}, timeout=timeout)
             return r.status_code == 200 and bool(r.json().get("model_id") or r.json().get("model_file"))
         except (httpx.HTTPError, ValueError):
             return False
@@ -272,8 +273,9 @@ class RasaSupervisor(ProcessSupervisor):
     def __init__(self, spawn: Callable[[], subprocess.Popen[bytes]], *, url: str, token: str, pidfile: Path,
                  name: str = "Rasa", port_advice: str = "CONCIERGE_RASA_URL", probe_interval: float = 5.0,
                  unhealthy_after: int = 6, backoff_max: float = 60.0, ready_timeout: float = 420.0,
-                 stable_after: float = 60.0) -> None:
-        super().__init__(spawn, name=name, url=url, probe=rasa_probe(url, token), pidfile=pidfile, mark=OUR_MARK,
-                         port_advice=port_advice, probe_interval=probe_interval, unhealthy_after=unhealthy_after,
-                         backoff_max=backoff_max, ready_timeout=ready_timeout, stable_after=stable_after)
+                 stable_after: float = 60.0, probe_timeout: float = 2.0, stop_grace: float = 5.0) -> None:
+        super().__init__(spawn, name=name, url=url, probe=rasa_probe(url, token, probe_timeout), pidfile=pidfile,
+                         mark=OUR_MARK, port_advice=port_advice, probe_interval=probe_interval,
+                         unhealthy_after=unhealthy_after, backoff_max=backoff_max, ready_timeout=ready_timeout,
+                         stable_after=stable_after, stop_grace=stop_grace)
         self.token = token

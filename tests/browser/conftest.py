@@ -68,6 +68,20 @@ def end_live_streams(app: Any) -> None:
     app.state.concierge.relay.request_shutdown()
 
 
+@pytest.fixture(scope="session")
+def knowledge_index_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("knowledge-index")
+
+
+@pytest.fixture()
+def settings(settings: Settings, knowledge_index_dir: Path) -> Settings:
+    """The suite's settings with one knowledge index directory for the whole session, as a deployment has:
+    the pages that rank approved content (the inbox's assist panel, the reply screen) load the MiniLM model
+    and embed the shared test database's library once, not again for every test's fresh ``var`` directory
+    (seconds each; the index follows the database's current versions either way)."""
+    return settings.model_copy(update={"index_dir": knowledge_index_dir})
+
+
 @pytest.fixture()
 def fake_api() -> FakeChatApi:
     return FakeChatApi(staff_delay=1.0)

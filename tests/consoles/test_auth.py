@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 
 import pyotp
 import pytest
+from argon2 import PasswordHasher, Type
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import sessionmaker
@@ -29,6 +30,26 @@ def test_passwords_are_stored_as_argon2id_hashes(engine: Engine, make_staff: Cal
         assert user is not None
         assert user.password_hash.startswith("$argon2id$")
         assert account.password not in user.password_hash
+
+
+def test_the_product_hashes_with_the_rfc_9106_low_memory_parameters_and_logs_in_with_them(
+        production_password_hasher: PasswordHasher, console: TestClient, engine: Engine,
+        make_staff: Callable[..., StaffAccount]) -> None:
+    """The suite's other staff accounts use a cheap argon2id (tests/conftest.py); this one the product's."""
+    assert (production_password_hasher.type, production_password_hasher.time_cost,
+            production_password_hasher.memory_cost, production_password_hasher.parallelism) == (Type.ID, 3, 65536, 4)
+    account = make_staff("rep")
+    with sessionmaker(bind=engine)() as s:
+        user = s.get(StaffUser, account.id)
+        assert user is not None
+        stored = user.password_hash
+    assert stored.startswith("$argon2id$v=19$m=65536,t=3,p=4$")
+    wrong = post_login(_from(console, "198.51.100.9"), {"email": account.email, "password": "not the password!"})
+    assert wrong.status_code == 401
+    assert login(console, account)
+    with sessionmaker(bind=engine)() as s:
+        user = s.get(StaffUser, account.id)
+        assert user is not None and user.password_hash == stored  # no rehash: already the product's parameters
 
 
 def test_login_sets_an_httponly_samesite_cookie_and_lands_on_the_console(

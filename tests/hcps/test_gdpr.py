@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi import FastAPI, Request
-from sqlalchemy import JSON, Engine, MetaData, String, Text, cast, or_, select
+from sqlalchemy import JSON, Column, Engine, MetaData, String, Table, Text, cast, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.audit import service as audit
@@ -38,14 +39,27 @@ def two_hcps(engine: Engine) -> tuple[Planted, Planted]:
         return plant_hcp(session), plant_hcp(session, territory="south")
 
 
+_TEXT_COLUMNS: dict[str, list[tuple[Table, list[Column[Any]]]]] = {}
+
+
+def _text_columns(engine: Engine) -> list[tuple[Table, list[Column[Any]]]]:
+    """Every table of the database with its text and JSON columns, read from the database itself (once per
+    database: the schema is migrated before the first test and never changes; a reflection costs ~0.3 s and
+    ``find`` runs some twenty times a test)."""
+    key = engine.url.render_as_string(hide_password=False)
+    if key not in _TEXT_COLUMNS:
+        meta = MetaData()
+        meta.reflect(bind=engine)
+        _TEXT_COLUMNS[key] = [(table, [c for c in table.columns if isinstance(c.type, String | Text | JSON)])
+                              for table in meta.sorted_tables]
+    return _TEXT_COLUMNS[key]
+
+
 def find(engine: Engine, needle: str) -> list[tuple[str, str]]:
     """(table, column) of every text or JSON cell in the database that contains ``needle``."""
-    meta = MetaData()
-    meta.reflect(bind=engine)
     hits: list[tuple[str, str]] = []
     with engine.connect() as conn:
-        for table in meta.sorted_tables:
-            cols = [c for c in table.columns if isinstance(c.type, String | Text | JSON)]
+        for table, cols in _text_columns(engine):
             if not cols:
                 continue
             for col in cols:

@@ -21,8 +21,11 @@ LIMIT = 300
 
 @pytest.fixture(autouse=True)
 def small_head(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A test-sized build: 300 rows and a short L-BFGS budget (the hyper-parameters are in the hash)."""
+    """A test-sized build: 300 rows and a short L-BFGS budget (the hyper-parameters are in the hash), on one
+    BLAS thread like the rest of the suite (tests/conftest.py): two spinning OpenBLAS threads on the 2-core box
+    beside anything else running made the nested report 25 s instead of 2 s, for the same figures."""
     monkeypatch.setitem(sc.CASCADE_HYPER, "max_iter", 15)
+    monkeypatch.setattr(sc, "BUILD_THREADS", 1)
 
 
 class HashEmbedder:
