@@ -251,19 +251,42 @@ def _phone_like(text: str, start: int, cand: str) -> bool:
     return cued and digits >= 7
 
 
+# Where one run of digits may hold two numbers: "+44 7700 900095 (84446617)", "0161 496 0000 / 0161 496 0001".
+_RUN_SPLIT = re.compile(r"\s+[(/]\s*|\s*[)/]\s+|\s{2,}")
+
+
+def _phone_spans(text: str, start: int, cand: str) -> list[tuple[int, int]]:
+    """The phone numbers in one candidate run, as (start, end) offsets in ``text``."""
+    # trailing separators belong to the sentence, not the number
+    core = cand.rstrip(" .-/()")
+    if core.count("(") < core.count(")"):
+        core = core.rstrip(")")
+    if _phone_like(text, start, core):
+        return [(start, start + len(core))]
+    if _digits(core) <= 15:
+        return []
+    # too many digits for one number: classify each part between brackets / slashes / wide gaps on its own
+    spans: list[tuple[int, int]] = []
+    pos = 0
+    for cut in [*_RUN_SPLIT.finditer(core), None]:
+        end = cut.start() if cut is not None else len(core)
+        part = core[pos:end].strip(" ()")
+        if part:
+            offset = start + pos + core[pos:end].index(part)
+            spans += _phone_spans(text, offset, part) if _digits(part) <= 15 else []
+        if cut is not None:
+            pos = cut.end()
+    return spans
+
+
 def _sub_phones(text: str) -> str:
     out: list[str] = []
     pos = 0
     for m in _PHONE_CANDIDATE.finditer(text):
-        cand = m.group(0)
-        # trailing separators belong to the sentence, not the number
-        core = cand.rstrip(" .-/()")
-        if core.count("(") < core.count(")"):
-            core = core.rstrip(")")
-        if _phone_like(text, m.start(), core):
-            out.append(text[pos:m.start()])
+        for start, end in _phone_spans(text, m.start(), m.group(0)):
+            out.append(text[pos:start])
             out.append(PHONE)
-            pos = m.start() + len(core)
+            pos = end
     out.append(text[pos:])
     return "".join(out)
 

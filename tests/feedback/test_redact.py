@@ -262,3 +262,10 @@ def test_secrets_in_urls_are_masked_in_log_lines() -> None:
     assert redact_log_text("GET /status?token=abc123&x=1") == "GET /status?token=[secret]&x=1"
     assert redact_log_text("POST /rasa/webhook?Token=abc HTTP/1.1") == "POST /rasa/webhook?Token=[secret] HTTP/1.1"
     assert redact_log_text("GET /api/webchat/messages?after=3") == "GET /api/webchat/messages?after=3"
+
+
+def test_a_number_run_too_long_for_one_phone_is_read_part_by_part() -> None:
+    # a mobile followed by a reference in brackets, two landlines with a slash: one long run of digits
+    assert redact("text me on +49 151 2345 6789 (30051177) after 5") == "text me on [phone] (30051177) after 5"
+    assert redact("try 0131 496 0123 / 0131 496 0456") == "try [phone] / [phone]"
+    assert redact("lot 1234567890123456789 expired") == "lot 1234567890123456789 expired"
