@@ -52,24 +52,16 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from api.channels.whatsapp.fake_twilio import (  # noqa: E402
-    ACCOUNT_SID,
-    AUTH_TOKEN,
-    WHATSAPP_FROM,
-    FakeTwilio,
-    TwilioSigner,
-)
+from api.channels.whatsapp.fake_twilio import ACCOUNT_SID, AUTH_TOKEN, WHATSAPP_FROM, TwilioSigner  # noqa: E402
 from api.conversations.models import Conversation, InboxItem, Message  # noqa: E402
 from api.handoffs.models import Handoff  # noqa: E402
 from api.rasa.actions.answer_question import FOR_VERIFIED_HCPS  # noqa: E402
 from api.requests.models import ServiceRequest  # noqa: E402
 from api.safety.models import AdverseEvent, AdverseEventMessage, Consent, MedicalInquiry  # noqa: E402
-from api.threaded_server import ThreadedServer  # noqa: E402
-from benchmarks._stack import HIGH_RATE_LIMITS, Stack, free_port  # noqa: E402
+from benchmarks._stack import HIGH_RATE_LIMITS, Stack  # noqa: E402
+from benchmarks.scale_scenario import INBOUND, PUBLIC_URL, FakeTwilioServer  # noqa: E402
 from knowledge.models import Answer  # noqa: E402
 
-PUBLIC_URL = "https://concierge.example.com"
-INBOUND = "/webhooks/twilio/whatsapp"
 BLIND_DIR = (REPO / "benchmarks" / "blind").resolve()
 DEFAULT_SETS = [REPO / "benchmarks" / "blind" / "conversations.jsonl"]
 # The blind sets' category names → the screen's codes (as benchmarks/safety_screen.py maps them).
@@ -283,12 +275,6 @@ def check(engine: Engine, outcome: Outcome) -> None:
 
 
 # -- the run ---------------------------------------------------------------------------------------------
-
-class FakeTwilioServer(ThreadedServer):
-    def __init__(self) -> None:
-        self.twilio = FakeTwilio()
-        super().__init__(self.twilio.app(), port=free_port(), name="fake-twilio", label="the fake Twilio")
-
 
 def run(sets: list[Path], *, confirm: bool, var_dir: Path) -> dict[Path, list[Outcome]]:
     twilio = FakeTwilioServer()
