@@ -270,7 +270,8 @@ def clean(slot: str, value: Any, cat: Catalogue | None = None) -> Any:
 
 
 _WEAK_ADDRESS_CUE = re.compile(r"\b(?:to|at|for)\s+", re.IGNORECASE)
-_TIME_LEAD = re.compile(r"\b(?:on|next|this|any|every|most|either|or|and|from|after|before|around|at|by)\s+$")
+# Words that belong to the days named after them ("next thursday", "any tuesday afternoon").
+_TIME_LEAD = re.compile(r"\b(?:next|this|any|every|most|after|before|around)\s+$")
 
 
 def _address_after_weak_cue(text: str) -> str | None:
@@ -278,10 +279,16 @@ def _address_after_weak_cue(text: str) -> str | None:
     "for", when what follows is an address by shape (a street and number, a postcode …)."""
     for m in _WEAK_ADDRESS_CUE.finditer(text):
         rest = _tidy(text[m.end():])
-        if _looks_like_address(rest) and (_HOUSE_AND_STREET.search(_norm(rest)) or _UK_POSTCODE.search(_norm(rest))
-                                          or _US_ZIP.search(_norm(rest))):
+        low = _norm(rest)
+        if _looks_like_address(rest) and (_HOUSE_AND_STREET.search(low) or _UK_POSTCODE.search(low)
+                                          or _US_ZIP.search(low)):
             return rest
     return None
+
+
+def _stated_address(text: str) -> str | None:
+    """An address a message states for a slot not asked: after "send them to", or "to" + an address shape."""
+    return parse_address(text, need_cue=True) or _address_after_weak_cue(text)
 
 
 def time_phrase(text: str) -> str | None:
@@ -293,7 +300,7 @@ def time_phrase(text: str) -> str | None:
         return None
     start, end = matches[0].start(), matches[-1].end()
     lead = _TIME_LEAD.search(low[:start])
-    if lead and lead.group(0).split()[0] in ("next", "this", "any", "every", "most", "after", "before", "around"):
+    if lead:
         start = lead.start()
     phrase = _tidy(text[start:end])
     return phrase if len(phrase.split()) <= 12 else None
@@ -317,8 +324,7 @@ def read_unprompted(text: str, slots: tuple[str, ...] | list[str], cat: Catalogu
         if n is not None and quantity_problem(n) is None:
             found["sample_quantity"] = n
     if "delivery_address" in slots:
-        address = parse_address(text, need_cue=True) or _address_after_weak_cue(text) or (
-            parse_address(text) if bare else None)
+        address = _stated_address(text) or (parse_address(text) if bare else None)
         if address:
             found["delivery_address"] = address
     if "preferred_times" in slots:
@@ -327,7 +333,7 @@ def read_unprompted(text: str, slots: tuple[str, ...] | list[str], cat: Catalogu
             found["preferred_times"] = times
     if "new_contact_details" in slots:
         given = [m.group(0) for rx in (_EMAIL, _PHONE) for m in rx.finditer(text)]
-        address = parse_address(text, need_cue=True) or _address_after_weak_cue(text)
+        address = _stated_address(text)
         if address:
             given.append(address)
         if given:
