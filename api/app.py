@@ -95,11 +95,16 @@ class ScreenHook:
 
     def __call__(self, session: Session, conv: Conversation, msg: Message, now: datetime) -> SafetyOutcomeLike:
         from api.safety.context import screen_context
+        from api.safety.service import SafetyOutcome
 
         # The screen knows what the bot had just asked: a form answer is screened as that answer.
-        result = self.screen.screen(msg.body, context=screen_context(session, conv, msg))
-        return self.apply(session, conversation=conv, message=msg, result=result, now=now,
-                          review_rate=self.review_rate)
+        context = screen_context(session, conv, msg)
+        result = self.screen.screen(msg.body, context=context)
+        outcome = self.apply(session, conversation=conv, message=msg, result=result, now=now,
+                             review_rate=self.review_rate)
+        if isinstance(outcome, SafetyOutcome):
+            outcome.asked = context.asked  # the turn leaves an answer to a question to the form
+        return outcome
 
     def ready(self) -> bool:
         return self.screen.ready()

@@ -72,9 +72,24 @@ def asks_for_person(text: str) -> bool:
     return bool((_PERSON.search(text) or named_team) and (_WANT.search(text) or wants_callback(text)))
 
 
+# "book a call with the MSL", "set up a Teams meeting with medical": a meeting request, not a handoff
+_BOOKING = re.compile(
+    r"\b(?:book|booking|schedule|arrange|organi[sz]e|set up|setup|plan|meet|meeting|appointment|visit|slot|"
+    r"teams|zoom|webex)\b", re.IGNORECASE)
 _CONNECT = re.compile(
     r"\b(?:connect|put (?:me )?through|transfer|speak|talk|chat with|hand me|pass me|get me|patch me|"
     r"verbinden|sprechen)\b", re.IGNORECASE)
+
+
+def asks_to_be_put_through(text: str) -> bool:
+    """"connect me with the medical information team", "can I speak to an MSL": a named medical team and
+    a verb of connecting — a person from that team, whatever the NLU makes of it (rep and patient
+    support asks are left to the NLU: "talk to my rep about samples" is a sample request)."""
+    text = text or ""
+    if len(text) > 160:
+        return False
+    named = any(p.search(text) for t, p in _TEAMS if t in (HandoffTarget.medical_information, HandoffTarget.msl))
+    return named and wants_to_be_connected(text) and not _BOOKING.search(text)
 
 
 def wants_to_be_connected(text: str) -> bool:

@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from api.audit import service as audit
 from api.clock import Clock
 from api.content import render
-from api.conversations import ae_turn, copy, spelling
+from api.conversations import ae_turn, copy, gibberish, spelling
 from api.conversations import service as conversations
 from api.conversations.drafts import Button, ContentRef, ReplyDraft
 from api.conversations.models import (
@@ -464,6 +464,13 @@ class TurnProcessor:
             # whatever the NLU (or the screen) made of it; action_request_handoff reads the team
             # from the stored text.
             rasa_text = "/request_human"
+        elif not msg.payload and ask_rasa and not ae_found and getattr(outcome, "asked", None) is None:
+            if routing.asks_to_be_put_through(msg.body):
+                # "put me through to medical information": a person from that team (the action reads
+                # the team from the stored text), not a written inquiry or a miss.
+                rasa_text = "/request_human"
+            elif gibberish.is_gibberish(msg.body):
+                rasa_text = gibberish.FALLBACK_TEXT  # no known word: not understood, whatever the NLU says
         screened = ScreenedTurn(conv.id, msg.id, rasa_text, ask_rasa, [*safety_replies, *(api_replies or [])],
                                 intake=step if step is not None and not step.consumed else None,
                                 ae_turn=ae_found and ask_rasa,

@@ -92,6 +92,8 @@ class SafetyOutcome:
     consent_changed: list[str] = field(default_factory=list)
     # The HCP asked for a person in words: the turn hands over even when Rasa cannot be asked.
     handoff_requested: bool = False
+    # The form question the bot had just asked, if any (the message is probably its answer).
+    asked: str | None = None
 
 
 @dataclass(frozen=True)
