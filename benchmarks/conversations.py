@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 import tempfile
@@ -382,8 +383,13 @@ def _case_path(engine: Engine, case: AdverseEvent) -> str:
     hits = rules.evaluate(norm, product_mentioned=mentioned, off_label=bool(result.off_label_reasons),
                           above_max_dose="dose" in result.off_label_reasons)
     band = "≥0.5" if result.ae_score >= 0.5 else "0.3-0.5" if result.ae_score >= 0.3 else "<0.3"
+    n_words = len(norm.split())
+    words = "≤8" if n_words <= 8 else "9-20" if n_words <= 20 else ">20"
+    first_person = bool(re.search(r"\b(i|i'm|i've|me|my|we|our|us)\b", norm))
     return (f"{'rule' if hits.strong else 'model'}, patient {'yes' if hits.patient_context else 'no'}, "
             f"product {'yes' if mentioned else 'no'}, '?' {'yes' if '?' in body else 'no'}, score {band}, "
+            f"event trace {'yes' if rules.has_event_trace(norm, personal_counts=False) else 'no'}, "
+            f"first person {'yes' if first_person else 'no'}, words {words}, "
             f"again without context: {'case' if result.adverse_event else 'no case'}")
 
 
