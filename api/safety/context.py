@@ -24,9 +24,11 @@ from api.safety.screen import ScreenContext
 def _questions() -> tuple[tuple[str, str], ...]:
     """(question text, slot), longest text first so the most specific question wins."""
     from api.hcps import intake
+    from api.rasa.actions import rate_answer, set_preference
     from api.rasa.actions.ask_form_slot import QUESTIONS as FORM_QUESTIONS
 
-    pairs: dict[str, str] = {}
+    # Feedback questions: the answer is about the answer or the service ("didn't cover renal dosing").
+    pairs: dict[str, str] = {rate_answer.ASK_REASON: "rating_reason", set_preference.ASK: "preference"}
     for slot, (question, _buttons) in FORM_QUESTIONS.items():
         pairs[question] = slot
     for slot, question in intake.QUESTIONS.items():

@@ -36,8 +36,10 @@ FORM_SLOTS: dict[str, str] = {
     "specialty": "specialty", "country": "country", "product": "product",
     "email": "contact", "phone": "contact",
 }
-# Slots that take a topic in the HCP's words (a literature topic, a support need, a comment).
-TOPIC_SLOTS = frozenset({"literature_topic", "support_topic", "access_topic", "comment", "topic"})
+# Slots that take a topic in the HCP's words (a literature topic, a support need, a comment, why an
+# answer fell short, how they want to hear from us).
+TOPIC_SLOTS = frozenset({"literature_topic", "support_topic", "access_topic", "comment", "topic",
+                         "rating_reason", "preference"})
 
 
 def category_label(code: str) -> str:
