@@ -2,8 +2,9 @@
 
 Model: TF-IDF (word 1-2-grams + character 3-5-grams) → logistic regression, trained on the
 shipped data in ``api/safety/data/`` (PsyTAR train sentences, CC BY 4.0, plus HCP-language
-examples, a CLINC150 train sample and the non-report messages of our NLU training data). The decision threshold is recall-first: it is chosen on 5-fold out-of-fold
-probabilities so that ``TARGET_RECALL`` of the training positives would be caught.
+examples, a CLINC150 train sample and the non-report messages of our NLU training data). The
+decision threshold is recall-first: it is chosen on 5-fold out-of-fold probabilities so that
+``TARGET_RECALL`` of the training positives would be caught.
 
 Reproducibility: training is deterministic (fixed folds, liblinear, no shuffling of data), runs
 at first use and is cached under ``model_dir`` in a file named by the SHA-256 of the training

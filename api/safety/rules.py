@@ -993,7 +993,8 @@ INTAKE = _rx(
 # ---------------------------------------------------------------- wider wording (tuning set v2)
 # Added 2026-12-07 from the second special-situation TUNING set (benchmarks/data/special_tune_v2.jsonl,
 # written blind by a helper, then tuned on): the ways HCPs tell of each situation without its name.
-_INFECTION_SIGN = (r"(fevers?|febrile|spiked (a )?(temp\w*|fever)|temps? of|pyrexi\w*|rigors|septic|sepsis|bacter[a]?emi\w*"
+_INFECTION_SIGN = (r"(fevers?|febrile|spiked (a )?(temp\w*|fever)|temps? of|pyrexi\w*|rigors|septic|sepsis"
+                   r"|bacter[a]?emi\w*"
                    r"|cellulitis|abscess\w*|red streaks|pus|infect\w*)")
 INFECTIOUS = _rx(
     INFECTIOUS.pattern
@@ -1005,7 +1006,8 @@ INFECTIOUS = _rx(
     r"|\b" + _INFECTION_SIGN + r"\b.{0,100}\b(lot|batch) (ending|ends|no\.?|number|#|[a-z]*\d)"
     r"|\b(lot|batch) (ending|ends|no\.?|number|#|[a-z]*\d)\w*\b.{0,100}\b" + _INFECTION_SIGN + r"\b"
     r"|\bseal\b.{0,40}\b(broken|missing|damaged)\b.{0,100}\b" + _INFECTION_SIGN + r"\b"
-    r"|\b(septic|sepsis|septic shock|bacter[a]?emi\w*)\b.{0,60}\b(post|after|following|within (\w+ )?(hours?|days?|h) of)"
+    r"|\b(septic|sepsis|septic shock|bacter[a]?emi\w*)\b.{0,60}\b(post|after|following"
+    r"|within (\w+ )?(hours?|days?|h) of)"
     r"\b.{0,40}\b(injection|dose|shot|infusion|syringe|pen|vial)\b"
     r"|\bsame strain\b|\bmicrobiolog\w*\b.{0,60}\b(product|syringe|vial|pen|batch|lot|suspicious)\b"
     r"|\b(hepatitis|hep [abc]|hiv|hcv|hbv)\b.{0,80}\b(after|since) (starting|start|beginning|the first)\b"
@@ -1076,14 +1078,16 @@ _CHILD = (r"(grandson|granddaughter|grandchild|toddler|child|kid|twins|infant|ba
           r"|\(\d{1,2}\)|boy|girl)")
 OVERDOSE = _rx(
     OVERDOSE.pattern
-    + r"|\b(injected|took|taken|gave|given|had|used) another (full )?(\d+(\.\d+)? ?mg|dose|pen|injection|shot|syringe)\b"
+    + r"|\b(injected|took|taken|gave|given|had|used) another (full )?(\d+(\.\d+)? ?mg|dose|pen|injection|shot"
+    r"|syringe)\b"
     r"|\b(took|swallowed|taken|injected|used) (them|it) all\b|\bempty (box|pack|bottle|blister|pens|boxes|packs)\b"
     r"|\b(took|swallowed|injected|taken|had|used)\b.{0,50}\bat once\b"
     r"|\b(\d+|two|three|four) (pens|doses|injections|syringes)\b.{0,30}\b(on the same|in one|the same) (day|morning"
     r"|evening|night)\b|\b(suizid\w*|suicid\w*|self[- ]harm|intentional ingestion)\b"
     r"|\b(dial|dose) (turned|set|dialled|dialed) (up )?to (the )?(max|maximum|highest)\b"
     r"|\b" + _CHILD + r"\b.{0,60}\b(found|opened|got into|got hold of|found open|jabbed|chewed|swallowed)\b"
-    r"|\bequivalent of\b.{0,50}\b(in|within) (\d+|one|a|two) (weeks?|days?)\b|\b(about |roughly |around )?\d{2,3} gone\b"
+    r"|\bequivalent of\b.{0,50}\b(in|within) (\d+|one|a|two) (weeks?|days?)\b"
+    r"|\b(about |roughly |around )?\d{2,3} gone\b"
     r"|\ba load of\b|\b(taking|took|taken|swallowing|swallowed|ingesting|ingested) (\d{2,3}|[5-9]) (tablets|tabs|pills"
     r"|capsules|tabletten)\b|\b(\d+|two|three|four|five) doses (used|gone|taken|injected) (since|in) (yesterday"
     r"|last night|one day|a day|24 ?h)\b"

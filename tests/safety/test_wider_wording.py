@@ -19,14 +19,16 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.mark.parametrize(("text", "category"), [
     # a sign of infection and a product that looked wrong, a lot named, or a sepsis right after a dose
-    ("the zelvamab syringe looked hazy and by the evening he had rigors and a temperature of 39.8", "infectious_transmission"),
-    ("two of our patients febrile the day after their respizan, both from batch ending 7Q", "infectious_transmission"),
+    ("the zelvamab syringe looked hazy and by the evening he had rigors and a temperature of 39.8",
+     "infectious_transmission"),
+    ("two of our patients febrile the day after their respizan, both from batch ending 7Q",
+     "infectious_transmission"),
     ("bacteraemia within hours of her glucorel injection, no other source found", "infectious_transmission"),
     # the numbers did not move, exacerbations carried on
     ("her HbA1c didn't budge on glucorel, 71 in spring and 71 now, she never misses a dose", "lack_of_efficacy"),
     ("attacks have carried on just the same since he started respizan in the summer", "lack_of_efficacy"),
     # wrong person, no needle, instructions misread, injected again thinking it failed
-    ("the chemist gave our patient a pack of cardiovex with somebody else's name on it, another patient's name", "medication_error"),
+    ("the chemist gave our patient a pack of cardiovex with another patient's name on it", "medication_error"),
     ("he had been pressing the glucorel pen without a needle on it for weeks", "medication_error"),
     ("she injected glucorel again on thursday because she thought the first one didn't go in", "medication_error"),
     # using it to cut weight, doubling it on his own, a partner using her pens, a forged script
@@ -34,7 +36,8 @@ REPO = Path(__file__).resolve().parents[2]
     ("he has been doubling his respizan dose himself because he thinks it gives him more energy", "misuse"),
     ("a prescription for glucorel had been altered from 2 pens to 12", "misuse"),
     # handlers exposed
-    ("while I was crushing cardiovex for a resident the powder went in my eyes, they are stinging", "occupational_exposure"),
+    ("while I was crushing cardiovex for a resident the powder went in my eyes, they are stinging",
+     "occupational_exposure"),
     ("our healthcare assistant got pricked by the glucorel needle while recapping it", "occupational_exposure"),
     # amounts taken at once, a child into the box
     ("he took all of his cardiovex at once after an argument, about 20 tablets, now in A&E", "overdose"),
@@ -44,8 +47,10 @@ REPO = Path(__file__).resolve().parents[2]
     ("she miscarried at 9 weeks and had been on cardiovex until then", "pregnancy_exposure"),
     ("woman on respizan seen at booking today, she is now 14 weeks and stayed on it", "pregnancy_exposure"),
     # quality said without a defect word
-    ("the pack label has a misprint, the strength on the carton is smudged and the barcode won't scan", "quality_complaint"),
-    ("a different round pink tablet was in the cardiovex blister instead of the usual white one", "quality_complaint"),
+    ("the pack label has a misprint, the strength on the carton is smudged and the barcode won't scan",
+     "quality_complaint"),
+    ("a different round pink tablet was in the cardiovex blister instead of the usual white one",
+     "quality_complaint"),
 ])
 def test_special_situations_told_without_their_names(screen: RuleModelScreen, text: str, category: str) -> None:
     result = screen.screen(text)
