@@ -19,9 +19,10 @@ The blind files are evaluation only: this script prints aggregate figures for th
 errors (``--show-errors`` lists errors of our own sets only).
 
 Own regression rows (written by us, labelled as such, never headline): the HCP held-out set and the
-own special-situation / benign sets under ``benchmarks/data/``, and the special-situation TUNING set
-``benchmarks/data/special_tune_blind.jsonl`` (written blind by a helper from the product description,
-then used to tune the rules: a tuning figure, not an estimate).
+own special-situation / benign sets under ``benchmarks/data/``, and the TUNING sets
+``benchmarks/data/special_tune_blind.jsonl``, ``special_tune_v2.jsonl`` and ``safety_benign_turns_tune.jsonl``
+(written blind by helpers from the product description, then used to tune the rules and the model's
+weights — the special sets' reports are also training rows: tuning figures, not estimates).
 
 ``--score FILE`` scores one labelled file only (``label`` = a category or ``benign``; the own sets'
 ``category`` / ``kind`` shapes work too): recall per category, how many of the caught lines carry the
@@ -57,6 +58,10 @@ HELDOUT = OWN / "safety_heldout.jsonl"
 OWN_SPECIAL = OWN / "safety_special_own.jsonl"
 OWN_BENIGN = OWN / "safety_benign_own.jsonl"
 TUNE_SPECIAL = OWN / "special_tune_blind.jsonl"
+# Tuning sets (written blind by helpers, then tuned on; the special-situation reports of both special sets
+# are also training rows of the model since 2026-12-07): (label, file)
+TUNING_SETS = (("Special tuning set 1", TUNE_SPECIAL), ("Special tuning set 2", OWN / "special_tune_v2.jsonl"),
+               ("Conversation turns that are not reports", OWN / "safety_benign_turns_tune.jsonl"))
 FIXTURE_PRODUCTS = REPO / "tests" / "safety" / "data" / "products.yaml"
 
 
@@ -241,7 +246,9 @@ def main() -> int:
     if BLIND_SPECIAL.is_file():
         rec, per_cat = must_open(screen, load(BLIND_SPECIAL), timer, None)
         n = sum(v[1] for v in per_cat.values())
-        rows_md.append(f"| Blind special situations (headline) | {n} | recall {rec:.3f} | ≥ 0.97 |")
+        right = sum(v[1] for v in score_file(screen, load(BLIND_SPECIAL), Timer(), None)[0].values())
+        rows_md.append(f"| Blind special situations (headline) | {n} | recall {rec:.3f}; caught with the "
+                       f"right category {right}/{sum(v[0] for v in per_cat.values())} | ≥ 0.97 |")
         targets.append(("special situations", rec >= 0.97))
     false_kinds: Counter[str] = Counter()
     if BLIND_BENIGN.is_file():
@@ -263,15 +270,20 @@ def main() -> int:
         rate, _ = must_not_open(screen, own_benign, timer, own_errors)
         own_lines.append(f"| Benign HCP (own) | {len(own_benign)} | false cases {rate:.1%} | regression |")
     tune_lines: list[str] = []
-    if TUNE_SPECIAL.is_file():
-        per, benign_fp = score_file(screen, load(TUNE_SPECIAL), timer, own_errors)
+    for label, path in TUNING_SETS:
+        if not path.is_file():
+            continue
+        per, benign_fp = score_file(screen, load(path), timer, own_errors)
         caught = sum(v[0] for v in per.values())
+        right = sum(v[1] for v in per.values())
         total = sum(v[2] for v in per.values())
-        own_lines.append(f"| Special tuning set (TUNING, written blind) | {total} | "
-                         f"recall {caught / max(total, 1):.3f} | tuned on |")
-        own_lines.append(f"| Benign look-alikes of the tuning set (TUNING) | {benign_fp[1]} | false cases "
-                         f"{benign_fp[0] / max(benign_fp[1], 1):.1%} | tuned on |")
-        tune_lines = score_lines("Tuning set", per, benign_fp)
+        if total:
+            own_lines.append(f"| {label} (TUNING, written blind; its reports trained on) | {total} | "
+                             f"recall {caught / total:.3f}, right category {right}/{caught} | tuned on |")
+        if benign_fp[1]:
+            own_lines.append(f"| {label}: benign (TUNING) | {benign_fp[1]} | false cases "
+                             f"{benign_fp[0] / benign_fp[1]:.1%} | tuned on |")
+        tune_lines += score_lines(label, per, benign_fp)
     p95 = timer.p95()
     targets.append(("p95", p95 <= 15.0))
     shown = products.relative_to(REPO) if products.is_relative_to(REPO) else products
