@@ -274,8 +274,9 @@ _CONDITION_SHAPE = re.compile(
 )
 # The condition in front of the patient ("a COPD pt", "my MS patient"); "ms" only in this position.
 _CONDITION_PATIENT = re.compile(
-    r"\b(a|an|my|our|the|this|his|her) (ms|copd|t1dm|type 1|egpa|ipf|ckd|pcos|nash|nafld|af|heart failure"
-    r"|dialysis|cf|crohn'?s|lupus|ibd|dementia|parkinson'?s) (pt|patient|man|woman|lady|child|boy|girl)\b"
+    r"(^|\b(?:a|an|my|our|the|this|his|her) )(ms|copd|t1dm|type 1|egpa|ipf|ckd|pcos|nash|nafld|af|heart failure"
+    r"|dialysis|cf|crohn'?s|lupus|ibd|dementia|parkinson'?s) (pt|patient|man|woman|lady|child|boy|girl|teenager"
+    r"|teen|adolescent|kid)s?\b"
 )
 # The condition as the person ("one of our type 1 diabetics", "a T1 diabetic"): that person has it.
 _CONDITION_PERSON = re.compile(r"\b(a|an|my|our|the|this|one of (?:my|our)) (type 1|type i|t1d?m?) diabetics?\b")
@@ -369,6 +370,33 @@ def _indication_absent(norm: str, product: Product) -> bool:
     return False
 
 
+# A condition the patient *has* ("my dialysis patient", "in patients with CKD", "a type 1 diabetic") is
+# the product's off-label indication only when the product could be used for it — a condition of the
+# product's own therapeutic area (a COPD patient on Respizan, a type 1 diabetic on Glucorel). Otherwise it
+# is a comorbidity of an on-label use (a statin for the cholesterol of a patient on dialysis), asked about
+# every day, and must not be sent to Medical as off-label. Areas: the words of a product's indications.
+_AREAS: dict[str, tuple[str, ...]] = {
+    "asthma": ("asthma", "copd", "bronch", "egpa", "churg", "pulmonary", "ipf", "nasal polyp", "rhinosinusitis",
+               "eosinophil", "urticaria", "atopic", "eczema", "cough", "allerg", "oesophagitis", "esophagitis"),
+    "diabetes": ("diabet", "t1dm", "t2dm", "type 1", "type i", "type 2", "obes", "weight", "pcos", "nash", "nafld",
+                 "insulin", "glyc", "metabolic"),
+    "cholesterol": ("cholesterol", "lipid", "triglycerid", "familial", "cardiovascular", "atheroscler", "coronary",
+                    "arterial", "hyperlip"),
+}
+_POPULATION_CUE = re.compile(
+    r"\b(in patients with|in people with|(patient|pt|man|woman|lady|someone|person|girl|boy|adult|child|teen"
+    r"|teenager)s? (with|who has|who have))\s+(?:[a-z'/-]+\s+){0,3}$"
+)
+_PERSON_AFTER = re.compile(r"^s?\s*(pt|pts|patient|patients|man|woman|lady|child|boy|girl|teen|teenager|people"
+                           r"|adults?|diabetics?|population)\b")
+
+
+def _in_area(condition: str, product: Product) -> bool:
+    """Whether ``condition`` belongs to the therapeutic area of ``product`` (so a use for it is plausible)."""
+    text = " ".join(product.indications).lower()
+    return any(key in text and any(t in condition for t in terms) for key, terms in _AREAS.items())
+
+
 def off_label_reasons(norm: str, products: tuple[Product, ...], market: str | None = None) -> tuple[str, ...]:
     """Why a message about ``products`` looks like a use outside the approved label (in ``market``
     when given; otherwise a use is on-label when any market approves it)."""
@@ -388,16 +416,17 @@ def off_label_reasons(norm: str, products: tuple[Product, ...], market: str | No
         if "indication" not in reasons:
             for m in _CONDITION_PATIENT.finditer(norm):
                 condition = _CONDITION_PATIENT_NAMES.get(m.group(2).replace("'", ""), m.group(2))
-                if not _covered(condition, product, market):
+                if not _covered(condition, product, market) and _in_area(condition, product):
                     reasons.append("indication")
                     break
         if "indication" not in reasons and _CONDITION_PERSON.search(norm) \
-                and not _covered("type 1 diabetes", product, market):
+                and not _covered("type 1 diabetes", product, market) and _in_area("type 1 diabetes", product):
             reasons.append("indication")
         if "indication" not in reasons:
             for m in _CONDITION_SHAPE.finditer(norm):
                 before = norm[max(0, m.start() - 40):m.start()]
-                if _TREATMENT_CUE.search(before.rstrip() + " ") and not _covered(m.group(1), product, market):
+                if _TREATMENT_CUE.search(before.rstrip() + " ") and not _covered(m.group(1), product, market) \
+                        and not _comorbidity(m, before, m.group(1), product):
                     reasons.append("indication")
                     break
         if "indication" not in reasons:
@@ -407,12 +436,20 @@ def off_label_reasons(norm: str, products: tuple[Product, ...], market: str | No
                     condition = m.group(1)
                     if condition in ("pregnancy",):
                         continue
-                    if not _covered(condition, product, market):
+                    if not _covered(condition, product, market) and not _comorbidity(m, before, condition, product):
                         reasons.append("indication")
                         break
         if "dose" not in reasons and _above_max_dose(norm, product):
             reasons.append("dose")
     return tuple(reasons)
+
+
+def _comorbidity(m: re.Match[str], before: str, condition: str, product: Product) -> bool:
+    """The condition describes the patient ("patients with CKD", "my dialysis patient"), outside the
+    product's area: a comorbidity, not the use."""
+    population = bool(_POPULATION_CUE.search(before.rstrip() + " ")) or bool(
+        _PERSON_AFTER.search(m.string[m.end():]))
+    return population and not _in_area(condition, product)
 
 
 def products_path_default() -> Path:

@@ -479,11 +479,13 @@ INFECTIOUS = _rx(
 )
 
 OFF_LABEL_USE = _rx(
-    r"\b(used|using|tried|trying|gave|given|giving|started|starting|prescribed|put (him|her|them) on|been on"
+    r"\b(used|using|tried|trying|gave|given|giving|started|starting|prescribed|put (him|her|them) on|been on|added"
+    r"|adding"
     r"|treated|treating|injected|switched|trial(l)?ed|trial(l)?ing|put (\w+ ){1,3}on|give|we give|use it)\b"
 )
 OUTCOME = _rx(
-    r"\b(worked|works|working|improved|improvement|better|worse|worsened|responded|response|resolved|shrank"
+    r"\b(halved|doubled|increased|decreased|on target|(mildly|slightly|a bit) (up|raised|elevated)|exacerbation-free"
+    r"|worked|works|working|improved|improvement|better|worse|worsened|responded|response|resolved|shrank"
     r"|shrunk|dropped|fell|reduced|reduction|lost|gained|fewer|more|no effect|no change|nothing|cleared"
     r"|developed|ended up|had|has|got|fainted|died|admitted|hospitali[sz]ed|side effects?|reaction|symptoms?"
     r"|outcome|result(ed|s)?|went (up|down)|came down|normalised|normalized|success(ful(ly)?)?|failed"
@@ -715,6 +717,9 @@ OFF_LABEL_EXPLICIT = _rx(
     r"|\b(below|under) (the )?(label(led)?|licen[sc]ed|approved|authori[sz]ed) (age|population)\b"
     r"|\b(even though|although|despite) (the )?(smpc|spc|label|pi|leaflet|pil) (says|said|states|advises)\b"
     r"|\bdespite (the |a )?contraindication\b|\bevery \d+ (weeks?|days?) instead of (every )?\d+\b"
+    r"|\bnot (per|as per|according to|in line with) (the )?(label|smpc|spc|pi|licen[sc]e)\b|\b(label|smpc|spc|pi) says"
+    r" max\b|\bskipping (the )?titration\b|\b(spacing|spaced|stretching|stretched) (\w+ ){0,2}to every \d+ (weeks?"
+    r"|days?)\b"
 )
 
 

@@ -106,3 +106,31 @@ def test_an_adverse_event_outranks_off_label_in_routing(screen: RuleModelScreen)
     result = screen.screen("my 9 year old patient on cardiovex developed a rash")
     assert result.adverse_event and result.off_label
     assert result.route == "safety"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "cardiovex dosing in patients with advanced kidney disease",
+        "starting cardiovex in my copd patient whose cholesterol is 8",
+        "any interaction between respizan and the inhaled steroids of a lupus patient?",
+        "a type 1 diabetic with severe eosinophilic asthma, can she have respizan?",
+        "glucorel for my dialysis patient with type 2 diabetes, what dose?",
+    ],
+)
+def test_a_condition_the_patient_has_outside_the_products_area_is_a_comorbidity(catalogue: Catalogue,
+                                                                                  text: str) -> None:
+    assert "indication" not in reasons(catalogue, text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "thinking of respizan for my copd patient with frequent flares",
+        "one of our type 1 diabetics wants to try glucorel",
+        "respizan in patients with chronic rhinosinusitis",
+        "glucorel in patients with obesity and normal sugars",
+    ],
+)
+def test_a_condition_in_the_products_own_area_is_still_off_label(catalogue: Catalogue, text: str) -> None:
+    assert "indication" in reasons(catalogue, text)
