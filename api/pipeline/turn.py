@@ -536,7 +536,10 @@ class TurnProcessor:
                 # A Rasa form asking for its next slot marks its question with ``asks``.
                 form_asking = any(isinstance(m.get("custom"), dict) and m["custom"].get("asks")
                                   for m in rasa_messages)
-                drafts.extend(intake.after_rasa(session, conv, msg, screened.intake, now, form_asking=form_asking))
+                started = intake.after_rasa(session, conv, msg, screened.intake, now, form_asking=form_asking)
+                if started:
+                    drafts = intake.without_verify_hint(drafts)  # the intake's own words say it, and more
+                drafts.extend(started)
             replies = self._queue(session, conv, msg, drafts, now)
             deliver_pending(session, conv.id, senders=self.senders, gate=self.gate, now=now)
             msg.status = MessageStatus.processed

@@ -47,6 +47,9 @@ class HandoffRasa(FakeRasa):
         if "samples" in text:
             return [{"recipient_id": "x", "custom": {"text": "How many sample packs would you like?",
                                                      "buttons": [], "asks": "sample_quantity"}}]
+        if text.startswith("how do I keep"):  # an answer for the public, then the hint to verify
+            return [{"recipient_id": "x", "text": "Keep it in the fridge."},
+                    {"recipient_id": "x", "custom": {"text": intake.VERIFY_HINT, "buttons": []}}]
         if text == "3 boxes":
             return [{"recipient_id": "x", "custom": {"text": "Where should we deliver them?", "buttons": [],
                                                      "asks": "delivery_address"}}]
@@ -279,3 +282,10 @@ def test_a_rasa_form_asking_its_own_questions_comes_first_and_its_answers_are_no
     reply = phone.say("Thank you")
     assert reply[-1] == intake.REMINDER.format(question=intake.QUESTIONS["licence_number"])
     assert phone.say("GMC 1234567") == [intake.QUESTIONS["country"]]
+
+
+def test_the_intake_introduction_replaces_the_answers_hint_to_verify(phone: Phone) -> None:
+    first = phone.say("how do I keep the pens once opened")
+    assert first[0] == "Keep it in the fridge."
+    assert not _has(first, intake.VERIFY_HINT)  # said once, by the introduction that asks the first question
+    assert first[-1].startswith(intake.INTRO) and len(first) == 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from api.content import recipient_for
+from api.hcps.intake import VERIFY_HINT
 from api.conversations import copy
 from api.rasa.actions.protocol import ActionContext, ActionResult, slot_set, text
 from api.rasa.actions.submit_verification import apply_audience, is_unverified_whatsapp
@@ -23,8 +24,6 @@ FOR_VERIFIED_HCPS = (
     "We have approved information on this for verified healthcare professionals only. "
     "Once you are verified I can share it; verification takes a minute."
 )
-VERIFY_HINT = ("I can share general information only until you are verified as a healthcare professional. "
-               "It takes a minute.")
 VERIFY_BUTTON = {"title": "Verify now", "payload": "/verify_identity"}
 ASK_MEDICAL = {"title": "Ask Medical Information", "payload": "/ask_medical_information"}
 
