@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from api.content import recipient_for
-from api.hcps.intake import VERIFY_HINT
 from api.conversations import copy
+from api.hcps.intake import VERIFY_HINT
 from api.rasa.actions.protocol import ActionContext, ActionResult, slot_set, text
 from api.rasa.actions.submit_verification import apply_audience, is_unverified_whatsapp
 
