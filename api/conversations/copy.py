@@ -26,3 +26,7 @@ CONTENT_NO_LONGER_AVAILABLE = (
     "I'm sorry, the approved information I was about to send is no longer available. "
     "I can pass your question to Medical Information or connect you with a person."
 )
+# The answer action's one-line hint to an unverified WhatsApp number; the verification intake's
+# introduction says the same and more, so a turn that starts the intake drops the hint.
+VERIFY_HINT = ("I can share general information only until you are verified as a healthcare professional. "
+               "It takes a minute.")

@@ -38,10 +38,6 @@ DECLINED = "declined"
 DONE = "done"
 STEPS = ("hcp_name", "licence_number", "country")
 
-# The answer action's one-line hint to an unverified WhatsApp number; the intake's INTRO says the same
-# and more, so a turn that starts the intake drops the hint (``without_verify_hint``).
-VERIFY_HINT = ("I can share general information only until you are verified as a healthcare professional. "
-               "It takes a minute.")
 INTRO = ("I can share general information with anyone. To give you information meant for healthcare "
          "professionals I need to verify you first — it takes a minute, and you can keep asking questions "
          "or ask for a person meanwhile (reply SKIP to stay with general information).")
@@ -237,7 +233,7 @@ def _just_asked(session: Session, conv: Conversation, msg: Message) -> bool:
 
 def without_verify_hint(drafts: list[ReplyDraft]) -> list[ReplyDraft]:
     """``drafts`` without the answer's verification hint (the intake's introduction follows them)."""
-    return [d for d in drafts if d.text != VERIFY_HINT]
+    return [d for d in drafts if d.text != copy.VERIFY_HINT]
 
 
 def after_rasa(session: Session, conv: Conversation, msg: Message, turn: IntakeTurn, now: datetime, *,

@@ -23,6 +23,7 @@ from api.content import make_send_gate
 from api.conversations.models import Conversation, InboxItem, Message
 from api.db import unit_of_work
 from api.handoffs.service import open_handoff
+from api.conversations import copy
 from api.hcps import intake
 from api.hcps.models import ChannelIdentity, Hcp
 from api.hcps.verification import list_pending
@@ -49,7 +50,7 @@ class HandoffRasa(FakeRasa):
                                                      "buttons": [], "asks": "sample_quantity"}}]
         if text.startswith("how do I keep"):  # an answer for the public, then the hint to verify
             return [{"recipient_id": "x", "text": "Keep it in the fridge."},
-                    {"recipient_id": "x", "custom": {"text": intake.VERIFY_HINT, "buttons": []}}]
+                    {"recipient_id": "x", "custom": {"text": copy.VERIFY_HINT, "buttons": []}}]
         if text == "3 boxes":
             return [{"recipient_id": "x", "custom": {"text": "Where should we deliver them?", "buttons": [],
                                                      "asks": "delivery_address"}}]
@@ -287,5 +288,5 @@ def test_a_rasa_form_asking_its_own_questions_comes_first_and_its_answers_are_no
 def test_the_intake_introduction_replaces_the_answers_hint_to_verify(phone: Phone) -> None:
     first = phone.say("how do I keep the pens once opened")
     assert first[0] == "Keep it in the fridge."
-    assert not _has(first, intake.VERIFY_HINT)  # said once, by the introduction that asks the first question
+    assert not _has(first, copy.VERIFY_HINT)  # said once, by the introduction that asks the first question
     assert first[-1].startswith(intake.INTRO) and len(first) == 2

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from api.content import recipient_for
 from api.conversations import copy
-from api.hcps.intake import VERIFY_HINT
 from api.rasa.actions.protocol import ActionContext, ActionResult, slot_set, text
 from api.rasa.actions.submit_verification import apply_audience, is_unverified_whatsapp
 
@@ -36,7 +35,7 @@ def run(ctx: ActionContext) -> ActionResult:
     recipient = recipient_for(ctx.session, ctx.conversation, ctx.settings.default_market)
     decision = answer_question(ctx.session, kb, ctx.latest_text, recipient, today=ctx.now.date(),
                                conversation_id=ctx.conversation.id, message_id=ctx.message_id)
-    hint = ([text(VERIFY_HINT, [VERIFY_BUTTON])]
+    hint = ([text(copy.VERIFY_HINT, [VERIFY_BUTTON])]
             if ctx.conversation.hcp_id is None and is_unverified_whatsapp(ctx) else [])
     if decision.decision == "answer" and decision.content_id is not None and decision.version is not None:
         ref = {"content_id": decision.content_id, "version": decision.version, "answer_id": decision.answer_id}
