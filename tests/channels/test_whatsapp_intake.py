@@ -20,10 +20,10 @@ from api.audit.models import AuditEvent
 from api.channels.whatsapp import service as wa
 from api.clock import FakeClock
 from api.content import make_send_gate
+from api.conversations import copy
 from api.conversations.models import Conversation, InboxItem, Message
 from api.db import unit_of_work
 from api.handoffs.service import open_handoff
-from api.conversations import copy
 from api.hcps import intake
 from api.hcps.models import ChannelIdentity, Hcp
 from api.hcps.verification import list_pending
