@@ -209,8 +209,19 @@ LACK_OF_EFFICACY = _rx(
     r"|\beos(inophils)? (still|remain\w*|unchanged|up|not)\b|\b(treatment|therapy|biologic) failure\b"
     r"|\bpas efficace\b|\binefficace\b|\bsans effet\b|\bkeine wirkung\b|\bwirkt nicht\b|\bunwirksam\b"
     r"|\bno funciona\b|\bsin efecto\b"
+    # told without its name (tuning set 2, benchmarks/data/special_tune_v2.jsonl, written blind, then tuned on)
+    + r"|\b(hasn'?t|has not|haven'?t|didn'?t|did not|won'?t|doesn'?t|does not|not|never) (\w+ )?(move|change|budge"
+    r"|improve|come down|drop|fall|shift|reduce|go down|respond)\b"
+    r"|\bno (drop|fall|reduction|decrease|change|improvement|difference|dent) (in|at all|whatsoever)\b"
+    r"|\bnot (reduced|lowered|improved|dropped|changed)\b|\b(isn'?t|not|wasn'?t|hasn'?t been) (even )?touching\b"
+    r"|\b(exacerbations?|attacks|flares|flare-?ups|hypos|admissions) (have |has )?(continued|continue|carried on"
+    r"|kept coming|persist\w*|unchanged)\b"
+    r"|\bbefore and after\b|\b(?P<loe_value>\d+(\.\d+)?) ?(l|mmol|mg/dl|%)?\b[^.]{0,30}\bbefore\b[^.]{0,40}"
+    r"\b(?P=loe_value) ?(l|mmol|mg/dl|%)?\b[^.]{0,12}\bafter\b"
 )
 
+_CHILD = (r"(grandson|granddaughter|grandchild|toddler|child|kid|twins|infant|baby|\d{1,2} ?(yo|y/o|year[- ]old)"
+          r"|\(\d{1,2}\)|boy|girl)")
 OVERDOSE = _rx(
     r"\boverdos|\bo/d\b|\b(took|taken|take|injected|given|gave|received|swallowed|used)\s+(\w+\s+){0,3}"
     r"(\d+|two|three|four|five|double|twice|triple)\s*(x|times)\b"
@@ -255,6 +266,20 @@ OVERDOSE = _rx(
     r"|\b(got into|got hold of|raided|found) (the |a |her |his |their |grandma'?s |granny'?s )?(\w+ )?(med(ication"
     r"|icine)?s?"
     r" (trolley|cabinet|cupboard|box|bag)|pill (box|bottle|organi[sz]er)|dosette)\b"
+    # told without its name (tuning set 2, benchmarks/data/special_tune_v2.jsonl, written blind, then tuned on)
+    + r"|\b(injected|took|taken|gave|given|had|used) another (full )?(\d+(\.\d+)? ?mg|dose|pen|injection|shot"
+    r"|syringe)\b"
+    r"|\b(took|swallowed|taken|injected|used) (them|it) all\b|\bempty (box|pack|bottle|blister|pens|boxes|packs)\b"
+    r"|\b(took|swallowed|injected|taken|had|used)\b.{0,50}\bat once\b"
+    r"|\b(\d+|two|three|four) (pens|doses|injections|syringes)\b.{0,30}\b(on the same|in one|the same) (day|morning"
+    r"|evening|night)\b|\b(suizid\w*|suicid\w*|self[- ]harm|intentional ingestion)\b"
+    r"|\b(dial|dose) (turned|set|dialled|dialed) (up )?to (the )?(max|maximum|highest)\b"
+    r"|\b" + _CHILD + r"\b.{0,60}\b(found|opened|got into|got hold of|found open|jabbed|chewed|swallowed)\b"
+    r"|\bequivalent of\b.{0,50}\b(in|within) (\d+|one|a|two) (weeks?|days?)\b"
+    r"|\b(about |roughly |around )?\d{2,3} gone\b"
+    r"|\ba load of\b|\b(taking|took|taken|swallowing|swallowed|ingesting|ingested) (\d{2,3}|[5-9]) (tablets|tabs|pills"
+    r"|capsules|tabletten)\b|\b(\d+|two|three|four|five) doses (used|gone|taken|injected) (since|in) (yesterday"
+    r"|last night|one day|a day|24 ?h)\b"
 )
 BY_MISTAKE = _rx(r"\b(by mistake|by accident|accident(al)?l?y|in error|mistakenly)\b")
 DOSE_WORD = _rx(r"\b(dose|doses|tablets?|pills?|capsules?|injections?|injected|took|taken|pen|mg)\b")
@@ -306,6 +331,18 @@ MISUSE = _rx(
     r"|\b(injects?|injecting|injected) (\w+ ){0,3}(iv|intravenous(ly)?)\b.{0,20}\b(himself|herself|themselves)\b"
     r"|\b(saw|seen|read about|learnt|learned) (it|this|that) on (youtube|tiktok|instagram|reddit|facebook|social media"
     r"|the internet|a forum)\b|\b(stimulant|steroid) cycles?\b"
+    # told without its name (tuning set 2, benchmarks/data/special_tune_v2.jsonl, written blind, then tuned on)
+    + r"|\b(to|for) ['‘’\"]?cut['’\"]?\b.{0,40}\b(competition|show|comp|stage|gym)\b|\bbodybuild\w*|\bslimming"
+    r" (group|club)\b|\bshar(ed|ing|es) (pens|needles|syringes|a pen|one pen)\b"
+    r"|\b(doubling|doubled|upping|upped|increasing|increased|tripling) (his|her|their) (own )?(\w+ ){0,2}(himself"
+    r"|herself|themselves|on (his|her|their) own)\b"
+    r"|\bbecause (he|she|they) (thinks?|believes?|feels?) it (gives|helps|makes|protects|cancels|burns)\b"
+    r"|\b(thinks?|believes?) it ['‘’\"]?(protects|cancels|burns|detox)\w*|\bcancels? (it )?['‘’\"]?out\b"
+    r"|\bafter (every |each |a )?(big )?night out\b|\bonly takes? (it|his|her|their) \w+ when\b"
+    r"|\b(husband|wife|partner|son|daughter|friend|mum|mom|dad|brother|sister|flatmate)\b (has been|is|was|had been"
+    r"|'s been) (using|taking|injecting) (her|his|their|my) \w+\b"
+    r"|\b(script|prescription|rx) (\w+ ){0,3}(was |had been |has been )?(altered|forged|tampered|doctored)\b|\bforged\b"
+    r"|\b(taking|took|takes|taken) (\w+'? ){0,3}home for (herself|himself|themselves|personal use)\b"
 )
 
 # "if" that sets a condition — not the "if" of an indirect question ("not sure if related", "asking if").
@@ -322,6 +359,9 @@ PREGNANCY = _rx(
     r"|\blmp\b|\b(grossesse|enceinte|schwanger\w*|stillzeit|stillt|allaite\w*|allaitement|embarazada|embarazo|lactancia"
     r"|gravidanza|incinta|zwanger\w*)\b|\b(beta[- ]?)?hcg (positive|\+|was positive)|\bpositive (beta[- ]?)?hcg\b"
     r"|\bembryo transfer\b|\bivf\b|\bin utero\b|\b\d{1,2}(\+\d)?/40\b|\b(neonat\w*|newborn|baby born)\b"
+    # told without its name (tuning set 2, benchmarks/data/special_tune_v2.jsonl, written blind, then tuned on)
+    + r"|\bectopic\b|\bmiscarri\w*|\bstill ?birth\b|\bstillborn\b|\bbaby (was )?(born|delivered)\b"
+    + r"|\bat booking\b|\bbooked at \d+ ?(weeks|wks)\b|\btop at \d+ ?(weeks|wks)\b|\b\d+ (months?|weeks?) gone\b"
 )
 PREGNANCY_EXPOSURE_LINK = _rx(
     r"\b(while|when|whilst) (on|taking|using|being treated)|\b(on|taking|using|took|started)\s+[a-z]+"
@@ -335,6 +375,8 @@ PATERNAL_PREGNANCY = _rx(
     r"|\bpregnan\w*.{0,60}\b(he|father|husband|dad)\b.{0,30}\b(was|is|has been|had been) (on|taking|using)\b"
     r"|\b(father|husband|dad)\b.{0,40}\b(on|taking|using)\b.{0,40}\b(conceiv|conception|pregnan)"
     r"|\bpaternal (exposure|use)\b|\b(at|around|before) (the time of )?conception\b"
+    # told without its name (tuning set 2, benchmarks/data/special_tune_v2.jsonl, written blind, then tuned on)
+    + r"|\b(partner|wife|girlfriend) of a (man|patient|pt)\b.{0,60}\b(on|taking|using)\b"
 )
 # Someone is (or was) pregnant / breastfeeding, said as a fact — not "if she becomes pregnant".
 PREGNANCY_STATEMENT = _rx(
@@ -356,9 +398,17 @@ PREGNANCY_STATEMENT = _rx(
     r"|\b(exposed|exposure) in utero\b|\b(baby|infant|newborn|neonate)\b.{0,60}\b(mother|mom|mum)\b.{0,20}\b(was"
     r"|had been)"
     r" (on|taking|using)\b"
+    # told without its name (tuning set 2, benchmarks/data/special_tune_v2.jsonl, written blind, then tuned on)
+    + r"|\bectopic\b|\bmiscarri\w*|\bstill ?birth\b|\bstillborn\b|\bbaby (was )?(born|delivered)\b"
+    r"|\b(mother|mum|mom) (was|had been) (on|taking|using)\b|\bpositive (pregnancy )?test\b"
+    + r"|\bfound out (she'?s|she is|she was) \d+ ?(weeks|wks|months)\b|\b\d+ (months?|weeks?) gone\b|\bat booking\b"
+    r"|\bbooked at \d+ ?(weeks|wks)\b|\bnow \d+ ?(weeks|wks)\b|\btop at \d+ ?(weeks|wks)\b|\btermination\b"
+    r"|\bdelivered (\w+ )?at \d+ ?(weeks|wks)\b"
 )
+# "she wasn't planning this" is not a plan
 PREGNANCY_CONDITIONAL = _rx(
-    _IF + r"|\bin case\b|\bplanning\b|\bplans to\b|\btrying (to conceive|for a baby|to get pregnant)"
+    _IF + r"|\bin case\b|(?<!n't )(?<!not )(?<!nt )\bplanning\b|\bplans to\b"
+    r"|\btrying (to conceive|for a baby|to get pregnant)"
     r"|\bwants? to (conceive|get pregnant|breast ?feed)|\bthinking (about|of)\b|\bconsidering\b"
 )
 
@@ -414,6 +464,19 @@ MEDICATION_ERROR = _rx(
     r"|\blabel (said|says|read|reads)\b.{0,40}\bbut\b|\b(injected|took|taken|used|given) (it )?(daily|every day)"
     r"\b.{0,40}\b(weekly|once a week)\b|\b(weekly|once a week)\b.{0,60}\b(injected|took|taken|used|given) (it )?"
     r"(daily|every day)\b"
+    # told without its name (tuning set 2, benchmarks/data/special_tune_v2.jsonl, written blind, then tuned on)
+    + r"|\b(documented|known|recorded) allergy\b|\banother (patient|person|resident)'?s name\b|\bwrong one\b"
+    r"|\b(discharge letter|discharge summary|letter|chart|kardex|mar chart|label|script) (said|says|stated|read|had)\b"
+    r".{0,60}\b(every|instead|but|noticed|instructions|should|weekly|daily|mg)\b"
+    r"|\bnoticed before\b|\bwithout (a |the )?needle( on| attached)?\b|\bthrough (his|her|their) (shirt|clothes"
+    r"|clothing|trousers|jeans|sleeve)\b|\binstead of the full\b|\b(pulled|took) (it|the pen|the needle) (out|away)"
+    r" (too early|early|too soon|straight away)\b|\bhalf (of )?the (\w+ )?dose (dripp\w*|ran|running|leak\w*)\b"
+    r"|\bstraight (out of|from) the fridge\b|\bwhose dose is\b|\b(dialled|dialed|drew up|drawn up)\b.{0,40}\b(instead"
+    r"|wrong|whose|rather than)\b|\bthought the (first|last|previous|earlier) (one |dose |injection |shot )?(didn'?t"
+    r"|did not|hadn'?t|had not)\b|\band (the|his|her|their) \w+ from before\b"
+    r"|\bgrabbed the wrong\b|\bsame (pen|needle) (for|between|with) (both|two|her husband|his wife)\b"
+    r"|\blet (her|his|their) (husband|wife|partner|son|daughter|mum|dad) use (her|his|their) (\w+ )?(pen|needle)\b"
+    r"|\bsame needle\b"
 )
 
 OCCUPATIONAL = _rx(
@@ -445,8 +508,18 @@ OCCUPATIONAL = _rx(
     r"|\b(crush(ing|es)|counting|handl(ing|es)|dispens(ing|es)|refilling|preparing) (\w+ ){0,3}(all day|every day|daily"
     r"|\d+ ?x a day|for (\w+ ){0,2}residents|for (\w+ ){0,2}pts|for (\w+ ){0,2}patients|for dosette|from bulk)"
     r"|\b(i|we) (dispense|crush|handle|prepare|count) \w+ (\w+ ){0,2}(all day|every day|daily|from bulk)\b"
+    # told without its name (tuning set 2, benchmarks/data/special_tune_v2.jsonl, written blind, then tuned on)
+    + r"|\b(got|get|had) (some|a bit|a drop|a little)( of)?( the)? ?(\w+ )?(on|in) my (skin|hands?|eyes?|face|mouth"
+    r"|lips)\b|\b(powder|dust|liquid|solution|drops?|fluid|contents)\b.{0,40}\b(in|into|on) (her|his|my|their) (eyes?"
+    r"|face|mouth|nose|skin|lips)\b|\bstuck (into|in) (her|his|my|their) (foot|leg|hand|finger|thumb|arm|palm)\b"
+    r"|\bgot a (needle[- ]?)?stick\b|\bstick injury\b|\bstichverletzung\w*|\bnadelstich\w*"
+    r"|\bgot a (squirt|splash|spray|spurt)\b|\bgot (pricked|jabbed|stuck|stabbed|scratched)\b"
+    r"|\b(powder|dust|liquid|solution|spray)\b.{0,30}\b(everywhere|all over)\b"
 )
 
+_INFECTION_SIGN = (r"(fevers?|febrile|spiked (a )?(temp\w*|fever)|temps? of|pyrexi\w*|rigors|septic|sepsis"
+                   r"|bacter[a]?emi\w*"
+                   r"|cellulitis|abscess\w*|red streaks|pus|infect\w*)")
 INFECTIOUS = _rx(
     r"\btransmi(ssion|tted|tting)\b.{0,40}\b(infect\w*|agent|virus|bacteria|pathogen|prion|disease)"
     r"|\binfectious agent\b|\bcontaminat\w*\b.{0,80}\b(infect\w*|fever|rigors|sepsis|septic|bacteri\w*|fung\w*"
@@ -476,6 +549,20 @@ INFECTIOUS = _rx(
     r"|candida|mycobacteri\w*|m\. \w+)\b|\b(hep(atitis)? [abc]|hiv|parvovirus( b19)?|cmv|hcv|hbv) positive\b"
     r"|\bseroconver\w*|\b(hiv|hepatitis [abc]|hep [abc]|hcv|hbv|cjd|prion\w*)\b.{0,40}\b(after|following|from|via)"
     r"\b.{0,30}\b(infusion|injection|dose|vial|pen|batch|lot|product|syringe)"
+    # told without its name (tuning set 2, benchmarks/data/special_tune_v2.jsonl, written blind, then tuned on)
+    # a sign of infection and a product that looked or was contaminated, a lot named, or the microbiology
+    + r"|\b(cloudy|hazy|particles?|particulate|floaters|mou?ld\w*|discolou?r\w*|(seal|cap) (was |were )?(broken|missing"
+    r"|damaged)|broken seal)\b.{0,140}\b" + _INFECTION_SIGN + r"|\b" + _INFECTION_SIGN
+    + r"\b.{0,140}\b(cloudy|hazy|particles?|particulate|floaters|mou?ld\w*|(seal|cap) (was |were )?(broken|missing"
+    r"|damaged)|broken seal)\b"
+    r"|\b" + _INFECTION_SIGN + r"\b.{0,100}\b(lot|batch) (ending|ends|no\.?|number|#|[a-z]*\d)"
+    r"|\b(lot|batch) (ending|ends|no\.?|number|#|[a-z]*\d)\w*\b.{0,100}\b" + _INFECTION_SIGN + r"\b"
+    r"|\bseal\b.{0,40}\b(broken|missing|damaged)\b.{0,100}\b" + _INFECTION_SIGN + r"\b"
+    r"|\b(septic|sepsis|septic shock|bacter[a]?emi\w*)\b.{0,60}\b(post|after|following"
+    r"|within (\w+ )?(hours?|days?|h) of)"
+    r"\b.{0,40}\b(injection|dose|shot|infusion|syringe|pen|vial)\b"
+    r"|\bsame strain\b|\bmicrobiolog\w*\b.{0,60}\b(product|syringe|vial|pen|batch|lot|suspicious)\b"
+    r"|\b(hepatitis|hep [abc]|hiv|hcv|hbv)\b.{0,80}\b(after|since) (starting|start|beginning|the first)\b"
 )
 
 OFF_LABEL_USE = _rx(
@@ -545,6 +632,13 @@ DEFECT_WORDS = _rx(
     r"|\bexpiry\b.{0,50}\bdifferent\b|\b(foil|seal|blister|packaging|carton|cap|lid) (\w+ )?(peeling|peeled|torn"
     r"|ripped|split|punctured|unsealed|lifting|loose|broken)\b|\b(peeling|torn|ripped|punctured|unsealed) (foil|seal"
     r"|blister)\b|\bmou?ldy?\b|\bsticky\b|\bclumped\b|\bsediment\b"
+    # told without its name (tuning set 2, benchmarks/data/special_tune_v2.jsonl, written blind, then tuned on)
+    + r"|\bmisprint\w*|\bno expiry\b|\b(big|bigger|large|larger|huge) (air )?bubble\b|\bskipped (from|a)\b"
+    r"|\b(won'?t|doesn'?t|does not|will not) scan\b|\bsmudged\b|\bflak(ing|ed|es)\b|\bcoating\b.{0,20}\b(off|missing"
+    r"|cracked)\b|\bno needles\b|\b(round|different|odd|strange) (blue|white|pink|yellow|colou?red) (tablet|pill)\b"
+    r"|\binstead of the (oval|round|usual)\b|\b(carton|box|pack|label) says\b.{0,40}\b(foil|blister|tablet|pen|vial)"
+    r" says\b|\b(didn'?t|did not|doesn'?t|does not) deliver (the )?(full|whole)\b|\bstill visible in the window\b"
+    r"|\b(german|french|foreign|wrong|spanish|dutch|polish) (language )?packaging\b|\bno (english )?leaflet\b"
 )
 ARRIVAL = _rx(r"\b(arrived|received|delivered|opened|came|shipped|dispensed|picked up|box|batch|lot)\b")
 
@@ -995,130 +1089,6 @@ INTAKE = _rx(
 )
 
 
-# ---------------------------------------------------------------- wider wording (tuning set v2)
-# Added 2026-12-07 from the second special-situation TUNING set (benchmarks/data/special_tune_v2.jsonl,
-# written blind by a helper, then tuned on): the ways HCPs tell of each situation without its name.
-_INFECTION_SIGN = (r"(fevers?|febrile|spiked (a )?(temp\w*|fever)|temps? of|pyrexi\w*|rigors|septic|sepsis"
-                   r"|bacter[a]?emi\w*"
-                   r"|cellulitis|abscess\w*|red streaks|pus|infect\w*)")
-INFECTIOUS = _rx(
-    INFECTIOUS.pattern
-    # a sign of infection and a product that looked or was contaminated, a lot named, or the microbiology
-    + r"|\b(cloudy|hazy|particles?|particulate|floaters|mou?ld\w*|discolou?r\w*|(seal|cap) (was |were )?(broken|missing"
-    r"|damaged)|broken seal)\b.{0,140}\b" + _INFECTION_SIGN + r"|\b" + _INFECTION_SIGN
-    + r"\b.{0,140}\b(cloudy|hazy|particles?|particulate|floaters|mou?ld\w*|(seal|cap) (was |were )?(broken|missing"
-    r"|damaged)|broken seal)\b"
-    r"|\b" + _INFECTION_SIGN + r"\b.{0,100}\b(lot|batch) (ending|ends|no\.?|number|#|[a-z]*\d)"
-    r"|\b(lot|batch) (ending|ends|no\.?|number|#|[a-z]*\d)\w*\b.{0,100}\b" + _INFECTION_SIGN + r"\b"
-    r"|\bseal\b.{0,40}\b(broken|missing|damaged)\b.{0,100}\b" + _INFECTION_SIGN + r"\b"
-    r"|\b(septic|sepsis|septic shock|bacter[a]?emi\w*)\b.{0,60}\b(post|after|following"
-    r"|within (\w+ )?(hours?|days?|h) of)"
-    r"\b.{0,40}\b(injection|dose|shot|infusion|syringe|pen|vial)\b"
-    r"|\bsame strain\b|\bmicrobiolog\w*\b.{0,60}\b(product|syringe|vial|pen|batch|lot|suspicious)\b"
-    r"|\b(hepatitis|hep [abc]|hiv|hcv|hbv)\b.{0,80}\b(after|since) (starting|start|beginning|the first)\b"
-)
-LACK_OF_EFFICACY = _rx(
-    LACK_OF_EFFICACY.pattern
-    + r"|\b(hasn'?t|has not|haven'?t|didn'?t|did not|won'?t|doesn'?t|does not|not|never) (\w+ )?(move|change|budge"
-    r"|improve|come down|drop|fall|shift|reduce|go down|respond)\b"
-    r"|\bno (drop|fall|reduction|decrease|change|improvement|difference|dent) (in|at all|whatsoever)\b"
-    r"|\bnot (reduced|lowered|improved|dropped|changed)\b|\b(isn'?t|not|wasn'?t|hasn'?t been) (even )?touching\b"
-    r"|\b(exacerbations?|attacks|flares|flare-?ups|hypos|admissions) (have |has )?(continued|continue|carried on"
-    r"|kept coming|persist\w*|unchanged)\b"
-    r"|\bbefore and after\b|\b(?P<loe_value>\d+(\.\d+)?) ?(l|mmol|mg/dl|%)?\b[^.]{0,30}\bbefore\b[^.]{0,40}"
-    r"\b(?P=loe_value) ?(l|mmol|mg/dl|%)?\b[^.]{0,12}\bafter\b"
-)
-MEDICATION_ERROR = _rx(
-    MEDICATION_ERROR.pattern
-    + r"|\b(documented|known|recorded) allergy\b|\banother (patient|person|resident)'?s name\b|\bwrong one\b"
-    r"|\b(discharge letter|discharge summary|letter|chart|kardex|mar chart|label|script) (said|says|stated|read|had)\b"
-    r".{0,60}\b(every|instead|but|noticed|instructions|should|weekly|daily|mg)\b"
-    r"|\bnoticed before\b|\bwithout (a |the )?needle( on| attached)?\b|\bthrough (his|her|their) (shirt|clothes"
-    r"|clothing|trousers|jeans|sleeve)\b|\binstead of the full\b|\b(pulled|took) (it|the pen|the needle) (out|away)"
-    r" (too early|early|too soon|straight away)\b|\bhalf (of )?the (\w+ )?dose (dripp\w*|ran|running|leak\w*)\b"
-    r"|\bstraight (out of|from) the fridge\b|\bwhose dose is\b|\b(dialled|dialed|drew up|drawn up)\b.{0,40}\b(instead"
-    r"|wrong|whose|rather than)\b|\bthought the (first|last|previous|earlier) (one |dose |injection |shot )?(didn'?t"
-    r"|did not|hadn'?t|had not)\b|\band (the|his|her|their) \w+ from before\b"
-    r"|\bgrabbed the wrong\b|\bsame (pen|needle) (for|between|with) (both|two|her husband|his wife)\b"
-    r"|\blet (her|his|their) (husband|wife|partner|son|daughter|mum|dad) use (her|his|their) (\w+ )?(pen|needle)\b"
-    r"|\bsame needle\b"
-)
-MISUSE = _rx(
-    MISUSE.pattern
-    + r"|\b(to|for) ['‘’\"]?cut['’\"]?\b.{0,40}\b(competition|show|comp|stage|gym)\b|\bbodybuild\w*|\bslimming"
-    r" (group|club)\b|\bshar(ed|ing|es) (pens|needles|syringes|a pen|one pen)\b"
-    r"|\b(doubling|doubled|upping|upped|increasing|increased|tripling) (his|her|their) (own )?(\w+ ){0,2}(himself"
-    r"|herself|themselves|on (his|her|their) own)\b"
-    r"|\bbecause (he|she|they) (thinks?|believes?|feels?) it (gives|helps|makes|protects|cancels|burns)\b"
-    r"|\b(thinks?|believes?) it ['‘’\"]?(protects|cancels|burns|detox)\w*|\bcancels? (it )?['‘’\"]?out\b"
-    r"|\bafter (every |each |a )?(big )?night out\b|\bonly takes? (it|his|her|their) \w+ when\b"
-    r"|\b(husband|wife|partner|son|daughter|friend|mum|mom|dad|brother|sister|flatmate)\b (has been|is|was|had been"
-    r"|'s been) (using|taking|injecting) (her|his|their|my) \w+\b"
-    r"|\b(script|prescription|rx) (\w+ ){0,3}(was |had been |has been )?(altered|forged|tampered|doctored)\b|\bforged\b"
-    r"|\b(taking|took|takes|taken) (\w+'? ){0,3}home for (herself|himself|themselves|personal use)\b"
-)
-OCCUPATIONAL = _rx(
-    OCCUPATIONAL.pattern
-    + r"|\b(got|get|had) (some|a bit|a drop|a little)( of)?( the)? ?(\w+ )?(on|in) my (skin|hands?|eyes?|face|mouth"
-    r"|lips)\b|\b(powder|dust|liquid|solution|drops?|fluid|contents)\b.{0,40}\b(in|into|on) (her|his|my|their) (eyes?"
-    r"|face|mouth|nose|skin|lips)\b|\bstuck (into|in) (her|his|my|their) (foot|leg|hand|finger|thumb|arm|palm)\b"
-    r"|\bgot a (needle[- ]?)?stick\b|\bstick injury\b|\bstichverletzung\w*|\bnadelstich\w*"
-    r"|\bgot a (squirt|splash|spray|spurt)\b|\bgot (pricked|jabbed|stuck|stabbed|scratched)\b"
-    r"|\b(powder|dust|liquid|solution|spray)\b.{0,30}\b(everywhere|all over)\b"
-)
-PREGNANCY = _rx(
-    PREGNANCY.pattern
-    + r"|\bectopic\b|\bmiscarri\w*|\bstill ?birth\b|\bstillborn\b|\bbaby (was )?(born|delivered)\b"
-)
-PREGNANCY_STATEMENT = _rx(
-    PREGNANCY_STATEMENT.pattern
-    + r"|\bectopic\b|\bmiscarri\w*|\bstill ?birth\b|\bstillborn\b|\bbaby (was )?(born|delivered)\b"
-    r"|\b(mother|mum|mom) (was|had been) (on|taking|using)\b|\bpositive (pregnancy )?test\b"
-)
-PATERNAL_PREGNANCY = _rx(
-    PATERNAL_PREGNANCY.pattern
-    + r"|\b(partner|wife|girlfriend) of a (man|patient|pt)\b.{0,60}\b(on|taking|using)\b"
-)
-_CHILD = (r"(grandson|granddaughter|grandchild|toddler|child|kid|twins|infant|baby|\d{1,2} ?(yo|y/o|year[- ]old)"
-          r"|\(\d{1,2}\)|boy|girl)")
-OVERDOSE = _rx(
-    OVERDOSE.pattern
-    + r"|\b(injected|took|taken|gave|given|had|used) another (full )?(\d+(\.\d+)? ?mg|dose|pen|injection|shot"
-    r"|syringe)\b"
-    r"|\b(took|swallowed|taken|injected|used) (them|it) all\b|\bempty (box|pack|bottle|blister|pens|boxes|packs)\b"
-    r"|\b(took|swallowed|injected|taken|had|used)\b.{0,50}\bat once\b"
-    r"|\b(\d+|two|three|four) (pens|doses|injections|syringes)\b.{0,30}\b(on the same|in one|the same) (day|morning"
-    r"|evening|night)\b|\b(suizid\w*|suicid\w*|self[- ]harm|intentional ingestion)\b"
-    r"|\b(dial|dose) (turned|set|dialled|dialed) (up )?to (the )?(max|maximum|highest)\b"
-    r"|\b" + _CHILD + r"\b.{0,60}\b(found|opened|got into|got hold of|found open|jabbed|chewed|swallowed)\b"
-    r"|\bequivalent of\b.{0,50}\b(in|within) (\d+|one|a|two) (weeks?|days?)\b"
-    r"|\b(about |roughly |around )?\d{2,3} gone\b"
-    r"|\ba load of\b|\b(taking|took|taken|swallowing|swallowed|ingesting|ingested) (\d{2,3}|[5-9]) (tablets|tabs|pills"
-    r"|capsules|tabletten)\b|\b(\d+|two|three|four|five) doses (used|gone|taken|injected) (since|in) (yesterday"
-    r"|last night|one day|a day|24 ?h)\b"
-)
-DEFECT_WORDS = _rx(
-    DEFECT_WORDS.pattern
-    + r"|\bmisprint\w*|\bno expiry\b|\b(big|bigger|large|larger|huge) (air )?bubble\b|\bskipped (from|a)\b"
-    r"|\b(won'?t|doesn'?t|does not|will not) scan\b|\bsmudged\b|\bflak(ing|ed|es)\b|\bcoating\b.{0,20}\b(off|missing"
-    r"|cracked)\b|\bno needles\b|\b(round|different|odd|strange) (blue|white|pink|yellow|colou?red) (tablet|pill)\b"
-    r"|\binstead of the (oval|round|usual)\b|\b(carton|box|pack|label) says\b.{0,40}\b(foil|blister|tablet|pen|vial)"
-    r" says\b|\b(didn'?t|did not|doesn'?t|does not) deliver (the )?(full|whole)\b|\bstill visible in the window\b"
-    r"|\b(german|french|foreign|wrong|spanish|dutch|polish) (language )?packaging\b|\bno (english )?leaflet\b"
-)
-PREGNANCY_STATEMENT = _rx(
-    PREGNANCY_STATEMENT.pattern
-    + r"|\bfound out (she'?s|she is|she was) \d+ ?(weeks|wks|months)\b|\b\d+ (months?|weeks?) gone\b|\bat booking\b"
-    r"|\bbooked at \d+ ?(weeks|wks)\b|\bnow \d+ ?(weeks|wks)\b|\btop at \d+ ?(weeks|wks)\b|\btermination\b"
-    r"|\bdelivered (\w+ )?at \d+ ?(weeks|wks)\b"
-)
-PREGNANCY = _rx(
-    PREGNANCY.pattern
-    + r"|\bat booking\b|\bbooked at \d+ ?(weeks|wks)\b|\btop at \d+ ?(weeks|wks)\b|\b\d+ (months?|weeks?) gone\b"
-)
-# "she wasn't planning this" is not a plan
-PREGNANCY_CONDITIONAL = _rx(PREGNANCY_CONDITIONAL.pattern.replace(
-    r"|\bplanning\b", r"|(?<!n't )(?<!not )(?<!nt )\bplanning\b"))
 
 def evaluate(norm: str, *, product_mentioned: bool, off_label: bool = False,
              above_max_dose: bool = False) -> RuleHits:
