@@ -51,11 +51,10 @@ def _training_vocabulary(nlu_dir: Path) -> set[str]:
     for path in sorted(nlu_dir.glob("*.yml")):
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         for block in data.get("nlu", []) or []:
-            for field in ("examples",):
-                text = block.get(field)
-                if isinstance(text, str):
-                    # "[cardiovex](product)" annotations: the words, not the entity names
-                    words.update(_WORD.findall(re.sub(r"\([a-z_]+\)|\{[^}]*\}", " ", text.lower())))
+            text = block.get("examples")
+            if isinstance(text, str):
+                # "[cardiovex](product)" annotations: the words, not the entity names
+                words.update(_WORD.findall(re.sub(r"\([a-z_]+\)|\{[^}]*\}", " ", text.lower())))
     return words
 
 
